@@ -1,0 +1,111 @@
+package maps
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/xdpstack/xdpstack/bpf"
+)
+
+// Protocol is a transport protocol the program can steer.
+type Protocol uint8
+
+const (
+	TCP Protocol = 6
+	UDP Protocol = 17
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	}
+	return fmt.Sprintf("protocol(%d)", uint8(p))
+}
+
+// Listener is an address the userstack serves. An unspecified (zero or
+// ::) Addr matches every destination address.
+type Listener struct {
+	Protocol Protocol
+	Addr     netip.Addr
+	Port     uint16
+}
+
+func (l Listener) String() string {
+	addr := l.Addr
+	if !addr.IsValid() {
+		addr = netip.IPv6Unspecified()
+	}
+	return fmt.Sprintf("%s://%s", l.Protocol, netip.AddrPortFrom(addr, l.Port))
+}
+
+func (l Listener) key() (bpf.XdpListenerKey, error) {
+	if l.Protocol != TCP && l.Protocol != UDP {
+		return bpf.XdpListenerKey{}, fmt.Errorf("listener %s: only tcp and udp can be steered", l)
+	}
+	k := bpf.XdpListenerKey{Protocol: uint8(l.Protocol), Port: htons(l.Port)}
+	if l.Addr.IsValid() && !l.Addr.IsUnspecified() {
+		k.Addr = l.Addr.As16()
+	}
+	return k, nil
+}
+
+func listenerFromKey(k bpf.XdpListenerKey) Listener {
+	addr := netip.AddrFrom16(k.Addr).Unmap()
+	if addr.IsUnspecified() {
+		addr = netip.Addr{}
+	}
+	return Listener{Protocol: Protocol(k.Protocol), Addr: addr, Port: ntohs(k.Port)}
+}
+
+// Listeners is the table of what the program steers to the userstack.
+type Listeners struct{ m *ebpf.Map }
+
+// Put adds or replaces a listener, owned by the session layer's id.
+func (t Listeners) Put(l Listener, id uint32) error {
+	k, err := l.key()
+	if err != nil {
+		return err
+	}
+	if err := t.m.Put(k, bpf.XdpListenerValue{ListenerId: id}); err != nil {
+		return fmt.Errorf("add listener %s: %w", l, err)
+	}
+	return nil
+}
+
+// Delete removes a listener; ErrNotFound when it is not there.
+func (t Listeners) Delete(l Listener) error {
+	k, err := l.key()
+	if err != nil {
+		return err
+	}
+	if err := t.m.Delete(k); err != nil {
+		return fmt.Errorf("delete listener %s: %w", l, notFound(err))
+	}
+	return nil
+}
+
+// All returns every listener with its owner's id.
+func (t Listeners) All() (map[Listener]uint32, error) {
+	all := make(map[Listener]uint32)
+	var (
+		k bpf.XdpListenerKey
+		v bpf.XdpListenerValue
+	)
+	entries := t.m.Iterate()
+	for entries.Next(&k, &v) {
+		all[listenerFromKey(k)] = v.ListenerId
+	}
+	if err := entries.Err(); err != nil {
+		return nil, fmt.Errorf("read %s map: %w", ListenersName, err)
+	}
+	return all, nil
+}
+
+// The key keeps the port in network order, as the packet has it.
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+func ntohs(v uint16) uint16 { return htons(v) }

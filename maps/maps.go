@@ -1,0 +1,91 @@
+// Package maps is the one place that knows the layout of xdpstack's BPF
+// maps: their names, where they are pinned, and how their keys and values
+// are encoded. Everything else reads and writes them through the typed
+// accessors here.
+package maps
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/xdpstack/xdpstack/bpf"
+)
+
+// DefaultPinRoot is where every attached interface gets a folder of pins.
+const DefaultPinRoot = "/sys/fs/bpf/xdpstack"
+
+// Names of the pinned maps, as bpftool shows them.
+const (
+	StatsName     = bpf.XdpMapStats
+	ListenersName = bpf.XdpMapListeners
+	XSKsName      = bpf.XdpMapXsks
+	InfoName      = bpf.XdpMapInfo
+)
+
+// PinnedNames lists every map the XDP program pins, in a stable order.
+var PinnedNames = []string{InfoName, ListenersName, StatsName, XSKsName}
+
+// ErrNotFound is returned by lookups of a key that is not in a map.
+var ErrNotFound = errors.New("not found")
+
+// PinDir is the folder holding the pins of the program attached to iface.
+func PinDir(root, iface string) string {
+	return filepath.Join(root, iface)
+}
+
+// Set is the program's maps of one interface.
+type Set struct {
+	Stats     Stats
+	Listeners Listeners
+	Info      Info
+	XSKs      *ebpf.Map
+}
+
+// FromObjects wraps the maps of a loaded collection; the collection keeps
+// owning them.
+func FromObjects(m *bpf.XdpMaps) *Set {
+	return &Set{
+		Stats:     Stats{m.Stats},
+		Listeners: Listeners{m.Listeners},
+		Info:      Info{m.Info},
+		XSKs:      m.Xsks,
+	}
+}
+
+// OpenPinned opens the maps pinned in dir, as left by an attached
+// program. The caller closes the Set.
+func OpenPinned(dir string) (*Set, error) {
+	opened := make(map[string]*ebpf.Map, len(PinnedNames))
+	for _, name := range PinnedNames {
+		path := filepath.Join(dir, name)
+		m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: name == StatsName || name == InfoName})
+		if err != nil {
+			for _, m := range opened {
+				m.Close()
+			}
+			return nil, fmt.Errorf("open pinned map %s: %w", path, err)
+		}
+		opened[name] = m
+	}
+	return &Set{
+		Stats:     Stats{opened[StatsName]},
+		Listeners: Listeners{opened[ListenersName]},
+		Info:      Info{opened[InfoName]},
+		XSKs:      opened[XSKsName],
+	}, nil
+}
+
+// Close closes the maps of a Set from OpenPinned.
+func (s *Set) Close() error {
+	return errors.Join(s.Stats.m.Close(), s.Listeners.m.Close(), s.Info.m.Close(), s.XSKs.Close())
+}
+
+func notFound(err error) error {
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return ErrNotFound
+	}
+	return err
+}

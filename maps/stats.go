@@ -1,0 +1,127 @@
+package maps
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/xdpstack/xdpstack/bpf"
+)
+
+// Action is the XDP verdict a packet got.
+type Action uint32
+
+// The XDP verdicts, with the kernel's values.
+const (
+	ActionAborted Action = iota
+	ActionDrop
+	ActionPass
+	ActionTx
+	ActionRedirect
+	numActions
+)
+
+var actionNames = [numActions]string{"aborted", "drop", "pass", "tx", "redirect"}
+
+func (a Action) String() string {
+	if a < numActions {
+		return actionNames[a]
+	}
+	return fmt.Sprintf("action(%d)", uint32(a))
+}
+
+// Reason says why the program chose a verdict; its values are the C enum's.
+type Reason uint32
+
+const (
+	ReasonNotIP       = Reason(bpf.XdpXdpReasonREASON_NOT_IP)
+	ReasonMalformed   = Reason(bpf.XdpXdpReasonREASON_MALFORMED)
+	ReasonFragment    = Reason(bpf.XdpXdpReasonREASON_FRAGMENT)
+	ReasonExtHdrLimit = Reason(bpf.XdpXdpReasonREASON_EXT_HDR_LIMIT)
+	ReasonNoMatch     = Reason(bpf.XdpXdpReasonREASON_NO_MATCH)
+	ReasonSteered     = Reason(bpf.XdpXdpReasonREASON_STEERED)
+	ReasonNoSocket    = Reason(bpf.XdpXdpReasonREASON_NO_SOCKET)
+	numReasons        = Reason(bpf.XdpXdpReasonREASON_MAX)
+)
+
+// An array sized by the C enum fails to compile when a reason is added
+// there and not named here.
+var reasonNames = [numReasons]string{
+	ReasonNotIP:       "not_ip",
+	ReasonMalformed:   "malformed",
+	ReasonFragment:    "fragment",
+	ReasonExtHdrLimit: "ext_hdr_limit",
+	ReasonNoMatch:     "no_match",
+	ReasonSteered:     "steered",
+	ReasonNoSocket:    "no_socket",
+}
+
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint32(r))
+}
+
+// Verdict is one cell of the stats map.
+type Verdict struct {
+	Action Action
+	Reason Reason
+}
+
+func (v Verdict) index() uint32 { return uint32(v.Action)*uint32(numReasons) + uint32(v.Reason) }
+
+func verdictAt(index uint32) Verdict {
+	return Verdict{Action(index / uint32(numReasons)), Reason(index % uint32(numReasons))}
+}
+
+// Counter is what the program counts for each verdict.
+type Counter struct {
+	Packets uint64
+	Bytes   uint64
+}
+
+// Add returns the sum of two counters.
+func (c Counter) Add(o Counter) Counter {
+	return Counter{c.Packets + o.Packets, c.Bytes + o.Bytes}
+}
+
+// Stats is the per-CPU counter map.
+type Stats struct{ m *ebpf.Map }
+
+// Sum reads every verdict's counters and sums them over the CPUs.
+// Verdicts that never happened are left out.
+func (s Stats) Sum() (map[Verdict]Counter, error) {
+	sums := make(map[Verdict]Counter)
+	var (
+		index  uint32
+		perCPU []bpf.XdpCounter
+	)
+	entries := s.m.Iterate()
+	for entries.Next(&index, &perCPU) {
+		var sum Counter
+		for _, c := range perCPU {
+			sum = sum.Add(Counter{c.Packets, c.Bytes})
+		}
+		if sum.Packets > 0 {
+			sums[verdictAt(index)] = sum
+		}
+	}
+	if err := entries.Err(); err != nil {
+		return nil, fmt.Errorf("read %s map: %w", StatsName, err)
+	}
+	return sums, nil
+}
+
+// Lookup sums one verdict's counters over the CPUs.
+func (s Stats) Lookup(v Verdict) (Counter, error) {
+	var perCPU []bpf.XdpCounter
+	if err := s.m.Lookup(v.index(), &perCPU); err != nil {
+		return Counter{}, fmt.Errorf("look up %s/%s in %s map: %w", v.Action, v.Reason, StatsName, notFound(err))
+	}
+	var sum Counter
+	for _, c := range perCPU {
+		sum = sum.Add(Counter{c.Packets, c.Bytes})
+	}
+	return sum, nil
+}
