@@ -1,0 +1,270 @@
+// Package loader owns xdpstack's XDP program on an interface: it loads
+// the collection, pins the maps and the bpf_link under
+// /sys/fs/bpf/xdpstack/<ifname>/, attaches, replaces and detaches.
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/xdpstack/xdpstack/bpf"
+	"github.com/xdpstack/xdpstack/maps"
+)
+
+// linkPinName is the pinned bpf_link: it keeps the program attached
+// after the process that attached it is gone, and lets a later process
+// replace the program atomically or detach it.
+const linkPinName = "link"
+
+// Options say how to attach.
+type Options struct {
+	// Mode is the XDP mode to ask for.
+	Mode Mode
+	// PinRoot is the folder holding one folder of pins per interface;
+	// maps.DefaultPinRoot when empty.
+	PinRoot string
+}
+
+// Attachment is xdpstack's program loaded, pinned and attached to one
+// interface. Close detaches it and removes its pins.
+type Attachment struct {
+	Iface Interface
+	// Mode is the mode in use, never ModeAuto.
+	Mode Mode
+	// NativeErr says why native mode failed when ModeAuto fell back to
+	// generic; nil otherwise.
+	NativeErr error
+	// Replaced is true when an earlier xdpstack program was swapped out.
+	Replaced  bool
+	ProgramID ebpf.ProgramID
+	Maps      *maps.Set
+	PinDir    string
+
+	objs bpf.XdpObjects
+	link link.Link
+}
+
+func pinRoot(root string) string {
+	if root == "" {
+		return maps.DefaultPinRoot
+	}
+	return root
+}
+
+// Attach loads xdpstack's program and attaches it to the named
+// interface. When an xdpstack program left by a process that is gone is
+// already there, the new one replaces it atomically; a program of
+// anyone else's is refused.
+func Attach(ifname string, opts Options) (*Attachment, error) {
+	iface, err := LookupInterface(ifname)
+	if err != nil {
+		return nil, err
+	}
+	dir := maps.PinDir(pinRoot(opts.PinRoot), iface.Name)
+	old, err := existingLink(iface, dir, opts.Mode)
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureBPFFS(dir); err != nil {
+		if old != nil {
+			old.Close()
+		}
+		return nil, err
+	}
+
+	a := &Attachment{Iface: iface, PinDir: dir}
+	if err := a.load(); err != nil {
+		if old != nil {
+			old.Close()
+		}
+		return nil, err
+	}
+	if old != nil {
+		a.link, a.Replaced = old, true
+		if err := old.Update(a.objs.XdpstackIngress); err != nil {
+			a.abort()
+			return nil, fmt.Errorf("replace xdpstack program on %s: %w", iface.Name, err)
+		}
+		_, a.Mode, err = xdpProgramOn(iface.Index)
+	} else {
+		err = a.attach(opts.Mode)
+	}
+	if err != nil {
+		a.abort()
+		return nil, err
+	}
+	info, err := a.objs.XdpstackIngress.Info()
+	if err != nil {
+		a.abort()
+		return nil, fmt.Errorf("read program info: %w", err)
+	}
+	a.ProgramID, _ = info.ID()
+	if err := a.Maps.Info.Put(maps.AttachInfo{Time: time.Now(), PID: os.Getpid()}); err != nil {
+		a.abort()
+		return nil, err
+	}
+	return a, nil
+}
+
+// existingLink opens the pinned link of an earlier xdpstack on iface,
+// after checking that replacing it is safe; nil when there is none.
+func existingLink(iface Interface, dir string, mode Mode) (link.Link, error) {
+	progID, inUse, err := xdpProgramOn(iface.Index)
+	if err != nil {
+		return nil, err
+	}
+	pinned, err := link.LoadPinnedLink(filepath.Join(dir, linkPinName), nil)
+	if errors.Is(err, os.ErrNotExist) {
+		if progID != 0 {
+			return nil, fmt.Errorf("%s already has XDP program %d that xdpstack did not attach (remove it: ip link set dev %s xdp off)", iface.Name, progID, iface.Name)
+		}
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open pinned link in %s: %w (clean up: xdpstack detach %s)", dir, err, iface.Name)
+	}
+	info, err := pinned.Info()
+	if err != nil || info.XDP() == nil || int(info.XDP().Ifindex) != iface.Index || uint32(info.Program) != progID {
+		pinned.Close()
+		return nil, fmt.Errorf("pins in %s do not belong to the program on %s (clean up: xdpstack detach %s)", dir, iface.Name, iface.Name)
+	}
+	if pid := attachedBy(dir); pid != 0 && processAlive(pid) {
+		pinned.Close()
+		return nil, fmt.Errorf("xdpstack (pid %d) is already attached to %s (stop it first)", pid, iface.Name)
+	}
+	if mode != ModeAuto && mode != inUse {
+		pinned.Close()
+		return nil, fmt.Errorf("%s has xdpstack attached in %s mode; --mode %s needs a detach first (xdpstack detach %s)", iface.Name, inUse, mode, iface.Name)
+	}
+	return pinned, nil
+}
+
+// load loads the collection, reusing maps already pinned in the pin
+// folder so that counters and listeners survive a replace.
+func (a *Attachment) load() error {
+	spec, err := bpf.LoadXdp()
+	if err != nil {
+		return fmt.Errorf("read embedded BPF objects: %w", err)
+	}
+	err = spec.LoadAndAssign(&a.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: a.PinDir}})
+	if errors.Is(err, ebpf.ErrMapIncompatible) {
+		return fmt.Errorf("maps pinned in %s do not match this build of xdpstack: %w (clean up: xdpstack detach %s)", a.PinDir, err, a.Iface.Name)
+	}
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) {
+		return fmt.Errorf("kernel verifier rejected the XDP program: %w", verr)
+	}
+	if err != nil {
+		return fmt.Errorf("load XDP program: %w", err)
+	}
+	a.Maps = maps.FromObjects(&a.objs.XdpMaps)
+	return nil
+}
+
+func (a *Attachment) attach(mode Mode) error {
+	try := func(m Mode) error {
+		l, err := link.AttachXDP(link.XDPOptions{
+			Program:   a.objs.XdpstackIngress,
+			Interface: a.Iface.Index,
+			Flags:     m.attachFlags(),
+		})
+		if err != nil {
+			return fmt.Errorf("attach XDP to %s in %s mode: %w", a.Iface.Name, m, err)
+		}
+		a.link, a.Mode = l, m
+		return nil
+	}
+	var err error
+	switch mode {
+	case ModeAuto:
+		if a.NativeErr = try(ModeNative); a.NativeErr == nil {
+			break
+		}
+		if err = try(ModeGeneric); err != nil {
+			return fmt.Errorf("%w; native mode failed too: %w", err, a.NativeErr)
+		}
+	case ModeNative:
+		if err = try(ModeNative); err != nil {
+			return fmt.Errorf("%w (try --mode generic)", err)
+		}
+	default:
+		err = try(mode)
+	}
+	if err != nil {
+		return err
+	}
+	if err := a.link.Pin(filepath.Join(a.PinDir, linkPinName)); err != nil {
+		return fmt.Errorf("pin link: %w", err)
+	}
+	return nil
+}
+
+// abort undoes a failed Attach: a link it created goes away, a replaced
+// link keeps its old program, and maps go only if nothing else uses them.
+func (a *Attachment) abort() {
+	if a.link != nil && !a.Replaced {
+		a.link.Unpin()
+	}
+	if a.link != nil {
+		a.link.Close()
+	}
+	if !a.Replaced {
+		a.unpinMaps()
+	}
+	a.objs.Close()
+}
+
+// Close detaches the program and removes every pin, in the reverse order
+// of Attach.
+func (a *Attachment) Close() error {
+	errs := []error{a.link.Unpin(), a.link.Close()}
+	errs = append(errs, a.unpinMaps(), a.objs.Close())
+	return errors.Join(errs...)
+}
+
+func (a *Attachment) unpinMaps() error {
+	var errs []error
+	for _, m := range []*ebpf.Map{a.objs.Stats, a.objs.Listeners, a.objs.Info, a.objs.Xsks} {
+		if m != nil {
+			errs = append(errs, m.Unpin())
+		}
+	}
+	return errors.Join(append(errs, removePinDir(a.PinDir))...)
+}
+
+// removePinDir removes an interface's pin folder and, when it was the
+// last one, the pin root.
+func removePinDir(dir string) error {
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove pin folder: %w", err)
+	}
+	os.Remove(filepath.Dir(dir)) // fails, as it should, while other interfaces have pins
+	return nil
+}
+
+// attachedBy reads which process attached the program pinned in dir; 0
+// when that cannot be told.
+func attachedBy(dir string) int {
+	set, err := maps.OpenPinned(dir)
+	if err != nil {
+		return 0
+	}
+	defer set.Close()
+	info, err := set.Info.Get()
+	if err != nil {
+		return 0
+	}
+	return info.PID
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}

@@ -1,0 +1,244 @@
+package loader
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+
+	"github.com/xdpstack/xdpstack/bpf"
+	"github.com/xdpstack/xdpstack/internal/testutil"
+	"github.com/xdpstack/xdpstack/maps"
+)
+
+func attach(t *testing.T, ifname string, opts Options) *Attachment {
+	t.Helper()
+	a, err := Attach(ifname, opts)
+	if err != nil {
+		t.Fatalf("Attach(%s, %+v): %v", ifname, opts, err)
+	}
+	return a
+}
+
+func programOn(t *testing.T, ifname string) (uint32, Mode) {
+	t.Helper()
+	iface, err := LookupInterface(ifname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, mode, err := xdpProgramOn(iface.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id, mode
+}
+
+// die leaves the attachment as a killed process would: fds closed, pins
+// in place, and an attach record naming a process that is gone.
+func die(t *testing.T, a *Attachment) {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Maps.Info.Put(maps.AttachInfo{Time: time.Now(), PID: cmd.Process.Pid}); err != nil {
+		t.Fatal(err)
+	}
+	a.link.Close()
+	a.objs.Close()
+}
+
+func TestAttachAndClose(t *testing.T) {
+	for _, tc := range []struct {
+		ask, want Mode
+	}{
+		{ModeNative, ModeNative},
+		{ModeGeneric, ModeGeneric},
+		{ModeAuto, ModeNative}, // veth has native XDP
+	} {
+		t.Run(tc.ask.String(), func(t *testing.T) {
+			ifname, _ := testutil.Veth(t)
+			root := testutil.PinRoot(t)
+			a := attach(t, ifname, Options{Mode: tc.ask, PinRoot: root})
+			if a.Mode != tc.want || a.NativeErr != nil {
+				t.Errorf("Mode, NativeErr: got %v, %v; want %v, nil", a.Mode, a.NativeErr, tc.want)
+			}
+			if id, mode := programOn(t, ifname); id != uint32(a.ProgramID) || mode != tc.want {
+				t.Errorf("netlink: got program %d in %v mode, want %d in %v", id, mode, a.ProgramID, tc.want)
+			}
+			st, err := ReadInterfaceStatus(root, ifname)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantPins := []string{"info", "link", "listeners", "stats", "xsks"}
+			if !slices.Equal(st.Pins, wantPins) || st.ProgramID != a.ProgramID || st.Mode != tc.want ||
+				st.PID != os.Getpid() || !st.Running || st.ProgramName != "xdpstack_ingress" {
+				t.Errorf("ReadInterfaceStatus: got %+v", st)
+			}
+			if err := a.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			if id, _ := programOn(t, ifname); id != 0 {
+				t.Errorf("after Close: program %d still attached", id)
+			}
+			if _, err := os.Stat(root); !os.IsNotExist(err) {
+				t.Errorf("after Close: pin root still there (%v)", err)
+			}
+		})
+	}
+}
+
+func TestAttachRefusesForeignProgram(t *testing.T) {
+	ifname, _ := testutil.Veth(t)
+	var objs bpf.PassObjects
+	if err := bpf.LoadPassObjects(&objs, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer objs.Close()
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetXdpFd(l, objs.XdpPass.FD()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Attach(ifname, Options{PinRoot: testutil.PinRoot(t)})
+	if err == nil || !strings.Contains(err.Error(), "xdpstack did not attach") {
+		t.Fatalf("Attach over a foreign program: got %v, want a refusal", err)
+	}
+}
+
+func TestAttachReplacesDeadProcess(t *testing.T) {
+	ifname, _ := testutil.Veth(t)
+	root := testutil.PinRoot(t)
+	first := attach(t, ifname, Options{Mode: ModeGeneric, PinRoot: root})
+	listener := maps.Listener{Protocol: maps.TCP, Port: 7}
+	if err := first.Maps.Listeners.Put(listener, 42); err != nil {
+		t.Fatal(err)
+	}
+	die(t, first)
+	if id, _ := programOn(t, ifname); id != uint32(first.ProgramID) {
+		t.Fatalf("after death: got program %d, want %d still attached", id, first.ProgramID)
+	}
+
+	if _, err := Attach(ifname, Options{Mode: ModeNative, PinRoot: root}); err == nil || !strings.Contains(err.Error(), "generic mode") {
+		t.Errorf("Attach in another mode: got %v, want a refusal naming generic mode", err)
+	}
+
+	second := attach(t, ifname, Options{PinRoot: root})
+	defer second.Close()
+	if !second.Replaced || second.Mode != ModeGeneric || second.ProgramID == first.ProgramID {
+		t.Errorf("replace: got Replaced=%v Mode=%v ID=%d (old %d)", second.Replaced, second.Mode, second.ProgramID, first.ProgramID)
+	}
+	if id, _ := programOn(t, ifname); id != uint32(second.ProgramID) {
+		t.Errorf("netlink: got program %d, want %d", id, second.ProgramID)
+	}
+	all, err := second.Maps.Listeners.All()
+	if err != nil || all[listener] != 42 {
+		t.Errorf("listeners after replace: got %v, %v; want the old entry kept", all, err)
+	}
+
+	if _, err := Attach(ifname, Options{PinRoot: root}); err == nil || !strings.Contains(err.Error(), "already attached") {
+		t.Errorf("Attach while attached by a live process: got %v, want a refusal", err)
+	}
+}
+
+func TestDetach(t *testing.T) {
+	ifname, _ := testutil.Veth(t)
+	root := testutil.PinRoot(t)
+	a := attach(t, ifname, Options{PinRoot: root})
+	if err := Detach(ifname, DetachOptions{PinRoot: root}); err != nil {
+		t.Fatalf("Detach of own attachment: %v", err)
+	}
+	checkGone(t, ifname, root)
+	a.objs.Close()
+	a.link.Close()
+
+	b := attach(t, ifname, Options{PinRoot: root})
+	die(t, b)
+	if err := Detach(ifname, DetachOptions{PinRoot: root}); err != nil {
+		t.Fatalf("Detach after death: %v", err)
+	}
+	checkGone(t, ifname, root)
+
+	if err := Detach(ifname, DetachOptions{PinRoot: root}); err == nil || !strings.Contains(err.Error(), "not attached") {
+		t.Errorf("Detach with nothing attached: got %v", err)
+	}
+}
+
+func TestDetachRunning(t *testing.T) {
+	ifname, _ := testutil.Veth(t)
+	root := testutil.PinRoot(t)
+	// A live process other than this one, recorded as the attacher.
+	sleeper := exec.Command("sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	a := attach(t, ifname, Options{PinRoot: root})
+	defer a.objs.Close()
+	defer a.link.Close()
+	if err := a.Maps.Info.Put(maps.AttachInfo{Time: time.Now(), PID: sleeper.Process.Pid}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Detach(ifname, DetachOptions{PinRoot: root}); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("Detach while running: got %v, want a refusal with a hint", err)
+	}
+	if err := Detach(ifname, DetachOptions{PinRoot: root, Force: true}); err != nil {
+		t.Fatalf("Detach --force: %v", err)
+	}
+	// The link is still open here, as in the running process: the
+	// program must be gone all the same.
+	checkGone(t, ifname, root)
+}
+
+func checkGone(t *testing.T, ifname, root string) {
+	t.Helper()
+	if id, _ := programOn(t, ifname); id != 0 {
+		t.Errorf("program %d still attached", id)
+	}
+	if _, err := os.Stat(maps.PinDir(root, ifname)); !os.IsNotExist(err) {
+		t.Errorf("pins still there (%v)", err)
+	}
+}
+
+func TestAttachErrors(t *testing.T) {
+	testutil.RequireBPF(t)
+	_, err := Attach("xs-no-such0", Options{PinRoot: testutil.PinRoot(t)})
+	if err == nil || !strings.Contains(err.Error(), `interface "xs-no-such0" not found`) {
+		t.Errorf("Attach to missing interface: got %v", err)
+	}
+	if _, err := ParseMode("fast"); err == nil || !strings.Contains(err.Error(), `"fast"`) {
+		t.Errorf("ParseMode(fast): got %v", err)
+	}
+}
+
+func TestPinnedMapsHaveBTF(t *testing.T) {
+	ifname, _ := testutil.Veth(t)
+	root := testutil.PinRoot(t)
+	a := attach(t, ifname, Options{PinRoot: root})
+	defer a.Close()
+	for _, name := range maps.PinnedNames {
+		if name == maps.XSKsName {
+			continue // the kernel takes no BTF for an XSKMAP: its values are socket fds
+		}
+		m, err := ebpf.LoadPinnedMap(filepath.Join(a.PinDir, name), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := m.Info()
+		m.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := info.BTFID(); !ok {
+			t.Errorf("map %s has no BTF", name)
+		}
+	}
+}

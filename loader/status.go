@@ -1,0 +1,135 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/xdpstack/xdpstack/maps"
+)
+
+// Status is what xdpstack has attached to one interface, read from its
+// pins, so it works whether or not the attaching process still runs.
+type Status struct {
+	Iface       string
+	PinDir      string
+	ProgramID   ebpf.ProgramID // 0 when the program is no longer attached
+	ProgramName string
+	Mode        Mode
+	AttachedAt  time.Time
+	PID         int
+	// Running tells whether the process that attached is still alive.
+	Running bool
+	// Pins are the names of the files in PinDir.
+	Pins []string
+}
+
+// ReadStatus reads the status of every interface with pins under root.
+func ReadStatus(root string) ([]Status, error) {
+	root = pinRoot(root)
+	entries, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read pin root: %w", err)
+	}
+	var all []Status
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		s, err := ReadInterfaceStatus(root, e.Name())
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, s)
+	}
+	return all, nil
+}
+
+// ReadInterfaceStatus reads the status of one interface's pins.
+func ReadInterfaceStatus(root, ifname string) (Status, error) {
+	dir := maps.PinDir(pinRoot(root), ifname)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return Status{}, fmt.Errorf("xdpstack is not attached to %s (no pins in %s)", ifname, dir)
+	}
+	if err != nil {
+		return Status{}, fmt.Errorf("read pins of %s: %w", ifname, err)
+	}
+	s := Status{Iface: ifname, PinDir: dir}
+	for _, e := range entries {
+		s.Pins = append(s.Pins, e.Name())
+	}
+	if set, err := maps.OpenPinned(dir); err == nil {
+		if info, err := set.Info.Get(); err == nil {
+			s.AttachedAt, s.PID = info.Time, info.PID
+			s.Running = processAlive(info.PID)
+		}
+		set.Close()
+	}
+	l, err := link.LoadPinnedLink(filepath.Join(dir, linkPinName), nil)
+	if err != nil {
+		return s, nil
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil || info.XDP() == nil || info.XDP().Ifindex == 0 {
+		return s, nil
+	}
+	s.ProgramID = info.Program
+	if prog, err := ebpf.NewProgramFromID(info.Program); err == nil {
+		if pi, err := prog.Info(); err == nil {
+			s.ProgramName = pi.Name
+		}
+		prog.Close()
+	}
+	if _, mode, err := xdpProgramOn(int(info.XDP().Ifindex)); err == nil {
+		s.Mode = mode
+	}
+	return s, nil
+}
+
+// DetachOptions say what Detach may do.
+type DetachOptions struct {
+	PinRoot string
+	// Force detaches even while the process that attached still runs.
+	Force bool
+}
+
+// Detach removes the program and the pins that xdpstack left on an
+// interface, typically after the attaching process died.
+func Detach(ifname string, opts DetachOptions) error {
+	s, err := ReadInterfaceStatus(opts.PinRoot, ifname)
+	if err != nil {
+		return err
+	}
+	if s.Running && s.PID != os.Getpid() && !opts.Force {
+		return fmt.Errorf("xdpstack (pid %d) is still attached to %s (stop it: kill -TERM %d, or detach anyway with --force)", s.PID, ifname, s.PID)
+	}
+	var errs []error
+	linkPin := filepath.Join(s.PinDir, linkPinName)
+	if l, err := link.LoadPinnedLink(linkPin, nil); err == nil {
+		// BPF_LINK_DETACH takes the program off even while a running
+		// process still holds the link open.
+		if err := l.Detach(); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("detach link: %w", err))
+		}
+		errs = append(errs, l.Close())
+	} else if !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("open pinned link: %w", err))
+	}
+	for _, name := range s.Pins {
+		if err := os.Remove(filepath.Join(s.PinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove pin: %w", err))
+		}
+	}
+	errs = append(errs, removePinDir(s.PinDir))
+	return errors.Join(errs...)
+}
