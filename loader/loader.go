@@ -137,7 +137,7 @@ func existingLink(iface Interface, dir string, mode Mode) (link.Link, error) {
 	}
 	if pid := attachedBy(dir); pid != 0 && processAlive(pid) {
 		pinned.Close()
-		return nil, fmt.Errorf("xdpstack (pid %d) is already attached to %s (stop it first)", pid, iface.Name)
+		return nil, fmt.Errorf("xdpstack (pid %d) is already attached to %s (stop it first: kill -TERM %d)", pid, iface.Name, pid)
 	}
 	if mode != ModeAuto && mode != inUse {
 		pinned.Close()

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
+	"github.com/urfave/cli/v2"
+
+	"github.com/xdpstack/xdpstack/daemon"
+	"github.com/xdpstack/xdpstack/loader"
+)
+
+func attachCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "attach",
+		Usage:     "attach to an interface and run in the foreground until SIGINT or SIGTERM",
+		ArgsUsage: "IFACE",
+		Description: "Loads the XDP program, pins its maps under the pin root, attaches it and serves\n" +
+			"/metrics. On SIGINT or SIGTERM it detaches and removes its pins. If the process dies\n" +
+			"instead, the program stays and keeps passing traffic to the kernel; `xdpstack detach`\n" +
+			"or a new `xdpstack attach` takes over.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "XDP mode: native, generic, or auto (native, else generic, and say so)"},
+			&cli.StringFlag{Name: "metrics-addr", Value: "127.0.0.1:9437", Usage: "HOST:PORT to serve Prometheus /metrics on (port 0 picks one; empty serves none)"},
+			&cli.StringFlag{Name: "ready-file", Usage: "write a JSON line here once attached and serving; removed on exit"},
+		},
+		Before: needRoot,
+		Action: runAttach,
+	}
+}
+
+// readyInfo is what the ready file holds.
+type readyInfo struct {
+	PID         int    `json:"pid"`
+	Iface       string `json:"iface"`
+	Mode        string `json:"mode"`
+	ProgramID   uint32 `json:"program_id"`
+	MetricsAddr string `json:"metrics_addr,omitempty"`
+}
+
+func runAttach(c *cli.Context) error {
+	ifname, err := oneIface(c)
+	if err != nil {
+		return err
+	}
+	mode, err := loader.ParseMode(c.String("mode"))
+	if err != nil {
+		return fmt.Errorf("--mode: %w", err)
+	}
+	if addr := c.String("metrics-addr"); addr != "" {
+		if err := checkHostPort(addr); err != nil {
+			return fmt.Errorf("--metrics-addr %q: %w", addr, err)
+		}
+	}
+	readyFile := c.String("ready-file")
+	if readyFile != "" {
+		if st, err := os.Stat(filepath.Dir(readyFile)); err != nil || !st.IsDir() {
+			return fmt.Errorf("--ready-file %s: its folder does not exist", readyFile)
+		}
+	}
+	if err := features.HaveProgramType(ebpf.XDP); err != nil {
+		return fmt.Errorf("this kernel cannot load XDP programs: %w (needs Linux 5.9 or later with BPF enabled)", err)
+	}
+	if _, err := loader.LookupInterface(ifname); err != nil {
+		return err
+	}
+
+	d, err := daemon.Start(daemon.Config{
+		Iface:       ifname,
+		Attach:      loader.Options{Mode: mode, PinRoot: c.String("pin-root")},
+		MetricsAddr: c.String("metrics-addr"),
+	})
+	if err != nil {
+		return err
+	}
+	if d.NativeErr != nil {
+		fmt.Fprintf(c.App.ErrWriter, "warning: native XDP failed on %s (%v); attached in generic mode\n", ifname, d.NativeErr)
+	}
+	verb := "attached to"
+	if d.Replaced {
+		verb = "replaced the program on"
+	}
+	fmt.Fprintf(c.App.Writer, "%s %s (%s mode, program %d, pins in %s)\n", verb, ifname, d.Mode, d.ProgramID, d.PinDir)
+	ready := readyInfo{PID: os.Getpid(), Iface: ifname, Mode: d.Mode.String(), ProgramID: uint32(d.ProgramID)}
+	if d.MetricsAddr != nil {
+		ready.MetricsAddr = d.MetricsAddr.String()
+		fmt.Fprintf(c.App.Writer, "metrics on http://%s/metrics\n", d.MetricsAddr)
+	}
+	if readyFile != "" {
+		if err := writeReadyFile(readyFile, ready); err != nil {
+			return errors.Join(err, d.Close())
+		}
+		defer os.Remove(readyFile)
+	}
+
+	<-c.Context.Done()
+	if err := d.Close(); err != nil {
+		return fmt.Errorf("detach from %s: %w", ifname, err)
+	}
+	fmt.Fprintf(c.App.Writer, "detached from %s\n", ifname)
+	return nil
+}
+
+func checkHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+// writeReadyFile writes the file whole or not at all, so that a waiting
+// test never reads half of it.
+func writeReadyFile(path string, info readyInfo) error {
+	b, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write ready file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write ready file: %w", err)
+	}
+	return nil
+}

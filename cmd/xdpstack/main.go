@@ -1,0 +1,82 @@
+// Command xdpstack attaches the xdpstack dataplane to an interface and
+// inspects it.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/xdpstack/xdpstack/internal/buildinfo"
+	"github.com/xdpstack/xdpstack/maps"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app := newApp()
+	if err := app.RunContext(ctx, flagsFirst(app, os.Args)); err != nil {
+		fmt.Fprintf(os.Stderr, "xdpstack: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+var pinRootFlag = &cli.StringFlag{
+	Name:    "pin-root",
+	Value:   maps.DefaultPinRoot,
+	Usage:   "folder on a BPF filesystem holding one folder of pins per interface",
+	EnvVars: []string{"XDPSTACK_PIN_ROOT"},
+}
+
+func newApp() *cli.App {
+	bi := buildinfo.Read()
+	return &cli.App{
+		Name:                 "xdpstack",
+		Usage:                "a kernel-cooperative XDP dataplane",
+		Version:              fmt.Sprintf("%s (%s, %s)", bi.Version, bi.Revision, bi.GoVersion),
+		Flags:                []cli.Flag{pinRootFlag},
+		EnableBashCompletion: true,
+		Commands: []*cli.Command{
+			attachCommand(),
+			detachCommand(),
+			statusCommand(),
+			statsCommand(),
+		},
+		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {
+			return fmt.Errorf("%w (see: xdpstack %s --help)", err, c.Command.Name)
+		},
+	}
+}
+
+// needRoot fails commands that touch BPF objects when run without the
+// privileges for it, before they try anything.
+func needRoot(c *cli.Context) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%s needs root (CAP_BPF and CAP_NET_ADMIN); run it with sudo", c.Command.FullName())
+	}
+	return nil
+}
+
+// oneIface reads the single IFACE argument of a command.
+func oneIface(c *cli.Context) (string, error) {
+	switch c.NArg() {
+	case 1:
+		return c.Args().First(), nil
+	case 0:
+		return "", errors.New("missing IFACE argument (see: ip link show)")
+	}
+	return "", fmt.Errorf("want one IFACE argument, got %d: %v", c.NArg(), c.Args().Slice())
+}
+
+// optionalIface reads an IFACE argument that may be left out.
+func optionalIface(c *cli.Context) (string, error) {
+	if c.NArg() == 0 {
+		return "", nil
+	}
+	return oneIface(c)
+}

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/maps"
+)
+
+func statsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "stats",
+		Usage:     "show the XDP counters by verdict and reason, read from the pinned maps",
+		ArgsUsage: "[IFACE]",
+		Description: "Works with or without a running attach process. Without IFACE, shows every\n" +
+			"interface xdpstack is attached to. --rate shows per-second rates, refreshed like top.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "rate", Usage: "show rates per second instead of totals"},
+			&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "with --rate: time between samples"},
+			&cli.IntFlag{Name: "count", Usage: "with --rate: stop after this many samples (0: until interrupted)"},
+			&cli.BoolFlag{Name: "json", Usage: "print JSON (with --rate: one object per line per sample)"},
+		},
+		Before: needRoot,
+		Action: runStats,
+	}
+}
+
+// statRow is one counter of one interface.
+type statRow struct {
+	Iface   string `json:"iface"`
+	Action  string `json:"action"`
+	Reason  string `json:"reason"`
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// rateRow is the change of one counter over a sample interval.
+type rateRow struct {
+	Iface            string  `json:"iface"`
+	Action           string  `json:"action"`
+	Reason           string  `json:"reason"`
+	PacketsPerSecond float64 `json:"packets_per_second"`
+	BitsPerSecond    float64 `json:"bits_per_second"`
+}
+
+func runStats(c *cli.Context) error {
+	ifname, err := optionalIface(c)
+	if err != nil {
+		return err
+	}
+	rate := c.Bool("rate")
+	if !rate && (c.IsSet("interval") || c.IsSet("count")) {
+		return errors.New("--interval and --count go with --rate")
+	}
+	if c.Duration("interval") <= 0 || c.Int("count") < 0 {
+		return errors.New("--interval must be positive and --count not negative")
+	}
+	ifaces := []string{ifname}
+	if ifname == "" {
+		all, err := loader.ReadStatus(c.String("pin-root"))
+		if err != nil {
+			return err
+		}
+		if len(all) == 0 {
+			return fmt.Errorf("xdpstack is not attached anywhere (no pins in %s)", c.String("pin-root"))
+		}
+		ifaces = ifaces[:0]
+		for _, s := range all {
+			ifaces = append(ifaces, s.Iface)
+		}
+	}
+	sets := make(map[string]*maps.Set, len(ifaces))
+	defer func() {
+		for _, s := range sets {
+			s.Close()
+		}
+	}()
+	for _, name := range ifaces {
+		set, err := maps.OpenPinned(maps.PinDir(c.String("pin-root"), name))
+		if err != nil {
+			return fmt.Errorf("%w (is xdpstack attached to %s? see: xdpstack status)", err, name)
+		}
+		sets[name] = set
+	}
+	read := func() ([]statRow, error) {
+		var rows []statRow
+		for _, name := range ifaces {
+			sums, err := sets[name].Stats.Sum()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			for v, sum := range sums {
+				rows = append(rows, statRow{name, v.Action.String(), v.Reason.String(), sum.Packets, sum.Bytes})
+			}
+		}
+		slices.SortFunc(rows, func(a, b statRow) int {
+			return cmp.Or(cmp.Compare(a.Iface, b.Iface), cmp.Compare(a.Action, b.Action), cmp.Compare(a.Reason, b.Reason))
+		})
+		return rows, nil
+	}
+
+	rows, err := read()
+	if err != nil {
+		return err
+	}
+	if !rate {
+		if c.Bool("json") {
+			return json.NewEncoder(c.App.Writer).Encode(nonNil(rows))
+		}
+		return printTotals(c.App.Writer, rows)
+	}
+	return printRates(c, rows, read)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func printTotals(w io.Writer, rows []statRow) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "IFACE\tACTION\tREASON\tPACKETS\tBYTES\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t\n", r.Iface, r.Action, r.Reason, r.Packets, r.Bytes)
+	}
+	return tw.Flush()
+}
+
+func printRates(c *cli.Context, prev []statRow, read func() ([]statRow, error)) error {
+	interval, count := c.Duration("interval"), c.Int("count")
+	clear := !c.Bool("json") && isTerminal(c.App.Writer)
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	last := time.Now()
+	for n := 0; count == 0 || n < count; n++ {
+		select {
+		case <-c.Context.Done():
+			return nil
+		case <-ticker.C:
+		}
+		rows, err := read()
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		rates := computeRates(prev, rows, now.Sub(last).Seconds())
+		prev, last = rows, now
+		if c.Bool("json") {
+			sample := struct {
+				Time  time.Time `json:"time"`
+				Rates []rateRow `json:"rates"`
+			}{now.UTC(), nonNil(rates)}
+			if err := json.NewEncoder(c.App.Writer).Encode(sample); err != nil {
+				return err
+			}
+			continue
+		}
+		if clear {
+			fmt.Fprint(c.App.Writer, "\033[H\033[2J")
+		}
+		fmt.Fprintf(c.App.Writer, "%s  every %s\n", now.Format(time.TimeOnly), interval)
+		tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "IFACE\tACTION\tREASON\tPKT/S\tBIT/S\t")
+		for _, r := range rates {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t\n", r.Iface, r.Action, r.Reason, r.PacketsPerSecond, humanBits(r.BitsPerSecond))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// computeRates turns two samples into per-second rates; a counter that
+// first appears in cur started from zero.
+func computeRates(prev, cur []statRow, seconds float64) []rateRow {
+	type key struct{ iface, action, reason string }
+	before := make(map[key]statRow, len(prev))
+	for _, r := range prev {
+		before[key{r.Iface, r.Action, r.Reason}] = r
+	}
+	rates := make([]rateRow, 0, len(cur))
+	for _, r := range cur {
+		b := before[key{r.Iface, r.Action, r.Reason}]
+		rates = append(rates, rateRow{
+			Iface: r.Iface, Action: r.Action, Reason: r.Reason,
+			PacketsPerSecond: float64(r.Packets-b.Packets) / seconds,
+			BitsPerSecond:    float64(r.Bytes-b.Bytes) * 8 / seconds,
+		})
+	}
+	return rates
+}
+
+func humanBits(bps float64) string {
+	for _, u := range []struct {
+		div  float64
+		name string
+	}{{1e9, "G"}, {1e6, "M"}, {1e3, "k"}} {
+		if bps >= u.div {
+			return fmt.Sprintf("%.2f%s", bps/u.div, u.name)
+		}
+	}
+	return fmt.Sprintf("%.0f", bps)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}

@@ -1,0 +1,101 @@
+// Package metrics serves xdpstack's Prometheus metrics from a private
+// registry. Counters are read from the BPF maps at scrape time, so they
+// are exactly what bpftool and `xdpstack stats` show.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/xdpstack/xdpstack/internal/buildinfo"
+	"github.com/xdpstack/xdpstack/maps"
+)
+
+var (
+	xdpPackets = prometheus.NewDesc("xdpstack_xdp_packets_total",
+		"Packets seen by the XDP program, by verdict and the reason for it.",
+		[]string{"iface", "action", "reason"}, nil)
+	xdpBytes = prometheus.NewDesc("xdpstack_xdp_bytes_total",
+		"Bytes of the packets seen by the XDP program, by verdict and the reason for it.",
+		[]string{"iface", "action", "reason"}, nil)
+)
+
+// xdpCollector reads one interface's stats map at each scrape.
+type xdpCollector struct {
+	iface string
+	stats maps.Stats
+}
+
+func (c xdpCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- xdpPackets
+	ch <- xdpBytes
+}
+
+func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
+	sums, err := c.stats.Sum()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(xdpPackets, fmt.Errorf("%s: %w", c.iface, err))
+		return
+	}
+	for v, sum := range sums {
+		labels := []string{c.iface, v.Action.String(), v.Reason.String()}
+		ch <- prometheus.MustNewConstMetric(xdpPackets, prometheus.CounterValue, float64(sum.Packets), labels...)
+		ch <- prometheus.MustNewConstMetric(xdpBytes, prometheus.CounterValue, float64(sum.Bytes), labels...)
+	}
+}
+
+// NewRegistry returns a registry with the XDP counters of iface, build
+// info, and the Go runtime's and process's own metrics.
+func NewRegistry(iface string, stats maps.Stats) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	bi := buildinfo.Read()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "xdpstack_build_info",
+		Help:        "Which build of xdpstack is running; always 1.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
+	})
+	build.Set(1)
+	reg.MustRegister(
+		xdpCollector{iface, stats},
+		build,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
+
+// Server serves /metrics on a listener that is bound before it starts,
+// so that a caller can report the address as ready.
+type Server struct {
+	srv  *http.Server
+	done chan error
+}
+
+// Serve starts serving reg on ln.
+func Serve(ln net.Listener, reg *prometheus.Registry) *Server {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	s := &Server{
+		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		done: make(chan error, 1),
+	}
+	go func() { s.done <- s.srv.Serve(ln) }()
+	return s
+}
+
+// Shutdown stops the server, waiting for scrapes in flight.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if serveErr := <-s.done; !errors.Is(serveErr, http.ErrServerClosed) {
+		err = errors.Join(err, serveErr)
+	}
+	return err
+}
