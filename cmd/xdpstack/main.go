@@ -35,7 +35,7 @@ var pinRootFlag = &cli.StringFlag{
 
 func newApp() *cli.App {
 	bi := buildinfo.Read()
-	return &cli.App{
+	app := &cli.App{
 		Name:                 "xdpstack",
 		Usage:                "a kernel-cooperative XDP dataplane",
 		Version:              fmt.Sprintf("%s (%s, %s)", bi.Version, bi.Revision, bi.GoVersion),
@@ -47,10 +47,19 @@ func newApp() *cli.App {
 			statusCommand(),
 			statsCommand(),
 		},
-		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {
-			return fmt.Errorf("%w (see: xdpstack %s --help)", err, c.Command.Name)
-		},
+		OnUsageError: usageError,
 	}
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = usageError
+		cmd.HideHelpCommand = true
+	}
+	return app
+}
+
+// usageError keeps a bad flag's error to one line instead of the help
+// text that urfave/cli prints by default.
+func usageError(c *cli.Context, err error, _ bool) error {
+	return fmt.Errorf("%w (see: %s --help)", err, c.Command.HelpName)
 }
 
 // needRoot fails commands that touch BPF objects when run without the

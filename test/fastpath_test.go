@@ -1,0 +1,438 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/vishvananda/netlink"
+
+	"github.com/xdpstack/xdpstack/internal/testutil"
+	"github.com/xdpstack/xdpstack/maps"
+)
+
+// readStats sums the pinned stats map of iface.
+func readStats(t *testing.T, root, iface string) map[maps.Verdict]maps.Counter {
+	t.Helper()
+	set, err := maps.OpenPinned(maps.PinDir(root, iface))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	sums, err := set.Stats.Sum()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sums
+}
+
+func total(sums map[maps.Verdict]maps.Counter) maps.Counter {
+	var c maps.Counter
+	for _, s := range sums {
+		c = c.Add(s)
+	}
+	return c
+}
+
+// kernelTraffic sends ICMP, UDP and TCP from b to kernel sockets on a and
+// checks that all of it arrives. It returns how many ICMP and UDP
+// packets it sent.
+func kernelTraffic(t *testing.T, a, b *testutil.Host) int {
+	t.Helper()
+	const pings, datagrams = 20, 200
+	b.Exec(t, "ping", "-q", "-c", fmt.Sprint(pings), "-i", "0.01", "-W", "2", a.Addr.String())
+
+	var udp *net.UDPConn
+	a.Do(t, func() (err error) {
+		udp, err = net.ListenUDP("udp4", &net.UDPAddr{IP: a.Addr.AsSlice(), Port: 9999})
+		return err
+	})
+	defer udp.Close()
+	b.Do(t, func() error {
+		c, err := net.Dial("udp4", fmt.Sprintf("%s:9999", a.Addr))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for i := range datagrams {
+			if _, err := c.Write([]byte(fmt.Sprintf("datagram %d", i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	udp.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	for i := range datagrams {
+		if _, _, err := udp.ReadFrom(buf); err != nil {
+			t.Fatalf("UDP: received %d of %d datagrams: %v", i, datagrams, err)
+		}
+	}
+
+	var ln net.Listener
+	a.Do(t, func() (err error) {
+		ln, err = net.Listen("tcp4", fmt.Sprintf("%s:7007", a.Addr))
+		return err
+	})
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+	conn, err := b.DialContext(context.Background(), "tcp4", fmt.Sprintf("%s:7007", a.Addr))
+	if err != nil {
+		t.Fatalf("TCP dial: %v", err)
+	}
+	defer conn.Close()
+	payload := bytes.Repeat([]byte("xdpstack"), 128<<10) // 1 MiB
+	go conn.Write(payload)
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	echoed := make([]byte, len(payload))
+	if _, err := io.ReadFull(conn, echoed); err != nil || !bytes.Equal(echoed, payload) {
+		t.Fatalf("TCP echo of 1 MiB: %v (equal: %v)", err, bytes.Equal(echoed, payload))
+	}
+	return pings + datagrams
+}
+
+// waitCounted waits until the program has counted what b sent since the
+// given point: veth delivers asynchronously.
+func waitCounted(t *testing.T, root string, a, b *testutil.Host, before map[maps.Verdict]maps.Counter, txPackets, txBytes uint64) map[maps.Verdict]maps.Counter {
+	t.Helper()
+	var after map[maps.Verdict]maps.Counter
+	var got maps.Counter
+	var wantPackets, wantBytes uint64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		after = readStats(t, root, a.Iface)
+		p, by := b.TxStats(t)
+		wantPackets, wantBytes = p-txPackets, by-txBytes
+		got = total(after)
+		got.Packets -= total(before).Packets
+		got.Bytes -= total(before).Bytes
+		// veth counts tx bytes from the IP header on; XDP sees the whole
+		// frame, Ethernet header included.
+		wantBytes += wantPackets * 14
+		if got.Packets == wantPackets && got.Bytes == wantBytes {
+			return after
+		}
+	}
+	t.Fatalf("counted %d packets, %d bytes; peer sent %d packets, %d bytes", got.Packets, got.Bytes, wantPackets, wantBytes)
+	return nil
+}
+
+func TestKernelTrafficPassesAndIsCounted(t *testing.T) {
+	a, b := testutil.HostPair(t, 0)
+	root := testutil.PinRoot(t)
+	d := startDaemon(t, a, root, "--mode", "native", "--metrics-addr", "127.0.0.1:0")
+	if d.ready.Mode != "native" || d.ready.Iface != a.Iface || d.ready.ProgramID == 0 {
+		t.Errorf("ready file: got %+v", d.ready)
+	}
+
+	before := readStats(t, root, a.Iface)
+	txPackets, txBytes := b.TxStats(t)
+	sent := kernelTraffic(t, a, b)
+	if _, err := exec.LookPath("iperf3"); err == nil {
+		server := a.Command(context.Background(), "iperf3", "-s", "-1", "-B", a.Addr.String())
+		if err := server.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer server.Process.Kill()
+		var out string
+		for range 50 {
+			cmd := b.Command(context.Background(), "iperf3", "-c", a.Addr.String(), "-n", "20M")
+			o, err := cmd.CombinedOutput()
+			if out = string(o); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond) // the server is not listening yet
+		}
+		if !strings.Contains(out, "iperf Done") {
+			t.Fatalf("iperf3 through the attached interface failed:\n%s", out)
+		}
+		server.Wait()
+	}
+	after := waitCounted(t, root, a, b, before, txPackets, txBytes)
+
+	for v, c := range after {
+		if v.Action != maps.ActionPass && c.Packets > before[v].Packets {
+			t.Errorf("%v/%v counted %d packets; with no listeners everything must pass", v.Action, v.Reason, c.Packets-before[v].Packets)
+		}
+	}
+	noMatch := maps.Verdict{Action: maps.ActionPass, Reason: maps.ReasonNoMatch}
+	if got := after[noMatch].Packets - before[noMatch].Packets; got < uint64(sent) {
+		t.Errorf("pass/no_match: got %d packets, want at least the %d ICMP and UDP sent", got, sent)
+	}
+
+	// stats --json prints the same totals the maps hold.
+	var rows []struct {
+		Iface, Action, Reason string
+		Packets, Bytes        uint64
+	}
+	if err := json.Unmarshal([]byte(mustXdpstack(t, root, "stats", a.Iface, "--json")), &rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.Action == "pass" && r.Reason == "no_match" && r.Packets != after[noMatch].Packets {
+			t.Errorf("stats --json pass/no_match: got %d, maps say %d", r.Packets, after[noMatch].Packets)
+		}
+	}
+	// stats --rate prints one sample per interval and stops after --count.
+	lines := strings.Split(mustXdpstack(t, root, "stats", "--rate", "--json", "--interval", "100ms", "--count", "2"), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"rates"`) {
+		t.Errorf("stats --rate --count 2: got %q", lines)
+	}
+	if out := mustXdpstack(t, root, "stats"); !strings.Contains(out, "no_match") {
+		t.Errorf("stats: got %q", out)
+	}
+}
+
+func TestMetricsEqualMapSums(t *testing.T) {
+	a, b := testutil.HostPair(t, 0)
+	root := testutil.PinRoot(t)
+	d := startDaemon(t, a, root, "--metrics-addr", "127.0.0.1:0")
+	b.Exec(t, "ping", "-q", "-c", "10", "-i", "0.01", a.Addr.String())
+	time.Sleep(100 * time.Millisecond) // let veth deliver the last replies' requests
+
+	client := &http.Client{Transport: &http.Transport{DialContext: a.DialContext}, Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + d.ready.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	sums := readStats(t, root, a.Iface)
+
+	for name, field := range map[string]func(maps.Counter) uint64{
+		"xdpstack_xdp_packets_total": func(c maps.Counter) uint64 { return c.Packets },
+		"xdpstack_xdp_bytes_total":   func(c maps.Counter) uint64 { return c.Bytes },
+	} {
+		fam := families[name]
+		if fam == nil {
+			t.Fatalf("/metrics has no %s", name)
+		}
+		if len(fam.Metric) != len(sums) {
+			t.Errorf("%s: got %d series, maps have %d verdicts", name, len(fam.Metric), len(sums))
+		}
+		for _, m := range fam.Metric {
+			labels := map[string]string{}
+			for _, l := range m.Label {
+				labels[l.GetName()] = l.GetValue()
+			}
+			var want uint64
+			for v, c := range sums {
+				if v.Action.String() == labels["action"] && v.Reason.String() == labels["reason"] {
+					want = field(c)
+				}
+			}
+			if got := uint64(m.GetCounter().GetValue()); got != want || labels["iface"] != a.Iface {
+				t.Errorf("%s%v: got %d, maps say %d", name, labels, got, want)
+			}
+		}
+	}
+	if families["xdpstack_build_info"] == nil {
+		t.Error("/metrics has no xdpstack_build_info")
+	}
+}
+
+func TestBpftoolDumpsPinnedMaps(t *testing.T) {
+	if _, err := exec.LookPath("bpftool"); err != nil {
+		t.Skip("needs bpftool")
+	}
+	a, b := testutil.HostPair(t, 0)
+	root := testutil.PinRoot(t)
+	d := startDaemon(t, a, root)
+	b.Exec(t, "ping", "-q", "-c", "3", "-i", "0.01", a.Addr.String())
+	dir := maps.PinDir(root, a.Iface)
+
+	// With BTF, bpftool -j prints each entry's raw bytes and a
+	// "formatted" object with the named fields.
+	dump := func(name string) []map[string]any {
+		out, err := exec.Command("bpftool", "-j", "map", "dump", "pinned", dir+"/"+name).Output()
+		if err != nil {
+			t.Fatalf("bpftool map dump %s: %v", name, err)
+		}
+		var entries []struct{ Formatted map[string]any }
+		if err := json.Unmarshal(out, &entries); err != nil {
+			t.Fatalf("bpftool map dump %s: %v\n%s", name, err, out)
+		}
+		var formatted []map[string]any
+		for _, e := range entries {
+			if e.Formatted == nil {
+				t.Fatalf("bpftool map dump %s: entry without BTF formatting:\n%s", name, out)
+			}
+			formatted = append(formatted, e.Formatted)
+		}
+		return formatted
+	}
+	var packets float64
+	for _, e := range dump(maps.StatsName) {
+		for _, v := range e["values"].([]any) {
+			value := v.(map[string]any)["value"].(map[string]any)
+			if _, ok := value["bytes"]; !ok {
+				t.Fatalf("stats entry without named fields: %v", e)
+			}
+			packets += value["packets"].(float64)
+		}
+	}
+	if packets < 3 {
+		t.Errorf("bpftool stats: %v packets, want at least the 3 pings", packets)
+	}
+	info := dump(maps.InfoName)
+	if len(info) != 1 || info[0]["value"].(map[string]any)["pid"].(float64) != float64(d.ready.PID) {
+		t.Errorf("bpftool info: got %v, want pid %d", info, d.ready.PID)
+	}
+	if l := dump(maps.ListenersName); len(l) != 0 {
+		t.Errorf("bpftool listeners: got %v, want none", l)
+	}
+	if out, err := exec.Command("bpftool", "map", "show", "pinned", dir+"/"+maps.XSKsName).CombinedOutput(); err != nil || !strings.Contains(string(out), "xskmap") {
+		t.Errorf("bpftool map show xsks: %v\n%s", err, out)
+	}
+}
+
+// xdpAttached tells whether the host's interface has an XDP program.
+func xdpAttached(t *testing.T, h *testutil.Host) bool {
+	var attached bool
+	h.Do(t, func() error {
+		l, err := netlink.LinkByName(h.Iface)
+		if err != nil {
+			return err
+		}
+		attached = l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached
+		return nil
+	})
+	return attached
+}
+
+func checkClean(t *testing.T, h *testutil.Host, root string) {
+	t.Helper()
+	if xdpAttached(t, h) {
+		t.Errorf("%s still has an XDP program", h.Iface)
+	}
+	if _, err := os.Stat(maps.PinDir(root, h.Iface)); !os.IsNotExist(err) {
+		t.Errorf("pins of %s still there (%v)", h.Iface, err)
+	}
+}
+
+func TestSignalDetachesAndUnpins(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			a, b := testutil.HostPair(t, 0)
+			root := testutil.PinRoot(t)
+			d := startDaemon(t, a, root)
+			if !xdpAttached(t, a) {
+				t.Fatal("no XDP program after attach")
+			}
+			if err := d.signal(t, sig); err != nil {
+				t.Fatalf("exit after %v: %v\n%s", sig, err, d.output)
+			}
+			if !strings.Contains(d.output.String(), "detached from "+a.Iface) {
+				t.Errorf("output: got %q", d.output)
+			}
+			checkClean(t, a, root)
+			b.Exec(t, "ping", "-q", "-c", "2", "-i", "0.01", a.Addr.String())
+		})
+	}
+}
+
+func TestKillNineLeavesKernelPathWorking(t *testing.T) {
+	a, b := testutil.HostPair(t, 0)
+	root := testutil.PinRoot(t)
+	d := startDaemon(t, a, root)
+	d.signal(t, syscall.SIGKILL)
+
+	// The pinned link keeps the program, which keeps passing and counting.
+	before := readStats(t, root, a.Iface)
+	b.Exec(t, "ping", "-q", "-c", "5", "-i", "0.01", a.Addr.String())
+	if got, was := total(readStats(t, root, a.Iface)).Packets, total(before).Packets; got < was+5 {
+		t.Errorf("after kill -9: counted %d packets, want at least %d", got, was+5)
+	}
+	if out := mustXdpstack(t, root, "status", a.Iface); !strings.Contains(out, "exited") {
+		t.Errorf("status after kill -9: got %q, want the attacher shown as exited", out)
+	}
+
+	// A new attach takes the program over atomically and keeps counting.
+	d2 := startDaemon(t, a, root)
+	if !strings.Contains(d2.output.String(), "replaced the program on "+a.Iface) {
+		t.Errorf("re-attach output: got %q", d2.output)
+	}
+	if got := total(readStats(t, root, a.Iface)).Packets; got < total(before).Packets+5 {
+		t.Errorf("counters after replace: got %d, want them kept", got)
+	}
+	d2.signal(t, syscall.SIGKILL)
+
+	if out := mustXdpstack(t, root, "detach", a.Iface); !strings.Contains(out, "detached") {
+		t.Errorf("detach: got %q", out)
+	}
+	checkClean(t, a, root)
+	b.Exec(t, "ping", "-q", "-c", "2", "-i", "0.01", a.Addr.String())
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	a, _ := testutil.HostPair(t, 0)
+	root := testutil.PinRoot(t)
+
+	var taken net.Listener
+	a.Do(t, func() (err error) {
+		taken, err = net.Listen("tcp", "127.0.0.1:0")
+		return err
+	})
+	defer taken.Close()
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no iface", []string{"attach"}, "missing IFACE"},
+		{"unknown iface", []string{"attach", "xs-nosuch0"}, `interface "xs-nosuch0" not found`},
+		{"bad mode", []string{"attach", a.Iface, "--mode", "fast"}, `unknown XDP mode "fast"`},
+		{"bad metrics addr", []string{"attach", a.Iface, "--metrics-addr", "nope"}, "--metrics-addr"},
+		{"bad metrics port", []string{"attach", a.Iface, "--metrics-addr", "127.0.0.1:99999"}, "not a number from 0 to 65535"},
+		{"ready file folder missing", []string{"attach", a.Iface, "--ready-file", "/nonexistent/ready"}, "folder does not exist"},
+		{"metrics port taken", []string{"attach", a.Iface, "--metrics-addr", taken.Addr().String()}, "listen for metrics"},
+		{"unknown flag", []string{"attach", a.Iface, "--bogus"}, "flag provided but not defined"},
+		{"stats not attached", []string{"stats", a.Iface}, "is xdpstack attached to " + a.Iface},
+		{"stats count without rate", []string{"stats", "--count", "3"}, "go with --rate"},
+		{"detach not attached", []string{"detach", a.Iface}, "not attached"},
+		{"status not attached", []string{"status", a.Iface}, "not attached"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Run inside the host, where its interface exists.
+			cmd := a.Command(context.Background(), binary, append([]string{"--pin-root", root}, tc.args...)...)
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) {
+				t.Errorf("xdpstack %s: got %v, %q; want an error containing %q", strings.Join(tc.args, " "), err, out, tc.want)
+			}
+			if n := strings.Count(strings.TrimSpace(string(out)), "\n"); n > 0 {
+				t.Errorf("error is %d lines, want one: %q", n+1, out)
+			}
+			checkClean(t, a, root)
+		})
+	}
+
+	t.Run("not root", func(t *testing.T) {
+		out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", binary, "attach", "lo").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "needs root") {
+			t.Errorf("attach as nobody: got %v, %q", err, out)
+		}
+	})
+}

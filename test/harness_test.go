@@ -1,0 +1,157 @@
+// Package test runs the real xdpstack binary on hosts built out of
+// network namespaces and talks to it with real peers.
+package test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xdpstack/xdpstack/internal/testutil"
+)
+
+// binary is the xdpstack built once for all tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "xdpstack-test-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "xdpstack")
+	if out, err := exec.Command("go", "build", "-o", binary, "../cmd/xdpstack").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build xdpstack: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// readyInfo is what `attach --ready-file` writes.
+type readyInfo struct {
+	PID         int    `json:"pid"`
+	Iface       string `json:"iface"`
+	Mode        string `json:"mode"`
+	ProgramID   uint32 `json:"program_id"`
+	MetricsAddr string `json:"metrics_addr"`
+}
+
+// syncBuffer collects a process's output while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// daemon is a running `xdpstack attach`.
+type daemon struct {
+	cmd    *exec.Cmd
+	ready  readyInfo
+	output *syncBuffer
+	exited chan error
+}
+
+// startDaemon runs `xdpstack attach` on the host's interface and waits
+// for its ready file. The process is stopped when the test ends.
+func startDaemon(t *testing.T, h *testutil.Host, pinRoot string, args ...string) *daemon {
+	t.Helper()
+	readyFile := filepath.Join(t.TempDir(), "ready")
+	args = append([]string{"--pin-root", pinRoot, "attach", h.Iface, "--ready-file", readyFile}, args...)
+	d := &daemon{cmd: h.Command(context.Background(), binary, args...), output: &syncBuffer{}, exited: make(chan error, 1)}
+	d.cmd.Stdout, d.cmd.Stderr = d.output, d.output
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.exited <- d.cmd.Wait() }()
+	t.Cleanup(func() { d.stop(t) })
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, err := os.ReadFile(readyFile)
+		if err == nil {
+			if err := json.Unmarshal(b, &d.ready); err != nil {
+				t.Fatalf("ready file %q: %v", b, err)
+			}
+			return d
+		}
+		select {
+		case err := <-d.exited:
+			d.exited <- err
+			t.Fatalf("xdpstack attach exited before ready: %v\n%s", err, d.output)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("xdpstack attach not ready after 20s:\n%s", d.output)
+		}
+	}
+}
+
+// signal sends sig and waits for the process to exit.
+func (d *daemon) signal(t *testing.T, sig syscall.Signal) error {
+	t.Helper()
+	// nsenter execs xdpstack in its own process, so the pid is xdpstack's.
+	d.cmd.Process.Signal(sig)
+	select {
+	case err := <-d.exited:
+		d.exited <- err
+		return err
+	case <-time.After(15 * time.Second):
+		t.Fatalf("xdpstack did not exit within 15s of %v:\n%s", sig, d.output)
+		return nil
+	}
+}
+
+func (d *daemon) stop(t *testing.T) {
+	select {
+	case err := <-d.exited:
+		d.exited <- err
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(10 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.exited
+	}
+}
+
+// xdpstack runs a one-shot command of the binary in the root namespace.
+func xdpstack(t *testing.T, pinRoot string, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command(binary, append([]string{"--pin-root", pinRoot}, args...)...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// mustXdpstack is xdpstack that fails the test on error.
+func mustXdpstack(t *testing.T, pinRoot string, args ...string) string {
+	t.Helper()
+	out, err := xdpstack(t, pinRoot, args...)
+	if err != nil {
+		t.Fatalf("xdpstack %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
