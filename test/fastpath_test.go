@@ -17,7 +17,6 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"github.com/vishvananda/netlink"
 
 	"github.com/xdpstack/xdpstack/internal/testutil"
 	"github.com/xdpstack/xdpstack/maps"
@@ -310,16 +309,12 @@ func TestBpftoolDumpsPinnedMaps(t *testing.T) {
 
 // xdpAttached tells whether the host's interface has an XDP program.
 func xdpAttached(t *testing.T, h *testutil.Host) bool {
-	var attached bool
-	h.Do(t, func() error {
-		l, err := netlink.LinkByName(h.Iface)
-		if err != nil {
-			return err
-		}
-		attached = l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached
-		return nil
-	})
-	return attached
+	t.Helper()
+	l, err := h.Link()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached
 }
 
 func checkClean(t *testing.T, h *testutil.Host, root string) {

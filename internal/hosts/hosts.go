@@ -1,0 +1,181 @@
+// Package hosts builds stand-in machines out of network namespaces
+// joined by a veth pair, for integration tests, the demo's Go parts and
+// benchmarks.
+package hosts
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync/atomic"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Host is a network namespace standing in for a machine, with one veth
+// end as its only interface besides loopback.
+type Host struct {
+	Netns string
+	Iface string
+	Addr  netip.Addr
+}
+
+// Pair is two hosts joined by a veth pair.
+type Pair struct {
+	A, B *Host
+}
+
+var subnet atomic.Uint32
+
+// NewPair builds two hosts joined by a veth pair, each end with queues
+// RX and TX queues (0: the default), addressed in 10.213.N.0/24 inside
+// the namespaces. IPv6 is off and the neighbours are static, so the only
+// packets on the wire are the ones a caller sends. Close deletes it all.
+func NewPair(queues int) (*Pair, error) {
+	b := make([]byte, 4)
+	rand.Read(b)
+	id := hex.EncodeToString(b)
+	net3 := byte(64 + subnet.Add(1)%128)
+	p := &Pair{
+		A: &Host{Netns: "xs-" + id + "-a", Iface: "xa" + id, Addr: netip.AddrFrom4([4]byte{10, 213, net3, 1})},
+		B: &Host{Netns: "xs-" + id + "-b", Iface: "xb" + id, Addr: netip.AddrFrom4([4]byte{10, 213, net3, 2})},
+	}
+	if err := p.build(queues); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Pair) build(queues int) error {
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		return fmt.Errorf("needs nsenter (util-linux): %w", err)
+	}
+	for _, h := range []*Host{p.A, p.B} {
+		if err := run("ip", "netns", "add", h.Netns); err != nil {
+			return err
+		}
+	}
+	var q []string
+	if queues > 0 {
+		q = []string{"numrxqueues", fmt.Sprint(queues), "numtxqueues", fmt.Sprint(queues)}
+	}
+	args := append([]string{"link", "add", p.A.Iface, "netns", p.A.Netns}, q...)
+	args = append(append(args, "type", "veth", "peer", "name", p.B.Iface, "netns", p.B.Netns), q...)
+	if err := run("ip", args...); err != nil {
+		return err
+	}
+	for _, h := range []*Host{p.A, p.B} {
+		for _, args := range [][]string{
+			{"-n", h.Netns, "link", "set", "lo", "up"},
+			{"netns", "exec", h.Netns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"},
+			{"-n", h.Netns, "addr", "add", h.Addr.String() + "/24", "dev", h.Iface},
+			{"-n", h.Netns, "link", "set", h.Iface, "up"},
+		} {
+			if err := run("ip", args...); err != nil {
+				return err
+			}
+		}
+	}
+	for _, pair := range [][2]*Host{{p.A, p.B}, {p.B, p.A}} {
+		mac, err := pair[1].MAC()
+		if err != nil {
+			return err
+		}
+		if err := run("ip", "-n", pair[0].Netns, "neigh", "replace", pair[1].Addr.String(), "lladdr", mac.String(), "dev", pair[0].Iface, "nud", "permanent"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close deletes both namespaces and with them the veth pair.
+func (p *Pair) Close() error {
+	var errs []error
+	for _, h := range []*Host{p.A, p.B} {
+		if err := exec.Command("ip", "netns", "del", h.Netns).Run(); err != nil {
+			errs = append(errs, fmt.Errorf("delete netns %s: %w", h.Netns, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Command returns a command that runs in the host's network namespace
+// but the caller's mount namespace, so it sees the same BPF pins.
+func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + h.Netns, "--", name}, args...)...)
+}
+
+// Run runs f on a thread inside the host's network namespace. Sockets
+// and links f creates stay in that namespace wherever they are used
+// afterwards.
+func (h *Host) Run(f func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		// The thread is left locked, so the Go runtime throws it away
+		// instead of reusing it outside the namespace.
+		runtime.LockOSThread()
+		ns, err := netns.GetFromName(h.Netns)
+		if err != nil {
+			done <- fmt.Errorf("open netns %s: %w", h.Netns, err)
+			return
+		}
+		defer ns.Close()
+		if err := netns.Set(ns); err != nil {
+			done <- fmt.Errorf("enter netns %s: %w", h.Netns, err)
+			return
+		}
+		done <- f()
+	}()
+	return <-done
+}
+
+// DialContext dials from inside the host; it fits http.Transport.
+func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := h.Run(func() error {
+		var err error
+		conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+		return err
+	})
+	return conn, err
+}
+
+// Link returns the host's interface as netlink sees it from inside.
+func (h *Host) Link() (netlink.Link, error) {
+	var l netlink.Link
+	err := h.Run(func() error {
+		var err error
+		l, err = netlink.LinkByName(h.Iface)
+		return err
+	})
+	return l, err
+}
+
+// MAC returns the hardware address of the host's interface.
+func (h *Host) MAC() (net.HardwareAddr, error) {
+	l, err := h.Link()
+	if err != nil {
+		return nil, err
+	}
+	return l.Attrs().HardwareAddr, nil
+}
+
+func run(name string, args ...string) error {
+	var stderr bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}

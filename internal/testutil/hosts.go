@@ -1,0 +1,55 @@
+package testutil
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/xdpstack/xdpstack/internal/hosts"
+)
+
+// Host is a hosts.Host with helpers that fail the test.
+type Host struct{ *hosts.Host }
+
+// HostPair builds two hosts joined by veth (see hosts.NewPair) and
+// deletes them when the test ends.
+func HostPair(tb testing.TB, queues int) (*Host, *Host) {
+	tb.Helper()
+	RequireBPF(tb)
+	p, err := hosts.NewPair(queues)
+	if err != nil {
+		tb.Fatalf("build hosts: %v", err)
+	}
+	tb.Cleanup(func() { p.Close() })
+	return &Host{p.A}, &Host{p.B}
+}
+
+// Exec runs a command in the host and fails the test when it fails.
+func (h *Host) Exec(tb testing.TB, name string, args ...string) string {
+	tb.Helper()
+	out, err := h.Command(context.Background(), name, args...).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("%s %s in %s: %v\n%s", name, strings.Join(args, " "), h.Netns, err, out)
+	}
+	return string(out)
+}
+
+// Do runs f inside the host (see hosts.Host.Run) and fails the test
+// when f fails.
+func (h *Host) Do(tb testing.TB, f func() error) {
+	tb.Helper()
+	if err := h.Run(f); err != nil {
+		tb.Fatalf("in %s: %v", h.Netns, err)
+	}
+}
+
+// TxStats returns what the host's interface has sent.
+func (h *Host) TxStats(tb testing.TB) (packets, bytes uint64) {
+	tb.Helper()
+	l, err := h.Link()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := l.Attrs().Statistics
+	return s.TxPackets, s.TxBytes
+}
