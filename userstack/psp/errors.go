@@ -25,8 +25,10 @@ var (
 	ErrNotIP = errors.New("not an ip packet")
 	// ErrCryptOffset: the crypt offset reaches past the end of the packet.
 	ErrCryptOffset = errors.New("crypt offset beyond packet")
-	// ErrUnsupported: an IPv6 packet with extension headers in transport mode.
-	ErrUnsupported = errors.New("ipv6 extension headers in transport mode")
+	// ErrUnsupported: transport mode cannot carry an IPv6 packet with
+	// extension headers, nor IP in IP, which the receiver would take for
+	// tunnel mode.
+	ErrUnsupported = errors.New("packet not supported in transport mode")
 	// ErrIVExhausted: the SA has used every IV; a new SA (new SPI) is needed.
 	ErrIVExhausted = errors.New("iv space exhausted")
 	// ErrSPIExhausted: every SPI of the active master key is allocated.
