@@ -14,6 +14,8 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 )
 
@@ -143,4 +145,24 @@ func Unhex(t testing.TB, s string) []byte {
 		t.Fatalf("decode hex %q: %v", s, err)
 	}
 	return b
+}
+
+// WriteFrames writes frames to a classic pcap file at path.
+func WriteFrames(t testing.TB, path string, frames [][]byte) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := pcapgo.NewWriter(f)
+	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	for _, fr := range frames {
+		ci := gopacket.CaptureInfo{CaptureLength: len(fr), Length: len(fr)}
+		if err := w.WritePacket(ci, fr); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
