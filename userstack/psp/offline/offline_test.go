@@ -105,7 +105,7 @@ func TestEncryptFile(t *testing.T) {
 			if sum != (Summary{Frames: len(want)}) {
 				t.Errorf("EncryptFile summary = %+v, want %d frames", sum, len(want))
 			}
-			equalFrames(t, psptest.Frames(t, out), want)
+			psptest.EqualFrames(t, psptest.Frames(t, out), want)
 		})
 	}
 }
@@ -139,7 +139,7 @@ func TestDecryptFile(t *testing.T) {
 			if sum != (Summary{Frames: len(want)}) {
 				t.Errorf("DecryptFile summary = %+v, want %d frames", sum, len(want))
 			}
-			equalFrames(t, psptest.Frames(t, out), want)
+			psptest.EqualFrames(t, psptest.Frames(t, out), want)
 		})
 	}
 }
@@ -167,7 +167,7 @@ func TestSkips(t *testing.T) {
 	if err != nil || sum != (Summary{Frames: 2, Skipped: 1}) {
 		t.Fatalf("DecryptFile = %+v, %v; want 2 frames, 1 skipped", sum, err)
 	}
-	equalFrames(t, psptest.Frames(t, dec), [][]byte{frames[0], frames[2]})
+	psptest.EqualFrames(t, psptest.Frames(t, dec), [][]byte{frames[0], frames[2]})
 }
 
 func TestPcapng(t *testing.T) {
@@ -190,7 +190,7 @@ func TestPcapng(t *testing.T) {
 		}
 		path := filepath.Join(t.TempDir(), "out.pcap")
 		os.WriteFile(path, out.Bytes(), 0o644)
-		equalFrames(t, psptest.Frames(t, path), psptest.Frames(t, c.Path("cleartext.pcap")))
+		psptest.EqualFrames(t, psptest.Frames(t, path), psptest.Frames(t, c.Path("cleartext.pcap")))
 	}
 }
 
@@ -223,18 +223,6 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 	noTempFiles(t, dir)
-}
-
-func equalFrames(t *testing.T, got, want [][]byte) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("got %d frames, want %d", len(got), len(want))
-	}
-	for i := range got {
-		if !bytes.Equal(got[i], want[i]) {
-			t.Errorf("frame %d =\n%x\nwant\n%x", i+1, got[i], want[i])
-		}
-	}
 }
 
 func noTempFiles(t *testing.T, dir string) {

@@ -4,6 +4,7 @@
 package psptest
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -163,6 +164,19 @@ func WriteFrames(t testing.TB, path string, frames [][]byte) {
 		ci := gopacket.CaptureInfo{CaptureLength: len(fr), Length: len(fr)}
 		if err := w.WritePacket(ci, fr); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// EqualFrames fails t unless got and want hold the same frames.
+func EqualFrames(t testing.TB, got, want [][]byte) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d frames, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Errorf("frame %d =\n%x\nwant\n%x", i+1, got[i], want[i])
 		}
 	}
 }
