@@ -199,8 +199,8 @@ func (d *Device) rxSA(spi uint32, v Version) (*SA, error) {
 // nothing is encrypted. ErrNotPSP leaves the counters alone; every other
 // refusal is counted.
 func (d *Device) Decrypt(dst, frame []byte) (int, Header, error) {
-	r, err := parseRx(frame)
-	if err != nil {
+	var r rxPacket
+	if err := parseRx(frame, &r); err != nil {
 		if err != ErrNotPSP {
 			d.total.rxFail(err)
 		}

@@ -109,33 +109,33 @@ type ipPacket struct {
 
 // parseIP checks the IP header at f[off:]; bytes past the IP length (Ethernet
 // padding) are not part of the packet.
-func parseIP(f []byte, off int, v6 bool) (ipPacket, error) {
-	p := ipPacket{off: off, v6: v6}
+func parseIP(f []byte, off int, v6 bool, p *ipPacket) error {
+	*p = ipPacket{off: off, v6: v6}
 	b := f[off:]
 	if v6 {
 		if len(b) < ipv6Len {
-			return p, ErrTruncated
+			return ErrTruncated
 		}
 		if b[0]>>4 != 6 {
-			return p, ErrBadHeader
+			return ErrBadHeader
 		}
 		p.hdrLen, p.proto = ipv6Len, b[6]
 		p.end = off + ipv6Len + int(binary.BigEndian.Uint16(b[4:]))
 	} else {
 		if len(b) < ipv4MinLen {
-			return p, ErrTruncated
+			return ErrTruncated
 		}
 		p.hdrLen, p.proto = int(b[0]&0x0f)*4, b[9]
 		total := int(binary.BigEndian.Uint16(b[2:]))
 		if b[0]>>4 != 4 || p.hdrLen < ipv4MinLen || total < p.hdrLen {
-			return p, ErrBadHeader
+			return ErrBadHeader
 		}
 		p.end = off + total
 	}
 	if p.end > len(f) || off+p.hdrLen > p.end {
-		return p, ErrTruncated
+		return ErrTruncated
 	}
-	return p, nil
+	return nil
 }
 
 func ipv4Checksum(h []byte) uint16 {
@@ -217,8 +217,8 @@ func (sa *SA) encrypt(dst, frame []byte, e *Encap) (int, error) {
 	if !ok || (etype != etherIPv4 && etype != etherIPv6) {
 		return 0, ErrNotIP
 	}
-	in, err := parseIP(frame, ethN, etype == etherIPv6)
-	if err != nil {
+	var in ipPacket
+	if err := parseIP(frame, ethN, etype == etherIPv6, &in); err != nil {
 		return 0, err
 	}
 	l4 := frame[in.off+in.hdrLen : in.end]
@@ -315,8 +315,16 @@ func (sa *SA) encrypt(dst, frame []byte, e *Encap) (int, error) {
 		clear(p[HeaderLen : HeaderLen+VCLen])
 	}
 	h.Put(p)
-	copy(p[HeaderLen+vc:], body)
-	sa.seal(p, cryptOff)
+	// Seal straight from the frame, unless part of the VC is encrypted and
+	// the plaintext must first be put together.
+	plain := body[max(cryptOff-vc, 0):]
+	if cryptOff < vc {
+		copy(p[HeaderLen+vc:], body)
+		plain = p[HeaderLen+cryptOff : HeaderLen+payload]
+	} else {
+		copy(p[HeaderLen+vc:], body[:cryptOff-vc])
+	}
+	sa.seal(p, cryptOff, plain)
 	sa.txCount(payload)
 	return total, nil
 }
@@ -352,49 +360,47 @@ type rxPacket struct {
 }
 
 // parseRx finds and checks the PSP packet in frame: everything but the ICV.
-func parseRx(frame []byte) (rxPacket, error) {
-	var r rxPacket
+func parseRx(frame []byte, r *rxPacket) error {
 	ethN, etype, ok := l2(frame)
 	if !ok || (etype != etherIPv4 && etype != etherIPv6) {
-		return r, ErrNotPSP
+		return ErrNotPSP
 	}
-	ip, err := parseIP(frame, ethN, etype == etherIPv6)
-	if err != nil {
-		return r, err
+	r.ethN = ethN
+	if err := parseIP(frame, ethN, etype == etherIPv6, &r.ip); err != nil {
+		return err
 	}
-	r.ethN, r.ip = ethN, ip
-	if ip.proto != protoUDP {
-		return r, ErrNotPSP
+	if r.ip.proto != protoUDP {
+		return ErrNotPSP
 	}
-	udpOff := ip.off + ip.hdrLen
-	if ip.end-udpOff < udpLen {
-		return r, ErrTruncated
+	udpOff := r.ip.off + r.ip.hdrLen
+	if r.ip.end-udpOff < udpLen {
+		return ErrTruncated
 	}
-	udp := frame[udpOff:ip.end]
+	udp := frame[udpOff:r.ip.end]
 	if binary.BigEndian.Uint16(udp[2:]) != UDPPort {
-		return r, ErrNotPSP
+		return ErrNotPSP
 	}
 	switch n := int(binary.BigEndian.Uint16(udp[4:])); {
 	case n > len(udp):
-		return r, ErrTruncated
+		return ErrTruncated
 	case n != len(udp):
-		return r, ErrBadHeader // bytes after the datagram, inside the IP packet
+		return ErrBadHeader // bytes after the datagram, inside the IP packet
 	}
 	r.psp = udp[udpLen:]
 	if len(r.psp) < HeaderLen+ICVLen {
-		return r, ErrTruncated
+		return ErrTruncated
 	}
-	if r.hdr, err = ParseHeader(r.psp); err != nil {
-		return r, err
+	if err := parseHeader(r.psp, &r.hdr); err != nil {
+		return err
 	}
 	if r.hdr.ExtLen > 2 {
-		return r, ErrBadHeader // no extension but the VC is defined
+		return ErrBadHeader // no extension but the VC is defined
 	}
 	payload := len(r.psp) - HeaderLen - ICVLen
 	if r.hdr.extBytes() > payload || int(r.hdr.CryptOffset)*cryptUnit > payload {
-		return r, ErrTruncated
+		return ErrTruncated
 	}
-	return r, nil
+	return nil
 }
 
 // decrypt verifies and unwraps the PSP packet r of frame into dst.

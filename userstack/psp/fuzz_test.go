@@ -55,7 +55,7 @@ func fuzzCorpus(f *testing.F) (*Device, [][]byte) {
 func FuzzParseHeader(f *testing.F) {
 	_, frames := fuzzCorpus(f)
 	for _, frame := range frames {
-		if r, err := parseRx(frame); err == nil {
+		if r, err := rx(frame); err == nil {
 			f.Add(r.psp[:HeaderLen])
 		}
 	}
@@ -80,7 +80,7 @@ func FuzzDecrypt(f *testing.F) {
 	d, frames := fuzzCorpus(f)
 	genuine := make(map[string]bool)
 	for _, frame := range frames {
-		r, err := parseRx(frame)
+		r, err := rx(frame)
 		if err != nil {
 			f.Fatalf("corpus frame %x: %v", frame, err)
 		}
@@ -95,7 +95,7 @@ func FuzzDecrypt(f *testing.F) {
 		if err != nil {
 			return
 		}
-		r, perr := parseRx(frame)
+		r, perr := rx(frame)
 		if perr != nil || !genuine[string(r.psp)] {
 			t.Fatalf("Decrypt accepted a packet nobody sealed: %x", frame)
 		}
@@ -121,7 +121,7 @@ func FuzzTamper(f *testing.F) {
 			return
 		}
 		frame := bytes.Clone(frames[int(which)%len(frames)])
-		r, err := parseRx(frame)
+		r, err := rx(frame)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,7 +174,8 @@ func FuzzRoundTrip(f *testing.F) {
 // the reference does too; a tunnel leaves the inner packet as it was.
 func normalize(frame []byte, mode Mode) []byte {
 	ethN, etype, _ := l2(frame)
-	ip, _ := parseIP(frame, ethN, etype == etherIPv6)
+	var ip ipPacket
+	parseIP(frame, ethN, etype == etherIPv6, &ip)
 	out := bytes.Clone(frame[:ip.end])
 	if mode == Transport && !ip.v6 {
 		putChecksum(out[ip.off : ip.off+ip.hdrLen])

@@ -82,11 +82,18 @@ type Header struct {
 // of the crypt offset byte are ignored, as the specification says: they are
 // authenticated all the same.
 func ParseHeader(b []byte) (Header, error) {
+	var h Header
+	err := parseHeader(b, &h)
+	return h, err
+}
+
+// parseHeader is ParseHeader into h, which the receive path keeps in place.
+func parseHeader(b []byte, h *Header) error {
 	if len(b) < HeaderLen {
-		return Header{}, ErrTruncated
+		return ErrTruncated
 	}
 	flags := b[3]
-	h := Header{
+	*h = Header{
 		NextHeader:  b[0],
 		ExtLen:      b[1],
 		CryptOffset: b[2] &^ reservedMask,
@@ -99,11 +106,11 @@ func ParseHeader(b []byte) (Header, error) {
 	}
 	switch {
 	case flags&0x01 == 0, h.ExtLen == 0, h.VC && h.ExtLen < 2:
-		return h, ErrBadHeader
+		return ErrBadHeader
 	case !h.Version.Valid():
-		return h, ErrVersion
+		return ErrVersion
 	}
-	return h, nil
+	return nil
 }
 
 // Put encodes h into the first HeaderLen bytes of b.

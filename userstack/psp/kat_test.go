@@ -134,9 +134,9 @@ func TestKnownAnswerEncrypt(t *testing.T) {
 					t.Errorf("Encrypt(frame %d, %+v) =\n%x\nwant\n%x", i, e, dst[:n], enc[i])
 				}
 				if i < len(c.Packets) && c.Packets[i].PSPHeader != "" {
-					r, err := parseRx(dst[:n])
+					r, err := rx(dst[:n])
 					if err != nil {
-						t.Fatalf("parseRx(encrypted frame %d): %v", i, err)
+						t.Fatalf("rx(encrypted frame %d): %v", i, err)
 					}
 					if got := hex.EncodeToString(r.psp[:HeaderLen]); got != c.Packets[i].PSPHeader {
 						t.Errorf("frame %d psp header = %s, want %s", i, got, c.Packets[i].PSPHeader)

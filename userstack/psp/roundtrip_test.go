@@ -125,7 +125,7 @@ func TestFlowEntropy(t *testing.T) {
 			if _, err := sa.Encrypt(dst, tc.frame, &e); err != nil {
 				t.Fatal(err)
 			}
-			r, err := parseRx(dst)
+			r, err := rx(dst)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -147,4 +147,11 @@ func withProto(f []byte, proto uint8) []byte {
 func putChecksum(ipv4 []byte) {
 	c := ipv4Checksum(ipv4)
 	ipv4[10], ipv4[11] = byte(c>>8), byte(c)
+}
+
+// rx is parseRx for tests.
+func rx(frame []byte) (rxPacket, error) {
+	var r rxPacket
+	err := parseRx(frame, &r)
+	return r, err
 }

@@ -79,17 +79,19 @@ func (sa *SA) nextIV() (uint64, error) {
 	}
 }
 
-// seal authenticates, and for V0 and V1 encrypts, the PSP packet p in
-// place: p holds the base header, the payload (extensions first) and room
-// for the ICV at the end. The header's crypt offset must lie within p.
-func (sa *SA) seal(p []byte, cryptOff int) {
+// seal authenticates, and for V0 and V1 encrypts, the PSP packet p: p
+// holds the base header and the payload up to the crypt offset, and room
+// for plain (the rest of the payload) and the ICV. plain is either that
+// room itself or a buffer that does not overlap p.
+func (sa *SA) seal(p []byte, cryptOff int, plain []byte) {
+	start := HeaderLen + cryptOff
 	end := len(p) - ICVLen
 	nonce := p[4:HeaderLen] // SPI and IV, as they stand in the header
 	if sa.version.Encrypts() {
-		start := HeaderLen + cryptOff
-		sa.aead.Seal(p[start:start], nonce, p[start:end], p[:start])
+		sa.aead.Seal(p[start:start], nonce, plain, p[:start])
 		return
 	}
+	copy(p[start:end], plain)
 	sa.aead.Seal(p[end:end], nonce, nil, p[:end])
 }
 
