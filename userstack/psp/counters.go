@@ -49,12 +49,36 @@ func (s Stats) Each(fn func(name string, v uint64)) {
 	fn("tx-error", s.TxError)
 }
 
+// The counting methods take a nil *Counters as nothing to count in: an SA
+// built without a Device has no totals.
+
+func (c *Counters) tx(bytes int) {
+	if c != nil {
+		c.TxPackets.Add(1)
+		c.TxBytes.Add(uint64(bytes))
+	}
+}
+
+func (c *Counters) rx(bytes int) {
+	if c != nil {
+		c.RxPackets.Add(1)
+		c.RxBytes.Add(uint64(bytes))
+	}
+}
+
+func (c *Counters) txFail() {
+	if c != nil {
+		c.TxError.Add(1)
+	}
+}
+
 // rxFail counts a refused packet in the counter its syndrome belongs to.
 func (c *Counters) rxFail(err error) {
-	switch err {
-	case ErrAuth:
+	switch {
+	case c == nil:
+	case err == ErrAuth:
 		c.RxAuthFail.Add(1)
-	case ErrVersion, ErrRetiredKey:
+	case err == ErrVersion, err == ErrRetiredKey:
 		c.RxBad.Add(1)
 	default:
 		c.RxError.Add(1)

@@ -114,34 +114,8 @@ func (sa *SA) open(out, p []byte, cryptOff int) error {
 	return nil
 }
 
-func (sa *SA) txCount(bytes int) {
-	sa.counters.TxPackets.Add(1)
-	sa.counters.TxBytes.Add(uint64(bytes))
-	if sa.total != nil {
-		sa.total.TxPackets.Add(1)
-		sa.total.TxBytes.Add(uint64(bytes))
-	}
-}
-
-func (sa *SA) txFail() {
-	sa.counters.TxError.Add(1)
-	if sa.total != nil {
-		sa.total.TxError.Add(1)
-	}
-}
-
-func (sa *SA) rxCount(bytes int) {
-	sa.counters.RxPackets.Add(1)
-	sa.counters.RxBytes.Add(uint64(bytes))
-	if sa.total != nil {
-		sa.total.RxPackets.Add(1)
-		sa.total.RxBytes.Add(uint64(bytes))
-	}
-}
-
-func (sa *SA) rxFail(err error) {
-	sa.counters.rxFail(err)
-	if sa.total != nil {
-		sa.total.rxFail(err)
-	}
-}
+// The SA counts in its own counters and in the device's totals.
+func (sa *SA) txCount(bytes int) { sa.counters.tx(bytes); sa.total.tx(bytes) }
+func (sa *SA) txFail()           { sa.counters.txFail(); sa.total.txFail() }
+func (sa *SA) rxCount(bytes int) { sa.counters.rx(bytes); sa.total.rx(bytes) }
+func (sa *SA) rxFail(err error)  { sa.counters.rxFail(err); sa.total.rxFail(err) }
