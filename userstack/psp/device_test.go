@@ -185,6 +185,7 @@ func TestEncryptRefuses(t *testing.T) {
 		{"ipv6 extension header in transport", v6hop, Encap{}, 1500, ErrUnsupported},
 		{"ip in ip in transport", withProto(psptest.Packet(false, psptest.UDP, 20), 41), Encap{}, 1500, ErrUnsupported},
 		{"short destination", short, Encap{}, len(short) + 39, ErrShortBuffer},
+		{"too big for ipv4", psptest.Packet(false, psptest.UDP, 0xffff-28), Encap{Mode: Tunnel}, 0x20000, ErrTooBig},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -31,6 +31,8 @@ var (
 	ErrUnsupported = errors.New("packet not supported in transport mode")
 	// ErrIVExhausted: the SA has used every IV; a new SA (new SPI) is needed.
 	ErrIVExhausted = errors.New("iv space exhausted")
+	// ErrTooBig: the packet would not fit an IP length field once wrapped.
+	ErrTooBig = errors.New("packet too big to encapsulate")
 	// ErrSPIExhausted: every SPI of the active master key is allocated.
 	ErrSPIExhausted = errors.New("spi space exhausted")
 )

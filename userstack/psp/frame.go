@@ -66,9 +66,6 @@ func (e *Encap) Validate() error {
 	return nil
 }
 
-// ErrTooBig: the packet would not fit an IP length field once wrapped.
-var ErrTooBig = errors.New("packet too big to encapsulate")
-
 const (
 	etherIPv4  = 0x0800
 	etherIPv6  = 0x86dd
@@ -213,6 +210,9 @@ func EncapLen(e *Encap, v6 bool) int {
 }
 
 func (sa *SA) encrypt(dst, frame []byte, e *Encap) (int, error) {
+	if err := e.Validate(); err != nil {
+		return 0, err
+	}
 	ethN, etype, ok := l2(frame)
 	if !ok || (etype != etherIPv4 && etype != etherIPv6) {
 		return 0, ErrNotIP

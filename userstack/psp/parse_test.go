@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/xdpstack/xdpstack/userstack/psp/psptest"
 )
 
 func TestParseMasterKeys(t *testing.T) {
@@ -84,6 +86,11 @@ func TestEncapValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.e.Validate(); (err == nil) != tc.ok {
 				t.Errorf("Validate(%+v) = %v, want ok %v", tc.e, err, tc.ok)
+			}
+			_, sa := newPair(t, V0)
+			frame := psptest.Packet(true, psptest.UDP, 300)
+			if _, err := sa.Encrypt(make([]byte, 1500), frame, &tc.e); (err == nil) != tc.ok {
+				t.Errorf("Encrypt(%+v) = %v, want ok %v", tc.e, err, tc.ok)
 			}
 		})
 	}
