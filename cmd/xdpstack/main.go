@@ -46,6 +46,7 @@ func newApp() *cli.App {
 			detachCommand(),
 			statusCommand(),
 			statsCommand(),
+			pspCommand(),
 		},
 		OnUsageError: usageError,
 	}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/xdpstack/xdpstack/userstack/psp/psptest"
+)
+
+// xdpstack is the binary under test, built once by TestMain.
+var xdpstack string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "xdpstack-psp-test")
+	if err != nil {
+		panic(err)
+	}
+	xdpstack = filepath.Join(dir, "xdpstack")
+	build := exec.Command("go", "build", "-o", xdpstack, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		os.RemoveAll(dir)
+		panic("go build: " + err.Error())
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// run runs the binary and returns its exit code, stdout and stderr.
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(xdpstack, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, stdout.String(), stderr.String()
+	case errors.As(err, &exit):
+		return exit.ExitCode(), stdout.String(), stderr.String()
+	}
+	t.Fatalf("run xdpstack %v: %v", args, err)
+	return 0, "", ""
+}
+
+func TestPSPDerive(t *testing.T) {
+	for _, c := range psptest.Cases(t) {
+		if c.DerivedKey == "" {
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			args := []string{"psp", "derive", "--master-keys", c.MasterKeys(), "--spi", c.SPI, "--version", strconv.Itoa(c.PSPVersion)}
+			code, out, errOut := run(t, args...)
+			if code != 0 || out != c.DerivedKey+"\n" {
+				t.Errorf("xdpstack %v: exit %d, stdout %q, stderr %q; want exit 0 and %s", args, code, out, errOut, c.DerivedKey)
+			}
+		})
+	}
+}
+
+func TestPSPEncrypt(t *testing.T) {
+	for _, c := range psptest.Cases(t) {
+		if c.Kind != "roundtrip" {
+			continue
+		}
+		offset := c.CryptOffset.Transport
+		switch {
+		case c.Mode == "tunnel" && strings.HasPrefix(c.Name, "v4"):
+			offset = c.CryptOffset.IPv4Tunnel
+		case c.Mode == "tunnel":
+			offset = c.CryptOffset.IPv6Tunnel
+		}
+		flags := []string{"--master-keys", c.MasterKeys(), "--spi", c.SPI, "--version", strconv.Itoa(c.PSPVersion),
+			"--mode", c.Mode, "--crypt-offset", strconv.Itoa(int(offset))}
+		if c.VCPresent {
+			flags = append(flags, "--vc")
+		}
+		for _, how := range []struct {
+			name  string
+			flags []string
+		}{
+			{"cfg", []string{"--cfg", c.Path("encrypt.cfg")}},
+			{"flags", flags},
+		} {
+			t.Run(c.Name+"/"+how.name, func(t *testing.T) {
+				out := filepath.Join(t.TempDir(), "out.pcap")
+				args := append([]string{"psp", "encrypt", "-r", c.Path("cleartext.pcap"), "-w", out}, how.flags...)
+				code, stdout, stderr := run(t, args...)
+				if code != 0 {
+					t.Fatalf("xdpstack %v: exit %d, stderr %q", args, code, stderr)
+				}
+				want := psptest.Frames(t, c.Path("encrypted.pcap"))
+				if !strings.HasPrefix(stdout, "encrypted "+strconv.Itoa(len(want))+" frames") {
+					t.Errorf("xdpstack %v: stdout %q", args, stdout)
+				}
+				psptest.EqualFrames(t, psptest.Frames(t, out), want)
+			})
+		}
+	}
+}
+
+func TestPSPDecrypt(t *testing.T) {
+	for _, c := range psptest.Cases(t) {
+		t.Run(c.Name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out.pcap")
+			args := []string{"psp", "decrypt", "-r", c.Path("encrypted.pcap"), "-w", out, "--master-keys", c.MasterKeys()}
+			code, _, stderr := run(t, args...)
+			if c.Expected.Decrypt == "auth_fail" {
+				if code != 1 || !strings.Contains(stderr, "decrypt frame 1: authentication failed") {
+					t.Errorf("xdpstack %v: exit %d, stderr %q; want exit 1 naming frame 1 and the failure", args, code, stderr)
+				}
+				if _, err := os.Stat(out); !os.IsNotExist(err) {
+					t.Errorf("xdpstack %v failed but wrote %s", args, out)
+				}
+				return
+			}
+			if code != 0 {
+				t.Fatalf("xdpstack %v: exit %d, stderr %q", args, code, stderr)
+			}
+			psptest.EqualFrames(t, psptest.Frames(t, out), psptest.Frames(t, c.Path("cleartext.pcap")))
+		})
+	}
+}
+
+// Bad flags are refused before any file is read or written.
+func TestPSPFlags(t *testing.T) {
+	dir := psptest.Dir(t)
+	c := filepath.Join(dir, "v4_transport_crypt_off_128")
+	clear, cfg := filepath.Join(c, "cleartext.pcap"), filepath.Join(c, "encrypt.cfg")
+	key := strings.Repeat("ab", 32)
+	keys := key + "," + key
+	enc := func(args ...string) []string {
+		return append([]string{"psp", "encrypt", "-r", clear, "-w", "OUT"}, args...)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"encrypt without output", []string{"psp", "encrypt", "-r", clear, "--cfg", cfg}, `"write" not set`},
+		{"encrypt without keys", enc("--spi", "1", "--version", "0", "--mode", "tunnel"), "--master-keys missing"},
+		{"encrypt bad spi", enc("--master-keys", keys, "--spi", "xyz", "--version", "0", "--mode", "tunnel"), `parse spi "xyz"`},
+		{"encrypt version 4", enc("--master-keys", keys, "--spi", "1", "--version", "4", "--mode", "tunnel"), `parse psp version "4"`},
+		{"encrypt bad mode", enc("--master-keys", keys, "--spi", "1", "--version", "0", "--mode", "tunel"), `parse mode "tunel"`},
+		{"encrypt crypt offset 64", enc("--master-keys", keys, "--spi", "1", "--version", "0", "--mode", "tunnel", "--crypt-offset", "64"), "--crypt-offset 64"},
+		{"encrypt iv 0", enc("--cfg", cfg, "--iv-start", "0"), "ivs start at 1"},
+		{"encrypt cfg and spi", enc("--cfg", cfg, "--spi", "1"), "--cfg and --spi both given"},
+		{"encrypt missing cfg", enc("--cfg", filepath.Join(c, "missing.cfg")), "no such file"},
+		{"decrypt short key", []string{"psp", "decrypt", "-r", clear, "-w", "OUT", "--master-keys", key + "," + key[:10]}, "parse master key 1"},
+		{"decrypt one key", []string{"psp", "decrypt", "-r", clear, "-w", "OUT", "--master-keys", key}, "got 1 keys, want 2"},
+		{"decrypt missing input", []string{"psp", "decrypt", "-r", filepath.Join(c, "missing.pcap"), "-w", "OUT", "--master-keys", keys}, "no such file"},
+		{"derive without spi", []string{"psp", "derive", "--master-keys", keys, "--version", "1"}, `"spi" not set`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out.pcap")
+			for i, a := range tc.args {
+				if a == "OUT" {
+					tc.args[i] = out
+				}
+			}
+			code, _, stderr := run(t, tc.args...)
+			if code == 0 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("xdpstack %v: exit %d, stderr %q; want non-zero and %q", tc.args, code, stderr, tc.want)
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("xdpstack %v failed but wrote %s", tc.args, out)
+			}
+		})
+	}
+}
