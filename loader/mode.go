@@ -11,6 +11,9 @@ import (
 type Mode int
 
 const (
+	// ModeUnknown is the mode of a program whose interface cannot be seen
+	// from here, such as one in another network namespace.
+	ModeUnknown Mode = iota - 1
 	// ModeAuto tries native first and falls back to generic, saying so.
 	ModeAuto Mode = iota
 	// ModeNative runs in the driver, before any socket buffer exists.
@@ -23,7 +26,7 @@ const (
 	ModeOffload
 )
 
-var modeNames = map[Mode]string{ModeAuto: "auto", ModeNative: "native", ModeGeneric: "generic", ModeOffload: "offload"}
+var modeNames = map[Mode]string{ModeUnknown: "unknown", ModeAuto: "auto", ModeNative: "native", ModeGeneric: "generic", ModeOffload: "offload"}
 
 func (m Mode) String() string {
 	if s, ok := modeNames[m]; ok {

@@ -90,7 +90,10 @@ func ReadInterfaceStatus(root, ifname string) (Status, error) {
 		}
 		prog.Close()
 	}
-	if _, mode, err := xdpProgramOn(int(info.XDP().Ifindex)); err == nil {
+	// The link's ifindex means something only in the interface's own
+	// network namespace: trust it when it leads to the same program.
+	s.Mode = ModeUnknown
+	if id, mode, err := xdpProgramOn(int(info.XDP().Ifindex)); err == nil && id == uint32(info.Program) {
 		s.Mode = mode
 	}
 	return s, nil

@@ -1,0 +1,63 @@
+# xdpstack — run `make help` for the targets.
+
+GO       ?= go
+BIN      := bin/xdpstack
+# What the tests, the demo and the benchmark run: kernel tools as peers.
+RUN_PKGS := iproute2 iperf3 iputils-ping bpftool curl util-linux ethtool
+# What `make generate` needs: the pinned compiler and the headers.
+GEN_PKGS := clang-19 llvm-19 libbpf-dev linux-libc-dev
+TEST_FLAGS ?= -count=1 -timeout 30m
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## install the Debian packages the tests, demo and benchmark use (as root)
+	@tools/install-packages.sh $(RUN_PKGS)
+	@$(GO) mod download
+
+.PHONY: generate
+generate: ## rebuild the BPF objects and their Go bindings with clang-19 (bpf2go)
+	@tools/install-packages.sh $(GEN_PKGS)
+	$(GO) generate ./bpf/
+
+.PHONY: check-generate
+check-generate: generate ## fail when the committed BPF output differs from a fresh generation
+	@git diff --exit-code --stat -- bpf/ || { echo "committed bpf2go output is stale: run make generate and commit"; exit 1; }
+
+.PHONY: build
+build: ## build bin/xdpstack
+	$(GO) build -o $(BIN) ./cmd/xdpstack
+
+.PHONY: test
+test: deps ## install what is needed and run every test (needs root for BPF and namespaces)
+	$(GO) vet ./...
+	$(GO) test $(TEST_FLAGS) ./...
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target briefly (FUZZTIME, default 20s)
+	@for t in $$($(GO) test -list 'Fuzz.*' ./bpf/ | grep ^Fuzz); do \
+		$(GO) test ./bpf/ -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-20s} || exit 1; done
+	@for t in $$($(GO) test -list 'Fuzz.*' ./userstack/psp/ | grep ^Fuzz); do \
+		$(GO) test ./userstack/psp/ -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-20s} || exit 1; done
+
+.PHONY: demo
+demo: deps build ## build two namespaces, attach, drive kernel traffic, show the counters, clean up
+	tools/demo/demo.sh $(BIN)
+
+.PHONY: bench
+bench: deps build ## measure against the kernel side by side and write BENCHMARKS.md
+	$(GO) run ./tools/bench -binary $(BIN) -o BENCHMARKS.md
+	$(GO) run ./tools/pspbench | tee -a BENCHMARKS.md
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf bin
