@@ -38,6 +38,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } listeners SEC(".maps");
 
+/* Destination port (host order) -> how many listeners use it, whatever
+ * their protocol or address. An array read is inlined by the verifier, so
+ * traffic to ports nobody listens on skips the two hash lookups. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} listen_ports SEC(".maps");
+
 /* RX queue index -> AF_XDP socket serving that queue. */
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -73,13 +84,16 @@ static __always_inline int count(struct xdp_md *ctx, int action, enum xdp_reason
 
 static __always_inline int listening(struct listener_key *key, __u16 port)
 {
-	__u16 host_port = bpf_ntohs(port);
+	__u32 host_port = bpf_ntohs(port);
+	__u32 *claimed = bpf_map_lookup_elem(&listen_ports, &host_port);
 
-	if (bpf_map_lookup_elem(&listeners, key))
-		return 1;
-	__builtin_memset(key->addr, 0, sizeof(key->addr));
-	if (bpf_map_lookup_elem(&listeners, key))
-		return 1;
+	if (claimed && *claimed) {
+		if (bpf_map_lookup_elem(&listeners, key))
+			return 1;
+		__builtin_memset(key->addr, 0, sizeof(key->addr));
+		if (bpf_map_lookup_elem(&listeners, key))
+			return 1;
+	}
 	return userstack_port_max && host_port >= userstack_port_min &&
 	       host_port <= userstack_port_max;
 }

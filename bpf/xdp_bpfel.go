@@ -57,6 +57,7 @@ const (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	XdpMapInfo             = "info"
+	XdpMapListenPorts      = "listen_ports"
 	XdpMapListeners        = "listeners"
 	XdpMapStats            = "stats"
 	XdpMapXsks             = "xsks"
@@ -115,10 +116,11 @@ type XdpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XdpMapSpecs struct {
-	Info      *ebpf.MapSpec `ebpf:"info"`
-	Listeners *ebpf.MapSpec `ebpf:"listeners"`
-	Stats     *ebpf.MapSpec `ebpf:"stats"`
-	Xsks      *ebpf.MapSpec `ebpf:"xsks"`
+	Info        *ebpf.MapSpec `ebpf:"info"`
+	ListenPorts *ebpf.MapSpec `ebpf:"listen_ports"`
+	Listeners   *ebpf.MapSpec `ebpf:"listeners"`
+	Stats       *ebpf.MapSpec `ebpf:"stats"`
+	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // XdpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -150,15 +152,17 @@ func (o *XdpObjects) Close() error {
 //
 // It can be passed to LoadXdpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XdpMaps struct {
-	Info      *ebpf.Map `ebpf:"info"`
-	Listeners *ebpf.Map `ebpf:"listeners"`
-	Stats     *ebpf.Map `ebpf:"stats"`
-	Xsks      *ebpf.Map `ebpf:"xsks"`
+	Info        *ebpf.Map `ebpf:"info"`
+	ListenPorts *ebpf.Map `ebpf:"listen_ports"`
+	Listeners   *ebpf.Map `ebpf:"listeners"`
+	Stats       *ebpf.Map `ebpf:"stats"`
+	Xsks        *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *XdpMaps) Close() error {
 	return _XdpClose(
 		m.Info,
+		m.ListenPorts,
 		m.Listeners,
 		m.Stats,
 		m.Xsks,

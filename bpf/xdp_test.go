@@ -2,6 +2,7 @@ package bpf_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -233,6 +234,28 @@ func TestListeners(t *testing.T) {
 		t.Fatalf("Delete: %v", err)
 	}
 	checkVerdict(t, objs, eth4(packet.ProtoTCP).TCP(9, 80, 0).Bytes(), passNoMatch)
+
+	// The per-port count behind the fast skip: a listener put twice is
+	// counted once, and another listener on the same port keeps it open.
+	udp53 := maps.Listener{Protocol: maps.UDP, Addr: dst4, Port: 53}
+	tcp53 := maps.Listener{Protocol: maps.TCP, Port: 53}
+	for _, l := range []maps.Listener{udp53, tcp53} {
+		if err := listeners.Put(l, 2); err != nil {
+			t.Fatalf("Put(%v): %v", l, err)
+		}
+	}
+	if err := listeners.Delete(udp53); err != nil {
+		t.Fatal(err)
+	}
+	checkVerdict(t, objs, eth4(packet.ProtoTCP).TCP(9, 53, 0).Bytes(), passNoSocket)
+	checkVerdict(t, objs, eth4(packet.ProtoUDP).UDP(9, 53).Bytes(), passNoMatch)
+	if err := listeners.Delete(tcp53); err != nil {
+		t.Fatal(err)
+	}
+	checkVerdict(t, objs, eth4(packet.ProtoTCP).TCP(9, 53, 0).Bytes(), passNoMatch)
+	if err := listeners.Delete(tcp53); !errors.Is(err, maps.ErrNotFound) {
+		t.Errorf("Delete of a missing listener: got %v, want ErrNotFound", err)
+	}
 }
 
 func TestUserstackPortRange(t *testing.T) {

@@ -231,7 +231,7 @@ func (a *Attachment) Close() error {
 
 func (a *Attachment) unpinMaps() error {
 	var errs []error
-	for _, m := range []*ebpf.Map{a.objs.Stats, a.objs.Listeners, a.objs.Info, a.objs.Xsks} {
+	for _, m := range []*ebpf.Map{a.objs.Stats, a.objs.Listeners, a.objs.ListenPorts, a.objs.Info, a.objs.Xsks} {
 		if m != nil {
 			errs = append(errs, m.Unpin())
 		}

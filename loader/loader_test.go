@@ -76,7 +76,7 @@ func TestAttachAndClose(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantPins := []string{"info", "link", "listeners", "stats", "xsks"}
+			wantPins := []string{"info", "link", "listen_ports", "listeners", "stats", "xsks"}
 			if !slices.Equal(st.Pins, wantPins) || st.ProgramID != a.ProgramID || st.Mode != tc.want ||
 				st.PID != os.Getpid() || !st.Running || st.ProgramName != "xdpstack_ingress" {
 				t.Errorf("ReadInterfaceStatus: got %+v", st)

@@ -11,9 +11,6 @@ import (
 type Mode int
 
 const (
-	// ModeUnknown is the mode of a program whose interface cannot be seen
-	// from here, such as one in another network namespace.
-	ModeUnknown Mode = iota - 1
 	// ModeAuto tries native first and falls back to generic, saying so.
 	ModeAuto Mode = iota
 	// ModeNative runs in the driver, before any socket buffer exists.
@@ -24,6 +21,9 @@ const (
 	// ModeOffload runs on the NIC; xdpstack never asks for it but can
 	// meet it on an interface.
 	ModeOffload
+	// ModeUnknown is the mode of a program whose interface cannot be seen
+	// from here, such as one in another network namespace.
+	ModeUnknown
 )
 
 var modeNames = map[Mode]string{ModeUnknown: "unknown", ModeAuto: "auto", ModeNative: "native", ModeGeneric: "generic", ModeOffload: "offload"}

@@ -1,6 +1,7 @@
 package maps
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -62,8 +63,13 @@ func listenerFromKey(k bpf.XdpListenerKey) Listener {
 	return Listener{Protocol: Protocol(k.Protocol), Addr: addr, Port: ntohs(k.Port)}
 }
 
-// Listeners is the table of what the program steers to the userstack.
-type Listeners struct{ m *ebpf.Map }
+// Listeners is the table of what the program steers to the userstack,
+// with the count of listeners per port that lets the program skip the
+// table for ports nobody listens on. One process changes them at a time.
+type Listeners struct {
+	m     *ebpf.Map
+	ports *ebpf.Map
+}
 
 // Put adds or replaces a listener, owned by the session layer's id.
 func (t Listeners) Put(l Listener, id uint32) error {
@@ -71,7 +77,19 @@ func (t Listeners) Put(l Listener, id uint32) error {
 	if err != nil {
 		return err
 	}
+	var old bpf.XdpListenerValue
+	isNew := errors.Is(t.m.Lookup(k, &old), ebpf.ErrKeyNotExist)
+	// Count the port first: a listener the program cannot see yet is
+	// harmless, a listed one it skips is not.
+	if isNew {
+		if err := t.addToPort(l, 1); err != nil {
+			return err
+		}
+	}
 	if err := t.m.Put(k, bpf.XdpListenerValue{ListenerId: id}); err != nil {
+		if isNew {
+			t.addToPort(l, -1)
+		}
 		return fmt.Errorf("add listener %s: %w", l, err)
 	}
 	return nil
@@ -85,6 +103,18 @@ func (t Listeners) Delete(l Listener) error {
 	}
 	if err := t.m.Delete(k); err != nil {
 		return fmt.Errorf("delete listener %s: %w", l, notFound(err))
+	}
+	return t.addToPort(l, -1)
+}
+
+func (t Listeners) addToPort(l Listener, delta int) error {
+	port := uint32(l.Port)
+	var n uint32
+	if err := t.ports.Lookup(port, &n); err != nil {
+		return fmt.Errorf("read %s map: %w", ListenPortsName, err)
+	}
+	if err := t.ports.Put(port, uint32(int(n)+delta)); err != nil {
+		return fmt.Errorf("write %s map: %w", ListenPortsName, err)
 	}
 	return nil
 }

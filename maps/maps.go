@@ -19,14 +19,15 @@ const DefaultPinRoot = "/sys/fs/bpf/xdpstack"
 
 // Names of the pinned maps, as bpftool shows them.
 const (
-	StatsName     = bpf.XdpMapStats
-	ListenersName = bpf.XdpMapListeners
-	XSKsName      = bpf.XdpMapXsks
-	InfoName      = bpf.XdpMapInfo
+	StatsName       = bpf.XdpMapStats
+	ListenersName   = bpf.XdpMapListeners
+	ListenPortsName = bpf.XdpMapListenPorts
+	XSKsName        = bpf.XdpMapXsks
+	InfoName        = bpf.XdpMapInfo
 )
 
 // PinnedNames lists every map the XDP program pins, in a stable order.
-var PinnedNames = []string{InfoName, ListenersName, StatsName, XSKsName}
+var PinnedNames = []string{InfoName, ListenPortsName, ListenersName, StatsName, XSKsName}
 
 // ErrNotFound is returned by lookups of a key that is not in a map.
 var ErrNotFound = errors.New("not found")
@@ -49,7 +50,7 @@ type Set struct {
 func FromObjects(m *bpf.XdpMaps) *Set {
 	return &Set{
 		Stats:     Stats{m.Stats},
-		Listeners: Listeners{m.Listeners},
+		Listeners: Listeners{m.Listeners, m.ListenPorts},
 		Info:      Info{m.Info},
 		XSKs:      m.Xsks,
 	}
@@ -61,7 +62,7 @@ func OpenPinned(dir string) (*Set, error) {
 	opened := make(map[string]*ebpf.Map, len(PinnedNames))
 	for _, name := range PinnedNames {
 		path := filepath.Join(dir, name)
-		m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: name == StatsName || name == InfoName})
+		m, err := ebpf.LoadPinnedMap(path, nil)
 		if err != nil {
 			for _, m := range opened {
 				m.Close()
@@ -72,7 +73,7 @@ func OpenPinned(dir string) (*Set, error) {
 	}
 	return &Set{
 		Stats:     Stats{opened[StatsName]},
-		Listeners: Listeners{opened[ListenersName]},
+		Listeners: Listeners{opened[ListenersName], opened[ListenPortsName]},
 		Info:      Info{opened[InfoName]},
 		XSKs:      opened[XSKsName],
 	}, nil
@@ -80,7 +81,7 @@ func OpenPinned(dir string) (*Set, error) {
 
 // Close closes the maps of a Set from OpenPinned.
 func (s *Set) Close() error {
-	return errors.Join(s.Stats.m.Close(), s.Listeners.m.Close(), s.Info.m.Close(), s.XSKs.Close())
+	return errors.Join(s.Stats.m.Close(), s.Listeners.m.Close(), s.Listeners.ports.Close(), s.Info.m.Close(), s.XSKs.Close())
 }
 
 func notFound(err error) error {
