@@ -242,3 +242,23 @@ func TestPinnedMapsHaveBTF(t *testing.T) {
 		}
 	}
 }
+
+// TestAutoModeSaysWhyNativeFailed uses a bridge, which has no native XDP:
+// auto must fall back to generic and keep the reason, and an
+// explicit native attach must fail with a hint.
+func TestAutoModeSaysWhyNativeFailed(t *testing.T) {
+	ifname := testutil.NoNativeXDP(t)
+	root := testutil.PinRoot(t)
+	if _, err := Attach(ifname, Options{Mode: ModeNative, PinRoot: root}); err == nil || !strings.Contains(err.Error(), "try --mode generic") {
+		t.Errorf("native on a bridge: got %v, want an error with a hint", err)
+	}
+	checkGone(t, ifname, root)
+	a := attach(t, ifname, Options{Mode: ModeAuto, PinRoot: root})
+	defer a.Close()
+	if a.Mode != ModeGeneric || a.NativeErr == nil {
+		t.Errorf("auto on a bridge: got mode %v, NativeErr %v; want generic with a reason", a.Mode, a.NativeErr)
+	}
+	if _, mode := programOn(t, ifname); mode != ModeGeneric {
+		t.Errorf("netlink: got %v mode, want generic", mode)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/xdpstack/xdpstack/internal/hosts"
 	"github.com/xdpstack/xdpstack/internal/testutil"
 	"github.com/xdpstack/xdpstack/maps"
 )
@@ -430,4 +431,26 @@ func TestBadInputChangesNothing(t *testing.T) {
 			t.Errorf("attach as nobody: got %v, %q", err, out)
 		}
 	})
+}
+
+func TestAutoModeWarnsOnGenericFallback(t *testing.T) {
+	a, _ := testutil.HostPair(t, 0)
+	root := testutil.PinRoot(t)
+	// A bridge has no native XDP.
+	bridge := &testutil.Host{Host: &hosts.Host{Netns: a.Netns, Iface: "xsbr0"}}
+	a.Exec(t, "ip", "link", "add", bridge.Iface, "type", "bridge")
+	a.Exec(t, "ip", "link", "set", bridge.Iface, "up")
+	d := startDaemon(t, bridge, root, "--metrics-addr", "")
+	if d.ready.Mode != "generic" || !strings.Contains(d.output.String(), "warning: native XDP failed on xsbr0") {
+		t.Errorf("auto on a bridge: ready %+v, output %q; want generic with a warning", d.ready, d.output)
+	}
+	if out := mustXdpstack(t, root, "status", bridge.Iface); !strings.Contains(out, "unknown") {
+		// status runs in the root namespace, where xsbr0 is not: it must
+		// not guess the mode.
+		t.Errorf("status from another namespace: got %q, want mode unknown", out)
+	}
+	out, err := bridge.Command(context.Background(), binary, "--pin-root", root, "status", bridge.Iface).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "generic") {
+		t.Errorf("status in the namespace: got %v, %q; want generic", err, out)
+	}
 }

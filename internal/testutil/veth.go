@@ -62,3 +62,28 @@ func PinRoot(tb testing.TB) string {
 	tb.Cleanup(func() { os.RemoveAll(root) })
 	return root
 }
+
+// NoNativeXDP creates an interface whose driver has no native XDP (a
+// bridge) in the current network namespace; it is deleted when the test
+// ends.
+func NoNativeXDP(tb testing.TB) string {
+	tb.Helper()
+	RequireBPF(tb)
+	name := UniqueName("xsbr")
+	if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {
+		tb.Skipf("cannot create a bridge to test generic fallback: %v", err)
+	}
+	tb.Cleanup(func() {
+		if l, err := netlink.LinkByName(name); err == nil {
+			netlink.LinkDel(l)
+		}
+	})
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		tb.Fatalf("set %s up: %v", name, err)
+	}
+	return name
+}
