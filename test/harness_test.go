@@ -23,18 +23,14 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "xdpstack-test-bin")
+	path, remove, err := testutil.BuildBinary("../cmd/xdpstack")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "xdpstack")
-	if out, err := exec.Command("go", "build", "-o", binary, "../cmd/xdpstack").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build xdpstack: %v\n%s", err, out)
-		os.Exit(1)
-	}
+	binary = path
 	code := m.Run()
-	os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xdpstack/xdpstack/internal/testutil"
 	"github.com/xdpstack/xdpstack/userstack/psp/psptest"
 )
 
@@ -17,19 +19,14 @@ import (
 var xdpstack string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "xdpstack-psp-test")
+	path, remove, err := testutil.BuildBinary(".")
 	if err != nil {
-		panic(err)
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	xdpstack = filepath.Join(dir, "xdpstack")
-	build := exec.Command("go", "build", "-o", xdpstack, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		os.RemoveAll(dir)
-		panic("go build: " + err.Error())
-	}
+	xdpstack = path
 	code := m.Run()
-	os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 

@@ -5,7 +5,10 @@ package testutil
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -25,4 +28,20 @@ func RequireBPF(tb testing.TB) {
 		}
 		tb.Fatalf("probe XDP support: %v", err)
 	}
+}
+
+// BuildBinary builds the command in package folder pkg for a TestMain,
+// into a temporary folder; remove deletes it.
+func BuildBinary(pkg string) (path string, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "xdpstack-test-bin")
+	if err != nil {
+		return "", nil, err
+	}
+	remove = func() { os.RemoveAll(dir) }
+	path = filepath.Join(dir, "xdpstack")
+	if out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput(); err != nil {
+		remove()
+		return "", nil, fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return path, remove, nil
 }
