@@ -125,3 +125,23 @@ func (s Stats) Lookup(v Verdict) (Counter, error) {
 	}
 	return sum, nil
 }
+
+// Rate is how fast a counter moved between two samples.
+type Rate struct {
+	PacketsPerSecond float64
+	BitsPerSecond    float64
+}
+
+// Rates turns two samples taken seconds apart into per-second rates, for
+// every verdict in cur; one that first appears in cur started from zero.
+func Rates(prev, cur map[Verdict]Counter, seconds float64) map[Verdict]Rate {
+	rates := make(map[Verdict]Rate, len(cur))
+	for v, c := range cur {
+		p := prev[v]
+		rates[v] = Rate{
+			PacketsPerSecond: float64(c.Packets-p.Packets) / seconds,
+			BitsPerSecond:    float64(c.Bytes-p.Bytes) * 8 / seconds,
+		}
+	}
+	return rates
+}

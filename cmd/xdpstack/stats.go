@@ -36,23 +36,40 @@ func statsCommand() *cli.Command {
 	}
 }
 
-// statRow is one counter of one interface.
+// counterName names one counter of one interface.
+type counterName struct {
+	Iface  string `json:"iface"`
+	Action string `json:"action"`
+	Reason string `json:"reason"`
+}
+
+func nameOf(iface string, v maps.Verdict) counterName {
+	return counterName{iface, v.Action.String(), v.Reason.String()}
+}
+
+func sortByName[T interface{ name() counterName }](rows []T) {
+	slices.SortFunc(rows, func(a, b T) int {
+		x, y := a.name(), b.name()
+		return cmp.Or(cmp.Compare(x.Iface, y.Iface), cmp.Compare(x.Action, y.Action), cmp.Compare(x.Reason, y.Reason))
+	})
+}
+
+// statRow is one counter's totals.
 type statRow struct {
-	Iface   string `json:"iface"`
-	Action  string `json:"action"`
-	Reason  string `json:"reason"`
+	counterName
 	Packets uint64 `json:"packets"`
 	Bytes   uint64 `json:"bytes"`
 }
 
 // rateRow is the change of one counter over a sample interval.
 type rateRow struct {
-	Iface            string  `json:"iface"`
-	Action           string  `json:"action"`
-	Reason           string  `json:"reason"`
+	counterName
 	PacketsPerSecond float64 `json:"packets_per_second"`
 	BitsPerSecond    float64 `json:"bits_per_second"`
 }
+
+func (r statRow) name() counterName { return r.counterName }
+func (r rateRow) name() counterName { return r.counterName }
 
 func runStats(c *cli.Context) error {
 	ifname, err := optionalIface(c)
@@ -93,34 +110,36 @@ func runStats(c *cli.Context) error {
 		}
 		sets[name] = set
 	}
-	read := func() ([]statRow, error) {
-		var rows []statRow
+	read := func() (map[string]map[maps.Verdict]maps.Counter, error) {
+		samples := make(map[string]map[maps.Verdict]maps.Counter, len(ifaces))
 		for _, name := range ifaces {
 			sums, err := sets[name].Stats.Sum()
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
-			for v, sum := range sums {
-				rows = append(rows, statRow{name, v.Action.String(), v.Reason.String(), sum.Packets, sum.Bytes})
-			}
+			samples[name] = sums
 		}
-		slices.SortFunc(rows, func(a, b statRow) int {
-			return cmp.Or(cmp.Compare(a.Iface, b.Iface), cmp.Compare(a.Action, b.Action), cmp.Compare(a.Reason, b.Reason))
-		})
-		return rows, nil
+		return samples, nil
 	}
 
-	rows, err := read()
+	sample, err := read()
 	if err != nil {
 		return err
 	}
 	if !rate {
+		var rows []statRow
+		for name, sums := range sample {
+			for v, sum := range sums {
+				rows = append(rows, statRow{nameOf(name, v), sum.Packets, sum.Bytes})
+			}
+		}
+		sortByName(rows)
 		if c.Bool("json") {
 			return json.NewEncoder(c.App.Writer).Encode(nonNil(rows))
 		}
 		return printTotals(c.App.Writer, rows)
 	}
-	return printRates(c, rows, read)
+	return printRates(c, sample, read)
 }
 
 func nonNil[T any](s []T) []T {
@@ -139,7 +158,7 @@ func printTotals(w io.Writer, rows []statRow) error {
 	return tw.Flush()
 }
 
-func printRates(c *cli.Context, prev []statRow, read func() ([]statRow, error)) error {
+func printRates(c *cli.Context, prev map[string]map[maps.Verdict]maps.Counter, read func() (map[string]map[maps.Verdict]maps.Counter, error)) error {
 	interval, count := c.Duration("interval"), c.Int("count")
 	clear := !c.Bool("json") && isTerminal(c.App.Writer)
 	ticker := time.NewTicker(interval)
@@ -151,18 +170,24 @@ func printRates(c *cli.Context, prev []statRow, read func() ([]statRow, error)) 
 			return nil
 		case <-ticker.C:
 		}
-		rows, err := read()
+		cur, err := read()
 		if err != nil {
 			return err
 		}
 		now := time.Now()
-		rates := computeRates(prev, rows, now.Sub(last).Seconds())
-		prev, last = rows, now
+		var rows []rateRow
+		for name, sums := range cur {
+			for v, r := range maps.Rates(prev[name], sums, now.Sub(last).Seconds()) {
+				rows = append(rows, rateRow{nameOf(name, v), r.PacketsPerSecond, r.BitsPerSecond})
+			}
+		}
+		sortByName(rows)
+		prev, last = cur, now
 		if c.Bool("json") {
 			sample := struct {
 				Time  time.Time `json:"time"`
 				Rates []rateRow `json:"rates"`
-			}{now.UTC(), nonNil(rates)}
+			}{now.UTC(), nonNil(rows)}
 			if err := json.NewEncoder(c.App.Writer).Encode(sample); err != nil {
 				return err
 			}
@@ -174,7 +199,7 @@ func printRates(c *cli.Context, prev []statRow, read func() ([]statRow, error)) 
 		fmt.Fprintf(c.App.Writer, "%s  every %s\n", now.Format(time.TimeOnly), interval)
 		tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "IFACE\tACTION\tREASON\tPKT/S\tBIT/S\t")
-		for _, r := range rates {
+		for _, r := range rows {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t\n", r.Iface, r.Action, r.Reason, r.PacketsPerSecond, humanBits(r.BitsPerSecond))
 		}
 		if err := tw.Flush(); err != nil {
@@ -182,26 +207,6 @@ func printRates(c *cli.Context, prev []statRow, read func() ([]statRow, error)) 
 		}
 	}
 	return nil
-}
-
-// computeRates turns two samples into per-second rates; a counter that
-// first appears in cur started from zero.
-func computeRates(prev, cur []statRow, seconds float64) []rateRow {
-	type key struct{ iface, action, reason string }
-	before := make(map[key]statRow, len(prev))
-	for _, r := range prev {
-		before[key{r.Iface, r.Action, r.Reason}] = r
-	}
-	rates := make([]rateRow, 0, len(cur))
-	for _, r := range cur {
-		b := before[key{r.Iface, r.Action, r.Reason}]
-		rates = append(rates, rateRow{
-			Iface: r.Iface, Action: r.Action, Reason: r.Reason,
-			PacketsPerSecond: float64(r.Packets-b.Packets) / seconds,
-			BitsPerSecond:    float64(r.Bytes-b.Bytes) * 8 / seconds,
-		})
-	}
-	return rates
 }
 
 func humanBits(bps float64) string {
