@@ -1,0 +1,69 @@
+package httpapp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/xdpstack/xdpstack/userstack/transport"
+)
+
+// Server serves a handler on one endpoint: HTTP/1.1 on tcp://, HTTP/1.1
+// and HTTP/2 on tls://, HTTP/3 on quic://.
+type Server struct {
+	http  *http.Server
+	http3 *http3.Server
+	// pc is the UDP socket under HTTP/3, which http3.Server leaves open.
+	pc   net.PacketConn
+	done chan error
+}
+
+// Listen opens u on n and starts serving h there. tlsConf is the server's
+// certificate for tls and quic; the ALPN protocols are set here.
+func Listen(n transport.Network, u transport.URI, tlsConf *tls.Config, h http.Handler) (*Server, error) {
+	s := &Server{done: make(chan error, 1)}
+	switch u.Scheme {
+	case transport.QUIC:
+		if tlsConf == nil {
+			return nil, errors.New("http app on quic: needs a certificate (cert=FILE,key=FILE or test-cert=HOST)")
+		}
+		pc, err := n.ListenPacket("udp", u.HostPort())
+		if err != nil {
+			return nil, err
+		}
+		s.pc = pc
+		s.http3 = &http3.Server{Handler: h, TLSConfig: http3.ConfigureTLSConfig(tlsConf)}
+		go func() { s.done <- s.http3.Serve(pc) }()
+		return s, nil
+	case transport.TLS:
+		tlsConf = tlsConf.Clone()
+		tlsConf.NextProtos = []string{"h2", "http/1.1"}
+	}
+	ln, err := transport.Listen(n, u, tlsConf)
+	if err != nil {
+		return nil, err
+	}
+	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { s.done <- s.http.Serve(ln) }()
+	return s, nil
+}
+
+// Close stops serving, letting requests in flight finish for a while.
+func (s *Server) Close(ctx context.Context) error {
+	var err error
+	if s.http3 != nil {
+		err = s.http3.Shutdown(ctx)
+		defer s.pc.Close()
+	} else {
+		err = s.http.Shutdown(ctx)
+	}
+	if serveErr := <-s.done; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		err = errors.Join(err, serveErr)
+	}
+	return err
+}
