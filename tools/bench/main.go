@@ -3,7 +3,7 @@
 // ratios. Every figure is the median of interleaved rounds, because these
 // machines are noisy and absolute numbers drift.
 //
-//	go run ./tools/bench -binary bin/xdpstack [-rounds 3] [-o BENCHMARKS.md]
+//	go run ./tools/bench -binary bin/xdpstack [-rounds 5] [-o BENCHMARKS.md]
 package main
 
 import (
@@ -21,7 +21,7 @@ import (
 
 func main() {
 	binary := flag.String("binary", "bin/xdpstack", "the xdpstack binary to attach")
-	rounds := flag.Int("rounds", 3, "interleaved rounds per figure (the median is reported)")
+	rounds := flag.Int("rounds", 5, "interleaved rounds per figure (the median is reported)")
 	tcpTime := flag.Duration("tcp-time", 3*time.Second, "length of one iperf3 run")
 	frames := flag.Uint("frames", 2_000_000, "frames the generator sends per pps round")
 	out := flag.String("o", "", "also write the report to this file")
