@@ -16,6 +16,9 @@ type Interface struct {
 	Index    int
 	MTU      int
 	MAC      net.HardwareAddr
+	// RxQueues is the number of active RX queues (ethtool -l), which
+	// can be fewer than the device has: a veth made with numrxqueues 2
+	// uses one until `ethtool -L IFACE rx 2 tx 2`.
 	RxQueues int
 	TxQueues int
 	Addrs    []netip.Prefix
@@ -39,6 +42,9 @@ func LookupInterface(name string) (Interface, error) {
 		MAC:      attrs.HardwareAddr,
 		RxQueues: attrs.NumRxQueues,
 		TxQueues: attrs.NumTxQueues,
+	}
+	if n, err := activeRxQueues(name); err == nil {
+		iface.RxQueues = n
 	}
 	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {

@@ -41,7 +41,7 @@ type Set struct {
 	Stats     Stats
 	Listeners Listeners
 	Info      Info
-	XSKs      *ebpf.Map
+	XSKs      XSKs
 }
 
 // FromObjects wraps the maps of a loaded collection; the collection keeps
@@ -51,7 +51,7 @@ func FromObjects(m *bpf.XdpMaps) *Set {
 		Stats:     Stats{m.Stats},
 		Listeners: Listeners{m.Listeners},
 		Info:      Info{m.Info},
-		XSKs:      m.Xsks,
+		XSKs:      XSKs{m.Xsks},
 	}
 }
 
@@ -74,13 +74,13 @@ func OpenPinned(dir string) (*Set, error) {
 		Stats:     Stats{opened[StatsName]},
 		Listeners: Listeners{opened[ListenersName]},
 		Info:      Info{opened[InfoName]},
-		XSKs:      opened[XSKsName],
+		XSKs:      XSKs{opened[XSKsName]},
 	}, nil
 }
 
 // Close closes the maps of a Set from OpenPinned.
 func (s *Set) Close() error {
-	return errors.Join(s.Stats.m.Close(), s.Listeners.m.Close(), s.Info.m.Close(), s.XSKs.Close())
+	return errors.Join(s.Stats.m.Close(), s.Listeners.m.Close(), s.Info.m.Close(), s.XSKs.m.Close())
 }
 
 func notFound(err error) error {
