@@ -12,10 +12,10 @@ import (
 // Interface is what the loader needs to know about a network interface,
 // as netlink reports it.
 type Interface struct {
-	Name     string
-	Index    int
-	MTU      int
-	MAC      net.HardwareAddr
+	Name  string
+	Index int
+	MTU   int
+	MAC   net.HardwareAddr
 	// RxQueues is the number of active RX queues (ethtool -l), which
 	// can be fewer than the device has: a veth made with numrxqueues 2
 	// uses one until `ethtool -L IFACE rx 2 tx 2`.
