@@ -195,4 +195,3 @@ func TestARPGoesToKernel(t *testing.T) {
 		t.Errorf("endpoint transmitted %d frames, want none (ARP belongs to the kernel)", qa.sent)
 	}
 }
-
