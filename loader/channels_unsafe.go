@@ -36,3 +36,18 @@ func activeRxQueues(name string) (int, error) {
 	}
 	return max(int(ch.RxCount+ch.CombinedCount), 1), nil
 }
+
+// driverName asks ethtool for the interface's driver; "" if it cannot
+// tell.
+func driverName(name string) string {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return ""
+	}
+	defer unix.Close(fd)
+	info, err := unix.IoctlGetEthtoolDrvinfo(fd, name)
+	if err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(info.Driver[:])
+}

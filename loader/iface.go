@@ -16,6 +16,8 @@ type Interface struct {
 	Index int
 	MTU   int
 	MAC   net.HardwareAddr
+	// Driver is the kernel driver's name (ethtool -i), "" if unknown.
+	Driver string
 	// RxQueues is the number of active RX queues (ethtool -l), which
 	// can be fewer than the device has: a veth made with numrxqueues 2
 	// uses one until `ethtool -L IFACE rx 2 tx 2`.
@@ -46,6 +48,7 @@ func LookupInterface(name string) (Interface, error) {
 	if n, err := activeRxQueues(name); err == nil {
 		iface.RxQueues = n
 	}
+	iface.Driver = driverName(name)
 	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {
 		return Interface{}, fmt.Errorf("list addresses of %s: %w", name, err)
