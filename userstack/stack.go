@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/link/qdisc/fifo"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -98,7 +99,9 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 		return nil, err
 	}
 	ep := link.New(queues, link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth", OnARP: s.resolve})
-	if err := s.stack.CreateNIC(nicID, ep); err != nil {
+	// The fifo queue discipline hands the endpoint batches, one
+	// dispatcher per queue, so that one sendto kick sends many frames.
+	if err := s.stack.CreateNICWithOptions(nicID, ep, stack.NICOptions{QDisc: fifo.New(ep, len(queues), 1000)}); err != nil {
 		return nil, fmt.Errorf("create netstack nic: %s", err)
 	}
 	for _, p := range iface.Addrs {
