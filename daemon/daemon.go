@@ -11,6 +11,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/metrics"
 	"github.com/xdpstack/xdpstack/userstack"
@@ -74,8 +76,12 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, errors.Join(err, d.Close())
 	}
 	if ln != nil {
+		var extra []prometheus.Collector
+		if d.Stack != nil {
+			extra = append(extra, d.Stack.Collector())
+		}
 		d.MetricsAddr = ln.Addr()
-		d.metrics = metrics.Serve(ln, metrics.NewRegistry(a.Iface.Name, a.Maps.Stats))
+		d.metrics = metrics.Serve(ln, metrics.NewRegistry(a.Iface.Name, a.Maps.Stats, extra...))
 	}
 	return d, nil
 }

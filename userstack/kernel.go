@@ -35,11 +35,17 @@ func reservePorts(ports loader.PortRange) (func() error, error) {
 		f.Close()
 		return nil, fmt.Errorf("read reserved ports: %w", err)
 	}
-	prev := strings.TrimSpace(string(old))
-	next := fmt.Sprintf("%d-%d", ports.Min, ports.Max)
-	if prev != "" {
-		next = prev + "," + next
+	ours := fmt.Sprintf("%d-%d", ports.Min, ports.Max)
+	// A daemon killed before it could restore the value left its range
+	// behind; keep it once, and leave it out of what is restored.
+	var kept []string
+	for _, r := range strings.Split(strings.TrimSpace(string(old)), ",") {
+		if r != "" && r != ours {
+			kept = append(kept, r)
+		}
 	}
+	prev := strings.Join(kept, ",")
+	next := strings.Join(append(kept, ours), ",")
 	if _, err := f.WriteAt([]byte(next), 0); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("reserve ports %s in the kernel: %w", next, err)

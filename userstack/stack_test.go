@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,11 @@ func startOn(t *testing.T, a *testutil.Host, opts Options) (*Stack, *loader.Atta
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
 			t.Errorf("Close: %v", err)
+		}
+		for _, sock := range s.Sockets() {
+			if c := sock.Frames(); c.Free != c.Total {
+				t.Errorf("queue %d frames after Close: %+v, want all free", sock.Queue, c)
+			}
 		}
 		att.Close()
 	})
@@ -205,6 +211,63 @@ func TestKernelPeers(t *testing.T) {
 	}
 	for _, sock := range s.Sockets() {
 		if c := sock.Frames(); c.Free+c.InKernel != c.Total {
+			t.Errorf("queue %d frames: %+v", sock.Queue, c)
+		}
+	}
+}
+
+// TestManyConnections opens 1000 connections from kernel sockets to a
+// userstack echo at once, uses and closes them, and checks that no
+// endpoint, goroutine or frame is left behind.
+func TestManyConnections(t *testing.T) {
+	const conns = 1000
+	a, b := testutil.HostPair(t, 2)
+	s, _ := startOn(t, a, Options{})
+	ln, err := s.Listen("tcp", ":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go echo(ln)
+	baseEndpoints, baseGoroutines := s.Endpoints(), runtime.NumGoroutine()
+
+	var open []net.Conn
+	b.Do(t, func() error {
+		for i := range conns {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:7", a.Addr), 5*time.Second)
+			if err != nil {
+				return fmt.Errorf("connection %d: %w", i, err)
+			}
+			open = append(open, c)
+		}
+		return nil
+	})
+	errs := make(chan error, conns)
+	for _, c := range open {
+		go func() { errs <- roundTrip(c, 1000) }()
+	}
+	for range conns {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.Endpoints(); n < conns {
+		t.Errorf("Endpoints() with %d connections open: %d", conns, n)
+	}
+	for _, c := range open {
+		c.Close()
+	}
+	// The server closes after the client, so it keeps no TIME-WAIT.
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Endpoints() > baseEndpoints || runtime.NumGoroutine() > baseGoroutines+5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after closing %d connections: %d endpoints (want %d), %d goroutines (were %d)",
+				conns, s.Endpoints(), baseEndpoints, runtime.NumGoroutine(), baseGoroutines)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, sock := range s.Sockets() {
+		if c := sock.Frames(); c.Free+c.InKernel != c.Total || c.Lost != 0 {
 			t.Errorf("queue %d frames: %+v", sock.Queue, c)
 		}
 	}
