@@ -74,7 +74,7 @@ func (s *Stack) follow(done chan struct{}) error {
 			s.logf("netlink subscription: %v", err)
 		}
 	}
-	if err := netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{ListExisting: true, ErrorCallback: errs}); err != nil {
+	if err := netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{ErrorCallback: errs}); err != nil {
 		return fmt.Errorf("follow kernel neighbours: %w", err)
 	}
 	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{ErrorCallback: errs}); err != nil {
@@ -83,13 +83,15 @@ func (s *Stack) follow(done chan struct{}) error {
 	if err := s.syncRoutes(); err != nil {
 		return err
 	}
-	// The neighbours listed now must be in before anything is sent.
-	for first := true; first; {
-		select {
-		case u := <-neighs:
-			s.neighbour(u)
-		default:
-			first = false
+	// The neighbours known now must be in before anything is sent; the
+	// subscription's own listing arrives later, from another goroutine.
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		known, err := s.nl.NeighList(s.iface.Index, family)
+		if err != nil {
+			return fmt.Errorf("list kernel neighbours of %s: %w", s.iface.Name, err)
+		}
+		for _, n := range known {
+			s.neighbour(netlink.NeighUpdate{Type: unix.RTM_NEWNEIGH, Neigh: n})
 		}
 	}
 	s.wg.Add(1)
@@ -119,14 +121,15 @@ func (s *Stack) follow(done chan struct{}) error {
 	return nil
 }
 
-// neighbour applies one kernel neighbour update.
-func (s *Stack) neighbour(u netlink.NeighUpdate) {
+// neighbour applies one kernel neighbour update; true when it gave the
+// netstack a link address.
+func (s *Stack) neighbour(u netlink.NeighUpdate) bool {
 	if u.LinkIndex != s.iface.Index {
-		return
+		return false
 	}
 	addr, ok := netip.AddrFromSlice(u.IP)
 	if !ok {
-		return
+		return false
 	}
 	addr = addr.Unmap()
 	proto := ipv4.ProtocolNumber
@@ -136,12 +139,21 @@ func (s *Stack) neighbour(u netlink.NeighUpdate) {
 	a := tcpip.AddrFromSlice(addr.AsSlice())
 	usable := netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
 	if u.Type == unix.RTM_NEWNEIGH && u.State&usable != 0 && len(u.HardwareAddr) == 6 {
-		s.stack.AddStaticNeighbor(nicID, proto, a, tcpip.LinkAddress(u.HardwareAddr))
-		return
+		mac := tcpip.LinkAddress(u.HardwareAddr)
+		s.resolvingMu.Lock()
+		pending := s.resolving[a]
+		delete(s.resolving, a)
+		s.resolvingMu.Unlock()
+		if pending && proto == ipv4.ProtocolNumber {
+			s.link.Resolved(a, mac)
+			return true
+		}
+		return s.stack.AddStaticNeighbor(nicID, proto, a, mac) == nil
 	}
 	if u.Type == unix.RTM_DELNEIGH || u.State&netlink.NUD_FAILED != 0 {
 		s.stack.RemoveNeighbor(nicID, proto, a)
 	}
+	return false
 }
 
 // syncRoutes copies the kernel's main-table routes through the
@@ -179,16 +191,29 @@ func (s *Stack) syncRoutes() error {
 	return nil
 }
 
-// resolve makes the kernel resolve addr (NTF_USE: as if it had a packet
-// for it). The answer comes back through the neighbour subscription; the
-// netstack holds its packets until then, as it would for its own ARP.
+// resolve is called when the netstack lacks addr's link address. If the
+// kernel knows it (a permanent entry makes no news), it is copied over;
+// else the kernel is made to resolve it (NTF_USE: as if it had a packet
+// for it), and the answer comes through the subscription while the
+// netstack holds its packets, as it would for its own ARP.
 func (s *Stack) resolve(addr tcpip.Address) {
-	n := &netlink.Neigh{LinkIndex: s.iface.Index, IP: net.IP(addr.AsSlice()), State: netlink.NUD_INCOMPLETE, Flags: netlink.NTF_USE}
+	family := unix.AF_INET
 	if addr.Len() == 16 {
-		n.Family = unix.AF_INET6
-	} else {
-		n.Family = unix.AF_INET
+		family = unix.AF_INET6
 	}
+	ip := net.IP(addr.AsSlice())
+	s.resolvingMu.Lock()
+	s.resolving[addr] = true
+	s.resolvingMu.Unlock()
+	known, err := s.nl.NeighList(s.iface.Index, family)
+	if err == nil {
+		for _, n := range known {
+			if n.IP.Equal(ip) && s.neighbour(netlink.NeighUpdate{Type: unix.RTM_NEWNEIGH, Neigh: n}) {
+				return
+			}
+		}
+	}
+	n := &netlink.Neigh{LinkIndex: s.iface.Index, Family: family, IP: ip, State: netlink.NUD_INCOMPLETE, Flags: netlink.NTF_USE}
 	if err := s.nl.NeighSet(n); err != nil && !errors.Is(err, unix.EEXIST) {
 		s.logf("ask the kernel to resolve %s: %v", addr, err)
 	}

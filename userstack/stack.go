@@ -45,6 +45,10 @@ type Stack struct {
 	sockets  []*afxdp.Socket
 	xsks     maps.XSKs
 	sessions *session.Table
+	link     *link.Endpoint
+	// resolving are the neighbours the netstack asked the kernel for.
+	resolvingMu sync.Mutex
+	resolving   map[tcpip.Address]bool
 	// nl talks to the kernel of the interface's network namespace from
 	// whatever thread a goroutine runs on.
 	nl *netlink.Handle
@@ -98,7 +102,9 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if err := s.tune(); err != nil {
 		return nil, err
 	}
-	ep := link.New(queues, link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth", OnARP: s.resolve})
+	s.resolving = make(map[tcpip.Address]bool)
+	ep := link.New(queues, link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth", OnARP: s.resolveLater})
+	s.link = ep
 	// The fifo queue discipline hands the endpoint batches, one
 	// dispatcher per queue, so that one sendto kick sends many frames.
 	if err := s.stack.CreateNICWithOptions(nicID, ep, stack.NICOptions{QDisc: fifo.New(ep, len(queues), 1000)}); err != nil {
@@ -123,6 +129,16 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 		}
 	}
 	return s, nil
+}
+
+// resolveLater runs resolve on its own goroutine: the netstack calls
+// OnARP with its neighbour entry locked, and the answer may come at once.
+func (s *Stack) resolveLater(addr tcpip.Address) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.resolve(addr)
+	}()
 }
 
 func (s *Stack) tune() error {
@@ -174,13 +190,15 @@ func (s *Stack) Close() error {
 			errs = append(errs, s.xsks.Unregister(q))
 		}
 		close(s.done)
+		if s.link != nil {
+			s.link.Stop()
+		}
 		if s.stack != nil {
 			s.stack.Close()
 			s.stack.Wait()
 		}
 		s.wg.Wait()
 		for _, sock := range s.sockets {
-			sock.Stop()
 			errs = append(errs, sock.Close())
 		}
 		if s.restorePorts != nil {

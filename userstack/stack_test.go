@@ -272,3 +272,28 @@ func TestManyConnections(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownNeighbour dials a peer the kernel has no neighbour entry
+// for: the kernel resolves it, the userstack learns it and connects.
+func TestUnknownNeighbour(t *testing.T) {
+	a, b := testutil.HostPair(t, 2)
+	a.Exec(t, "ip", "neigh", "del", b.Addr.String(), "dev", a.Iface)
+	s, _ := startOn(t, a, Options{})
+	var kln net.Listener
+	b.Do(t, func() (err error) {
+		kln, err = net.Listen("tcp", fmt.Sprintf("%s:8000", b.Addr))
+		return err
+	})
+	defer kln.Close()
+	go echo(kln)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := s.Dial(ctx, "tcp", fmt.Sprintf("%s:8000", b.Addr))
+	if err != nil {
+		t.Fatalf("dial a peer the kernel had to resolve: %v\nkernel neighbours: %s", err, a.Exec(t, "ip", "neigh"))
+	}
+	defer c.Close()
+	if err := roundTrip(c, 1000); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -59,7 +59,8 @@ const batchSize = 64
 // moment away, at idle the loop sleeps.
 const idleSpins = 64
 
-type endpoint struct {
+// Endpoint is the link endpoint of one interface.
+type Endpoint struct {
 	queues []Queue
 	opts   Options
 	addr   tcpip.LinkAddress
@@ -70,17 +71,17 @@ type endpoint struct {
 }
 
 var (
-	_ stack.LinkEndpoint = (*endpoint)(nil)
-	_ stack.GSOEndpoint  = (*endpoint)(nil)
+	_ stack.LinkEndpoint = (*Endpoint)(nil)
+	_ stack.GSOEndpoint  = (*Endpoint)(nil)
 )
 
 // New returns an endpoint over queues; receiving starts when the
 // netstack attaches it.
-func New(queues []Queue, opts Options) stack.LinkEndpoint {
-	return &endpoint{queues: queues, opts: opts, addr: tcpip.LinkAddress(opts.MAC)}
+func New(queues []Queue, opts Options) *Endpoint {
+	return &Endpoint{queues: queues, opts: opts, addr: tcpip.LinkAddress(opts.MAC)}
 }
 
-func (e *endpoint) Attach(d stack.NetworkDispatcher) {
+func (e *Endpoint) Attach(d stack.NetworkDispatcher) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if d == nil {
@@ -107,7 +108,7 @@ func (e *endpoint) Attach(d stack.NetworkDispatcher) {
 
 // receive is a queue's receive loop: it drains the RX ring in batches,
 // spins briefly when it runs dry and then blocks.
-func (e *endpoint) receive(q Queue, d stack.NetworkDispatcher) {
+func (e *Endpoint) receive(q Queue, d stack.NetworkDispatcher) {
 	var g gro.GRO
 	g.Init(e.opts.GRO)
 	g.Dispatcher = d
@@ -136,7 +137,7 @@ func (e *endpoint) receive(q Queue, d stack.NetworkDispatcher) {
 }
 
 // parse copies a frame out of the UMEM into a packet for the netstack.
-func (e *endpoint) parse(frame []byte) *stack.PacketBuffer {
+func (e *Endpoint) parse(frame []byte) *stack.PacketBuffer {
 	if len(frame) < header.EthernetMinimumSize {
 		return nil
 	}
@@ -147,26 +148,36 @@ func (e *endpoint) parse(frame []byte) *stack.PacketBuffer {
 	return pkt
 }
 
-func (e *endpoint) IsAttached() bool {
+// Stop ends receiving and waits for the receive loops to return. Call it
+// before closing the netstack: a loop delivering a packet may need the
+// stack's lock, which the stack holds while it waits for the endpoint.
+func (e *Endpoint) Stop() {
+	for _, q := range e.queues {
+		q.Stop()
+	}
+	e.wg.Wait()
+}
+
+func (e *Endpoint) IsAttached() bool {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	return e.dispatcher != nil
 }
 
-func (e *endpoint) MTU() uint32                             { return e.opts.MTU }
-func (e *endpoint) SetMTU(mtu uint32)                       { e.opts.MTU = mtu }
-func (e *endpoint) MaxHeaderLength() uint16                 { return header.EthernetMinimumSize }
-func (e *endpoint) LinkAddress() tcpip.LinkAddress          { return e.addr }
-func (e *endpoint) SetLinkAddress(addr tcpip.LinkAddress)   { e.addr = addr }
-func (e *endpoint) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
-func (e *endpoint) Wait()                                   { e.wg.Wait() }
-func (e *endpoint) Close()                                  {}
-func (e *endpoint) SetOnCloseAction(func())                 {}
+func (e *Endpoint) MTU() uint32                             { return e.opts.MTU }
+func (e *Endpoint) SetMTU(mtu uint32)                       { e.opts.MTU = mtu }
+func (e *Endpoint) MaxHeaderLength() uint16                 { return header.EthernetMinimumSize }
+func (e *Endpoint) LinkAddress() tcpip.LinkAddress          { return e.addr }
+func (e *Endpoint) SetLinkAddress(addr tcpip.LinkAddress)   { e.addr = addr }
+func (e *Endpoint) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
+func (e *Endpoint) Wait()                                   { e.wg.Wait() }
+func (e *Endpoint) Close()                                  {}
+func (e *Endpoint) SetOnCloseAction(func())                 {}
 
 // Capabilities: the netstack resolves neighbours (from the kernel's
 // table, see OnARP) and computes every checksum, since an AF_XDP frame
 // leaves exactly as written.
-func (e *endpoint) Capabilities() stack.LinkEndpointCapabilities {
+func (e *Endpoint) Capabilities() stack.LinkEndpointCapabilities {
 	if e.opts.TrustChecksums {
 		return stack.CapabilityResolutionRequired | stack.CapabilityRXChecksumOffload
 	}
@@ -176,11 +187,11 @@ func (e *endpoint) Capabilities() stack.LinkEndpointCapabilities {
 // GSOMaxSize and SupportedGSO turn on gVisor's own GSO: TCP keeps and
 // acknowledges 64 KiB segments and splits them into MSS-sized packets
 // only on their way out, which saves most of its per-segment work.
-func (e *endpoint) GSOMaxSize() uint32 { return stack.GVisorGSOMaxSize }
+func (e *Endpoint) GSOMaxSize() uint32 { return stack.GVisorGSOMaxSize }
 
-func (e *endpoint) SupportedGSO() stack.SupportedGSO { return stack.GVisorGSOSupported }
+func (e *Endpoint) SupportedGSO() stack.SupportedGSO { return stack.GVisorGSOSupported }
 
-func (e *endpoint) AddHeader(pkt *stack.PacketBuffer) {
+func (e *Endpoint) AddHeader(pkt *stack.PacketBuffer) {
 	eth := header.Ethernet(pkt.LinkHeader().Push(header.EthernetMinimumSize))
 	eth.Encode(&header.EthernetFields{
 		SrcAddr: pkt.EgressRoute.LocalLinkAddress,
@@ -189,14 +200,14 @@ func (e *endpoint) AddHeader(pkt *stack.PacketBuffer) {
 	})
 }
 
-func (e *endpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
+func (e *Endpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
 	_, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize)
 	return ok
 }
 
 // WritePackets sends a batch, each packet on the queue its flow hash
 // picks, so that a flow's segments never overtake each other.
-func (e *endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	all := pkts.AsSlice()
 	byQueue := make([][]*stack.PacketBuffer, len(e.queues))
 	written := 0
@@ -232,7 +243,7 @@ func (e *endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 }
 
 // arp hands the target of an outgoing ARP request to OnARP.
-func (e *endpoint) arp(pkt *stack.PacketBuffer) {
+func (e *Endpoint) arp(pkt *stack.PacketBuffer) {
 	if e.opts.OnARP == nil {
 		return
 	}
@@ -240,4 +251,26 @@ func (e *endpoint) arp(pkt *stack.PacketBuffer) {
 	if h.IsValid() && h.Op() == header.ARPRequest {
 		e.opts.OnARP(tcpip.AddrFrom4Slice(h.ProtocolAddressTarget()))
 	}
+}
+
+// Resolved hands the netstack the kernel's answer for a neighbour it
+// asked about (OnARP), in the shape of the ARP reply it waits for: that
+// completes its pending entry and sends what it held back, where a
+// static entry would replace the pending one and fail those packets.
+func (e *Endpoint) Resolved(addr tcpip.Address, mac tcpip.LinkAddress) {
+	e.mu.RLock()
+	d := e.dispatcher
+	e.mu.RUnlock()
+	if d == nil || addr.Len() != header.IPv4AddressSize {
+		return
+	}
+	h := header.ARP(make([]byte, header.ARPSize))
+	h.SetIPv4OverEthernet()
+	h.SetOp(header.ARPReply)
+	copy(h.HardwareAddressSender(), mac)
+	copy(h.ProtocolAddressSender(), addr.AsSlice())
+	copy(h.HardwareAddressTarget(), e.addr)
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(h)})
+	defer pkt.DecRef()
+	d.DeliverNetworkPacket(header.ARPProtocolNumber, pkt)
 }

@@ -96,7 +96,8 @@ func newSide(t *testing.T, q Queue, last byte, opts Options) *side {
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
 	})
-	if err := s.CreateNIC(1, New([]Queue{q}, opts)); err != nil {
+	ep := New([]Queue{q}, opts)
+	if err := s.CreateNIC(1, ep); err != nil {
 		t.Fatalf("CreateNIC: %v", err)
 	}
 	addr := tcpip.AddrFrom4([4]byte{10, 0, 0, last})
@@ -105,7 +106,7 @@ func newSide(t *testing.T, q Queue, last byte, opts Options) *side {
 	}
 	sub, _ := tcpip.NewSubnet(tcpip.AddrFrom4([4]byte{10, 0, 0, 0}), tcpip.MaskFromBytes([]byte{255, 255, 255, 0}))
 	s.SetRouteTable([]tcpip.Route{{Destination: sub, NIC: 1}})
-	t.Cleanup(func() { s.Close(); s.Wait() })
+	t.Cleanup(func() { ep.Stop(); s.Close(); s.Wait() })
 	return &side{stack: s, addr: addr, mac: tcpip.LinkAddress(opts.MAC)}
 }
 
