@@ -10,6 +10,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -54,10 +55,11 @@ type Options struct {
 // batchSize bounds how many frames one Receive hands up.
 const batchSize = 64
 
-// idleSpins is how many empty polls of the RX ring a receive loop makes
-// before it blocks in poll(): under load the next batch is usually a
-// moment away, at idle the loop sleeps.
-const idleSpins = 64
+// busyPoll is how long a receive loop keeps polling an empty RX ring
+// before it blocks in poll(): under load or in a request-response
+// exchange the next frame is usually that close, and waking a goroutine
+// blocked in a syscall costs far more. At idle the loop sleeps.
+const busyPoll = 50 * time.Microsecond
 
 // Endpoint is the link endpoint of one interface.
 type Endpoint struct {
@@ -118,21 +120,21 @@ func (e *Endpoint) receive(q Queue, d stack.NetworkDispatcher) {
 			pkt.DecRef()
 		}
 	}
-	for spins := 0; ; {
+	last := time.Now()
+	for {
 		if q.Receive(batchSize, deliver) > 0 {
 			g.Flush()
-			spins = 0
+			last = time.Now()
 			continue
 		}
-		if spins < idleSpins {
-			spins++
+		if time.Since(last) < busyPoll {
 			runtime.Gosched()
 			continue
 		}
-		spins = 0
 		if !q.Wait() {
 			return
 		}
+		last = time.Now()
 	}
 }
 
