@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -259,4 +260,32 @@ func TestUserstackKilled(t *testing.T) {
 
 	startDaemon(t, a, root, "--metrics-addr", "", "--app", "echo=tcp://:7")
 	echoOnce(t, b, echoAddr, 1<<20)
+}
+
+// TestUserstackIdle checks that a daemon serving the userstack with no
+// traffic uses well under 1% of a CPU: its receive loops sleep in poll().
+func TestUserstackIdle(t *testing.T) {
+	a, _ := testutil.HostPair(t, 2)
+	root := testutil.PinRoot(t)
+	d := startDaemon(t, a, root, "--metrics-addr", "", "--app", "echo=tcp://:7", "--app", "echo=udp://:7")
+	cpu := func() time.Duration {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.ready.PID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Fields after the command name, which is in parentheses.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		var user, sys int64
+		fmt.Sscan(f[11], &user)
+		fmt.Sscan(f[12], &sys)
+		return time.Duration(user+sys) * 10 * time.Millisecond // USER_HZ is 100
+	}
+	time.Sleep(time.Second) // let start-up settle
+	before, start := cpu(), time.Now()
+	time.Sleep(3 * time.Second)
+	used, elapsed := cpu()-before, time.Since(start)
+	t.Logf("idle daemon used %v of CPU in %v", used, elapsed.Round(time.Millisecond))
+	if used > elapsed/100 {
+		t.Errorf("idle daemon used %v of CPU in %v: more than 1%%", used, elapsed)
+	}
 }

@@ -15,7 +15,7 @@ import (
 )
 
 var (
-	echoURIFlag   = &cli.StringFlag{Name: "uri", Required: true, Usage: "tcp://HOST:PORT or udp://HOST:PORT"}
+	echoURIFlag   = &cli.StringFlag{Name: "uri", Usage: "tcp://HOST:PORT or udp://HOST:PORT (required)"}
 	echoIfaceFlag = &cli.StringFlag{Name: "iface", Usage: "run on the userstack of IFACE, attaching for the run (default: kernel sockets)"}
 )
 
@@ -68,10 +68,22 @@ func echoNetwork(c *cli.Context, spec *apps.Spec) (apps.Network, *daemon.Daemon,
 	return d.Stack, d, nil
 }
 
-func runEchoServer(c *cli.Context) error {
+// echoURI reads --uri, which both verbs need.
+func echoURI(c *cli.Context) (apps.URI, error) {
+	if !c.IsSet("uri") {
+		return apps.URI{}, fmt.Errorf("--uri is required (e.g. --uri tcp://10.0.0.1:7)")
+	}
 	uri, err := apps.ParseURI(c.String("uri"))
 	if err != nil {
-		return fmt.Errorf("--uri: %w", err)
+		return apps.URI{}, fmt.Errorf("--uri: %w", err)
+	}
+	return uri, nil
+}
+
+func runEchoServer(c *cli.Context) error {
+	uri, err := echoURI(c)
+	if err != nil {
+		return err
 	}
 	spec := apps.Spec{Name: "echo", URI: uri}
 	n, d, err := echoNetwork(c, &spec)
@@ -94,9 +106,9 @@ func runEchoServer(c *cli.Context) error {
 }
 
 func runEchoClient(c *cli.Context) error {
-	uri, err := apps.ParseURI(c.String("uri"))
+	uri, err := echoURI(c)
 	if err != nil {
-		return fmt.Errorf("--uri: %w", err)
+		return err
 	}
 	size, err := parseSize(c.String("bytes"))
 	if err != nil {
