@@ -6,6 +6,7 @@ import (
 	"math/bits"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -105,17 +106,25 @@ func Open(ifindex, queue int, opts Options) (*Socket, error) {
 		return nil, fmt.Errorf("allocate umem: %w", err)
 	}
 	s := &Socket{Queue: queue, umem: umem, frameSize: opts.FrameSize, frames: opts.Frames, fd: -1, stopFD: -1}
-	s.ZeroCopyErr = s.bind(ifindex, queue, unix.XDP_ZEROCOPY|unix.XDP_USE_NEED_WAKEUP)
-	if s.ZeroCopyErr != nil {
+	// A queue whose previous socket just closed stays busy until the
+	// kernel's deferred release of that socket's pool has run.
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if s.ZeroCopyErr = s.bind(ifindex, queue, unix.XDP_ZEROCOPY|unix.XDP_USE_NEED_WAKEUP); s.ZeroCopyErr == nil {
+			break
+		}
 		err = s.bind(ifindex, queue, unix.XDP_COPY|unix.XDP_USE_NEED_WAKEUP)
 		if errors.Is(err, unix.EINVAL) {
 			// Kernels before 5.4 know no XDP_USE_NEED_WAKEUP.
 			err = s.bind(ifindex, queue, unix.XDP_COPY)
 		}
-		if err != nil {
-			unix.Munmap(umem)
-			return nil, fmt.Errorf("open af_xdp socket on queue %d: %w (zero-copy: %v)", queue, err, s.ZeroCopyErr)
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			break
 		}
+	}
+	if s.ZeroCopyErr != nil && err != nil {
+		s.closeSocket()
+		unix.Munmap(umem)
+		return nil, fmt.Errorf("open af_xdp socket on queue %d: %w (zero-copy: %v)", queue, err, s.ZeroCopyErr)
 	}
 	if s.stopFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		s.Close()
