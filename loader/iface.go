@@ -12,10 +12,15 @@ import (
 // Interface is what the loader needs to know about a network interface,
 // as netlink reports it.
 type Interface struct {
-	Name     string
-	Index    int
-	MTU      int
-	MAC      net.HardwareAddr
+	Name  string
+	Index int
+	MTU   int
+	MAC   net.HardwareAddr
+	// Driver is the kernel driver's name (ethtool -i), "" if unknown.
+	Driver string
+	// RxQueues is the number of active RX queues (ethtool -l), which
+	// can be fewer than the device has: a veth made with numrxqueues 2
+	// uses one until `ethtool -L IFACE rx 2 tx 2`.
 	RxQueues int
 	TxQueues int
 	Addrs    []netip.Prefix
@@ -40,6 +45,10 @@ func LookupInterface(name string) (Interface, error) {
 		RxQueues: attrs.NumRxQueues,
 		TxQueues: attrs.NumTxQueues,
 	}
+	if n, err := activeRxQueues(name); err == nil {
+		iface.RxQueues = n
+	}
+	iface.Driver = driverName(name)
 	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {
 		return Interface{}, fmt.Errorf("list addresses of %s: %w", name, err)

@@ -30,7 +30,13 @@ type Options struct {
 	// PinRoot is the folder holding one folder of pins per interface;
 	// maps.DefaultPinRoot when empty.
 	PinRoot string
+	// UserPorts is the inclusive range of local ports the userstack
+	// dials from, steered to it whatever the listeners; zero steers none.
+	UserPorts PortRange
 }
+
+// PortRange is an inclusive range of ports; the zero value is empty.
+type PortRange struct{ Min, Max uint16 }
 
 // Attachment is xdpstack's program loaded, pinned and attached to one
 // interface. Close detaches it and removes its pins.
@@ -80,7 +86,7 @@ func Attach(ifname string, opts Options) (*Attachment, error) {
 	}
 
 	a := &Attachment{Iface: iface, PinDir: dir}
-	if err := a.load(); err != nil {
+	if err := a.load(opts.UserPorts); err != nil {
 		if old != nil {
 			old.Close()
 		}
@@ -148,10 +154,18 @@ func existingLink(iface Interface, dir string, mode Mode) (link.Link, error) {
 
 // load loads the collection, reusing maps already pinned in the pin
 // folder so that counters and listeners survive a replace.
-func (a *Attachment) load() error {
+func (a *Attachment) load(ports PortRange) error {
 	spec, err := bpf.LoadXdp()
 	if err != nil {
 		return fmt.Errorf("read embedded BPF objects: %w", err)
+	}
+	if ports.Min > ports.Max {
+		return fmt.Errorf("userstack port range %d-%d is empty", ports.Min, ports.Max)
+	}
+	for name, v := range map[string]uint16{bpf.XdpVarUserstackPortMin: ports.Min, bpf.XdpVarUserstackPortMax: ports.Max} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
 	}
 	err = spec.LoadAndAssign(&a.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: a.PinDir}})
 	if errors.Is(err, ebpf.ErrMapIncompatible) {

@@ -42,7 +42,7 @@ type Set struct {
 	Stats     Stats
 	Listeners Listeners
 	Info      Info
-	XSKs      *ebpf.Map
+	XSKs      XSKs
 }
 
 // FromObjects wraps the maps of a loaded collection; the collection keeps
@@ -52,7 +52,7 @@ func FromObjects(m *bpf.XdpMaps) *Set {
 		Stats:     Stats{m.Stats},
 		Listeners: Listeners{m.Listeners, m.ListenPorts},
 		Info:      Info{m.Info},
-		XSKs:      m.Xsks,
+		XSKs:      XSKs{m.Xsks},
 	}
 }
 
@@ -75,13 +75,13 @@ func OpenPinned(dir string) (*Set, error) {
 		Stats:     Stats{opened[StatsName]},
 		Listeners: Listeners{opened[ListenersName], opened[ListenPortsName]},
 		Info:      Info{opened[InfoName]},
-		XSKs:      opened[XSKsName],
+		XSKs:      XSKs{opened[XSKsName]},
 	}, nil
 }
 
 // Close closes the maps of a Set from OpenPinned.
 func (s *Set) Close() error {
-	return errors.Join(s.Stats.m.Close(), s.Listeners.m.Close(), s.Listeners.ports.Close(), s.Info.m.Close(), s.XSKs.Close())
+	return errors.Join(s.Stats.m.Close(), s.Listeners.m.Close(), s.Listeners.ports.Close(), s.Info.m.Close(), s.XSKs.m.Close())
 }
 
 func notFound(err error) error {

@@ -53,8 +53,9 @@ func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // NewRegistry returns a registry with the XDP counters of iface, build
-// info, and the Go runtime's and process's own metrics.
-func NewRegistry(iface string, stats maps.Stats) *prometheus.Registry {
+// info, the Go runtime's and process's own metrics, and extra ones
+// (the userstack's).
+func NewRegistry(iface string, stats maps.Stats, extra ...prometheus.Collector) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	bi := buildinfo.Read()
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -69,6 +70,7 @@ func NewRegistry(iface string, stats maps.Stats) *prometheus.Registry {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	reg.MustRegister(extra...)
 	return reg
 }
 

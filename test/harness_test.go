@@ -41,6 +41,8 @@ type readyInfo struct {
 	Mode        string `json:"mode"`
 	ProgramID   uint32 `json:"program_id"`
 	MetricsAddr string `json:"metrics_addr"`
+	Queues      int    `json:"queues"`
+	AFXDPMode   string `json:"afxdp_mode"`
 }
 
 // syncBuffer collects a process's output while it runs.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xdpstack/xdpstack/daemon"
 	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/userstack/apps"
 )
 
 func attachCommand() *cli.Command {
@@ -30,6 +31,7 @@ func attachCommand() *cli.Command {
 			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "XDP mode: native, generic, or auto (native, else generic, and say so)"},
 			&cli.StringFlag{Name: "metrics-addr", Value: "127.0.0.1:9437", Usage: "HOST:PORT to serve Prometheus /metrics on (port 0 picks one; empty serves none)"},
 			&cli.StringFlag{Name: "ready-file", Usage: "write a JSON line here once attached and serving; removed on exit"},
+			&cli.StringSliceFlag{Name: "app", Usage: "serve a built-in app on the userstack: NAME=URI[,opt=val] (e.g. echo=tcp://:7); repeatable"},
 		},
 		Before: needRoot,
 		Action: runAttach,
@@ -43,6 +45,10 @@ type readyInfo struct {
 	Mode        string `json:"mode"`
 	ProgramID   uint32 `json:"program_id"`
 	MetricsAddr string `json:"metrics_addr,omitempty"`
+	// Queues and AFXDPMode describe the userstack's sockets, when it runs.
+	Queues    int      `json:"queues,omitempty"`
+	AFXDPMode string   `json:"afxdp_mode,omitempty"`
+	Apps      []string `json:"apps,omitempty"`
 }
 
 func runAttach(c *cli.Context) error {
@@ -65,6 +71,10 @@ func runAttach(c *cli.Context) error {
 			return fmt.Errorf("--ready-file %s: its folder does not exist", readyFile)
 		}
 	}
+	specs, err := parseApps(c.StringSlice("app"))
+	if err != nil {
+		return err
+	}
 	if err := features.HaveProgramType(ebpf.XDP); err != nil {
 		return fmt.Errorf("this kernel cannot load XDP programs: %w (needs Linux 5.9 or later with BPF enabled)", err)
 	}
@@ -76,6 +86,7 @@ func runAttach(c *cli.Context) error {
 		Iface:       ifname,
 		Attach:      loader.Options{Mode: mode, PinRoot: c.String("pin-root")},
 		MetricsAddr: c.String("metrics-addr"),
+		Apps:        specs,
 	})
 	if err != nil {
 		return err
@@ -93,6 +104,15 @@ func runAttach(c *cli.Context) error {
 		ready.MetricsAddr = d.MetricsAddr.String()
 		fmt.Fprintf(c.App.Writer, "metrics on http://%s/metrics\n", d.MetricsAddr)
 	}
+	if d.Stack != nil {
+		ready.Queues = len(d.Stack.Sockets())
+		ready.AFXDPMode = d.Stack.Sockets()[0].Mode.String()
+		fmt.Fprintf(c.App.Writer, "userstack on %d queues (AF_XDP %s mode)\n", ready.Queues, ready.AFXDPMode)
+		for i, app := range d.Apps {
+			ready.Apps = append(ready.Apps, specs[i].String())
+			fmt.Fprintf(c.App.Writer, "app %s serving on %s\n", specs[i], app.Addr())
+		}
+	}
 	if readyFile != "" {
 		if err := writeReadyFile(readyFile, ready); err != nil {
 			return errors.Join(err, d.Close())
@@ -106,6 +126,18 @@ func runAttach(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "detached from %s\n", ifname)
 	return nil
+}
+
+func parseApps(args []string) ([]apps.Spec, error) {
+	var specs []apps.Spec
+	for _, a := range args {
+		spec, err := apps.ParseSpec(a)
+		if err != nil {
+			return nil, fmt.Errorf("--app: %w", err)
+		}
+		specs = append(specs, spec)
+	}
+	return specs, nil
 }
 
 func checkHostPort(addr string) error {

@@ -41,18 +41,24 @@ func newApp() *cli.App {
 		Version:              fmt.Sprintf("%s (%s, %s)", bi.Version, bi.Revision, bi.GoVersion),
 		Flags:                []cli.Flag{pinRootFlag},
 		EnableBashCompletion: true,
+		// App specs carry commas of their own (echo=tcp://:7,opt=val).
+		DisableSliceFlagSeparator: true,
 		Commands: []*cli.Command{
 			attachCommand(),
 			detachCommand(),
 			statusCommand(),
 			statsCommand(),
 			pspCommand(),
+			echoCommand(),
 		},
 		OnUsageError: usageError,
 	}
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = usageError
 		cmd.HideHelpCommand = true
+		for _, sub := range cmd.Subcommands {
+			sub.OnUsageError = usageError
+		}
 	}
 	return app
 }

@@ -37,7 +37,7 @@ type Pair struct {
 var subnet atomic.Uint32
 
 // NewPair builds two hosts joined by a veth pair, each end with queues
-// RX and TX queues (0: the default), addressed in 10.213.N.0/24 inside
+// RX and TX queues (0: the default), all of them active, addressed in 10.213.N.0/24 inside
 // the namespaces. IPv6 is off and the neighbours are static, so the only
 // packets on the wire are the ones a caller sends. Close deletes it all.
 func NewPair(queues int) (*Pair, error) {
@@ -82,6 +82,13 @@ func (p *Pair) build(queues int) error {
 			{"-n", h.Netns, "link", "set", h.Iface, "up"},
 		} {
 			if err := run("ip", args...); err != nil {
+				return err
+			}
+		}
+		// A veth uses one queue of those it has until told otherwise.
+		if queues > 1 {
+			n := fmt.Sprint(queues)
+			if err := run("ip", "netns", "exec", h.Netns, "ethtool", "-L", h.Iface, "rx", n, "tx", n); err != nil {
 				return err
 			}
 		}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/xdpstack/xdpstack/daemon"
+	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/userstack/apps"
+)
+
+var (
+	echoURIFlag   = &cli.StringFlag{Name: "uri", Usage: "tcp://HOST:PORT or udp://HOST:PORT (required)"}
+	echoIfaceFlag = &cli.StringFlag{Name: "iface", Usage: "run on the userstack of IFACE, attaching for the run (default: kernel sockets)"}
+)
+
+func echoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "echo",
+		Usage: "the echo tester: an echo server and a client that measures it",
+		Subcommands: []*cli.Command{
+			{
+				Name:   "server",
+				Usage:  "serve echo until SIGINT or SIGTERM",
+				Flags:  []cli.Flag{echoURIFlag, echoIfaceFlag},
+				Action: runEchoServer,
+			},
+			{
+				Name:  "client",
+				Usage: "send to an echo server and report throughput and connection rate",
+				Flags: []cli.Flag{echoURIFlag, echoIfaceFlag,
+					&cli.StringFlag{Name: "bytes", Value: "1M", Usage: "bytes each connection sends (suffixes K, M, G: powers of 1024)"},
+					&cli.IntFlag{Name: "nclients", Value: 1, Usage: "connections at once"},
+					&cli.BoolFlag{Name: "reflect", Usage: "read the echo back and count it (else drain it unread)"},
+					&cli.BoolFlag{Name: "verify", Usage: "check every echoed byte (implies --reflect)"},
+					&cli.BoolFlag{Name: "json", Usage: "print the result as one JSON object"},
+					&cli.Float64Flag{Name: "stats", Value: 2, Usage: "print progress every SECS seconds to stderr (0: never)"},
+				},
+				Action: runEchoClient,
+			},
+		},
+	}
+}
+
+// echoNetwork is the userstack of --iface, attached for the run, or the
+// kernel's sockets; close undoes the attach.
+func echoNetwork(c *cli.Context, spec *apps.Spec) (apps.Network, *daemon.Daemon, error) {
+	ifname := c.String("iface")
+	if ifname == "" {
+		return apps.Kernel{}, nil, nil
+	}
+	if err := needRoot(c); err != nil {
+		return nil, nil, err
+	}
+	cfg := daemon.Config{Iface: ifname, Attach: loader.Options{Mode: loader.ModeAuto, PinRoot: c.String("pin-root")}, NeedUserstack: true}
+	if spec != nil {
+		cfg.Apps = []apps.Spec{*spec}
+	}
+	d, err := daemon.Start(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return d.Stack, d, nil
+}
+
+// echoURI reads --uri, which both verbs need.
+func echoURI(c *cli.Context) (apps.URI, error) {
+	if !c.IsSet("uri") {
+		return apps.URI{}, fmt.Errorf("--uri is required (e.g. --uri tcp://10.0.0.1:7)")
+	}
+	uri, err := apps.ParseURI(c.String("uri"))
+	if err != nil {
+		return apps.URI{}, fmt.Errorf("--uri: %w", err)
+	}
+	return uri, nil
+}
+
+func runEchoServer(c *cli.Context) error {
+	uri, err := echoURI(c)
+	if err != nil {
+		return err
+	}
+	spec := apps.Spec{Name: "echo", URI: uri}
+	n, d, err := echoNetwork(c, &spec)
+	if err != nil {
+		return err
+	}
+	if d != nil {
+		defer d.Close()
+		fmt.Fprintf(c.App.Writer, "echo serving on %s (userstack of %s, AF_XDP %s mode)\n", d.Apps[0].Addr(), d.Iface.Name, d.Stack.Sockets()[0].Mode)
+	} else {
+		srv, err := apps.StartEcho(n, uri)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		fmt.Fprintf(c.App.Writer, "echo serving on %s (kernel)\n", srv.Addr())
+	}
+	<-c.Context.Done()
+	return nil
+}
+
+func runEchoClient(c *cli.Context) error {
+	uri, err := echoURI(c)
+	if err != nil {
+		return err
+	}
+	size, err := parseSize(c.String("bytes"))
+	if err != nil {
+		return fmt.Errorf("--bytes: %w", err)
+	}
+	if c.Int("nclients") < 1 {
+		return fmt.Errorf("--nclients %d: want at least 1", c.Int("nclients"))
+	}
+	if c.Float64("stats") < 0 {
+		return fmt.Errorf("--stats %v: want 0 or more seconds", c.Float64("stats"))
+	}
+	n, d, err := echoNetwork(c, nil)
+	if err != nil {
+		return err
+	}
+	if d != nil {
+		defer d.Close()
+	}
+	r, runErr := apps.RunClient(c.Context, n, apps.ClientConfig{
+		URI:        uri,
+		Bytes:      size,
+		Clients:    c.Int("nclients"),
+		Reflect:    c.Bool("reflect") || c.Bool("verify"),
+		Verify:     c.Bool("verify"),
+		Progress:   c.App.ErrWriter,
+		StatsEvery: time.Duration(c.Float64("stats") * float64(time.Second)),
+	})
+	if c.Bool("json") {
+		b, _ := json.Marshal(r)
+		fmt.Fprintln(c.App.Writer, string(b))
+	} else {
+		fmt.Fprintf(c.App.Writer, "sent %d bytes, received %d in %.3fs: %.3f Gbit/s\n", r.BytesSent, r.BytesReceived, r.Seconds, r.ThroughputGbps)
+		fmt.Fprintf(c.App.Writer, "%d connections, %.0f/s; connect p50 %.0fus p99 %.0fus; %d verify errors\n",
+			r.Connections, r.ConnectionsPerSecond, r.ConnectP50us, r.ConnectP99us, r.VerifyErrors)
+	}
+	if runErr == nil && r.VerifyErrors > 0 {
+		runErr = fmt.Errorf("%d bytes of the echo differ from what was sent", r.VerifyErrors)
+	}
+	return runErr
+}
+
+// parseSize reads a byte count with an optional K, M or G suffix.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult = 1 << 10
+	case strings.HasSuffix(s, "M"):
+		mult = 1 << 20
+	case strings.HasSuffix(s, "G"):
+		mult = 1 << 30
+	}
+	if mult > 1 {
+		s = s[:len(s)-1]
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%q is not a byte count (e.g. 1000, 64K, 1G)", s)
+	}
+	return v * mult, nil
+}

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestBadEchoInput checks that bad flags of echo and attach --app fail
+// with one line naming what was wrong, before anything is attached.
+func TestBadEchoInput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1"}, "--uri: uri \"tcp://10.0.0.1\""},
+		{[]string{"echo", "client", "--uri", "http://10.0.0.1:80"}, "scheme must be tcp or udp"},
+		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--bytes", "12X"}, "--bytes: \"12X\" is not a byte count"},
+		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--nclients", "0"}, "--nclients 0: want at least 1"},
+		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--stats", "-1"}, "--stats -1: want 0 or more seconds"},
+		{[]string{"echo", "server", "--uri", "tcp://:99999"}, "port \"99999\""},
+		{[]string{"echo", "server"}, "--uri is required"},
+		{[]string{"attach", "lo", "--app", "echo=tcp://:7,speed=9"}, "--app: app \"echo=tcp://:7,speed=9\": unknown option"},
+		{[]string{"attach", "lo", "--app", "ftp=tcp://:21"}, "unknown app \"ftp\""},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, stdout, stderr := run(t, tc.args...)
+			if code == 0 || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want a failure mentioning %q", code, stderr, tc.want)
+			}
+			if n := strings.Count(strings.TrimSpace(stderr), "\n"); n != 0 || stdout != "" {
+				t.Errorf("want one line on stderr and nothing on stdout; got %q and %q", stderr, stdout)
+			}
+		})
+	}
+}

@@ -1,0 +1,398 @@
+// Package echobench measures the userstack against the kernel on one
+// veth pair in one run: echo throughput, connection rate, ping-pong
+// latency, and the AF_XDP receive rate with a consumer that does
+// nothing. It is a library so that tools/bench can fold its rows into
+// the project's report; tools/echobench runs it alone.
+package echobench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/xdpstack/xdpstack/internal/hosts"
+	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/userstack"
+	"github.com/xdpstack/xdpstack/userstack/apps"
+)
+
+// Config bounds a run; zero fields take the defaults.
+type Config struct {
+	// Bytes one throughput run sends (and gets back); 256 MiB.
+	Bytes int64
+	// Rounds per figure, interleaved; the median is reported. 3.
+	Rounds int
+	// Conns per connection-rate round; 2000.
+	Conns int
+	// PingPongs per latency round; 5000.
+	PingPongs int
+	// Frames the generator sends per receive-rate round; 2,000,000.
+	Frames uint32
+	// Log gets progress lines; nil for none.
+	Log io.Writer
+}
+
+func (c *Config) defaults() {
+	if c.Bytes == 0 {
+		c.Bytes = 256 << 20
+	}
+	if c.Rounds == 0 {
+		c.Rounds = 3
+	}
+	if c.Conns == 0 {
+		c.Conns = 2000
+	}
+	if c.PingPongs == 0 {
+		c.PingPongs = 5000
+	}
+	if c.Frames == 0 {
+		c.Frames = 2_000_000
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+}
+
+// Row is one figure for both stacks.
+type Row struct {
+	Name, Unit        string
+	Userstack, Kernel float64
+	// LowerIsBetter for latencies: the ratio is then kernel/userstack
+	// inverted so that above 1 always means "the userstack is better".
+	LowerIsBetter bool
+}
+
+// Ratio is userstack over kernel (0 when there is no kernel figure).
+func (r Row) Ratio() float64 {
+	if r.Kernel == 0 {
+		return 0
+	}
+	return r.Userstack / r.Kernel
+}
+
+// Report is a run's figures.
+type Report struct {
+	Rows  []Row
+	Notes []string
+}
+
+// Markdown renders the report as a table.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	b.WriteString("| figure | userstack | kernel | userstack / kernel |\n|---|---:|---:|---:|\n")
+	for _, row := range r.Rows {
+		kernel, ratio := "—", "—"
+		if row.Kernel != 0 {
+			kernel = fmt.Sprintf("%.2f", row.Kernel)
+			ratio = fmt.Sprintf("%.2f×", row.Ratio())
+		}
+		fmt.Fprintf(&b, "| %s (%s) | %.2f | %s | %s |\n", row.Name, row.Unit, row.Userstack, kernel, ratio)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "\n%s\n", n)
+	}
+	return b.String()
+}
+
+// bench is a run on one pair: the userstack and a kernel echo server on
+// host A, clients on host B.
+type bench struct {
+	cfg        Config
+	pair       *hosts.Pair
+	att        *loader.Attachment
+	stack      *userstack.Stack
+	userAddr   string // the userstack echo
+	kernelAddr string // the kernel echo, same host and address
+	userEcho   *apps.EchoServer
+	kernelEcho *apps.EchoServer
+	mode       string // AF_XDP mode of the userstack's sockets
+	closers    []func() error
+}
+
+const (
+	userPort   = 7
+	kernelPort = 7007
+)
+
+// Run builds a pair of namespaces, measures, and tears it all down.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg.defaults()
+	pair, err := hosts.NewPair(2)
+	if err != nil {
+		return nil, fmt.Errorf("build hosts: %w", err)
+	}
+	b := &bench{cfg: cfg, pair: pair}
+	defer b.close()
+	if err := b.start(); err != nil {
+		return nil, err
+	}
+	r := &Report{}
+	for _, offloads := range []bool{false, true} {
+		if err := b.setOffloads(offloads); err != nil {
+			return nil, err
+		}
+		row, err := b.throughput(ctx, offloads)
+		if err != nil {
+			return nil, err
+		}
+		r.Rows = append(r.Rows, row)
+	}
+	cps, err := b.connRate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.Rows = append(r.Rows, cps)
+	lat, err := b.latency(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.Rows = append(r.Rows, lat...)
+	// The receive rate needs the queues' sockets to itself.
+	if err := b.stopUserstack(); err != nil {
+		return nil, err
+	}
+	pps, err := b.rxRate()
+	if err != nil {
+		return nil, err
+	}
+	r.Rows = append(r.Rows, pps)
+	r.Notes = append(r.Notes, fmt.Sprintf("veth pair with 2 active queues, AF_XDP %s mode; median of %d interleaved rounds; throughput is one TCP stream through an echo (%d MiB each way), kernel client on the peer; connections/s is connect, 1-byte echo, close with 8 at a time; latency is 1-byte ping-pong on one connection.", b.mode, cfg.Rounds, cfg.Bytes>>20))
+	return r, nil
+}
+
+func (b *bench) logf(format string, args ...any) { fmt.Fprintf(b.cfg.Log, format+"\n", args...) }
+
+func (b *bench) start() error {
+	a := b.pair.A
+	id := make([]byte, 4)
+	rand.Read(id)
+	root := filepath.Join("/sys/fs/bpf", "xdpstack-echobench-"+hex.EncodeToString(id))
+	b.closers = append(b.closers, func() error { return os.RemoveAll(root) })
+	var kernel net.Listener
+	err := a.Run(func() (err error) {
+		if b.att, err = loader.Attach(a.Iface, loader.Options{PinRoot: root, UserPorts: userstack.DefaultPorts}); err != nil {
+			return err
+		}
+		b.closers = append(b.closers, b.att.Close)
+		if b.stack, err = userstack.Start(b.att.Iface, b.att.Maps, userstack.Options{}); err != nil {
+			return err
+		}
+		kernel, err = net.Listen("tcp", fmt.Sprintf("%s:%d", a.Addr, kernelPort))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	b.mode = b.stack.Sockets()[0].Mode.String()
+	if b.kernelEcho, err = apps.StartEcho(listened{kernel}, apps.URI{Network: "tcp"}); err != nil {
+		kernel.Close()
+		return err
+	}
+	if b.userEcho, err = apps.StartEcho(b.stack, apps.URI{Network: "tcp", Address: fmt.Sprintf(":%d", userPort)}); err != nil {
+		return err
+	}
+	b.userAddr = fmt.Sprintf("%s:%d", a.Addr, userPort)
+	b.kernelAddr = kernel.Addr().String()
+	return nil
+}
+
+func (b *bench) stopUserstack() error {
+	var errs []error
+	if b.userEcho != nil {
+		errs = append(errs, b.userEcho.Close())
+		b.userEcho = nil
+	}
+	if b.stack != nil {
+		errs = append(errs, b.stack.Close())
+		b.stack = nil
+	}
+	return errors.Join(errs...)
+}
+
+func (b *bench) close() {
+	b.stopUserstack()
+	if b.kernelEcho != nil {
+		b.kernelEcho.Close()
+	}
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		b.closers[i]()
+	}
+	b.pair.Close()
+}
+
+// listened is an apps.Network whose one listener is already open, in the
+// namespace it was opened in.
+type listened struct{ ln net.Listener }
+
+func (l listened) Listen(string, string) (net.Listener, error) { return l.ln, nil }
+func (l listened) ListenPacket(string, string) (net.PacketConn, error) {
+	return nil, errors.New("tcp only")
+}
+func (l listened) Dial(context.Context, string, string) (net.Conn, error) {
+	return nil, errors.New("listen only")
+}
+
+// peer is host B as an apps.Network for clients.
+type peer struct{ h *hosts.Host }
+
+func (p peer) Listen(string, string) (net.Listener, error) { return nil, errors.New("dial only") }
+func (p peer) ListenPacket(string, string) (net.PacketConn, error) {
+	return nil, errors.New("dial only")
+}
+func (p peer) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return p.h.DialContext(ctx, network, addr)
+}
+
+func (b *bench) setOffloads(on bool) error {
+	v := "off"
+	if on {
+		v = "on"
+	}
+	for _, h := range []*hosts.Host{b.pair.A, b.pair.B} {
+		out, err := h.Command(context.Background(), "ethtool", "-K", h.Iface, "gro", v, "gso", v, "tso", v).CombinedOutput()
+		// veth refuses some settings while XDP is attached; say so, go on.
+		if err != nil {
+			b.logf("ethtool -K %s gro/gso/tso %s: %v %s", h.Iface, v, err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
+// interleave measures f for the userstack and the kernel in turns and
+// returns the medians.
+func (b *bench) interleave(f func(addr string) (float64, error)) (user, kernel float64, err error) {
+	var us, ks []float64
+	for range b.cfg.Rounds {
+		u, err := f(b.userAddr)
+		if err != nil {
+			return 0, 0, fmt.Errorf("userstack: %w", err)
+		}
+		k, err := f(b.kernelAddr)
+		if err != nil {
+			return 0, 0, fmt.Errorf("kernel: %w", err)
+		}
+		us, ks = append(us, u), append(ks, k)
+	}
+	return median(us), median(ks), nil
+}
+
+func median(v []float64) float64 {
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+func (b *bench) throughput(ctx context.Context, offloads bool) (Row, error) {
+	name := "TCP echo throughput, offloads off"
+	if offloads {
+		name = "TCP echo throughput, offloads on"
+	}
+	u, k, err := b.interleave(func(addr string) (float64, error) {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		r, err := apps.RunClient(ctx, peer{b.pair.B}, apps.ClientConfig{URI: apps.URI{Network: "tcp", Address: addr}, Bytes: b.cfg.Bytes, Clients: 1, Reflect: true})
+		b.logf("%s to %s: %.2f Gbit/s", name, addr, r.ThroughputGbps)
+		return r.ThroughputGbps, err
+	})
+	return Row{Name: name, Unit: "Gbit/s", Userstack: u, Kernel: k}, err
+}
+
+// connRate runs Conns connect, 1-byte echo, close cycles, 8 at a time.
+func (b *bench) connRate(ctx context.Context) (Row, error) {
+	const workers = 8
+	u, k, err := b.interleave(func(addr string) (float64, error) {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		jobs := make(chan struct{}, b.cfg.Conns)
+		for range b.cfg.Conns {
+			jobs <- struct{}{}
+		}
+		close(jobs)
+		errs := make(chan error, workers)
+		start := time.Now()
+		for range workers {
+			go func() {
+				one := []byte{1}
+				for range jobs {
+					c, err := b.pair.B.DialContext(ctx, "tcp", addr)
+					if err != nil {
+						errs <- err
+						return
+					}
+					_, err = c.Write(one)
+					if err == nil {
+						_, err = io.ReadFull(c, one)
+					}
+					c.Close()
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range workers {
+			if err := <-errs; err != nil {
+				return 0, err
+			}
+		}
+		rate := float64(b.cfg.Conns) / time.Since(start).Seconds()
+		b.logf("connections to %s: %.0f/s", addr, rate)
+		return rate, nil
+	})
+	return Row{Name: "connections (connect, 1-byte echo, close)", Unit: "per second", Userstack: u, Kernel: k}, err
+}
+
+// latency measures 1-byte ping-pong round trips on one connection.
+func (b *bench) latency(ctx context.Context) ([]Row, error) {
+	var p99u, p99k []float64
+	pick := func(p99 *[]float64) func(string) (float64, error) {
+		return func(addr string) (float64, error) {
+			c, err := b.pair.B.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return 0, err
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(time.Minute))
+			rtts := make([]float64, 0, b.cfg.PingPongs)
+			one := []byte{1}
+			for range b.cfg.PingPongs {
+				t0 := time.Now()
+				if _, err := c.Write(one); err != nil {
+					return 0, err
+				}
+				if _, err := io.ReadFull(c, one); err != nil {
+					return 0, err
+				}
+				rtts = append(rtts, float64(time.Since(t0).Nanoseconds())/1e3)
+			}
+			slices.Sort(rtts)
+			*p99 = append(*p99, rtts[len(rtts)*99/100])
+			b.logf("ping-pong with %s: p50 %.1fus p99 %.1fus", addr, rtts[len(rtts)/2], rtts[len(rtts)*99/100])
+			return rtts[len(rtts)/2], nil
+		}
+	}
+	userF, kernelF := pick(&p99u), pick(&p99k)
+	u, k, err := b.interleave(func(addr string) (float64, error) {
+		if addr == b.userAddr {
+			return userF(addr)
+		}
+		return kernelF(addr)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return []Row{
+		{Name: "1-byte ping-pong latency p50", Unit: "µs", Userstack: u, Kernel: k, LowerIsBetter: true},
+		{Name: "1-byte ping-pong latency p99", Unit: "µs", Userstack: median(p99u), Kernel: median(p99k), LowerIsBetter: true},
+	}, nil
+}

@@ -1,0 +1,114 @@
+package echobench
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpstack/xdpstack/bpf"
+	"github.com/xdpstack/xdpstack/internal/packet"
+	"github.com/xdpstack/xdpstack/maps"
+	"github.com/xdpstack/xdpstack/userstack/afxdp"
+)
+
+// rxPort is where the generator's UDP frames go; steered by a listener.
+const rxPort = 9
+
+// rxRate sends 64-byte UDP frames from host B with the live-frames
+// generator and counts how many per second host A's AF_XDP sockets hand
+// to a consumer that only releases them.
+func (b *bench) rxRate() (Row, error) {
+	a, p := b.pair.A, b.pair.B
+	aMAC, err := a.MAC()
+	if err != nil {
+		return Row{}, err
+	}
+	pLink, err := p.Link()
+	if err != nil {
+		return Row{}, err
+	}
+	spec, err := bpf.LoadPktgen()
+	if err != nil {
+		return Row{}, err
+	}
+	if err := spec.Variables[bpf.PktgenVarTargetIfindex].Set(uint32(pLink.Attrs().Index)); err != nil {
+		return Row{}, err
+	}
+	var gen bpf.PktgenObjects
+	if err := spec.LoadAndAssign(&gen, nil); err != nil {
+		return Row{}, fmt.Errorf("load generator: %w", err)
+	}
+	defer gen.Close()
+	f := packet.EthernetTo(aMAC, pLink.Attrs().HardwareAddr, packet.EtherTypeIPv4).
+		IPv4(packet.IPv4{Src: p.Addr, Dst: a.Addr, Protocol: packet.ProtoUDP}).
+		UDP(9999, rxPort)
+	frame := f.Payload(64 - len(f.Bytes())).Bytes()
+
+	steer := maps.Listener{Protocol: maps.UDP, Port: rxPort}
+	if err := b.att.Maps.Listeners.Put(steer, 0); err != nil {
+		return Row{}, err
+	}
+	defer b.att.Maps.Listeners.Delete(steer)
+	var socks []*afxdp.Socket
+	done := make(chan struct{})
+	for q := range b.att.Iface.RxQueues {
+		// The ifindex means something only inside A's namespace.
+		var s *afxdp.Socket
+		err := a.Run(func() (err error) {
+			s, err = afxdp.Open(b.att.Iface.Index, q, afxdp.Options{})
+			return err
+		})
+		if err != nil {
+			return Row{}, err
+		}
+		socks = append(socks, s)
+		if err := b.att.Maps.XSKs.Register(q, s.FD()); err != nil {
+			return Row{}, err
+		}
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				for s.Receive(64, func([]byte) {}) > 0 {
+				}
+				if !s.Wait() {
+					return
+				}
+			}
+		}()
+	}
+	defer func() {
+		for q, s := range socks {
+			b.att.Maps.XSKs.Unregister(q)
+			s.Stop()
+			<-done
+			s.Close()
+		}
+	}()
+	received := func() (n uint64) {
+		for _, s := range socks {
+			st, _ := s.Stats()
+			n += st.RxPackets
+		}
+		return n
+	}
+	var rates []float64
+	for range b.cfg.Rounds {
+		before := received()
+		start := time.Now()
+		err := p.Run(func() error {
+			_, err := gen.XdpPktgen.Run(&ebpf.RunOptions{Data: frame, Repeat: b.cfg.Frames, Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES})
+			return err
+		})
+		elapsed := time.Since(start)
+		if err != nil {
+			return Row{}, fmt.Errorf("generator: %w", err)
+		}
+		time.Sleep(50 * time.Millisecond) // the last batch
+		n := received() - before
+		rates = append(rates, float64(n)/elapsed.Seconds())
+		b.logf("AF_XDP receive: %d of %d frames in %v", n, b.cfg.Frames, elapsed)
+	}
+	return Row{Name: "AF_XDP receive, no-op consumer", Unit: "Mpps", Userstack: median(rates) / 1e6}, nil
+}

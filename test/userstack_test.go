@@ -1,0 +1,291 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xdpstack/xdpstack/internal/testutil"
+)
+
+// echoResult is what `xdpstack echo client --json` prints.
+type echoResult struct {
+	BytesSent            int64   `json:"bytes_sent"`
+	BytesReceived        int64   `json:"bytes_received"`
+	Seconds              float64 `json:"seconds"`
+	ThroughputGbps       float64 `json:"throughput_gbps"`
+	Connections          int     `json:"connections"`
+	ConnectionsPerSecond float64 `json:"connections_per_second"`
+	ConnectP50us         float64 `json:"connect_p50_us"`
+	ConnectP99us         float64 `json:"connect_p99_us"`
+	VerifyErrors         int64   `json:"verify_errors"`
+	Errors               int     `json:"errors"`
+}
+
+// echoClient runs `xdpstack echo client` in h and decodes its result.
+func echoClient(t *testing.T, h *testutil.Host, pinRoot string, args ...string) echoResult {
+	t.Helper()
+	args = append([]string{"--pin-root", pinRoot, "echo", "client", "--json", "--stats", "0"}, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := h.Command(ctx, binary, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var r echoResult
+	if jerr := json.Unmarshal(stdout.Bytes(), &r); err != nil || jerr != nil {
+		t.Fatalf("xdpstack %s: %v %v\n%s%s", strings.Join(args, " "), err, jerr, stdout.String(), stderr.String())
+	}
+	return r
+}
+
+// echoOnce dials addr from h, sends n random bytes and checks the echo.
+func echoOnce(t *testing.T, h *testutil.Host, addr string, n int) {
+	t.Helper()
+	h.Do(t, func() error {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		want := make([]byte, n)
+		rand.Read(want)
+		go c.Write(want)
+		got := make([]byte, n)
+		if _, err := io.ReadFull(c, got); err != nil {
+			return fmt.Errorf("echo from %s: %w", addr, err)
+		}
+		if !bytes.Equal(got, want) {
+			return fmt.Errorf("echo from %s differs from what was sent", addr)
+		}
+		return nil
+	})
+}
+
+// kernelEcho serves echo on a kernel socket of h until the test ends.
+func kernelEcho(t *testing.T, h *testutil.Host, port int) string {
+	t.Helper()
+	var ln net.Listener
+	h.Do(t, func() (err error) {
+		ln, err = net.Listen("tcp", fmt.Sprintf("%s:%d", h.Addr, port))
+		return err
+	})
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestUserstackEcho serves the echo app on the userstack of a two-queue
+// veth and talks to it from kernel peers: Go, nc, the echo tester with a
+// large verified transfer and 1000 connections, UDP, while a kernel
+// server on the same address and ICMP keep working.
+func TestUserstackEcho(t *testing.T) {
+	a, b := testutil.HostPair(t, 2)
+	root := testutil.PinRoot(t)
+	d := startDaemon(t, a, root, "--metrics-addr", "127.0.0.1:0", "--app", "echo=tcp://:7", "--app", "echo=udp://:7")
+	if d.ready.Queues != 2 || d.ready.AFXDPMode == "" {
+		t.Fatalf("ready file: %+v, want 2 queues and an AF_XDP mode", d.ready)
+	}
+	echoAddr := fmt.Sprintf("%s:7", a.Addr)
+	kernelAddr := kernelEcho(t, a, 8080)
+
+	t.Run("go client", func(t *testing.T) {
+		for range 4 {
+			echoOnce(t, b, echoAddr, 1<<20)
+		}
+	})
+	t.Run("nc", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cmd := b.Command(ctx, "nc", "-N", "-w", "5", a.Addr.String(), "7")
+		cmd.Stdin = strings.NewReader("hello over AF_XDP\n")
+		out, err := cmd.CombinedOutput()
+		if err != nil || string(out) != "hello over AF_XDP\n" {
+			t.Fatalf("nc: %v, echoed %q", err, out)
+		}
+	})
+	t.Run("udp", func(t *testing.T) {
+		r := echoClient(t, b, root, "--uri", "udp://"+echoAddr, "--bytes", "120K", "--nclients", "4", "--verify")
+		if r.BytesReceived != 4*120<<10 || r.VerifyErrors != 0 {
+			t.Fatalf("udp echo: %+v", r)
+		}
+	})
+	t.Run("large transfer", func(t *testing.T) {
+		size := int64(1 << 30)
+		if testing.Short() {
+			size = 64 << 20
+		}
+		r := echoClient(t, b, root, "--uri", "tcp://"+echoAddr, "--bytes", fmt.Sprint(size), "--verify")
+		if r.BytesReceived != size || r.VerifyErrors != 0 {
+			t.Fatalf("%d bytes verified: %+v", size, r)
+		}
+		t.Logf("%d bytes each way, verified, in %.1fs (%.2f Gbit/s)", size, r.Seconds, r.ThroughputGbps)
+	})
+	t.Run("1000 connections", func(t *testing.T) {
+		r := echoClient(t, b, root, "--uri", "tcp://"+echoAddr, "--bytes", "1K", "--nclients", "1000", "--verify")
+		if r.Connections != 1000 || r.Errors != 0 || r.VerifyErrors != 0 {
+			t.Fatalf("1000 connections: %+v", r)
+		}
+		t.Logf("%.0f connections/s, connect p50 %.0fus p99 %.0fus", r.ConnectionsPerSecond, r.ConnectP50us, r.ConnectP99us)
+		waitMetric(t, a, d, `xdpstack_userstack_endpoints{iface="`+a.Iface+`"}`, 2) // the two listeners
+	})
+	t.Run("kernel alongside", func(t *testing.T) {
+		echoOnce(t, b, kernelAddr, 1<<20)
+		b.Exec(t, "ping", "-q", "-c", "5", "-i", "0.05", "-W", "2", a.Addr.String())
+	})
+
+	// Every frame is back where it belongs once the traffic is over.
+	for q := range 2 {
+		free := metric(t, a, d, fmt.Sprintf(`xdpstack_afxdp_frames{iface="%s",queue="%d",state="free"}`, a.Iface, q))
+		kernel := metric(t, a, d, fmt.Sprintf(`xdpstack_afxdp_frames{iface="%s",queue="%d",state="kernel"}`, a.Iface, q))
+		if free+kernel != 4096 {
+			t.Errorf("queue %d: %v free + %v in the kernel, want 4096 frames", q, free, kernel)
+		}
+	}
+}
+
+// metric scrapes the daemon's /metrics from inside h and returns the
+// sample named exactly by series.
+func metric(t *testing.T, h *testutil.Host, d *daemon, series string) float64 {
+	t.Helper()
+	out := h.Exec(t, "curl", "-sf", "http://"+d.ready.MetricsAddr+"/metrics")
+	for _, line := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			var v float64
+			fmt.Sscan(rest, &v)
+			return v
+		}
+	}
+	t.Fatalf("no %s in /metrics", series)
+	return 0
+}
+
+// waitMetric waits up to 10s for series to come down to want.
+func waitMetric(t *testing.T, h *testutil.Host, d *daemon, series string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v := metric(t, h, d, series)
+		if v == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v after 10s, want %v", series, v, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestUserstackClient runs the echo tester on the userstack of one host
+// against a kernel echo server on the other.
+func TestUserstackClient(t *testing.T) {
+	a, b := testutil.HostPair(t, 2)
+	root := testutil.PinRoot(t)
+	addr := kernelEcho(t, b, 7000)
+	r := echoClient(t, a, root, "--iface", a.Iface, "--uri", "tcp://"+addr, "--bytes", "16M", "--nclients", "4", "--verify")
+	if r.Connections != 4 || r.BytesReceived != 4*16<<20 || r.VerifyErrors != 0 {
+		t.Fatalf("userstack client: %+v", r)
+	}
+	if out, err := xdpstack(t, root, "status"); err == nil && strings.Contains(out, a.Iface) {
+		t.Errorf("the client left its attachment behind:\n%s", out)
+	}
+}
+
+// TestUserstackKilled kills the daemon during a transfer: the peer's
+// connection fails instead of hanging, the kernel keeps serving, and a
+// new daemon serves echo again.
+func TestUserstackKilled(t *testing.T) {
+	a, b := testutil.HostPair(t, 2)
+	root := testutil.PinRoot(t)
+	d := startDaemon(t, a, root, "--metrics-addr", "", "--app", "echo=tcp://:7")
+	echoAddr := fmt.Sprintf("%s:7", a.Addr)
+	kernelAddr := kernelEcho(t, a, 8080)
+
+	var c net.Conn
+	b.Do(t, func() (err error) {
+		c, err = net.DialTimeout("tcp", echoAddr, 5*time.Second)
+		return err
+	})
+	defer c.Close()
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for c.SetWriteDeadline(time.Now().Add(30 * time.Second)); ; {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 64<<10)
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatalf("echo before the kill: %v", err)
+	}
+
+	d.signal(t, syscall.SIGKILL)
+	killed := time.Now()
+	var err error
+	for err == nil {
+		_, err = c.Read(buf)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("connection hung after the daemon was killed: %v", err)
+	}
+	t.Logf("peer saw %v %.1fs after the kill", err, time.Since(killed).Seconds())
+
+	echoOnce(t, b, kernelAddr, 1<<20)
+	b.Exec(t, "ping", "-q", "-c", "3", "-i", "0.05", "-W", "2", a.Addr.String())
+
+	startDaemon(t, a, root, "--metrics-addr", "", "--app", "echo=tcp://:7")
+	echoOnce(t, b, echoAddr, 1<<20)
+}
+
+// TestUserstackIdle checks that a daemon serving the userstack with no
+// traffic uses well under 1% of a CPU: its receive loops sleep in poll().
+func TestUserstackIdle(t *testing.T) {
+	a, _ := testutil.HostPair(t, 2)
+	root := testutil.PinRoot(t)
+	d := startDaemon(t, a, root, "--metrics-addr", "", "--app", "echo=tcp://:7", "--app", "echo=udp://:7")
+	cpu := func() time.Duration {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.ready.PID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Fields after the command name, which is in parentheses.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		var user, sys int64
+		fmt.Sscan(f[11], &user)
+		fmt.Sscan(f[12], &sys)
+		return time.Duration(user+sys) * 10 * time.Millisecond // USER_HZ is 100
+	}
+	time.Sleep(time.Second) // let start-up settle
+	before, start := cpu(), time.Now()
+	time.Sleep(3 * time.Second)
+	used, elapsed := cpu()-before, time.Since(start)
+	t.Logf("idle daemon used %v of CPU in %v", used, elapsed.Round(time.Millisecond))
+	if used > elapsed/100 {
+		t.Errorf("idle daemon used %v of CPU in %v: more than 1%%", used, elapsed)
+	}
+}

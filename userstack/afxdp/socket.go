@@ -1,0 +1,410 @@
+package afxdp
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Mode is how the kernel moves frames between the driver and the UMEM.
+type Mode int
+
+const (
+	// ModeCopy: the kernel copies each frame (any driver, generic XDP).
+	ModeCopy Mode = iota
+	// ModeZeroCopy: the driver DMAs straight into the UMEM.
+	ModeZeroCopy
+)
+
+func (m Mode) String() string {
+	if m == ModeZeroCopy {
+		return "zero-copy"
+	}
+	return "copy"
+}
+
+// Options size a socket.
+type Options struct {
+	// Frames is the number of UMEM frames, a power of two; half receive,
+	// half transmit, and each ring holds that half. 4096 when 0.
+	Frames uint32
+	// FrameSize is 2048 or 4096 (the default); one frame holds one
+	// packet with its Ethernet header.
+	FrameSize uint32
+}
+
+func (o *Options) setDefaults() error {
+	if o.Frames == 0 {
+		o.Frames = 4096
+	}
+	if o.FrameSize == 0 {
+		o.FrameSize = 4096
+	}
+	if o.Frames < 64 || bits.OnesCount32(o.Frames) != 1 {
+		return fmt.Errorf("afxdp frames %d: want a power of two, at least 64", o.Frames)
+	}
+	if o.FrameSize != 2048 && o.FrameSize != 4096 {
+		return fmt.Errorf("afxdp frame size %d: want 2048 or 4096", o.FrameSize)
+	}
+	return nil
+}
+
+// Socket is an AF_XDP socket bound to one RX queue of an interface. One
+// goroutine calls Receive and Wait; any number call Transmit.
+type Socket struct {
+	Queue int
+	// Mode is what the kernel reports for the bound socket.
+	Mode Mode
+	// ZeroCopyErr says why zero-copy was refused, when Mode is ModeCopy.
+	ZeroCopyErr error
+	// NeedWakeup is true when the kernel only processes the rings when
+	// told to (XDP_USE_NEED_WAKEUP), which lets it sleep at idle.
+	NeedWakeup bool
+
+	fd        int
+	stopFD    int
+	umem      []byte
+	frameSize uint32
+	frames    uint32
+	mmaps     [][]byte
+
+	fill addrRing
+	rx   descRing
+	// rxFree are receive frames that are in neither the fill nor the RX
+	// ring; between two Receive calls it is empty.
+	rxFree []uint64
+
+	txMu   sync.Mutex
+	tx     descRing
+	comp   addrRing
+	txFree []uint64
+
+	// Frames the kernel holds (fill, RX, TX and completion rings and in
+	// between), counted on both paths so that Frames can be read from
+	// any goroutine.
+	rxInKernel, txInKernel atomic.Int64
+	rxFreeN, txFreeN       atomic.Int64
+	// lost counts frames the kernel still held at Close.
+	lost atomic.Int64
+
+	rxPackets, rxBytes, txPackets, txBytes atomic.Uint64
+}
+
+// Open creates a socket on queue of the interface with index ifindex,
+// asking for zero-copy first and falling back to copy mode.
+func Open(ifindex, queue int, opts Options) (*Socket, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	umem, err := unix.Mmap(-1, 0, int(opts.Frames*opts.FrameSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+	if err != nil {
+		return nil, fmt.Errorf("allocate umem: %w", err)
+	}
+	s := &Socket{Queue: queue, umem: umem, frameSize: opts.FrameSize, frames: opts.Frames, fd: -1, stopFD: -1}
+	// A queue whose previous socket just closed stays busy until the
+	// kernel's deferred release of that socket's pool has run.
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if s.ZeroCopyErr = s.bind(ifindex, queue, unix.XDP_ZEROCOPY|unix.XDP_USE_NEED_WAKEUP); s.ZeroCopyErr == nil {
+			break
+		}
+		err = s.bind(ifindex, queue, unix.XDP_COPY|unix.XDP_USE_NEED_WAKEUP)
+		if errors.Is(err, unix.EINVAL) {
+			// Kernels before 5.4 know no XDP_USE_NEED_WAKEUP.
+			err = s.bind(ifindex, queue, unix.XDP_COPY)
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if s.ZeroCopyErr != nil && err != nil {
+		s.closeSocket()
+		unix.Munmap(umem)
+		return nil, fmt.Errorf("open af_xdp socket on queue %d: %w (zero-copy: %v)", queue, err, s.ZeroCopyErr)
+	}
+	if s.stopFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("create eventfd: %w", err)
+	}
+	half := s.frames / 2
+	for i := range half {
+		s.rxFree = append(s.rxFree, uint64(i)*uint64(s.frameSize))
+		s.txFree = append(s.txFree, uint64(half+i)*uint64(s.frameSize))
+	}
+	s.rxFreeN.Store(int64(half))
+	s.txFreeN.Store(int64(half))
+	s.refill()
+	return s, nil
+}
+
+// bind sets up a fresh socket with the UMEM and binds it with flags.
+// A failed bind leaves the socket's rings handed to a destroyed pool, so
+// every attempt starts from a new socket.
+func (s *Socket) bind(ifindex, queue int, flags uint16) error {
+	s.closeSocket()
+	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("create af_xdp socket: %w", err)
+	}
+	s.fd = fd
+	if err := registerUMEM(fd, s.umem, s.frameSize); err != nil {
+		return err
+	}
+	n := s.frames / 2
+	for _, opt := range []int{unix.XDP_UMEM_FILL_RING, unix.XDP_UMEM_COMPLETION_RING, unix.XDP_RX_RING, unix.XDP_TX_RING} {
+		if err := unix.SetsockoptInt(fd, unix.SOL_XDP, opt, int(n)); err != nil {
+			return fmt.Errorf("size ring %d: %w", opt, err)
+		}
+	}
+	off, err := mmapOffsets(fd)
+	if err != nil {
+		return err
+	}
+	for _, m := range []func() ([]byte, error){
+		func() ([]byte, error) { return mapAddrRing(fd, unix.XDP_UMEM_PGOFF_FILL_RING, off.Fr, n, &s.fill) },
+		func() ([]byte, error) {
+			return mapAddrRing(fd, unix.XDP_UMEM_PGOFF_COMPLETION_RING, off.Cr, n, &s.comp)
+		},
+		func() ([]byte, error) { return mapDescRing(fd, unix.XDP_PGOFF_RX_RING, off.Rx, n, &s.rx) },
+		func() ([]byte, error) { return mapDescRing(fd, unix.XDP_PGOFF_TX_RING, off.Tx, n, &s.tx) },
+	} {
+		mem, err := m()
+		if err != nil {
+			return err
+		}
+		s.mmaps = append(s.mmaps, mem)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrXDP{Flags: flags, Ifindex: uint32(ifindex), QueueID: uint32(queue)}); err != nil {
+		return fmt.Errorf("bind to queue %d: %w", queue, err)
+	}
+	opts, err := unix.GetsockoptInt(fd, unix.SOL_XDP, unix.XDP_OPTIONS)
+	if err != nil {
+		return fmt.Errorf("read af_xdp options: %w", err)
+	}
+	if opts&unix.XDP_OPTIONS_ZEROCOPY != 0 {
+		s.Mode = ModeZeroCopy
+	} else {
+		s.Mode = ModeCopy
+	}
+	s.NeedWakeup = flags&unix.XDP_USE_NEED_WAKEUP != 0
+	return nil
+}
+
+func (s *Socket) closeSocket() {
+	for _, m := range s.mmaps {
+		unix.Munmap(m)
+	}
+	s.mmaps = nil
+	if s.fd >= 0 {
+		unix.Close(s.fd)
+		s.fd = -1
+	}
+}
+
+// FD is the socket's descriptor, for the xsks map.
+func (s *Socket) FD() int { return s.fd }
+
+// Receive hands up to max received frames to deliver, one at a time,
+// and gives their frames back to the fill ring. deliver must copy what
+// it keeps: the frame is reused as soon as it returns.
+func (s *Socket) Receive(max int, deliver func(frame []byte)) int {
+	n := min(s.rx.available(), uint32(max))
+	if n == 0 {
+		return 0
+	}
+	var bytes uint64
+	for i := range n {
+		d := s.rx.at(s.rx.cachedCons + i)
+		deliver(s.umem[d.Addr : d.Addr+uint64(d.Len)])
+		bytes += uint64(d.Len)
+		s.rxFree = append(s.rxFree, d.Addr&^uint64(s.frameSize-1))
+	}
+	s.rx.release(n)
+	s.rxInKernel.Add(-int64(n))
+	s.rxFreeN.Add(int64(n))
+	s.rxPackets.Add(uint64(n))
+	s.rxBytes.Add(bytes)
+	s.refill()
+	return int(n)
+}
+
+// refill puts every free receive frame back into the fill ring: all
+// RX losses seen on veth were fill-ring-empty.
+func (s *Socket) refill() {
+	k := min(s.fill.free(), uint32(len(s.rxFree)))
+	if k == 0 {
+		return
+	}
+	for i := range k {
+		*s.fill.at(s.fill.cachedProd + i) = s.rxFree[len(s.rxFree)-1-int(i)]
+	}
+	s.rxFree = s.rxFree[:len(s.rxFree)-int(k)]
+	s.fill.submit(k)
+	s.rxFreeN.Add(-int64(k))
+	s.rxInKernel.Add(int64(k))
+	if s.NeedWakeup && s.fill.needWakeup() {
+		unix.Recvfrom(s.fd, nil, unix.MSG_DONTWAIT)
+	}
+}
+
+// Wait blocks in poll() until frames arrive or Stop is called, so an
+// idle socket costs no CPU. It returns false once stopped.
+func (s *Socket) Wait() bool {
+	fds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}, {Fd: int32(s.stopFD), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && fds[1].Revents == 0
+	}
+}
+
+// Stop makes Wait return false, now and from then on.
+func (s *Socket) Stop() {
+	unix.Write(s.stopFD, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+}
+
+// Transmit sends up to n frames: write fills frame i (as long as the
+// UMEM frame size) and returns its length. It returns how many it
+// queued; fewer than n when the TX ring and frames stay full.
+func (s *Socket) Transmit(n int, write func(i int, frame []byte) int) (int, error) {
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	sent := 0
+	for stalls := 0; sent < n && stalls < 3; {
+		s.reap()
+		k := min(uint32(n-sent), uint32(len(s.txFree)), s.tx.free())
+		if k == 0 {
+			stalls++
+			if err := s.kick(); err != nil {
+				return sent, err
+			}
+			continue
+		}
+		var bytes uint64
+		for i := range k {
+			addr := s.txFree[len(s.txFree)-1-int(i)]
+			l := write(sent+int(i), s.umem[addr:addr+uint64(s.frameSize)])
+			*s.tx.at(s.tx.cachedProd + i) = unix.XDPDesc{Addr: addr, Len: uint32(l)}
+			bytes += uint64(l)
+		}
+		s.txFree = s.txFree[:len(s.txFree)-int(k)]
+		s.tx.submit(k)
+		s.txFreeN.Add(-int64(k))
+		s.txInKernel.Add(int64(k))
+		s.txPackets.Add(uint64(k))
+		s.txBytes.Add(bytes)
+		sent += int(k)
+		if err := s.kick(); err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
+}
+
+// kick tells the kernel to send what the TX ring holds. In copy mode a
+// sendto sends at most 32 frames and answers EAGAIN while more are
+// left, which means "kick again", not "try later".
+func (s *Socket) kick() error {
+	for range s.frames/32 + 8 {
+		if s.NeedWakeup && !s.tx.needWakeup() {
+			return nil
+		}
+		err := unix.Sendto(s.fd, nil, unix.MSG_DONTWAIT, nil)
+		switch err {
+		case nil:
+			if s.tx.pending() == 0 {
+				return nil
+			}
+		case unix.EAGAIN, unix.EBUSY, unix.ENOBUFS:
+			s.reap()
+		default:
+			return fmt.Errorf("kick af_xdp tx on queue %d: %w", s.Queue, err)
+		}
+	}
+	return nil
+}
+
+// reap takes sent frames back from the completion ring.
+func (s *Socket) reap() {
+	n := s.comp.available()
+	for i := range n {
+		s.txFree = append(s.txFree, *s.comp.at(s.comp.cachedCons + i))
+	}
+	s.comp.release(n)
+	s.txInKernel.Add(-int64(n))
+	s.txFreeN.Add(int64(n))
+}
+
+// FrameCount says where a socket's UMEM frames are.
+type FrameCount struct {
+	Total    int64
+	Free     int64 // ours, in no ring
+	InKernel int64 // in a ring or held by the kernel
+	Lost     int64 // held by the kernel at Close
+}
+
+// Frames counts the frames; Free+InKernel+Lost is always Total.
+func (s *Socket) Frames() FrameCount {
+	return FrameCount{
+		Total:    int64(s.frames),
+		Free:     s.rxFreeN.Load() + s.txFreeN.Load(),
+		InKernel: s.rxInKernel.Load() + s.txInKernel.Load(),
+		Lost:     s.lost.Load(),
+	}
+}
+
+// Stats counts what went through the socket.
+type Stats struct {
+	RxPackets, RxBytes, TxPackets, TxBytes uint64
+	// Kernel is the kernel's own drop counters (XDP_STATISTICS).
+	Kernel unix.XDPStatistics
+}
+
+func (s *Socket) Stats() (Stats, error) {
+	st := Stats{RxPackets: s.rxPackets.Load(), RxBytes: s.rxBytes.Load(), TxPackets: s.txPackets.Load(), TxBytes: s.txBytes.Load()}
+	var err error
+	st.Kernel, err = xdpStatistics(s.fd)
+	return st, err
+}
+
+// Close closes the socket, then takes back every frame left in its
+// rings. Receive must no longer run.
+func (s *Socket) Close() error {
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	if s.fd < 0 {
+		return nil
+	}
+	// Closing unbinds the device, so the rings, still mapped, hold still.
+	err := unix.Close(s.fd)
+	s.fd = -1
+	rx := s.rx.available()
+	for i := range rx {
+		s.rxFree = append(s.rxFree, s.rx.at(s.rx.cachedCons+i).Addr&^uint64(s.frameSize-1))
+	}
+	s.rx.release(rx)
+	fill := s.fill.pending()
+	for i := range fill {
+		s.rxFree = append(s.rxFree, *s.fill.at(s.fill.consumer.Load() + i))
+	}
+	s.reap()
+	tx := s.tx.pending()
+	for i := range tx {
+		s.txFree = append(s.txFree, s.tx.at(s.tx.consumer.Load()+i).Addr)
+	}
+	s.rxInKernel.Add(-int64(rx + fill))
+	s.txInKernel.Add(-int64(tx))
+	s.rxFreeN.Add(int64(rx + fill))
+	s.txFreeN.Add(int64(tx))
+	s.lost.Store(s.rxInKernel.Swap(0) + s.txInKernel.Swap(0))
+	s.closeSocket()
+	unix.Close(s.stopFD)
+	unix.Munmap(s.umem)
+	return err
+}

@@ -1,0 +1,151 @@
+package afxdp
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpstack/xdpstack/internal/packet"
+	"github.com/xdpstack/xdpstack/internal/testutil"
+	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/maps"
+)
+
+// rawSocket is an AF_PACKET socket on ifname that sends frames and
+// receives those of etherType.
+func rawSocket(t *testing.T, ifname string, etherType uint16) int {
+	t.Helper()
+	iface, err := net.InterfaceByName(ifname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proto := int(etherType>>8 | etherType<<8)
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: iface.Index}); err != nil {
+		t.Fatal(err)
+	}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2})
+	return fd
+}
+
+// TestSocketTraffic steers UDP frames into a socket, sends frames back
+// out of it, and checks that every UMEM frame is accounted for after the
+// traffic and after Close.
+func TestSocketTraffic(t *testing.T) {
+	a, b := testutil.Veth(t)
+	att, err := loader.Attach(a, loader.Options{PinRoot: testutil.PinRoot(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { att.Close() })
+	if err := att.Maps.Listeners.Put(maps.Listener{Protocol: maps.UDP, Port: 9000}, 1); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(att.Iface.Index, 0, Options{Frames: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	t.Logf("bound in %s mode (zero-copy refused: %v), need_wakeup %v", s.Mode, s.ZeroCopyErr, s.NeedWakeup)
+	if err := att.Maps.XSKs.Register(0, s.FD()); err != nil {
+		t.Fatal(err)
+	}
+
+	const frames, burst = 2000, 100
+	const txEtherType = 0x88b5
+	peer := rawSocket(t, b, txEtherType)
+	src, dst := netip.MustParseAddr("10.9.0.2"), netip.MustParseAddr("10.9.0.1")
+	got := 0
+	for sent := 0; sent < frames; {
+		for range burst {
+			f := packet.Ethernet(packet.EtherTypeIPv4).IPv4(packet.IPv4{Src: src, Dst: dst, Protocol: packet.ProtoUDP}).UDP(1234, 9000)
+			b := f.Payload(4).Bytes()
+			binary.BigEndian.PutUint32(b[len(b)-4:], uint32(sent))
+			if err := unix.Send(peer, b, 0); err != nil {
+				t.Fatalf("send frame %d: %v", sent, err)
+			}
+			sent++
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for got < sent && time.Now().Before(deadline) {
+			s.Receive(64, func(frame []byte) {
+				if n := binary.BigEndian.Uint32(frame[len(frame)-4:]); n != uint32(got) {
+					t.Errorf("frame %d: carries number %d", got, n)
+				}
+				got++
+			})
+		}
+		if got != sent {
+			t.Fatalf("received %d of %d frames", got, sent)
+		}
+	}
+
+	// Bursts, read in between: the peer's socket buffer holds a few
+	// hundred frames.
+	payload := bytes.Repeat([]byte{0xab}, 60)
+	buf := make([]byte, 2048)
+	for sent := 0; sent < frames; sent += burst {
+		n, err := s.Transmit(burst, func(i int, frame []byte) int {
+			f := packet.EthernetTo(packet.DstMAC, packet.SrcMAC, txEtherType).Bytes()
+			copy(frame, f)
+			binary.BigEndian.PutUint32(frame[len(f):], uint32(sent+i))
+			return len(f) + 4 + copy(frame[len(f)+4:], payload)
+		})
+		if err != nil || n != burst {
+			t.Fatalf("Transmit(%d): got %d, %v", burst, n, err)
+		}
+		for i := range burst {
+			n, err := unix.Read(peer, buf)
+			if err != nil {
+				t.Fatalf("peer received %d of %d frames: %v", sent+i, frames, err)
+			}
+			if got := binary.BigEndian.Uint32(buf[14:]); got != uint32(sent+i) || n != 14+4+len(payload) {
+				t.Fatalf("peer frame %d: %d bytes numbered %d", sent+i, n, got)
+			}
+		}
+	}
+	st, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.RxPackets != frames || st.TxPackets != frames {
+		t.Errorf("Stats(): %+v, want %d received and sent", st, frames)
+	}
+	if st.Kernel.Rx_fill_ring_empty_descs != 0 || st.Kernel.Rx_dropped != 0 {
+		t.Errorf("kernel dropped frames: %+v", st.Kernel)
+	}
+
+	s.Transmit(0, nil) // reaps the last completions
+	if err := s.audit(); err != nil {
+		t.Errorf("after traffic: %v", err)
+	}
+	if c := s.Frames(); c.Free+c.InKernel != c.Total || c.Lost != 0 {
+		t.Errorf("Frames() after traffic: %+v", c)
+	}
+	waited := make(chan bool)
+	go func() { waited <- s.Wait() }()
+	select {
+	case <-waited:
+		t.Fatal("Wait() returned on an idle socket")
+	case <-time.After(50 * time.Millisecond):
+	}
+	s.Stop()
+	if ok := <-waited; ok {
+		t.Error("Wait() after Stop(): got true")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c := s.Frames(); c.Free != c.Total {
+		t.Errorf("Frames() after Close: %+v, want all %d free", c, c.Total)
+	}
+}

@@ -1,0 +1,228 @@
+package userstack
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+
+	"github.com/xdpstack/xdpstack/loader"
+)
+
+const reservedPortsFile = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+
+// reservePorts adds ports to the kernel's reserved ports, so that its
+// own outgoing connections never pick one the XDP program steers to
+// the userstack. It returns a function that puts back the old value.
+// The file stays open for that: a sysctl belongs to the network
+// namespace of the thread that opened it, whichever thread restores.
+func reservePorts(ports loader.PortRange) (func() error, error) {
+	f, err := os.OpenFile(reservedPortsFile, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open reserved ports: %w", err)
+	}
+	old, err := io.ReadAll(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("read reserved ports: %w", err)
+	}
+	ours := fmt.Sprintf("%d-%d", ports.Min, ports.Max)
+	// A daemon killed before it could restore the value left its range
+	// behind; keep it once, and leave it out of what is restored.
+	var kept []string
+	for _, r := range strings.Split(strings.TrimSpace(string(old)), ",") {
+		if r != "" && r != ours {
+			kept = append(kept, r)
+		}
+	}
+	prev := strings.Join(kept, ",")
+	next := strings.Join(append(kept, ours), ",")
+	if _, err := f.WriteAt([]byte(next), 0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("reserve ports %s in the kernel: %w", next, err)
+	}
+	return func() error {
+		defer f.Close()
+		// An empty write would leave the value as it is; "\n" clears it.
+		if _, err := f.WriteAt([]byte(prev+"\n"), 0); err != nil {
+			return fmt.Errorf("restore reserved ports %q: %w", prev, err)
+		}
+		return nil
+	}, nil
+}
+
+// follow mirrors the kernel's neighbours and routes of the interface
+// into the netstack until done is closed. It must run in the
+// interface's network namespace; so must Start, which made s.nl. ARP and ND stay the kernel's:
+// the netstack only ever uses the link addresses the kernel resolved.
+func (s *Stack) follow(done chan struct{}) error {
+	neighs := make(chan netlink.NeighUpdate, 256)
+	routes := make(chan netlink.RouteUpdate, 64)
+	errs := func(err error) {
+		select {
+		case <-done: // the subscription ends with an error when closed
+		default:
+			s.logf("netlink subscription: %v", err)
+		}
+	}
+	if err := netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{ErrorCallback: errs}); err != nil {
+		return fmt.Errorf("follow kernel neighbours: %w", err)
+	}
+	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{ErrorCallback: errs}); err != nil {
+		return fmt.Errorf("follow kernel routes: %w", err)
+	}
+	if err := s.syncRoutes(); err != nil {
+		return err
+	}
+	// The neighbours known now must be in before anything is sent; the
+	// subscription's own listing arrives later, from another goroutine.
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		known, err := s.nl.NeighList(s.iface.Index, family)
+		if err != nil {
+			return fmt.Errorf("list kernel neighbours of %s: %w", s.iface.Name, err)
+		}
+		for _, n := range known {
+			s.neighbour(netlink.NeighUpdate{Type: unix.RTM_NEWNEIGH, Neigh: n})
+		}
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			select {
+			case u, ok := <-neighs:
+				if !ok {
+					return
+				}
+				s.neighbour(u)
+			case u, ok := <-routes:
+				if !ok {
+					return
+				}
+				if u.LinkIndex == s.iface.Index {
+					if err := s.syncRoutes(); err != nil {
+						s.logf("%v", err)
+					}
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+// neighbour applies one kernel neighbour update; true when it gave the
+// netstack a link address.
+func (s *Stack) neighbour(u netlink.NeighUpdate) bool {
+	if u.LinkIndex != s.iface.Index {
+		return false
+	}
+	addr, ok := netip.AddrFromSlice(u.IP)
+	if !ok {
+		return false
+	}
+	addr = addr.Unmap()
+	proto := ipv4.ProtocolNumber
+	if addr.Is6() {
+		proto = ipv6.ProtocolNumber
+	}
+	a := tcpip.AddrFromSlice(addr.AsSlice())
+	usable := netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
+	if u.Type == unix.RTM_NEWNEIGH && u.State&usable != 0 && len(u.HardwareAddr) == 6 {
+		mac := tcpip.LinkAddress(u.HardwareAddr)
+		s.resolvingMu.Lock()
+		pending := s.resolving[a]
+		delete(s.resolving, a)
+		s.resolvingMu.Unlock()
+		if pending && proto == ipv4.ProtocolNumber {
+			s.link.Resolved(a, mac)
+			return true
+		}
+		return s.stack.AddStaticNeighbor(nicID, proto, a, mac) == nil
+	}
+	if u.Type == unix.RTM_DELNEIGH || u.State&netlink.NUD_FAILED != 0 {
+		s.stack.RemoveNeighbor(nicID, proto, a)
+	}
+	return false
+}
+
+// syncRoutes copies the kernel's main-table routes through the
+// interface into the netstack.
+func (s *Stack) syncRoutes() error {
+	krs, err := s.nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: s.iface.Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return fmt.Errorf("list kernel routes of %s: %w", s.iface.Name, err)
+	}
+	var table []tcpip.Route
+	for _, kr := range krs {
+		dst := kr.Dst
+		if dst == nil {
+			bits := 32
+			if kr.Family == unix.AF_INET6 {
+				bits = 128
+			}
+			dst = &net.IPNet{IP: make(net.IP, bits/8), Mask: net.CIDRMask(0, bits)}
+		}
+		sub, err := tcpip.NewSubnet(tcpip.AddrFromSlice(dst.IP.To16()[16-len(dst.Mask):]), tcpip.MaskFromBytes(dst.Mask))
+		if err != nil {
+			continue
+		}
+		r := tcpip.Route{Destination: sub, NIC: nicID}
+		if kr.Gw != nil {
+			gw := kr.Gw
+			if v4 := gw.To4(); v4 != nil && len(dst.Mask) == 4 {
+				gw = v4
+			}
+			r.Gateway = tcpip.AddrFromSlice(gw)
+		}
+		table = append(table, r)
+	}
+	s.stack.SetRouteTable(table)
+	return nil
+}
+
+// resolve is called when the netstack lacks addr's link address. If the
+// kernel knows it (a permanent entry makes no news), it is copied over;
+// else the kernel is made to resolve it (NTF_USE: as if it had a packet
+// for it), and the answer comes through the subscription while the
+// netstack holds its packets, as it would for its own ARP.
+func (s *Stack) resolve(addr tcpip.Address) {
+	family := unix.AF_INET
+	if addr.Len() == 16 {
+		family = unix.AF_INET6
+	}
+	ip := net.IP(addr.AsSlice())
+	s.resolvingMu.Lock()
+	s.resolving[addr] = true
+	s.resolvingMu.Unlock()
+	known, err := s.nl.NeighList(s.iface.Index, family)
+	if err == nil {
+		for _, n := range known {
+			if n.IP.Equal(ip) && s.neighbour(netlink.NeighUpdate{Type: unix.RTM_NEWNEIGH, Neigh: n}) {
+				return
+			}
+		}
+	}
+	n := &netlink.Neigh{LinkIndex: s.iface.Index, Family: family, IP: ip, State: netlink.NUD_INCOMPLETE, Flags: netlink.NTF_USE}
+	if err := s.nl.NeighSet(n); err != nil && !errors.Is(err, unix.EEXIST) {
+		s.logf("ask the kernel to resolve %s: %v", addr, err)
+	}
+}
+
+// addrProto tells the netstack protocol of an address.
+func addrProto(a netip.Addr) tcpip.NetworkProtocolNumber {
+	if a.Is4() || a.Is4In6() {
+		return ipv4.ProtocolNumber
+	}
+	return ipv6.ProtocolNumber
+}

@@ -1,0 +1,198 @@
+package link
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+)
+
+// memQueue is a Queue over memory: what one side transmits, the peer's
+// queue receives.
+type memQueue struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	frames  [][]byte
+	stopped bool
+	peer    *memQueue
+	sent    int
+}
+
+func memPair() (*memQueue, *memQueue) {
+	a, b := &memQueue{}, &memQueue{}
+	a.cond, b.cond = sync.NewCond(&a.mu), sync.NewCond(&b.mu)
+	a.peer, b.peer = b, a
+	return a, b
+}
+
+func (q *memQueue) Receive(max int, deliver func([]byte)) int {
+	q.mu.Lock()
+	n := min(max, len(q.frames))
+	batch := q.frames[:n]
+	q.frames = q.frames[n:]
+	q.mu.Unlock()
+	for _, f := range batch {
+		deliver(f)
+	}
+	return n
+}
+
+func (q *memQueue) Wait() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.frames) == 0 && !q.stopped {
+		q.cond.Wait()
+	}
+	return !q.stopped
+}
+
+func (q *memQueue) Stop() {
+	q.mu.Lock()
+	q.stopped = true
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}
+
+func (q *memQueue) Transmit(n int, write func(int, []byte) int) (int, error) {
+	frames := make([][]byte, n)
+	for i := range n {
+		f := make([]byte, 4096)
+		frames[i] = f[:write(i, f)]
+	}
+	q.mu.Lock()
+	q.sent += n
+	q.mu.Unlock()
+	q.peer.mu.Lock()
+	q.peer.frames = append(q.peer.frames, frames...)
+	q.peer.mu.Unlock()
+	q.peer.cond.Broadcast()
+	return n, nil
+}
+
+type side struct {
+	stack *stack.Stack
+	addr  tcpip.Address
+	mac   tcpip.LinkAddress
+}
+
+func newSide(t *testing.T, q Queue, last byte, opts Options) *side {
+	t.Helper()
+	opts.MAC = net.HardwareAddr{2, 0, 0, 0, 0, last}
+	if opts.MTU == 0 {
+		opts.MTU = 1500
+	}
+	s := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
+	})
+	ep := New([]Queue{q}, opts)
+	if err := s.CreateNIC(1, ep); err != nil {
+		t.Fatalf("CreateNIC: %v", err)
+	}
+	addr := tcpip.AddrFrom4([4]byte{10, 0, 0, last})
+	if err := s.AddProtocolAddress(1, tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: addr.WithPrefix()}, stack.AddressProperties{}); err != nil {
+		t.Fatalf("AddProtocolAddress: %v", err)
+	}
+	sub, _ := tcpip.NewSubnet(tcpip.AddrFrom4([4]byte{10, 0, 0, 0}), tcpip.MaskFromBytes([]byte{255, 255, 255, 0}))
+	s.SetRouteTable([]tcpip.Route{{Destination: sub, NIC: 1}})
+	t.Cleanup(func() { ep.Stop(); s.Close(); s.Wait() })
+	return &side{stack: s, addr: addr, mac: tcpip.LinkAddress(opts.MAC)}
+}
+
+func (s *side) knows(t *testing.T, peer *side) {
+	if err := s.stack.AddStaticNeighbor(1, ipv4.ProtocolNumber, peer.addr, peer.mac); err != nil {
+		t.Fatalf("AddStaticNeighbor: %v", err)
+	}
+}
+
+// TestTransfer moves data both ways between two netstacks over the
+// endpoint, with and without GRO, and checks every byte.
+func TestTransfer(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		gro  bool
+		mtu  uint32
+	}{
+		{"plain", false, 1500},
+		{"gro", true, 1500},
+		{"jumbo", true, 4000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			qa, qb := memPair()
+			a := newSide(t, qa, 1, Options{GRO: tc.gro, MTU: tc.mtu})
+			b := newSide(t, qb, 2, Options{GRO: tc.gro, MTU: tc.mtu})
+			a.knows(t, b)
+			b.knows(t, a)
+			ln, err := gonet.ListenTCP(b.stack, tcpip.FullAddress{NIC: 1, Addr: b.addr, Port: 7}, ipv4.ProtocolNumber)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := gonet.DialContextTCP(ctx, a.stack, tcpip.FullAddress{NIC: 1, Addr: b.addr, Port: 7}, ipv4.ProtocolNumber)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			want := make([]byte, 4<<20)
+			rand.Read(want)
+			go c.Write(want)
+			got := make([]byte, len(want))
+			if _, err := io.ReadFull(c, got); err != nil {
+				t.Fatalf("read echo: %v", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatal("echoed bytes differ from those sent")
+			}
+			if bad := b.stack.Stats().TCP.ChecksumErrors.Value(); bad != 0 {
+				t.Errorf("TCP checksum errors: %d", bad)
+			}
+		})
+	}
+}
+
+// TestARPGoesToKernel checks that the endpoint sends no ARP request of
+// its own and names the neighbour the netstack is missing instead.
+func TestARPGoesToKernel(t *testing.T) {
+	qa, qb := memPair()
+	asked := make(chan tcpip.Address, 8)
+	a := newSide(t, qa, 1, Options{OnARP: func(addr tcpip.Address) { asked <- addr }})
+	b := newSide(t, qb, 2, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	go gonet.DialContextTCP(ctx, a.stack, tcpip.FullAddress{NIC: 1, Addr: b.addr, Port: 7}, ipv4.ProtocolNumber)
+	select {
+	case got := <-asked:
+		if got != b.addr {
+			t.Errorf("OnARP(%v), want %v", got, b.addr)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("OnARP not called for an unknown neighbour")
+	}
+	qa.mu.Lock()
+	defer qa.mu.Unlock()
+	if qa.sent != 0 {
+		t.Errorf("endpoint transmitted %d frames, want none (ARP belongs to the kernel)", qa.sent)
+	}
+}

@@ -1,0 +1,68 @@
+package userstack
+
+import (
+	"fmt"
+
+	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/userstack/afxdp"
+)
+
+// DefaultPorts is the range the userstack dials from unless told
+// otherwise: above Linux's default ephemeral range (32768-60999), so the
+// kernel's own connections rarely want these ports anyway.
+var DefaultPorts = loader.PortRange{Min: 61000, Max: 62999}
+
+// Options tune the engine. The zero value is a good start.
+type Options struct {
+	// Ports the userstack dials from: reserved in the kernel and steered
+	// by XDP (the attachment must have been made with the same range).
+	// DefaultPorts when zero.
+	Ports loader.PortRange
+	// AFXDP sizes each queue's socket.
+	AFXDP afxdp.Options
+	// NoGRO turns off coalescing of received TCP segments.
+	NoGRO bool
+	TCP   TCPOptions
+}
+
+// TCPOptions are the netstack's TCP settings.
+type TCPOptions struct {
+	// NoSACK turns off selective acknowledgements (on by default, as in
+	// Linux).
+	NoSACK bool
+	// CongestionControl is "cubic" (the default, as in Linux) or "reno".
+	CongestionControl string
+	// SendBuffer and ReceiveBuffer are the largest buffers, in bytes, that
+	// auto-tuning may grow a connection's to; 4 MiB and 6 MiB (Linux's
+	// tcp_wmem and tcp_rmem maxima) when 0.
+	SendBuffer, ReceiveBuffer int
+	// Backlog is the accept queue of each listener; 4096 when 0.
+	Backlog int
+}
+
+func (o *Options) setDefaults() error {
+	if o.Ports == (loader.PortRange{}) {
+		o.Ports = DefaultPorts
+	}
+	if o.Ports.Min == 0 || o.Ports.Min > o.Ports.Max {
+		return fmt.Errorf("userstack ports %d-%d: want MIN-MAX with 0 < MIN <= MAX", o.Ports.Min, o.Ports.Max)
+	}
+	t := &o.TCP
+	switch t.CongestionControl {
+	case "":
+		t.CongestionControl = "cubic"
+	case "cubic", "reno":
+	default:
+		return fmt.Errorf("tcp congestion control %q: want cubic or reno", t.CongestionControl)
+	}
+	if t.SendBuffer == 0 {
+		t.SendBuffer = 4 << 20
+	}
+	if t.ReceiveBuffer == 0 {
+		t.ReceiveBuffer = 6 << 20
+	}
+	if t.Backlog == 0 {
+		t.Backlog = 4096
+	}
+	return nil
+}

@@ -1,0 +1,69 @@
+// Package session is the userstack's session layer: it keeps the table
+// of what the userstack's applications listen on and keeps the XDP
+// listener table, which steers their packets, in step with it.
+package session
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/xdpstack/xdpstack/maps"
+)
+
+// Steering is the XDP listener table (maps.Listeners).
+type Steering interface {
+	Put(l maps.Listener, id uint32) error
+	Delete(l maps.Listener) error
+}
+
+// Table is the set of listeners, each with the id it has in the XDP
+// table.
+type Table struct {
+	steer Steering
+
+	mu     sync.Mutex
+	nextID uint32
+	byKey  map[maps.Listener]uint32
+}
+
+func NewTable(steer Steering) *Table {
+	return &Table{steer: steer, byKey: make(map[maps.Listener]uint32)}
+}
+
+// Add steers l to the userstack and returns its id. One listener per
+// address: a second Add of the same one fails.
+func (t *Table) Add(l maps.Listener) (uint32, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.byKey[l]; ok {
+		return 0, fmt.Errorf("listen on %s: already listening", l)
+	}
+	t.nextID++
+	if err := t.steer.Put(l, t.nextID); err != nil {
+		return 0, err
+	}
+	t.byKey[l] = t.nextID
+	return t.nextID, nil
+}
+
+// Remove stops steering l.
+func (t *Table) Remove(l maps.Listener) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.byKey[l]; !ok {
+		return nil
+	}
+	delete(t.byKey, l)
+	return t.steer.Delete(l)
+}
+
+// Listeners returns a copy of the table.
+func (t *Table) Listeners() map[maps.Listener]uint32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	all := make(map[maps.Listener]uint32, len(t.byKey))
+	for l, id := range t.byKey {
+		all[l] = id
+	}
+	return all
+}

@@ -1,0 +1,54 @@
+package session
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+
+	"github.com/xdpstack/xdpstack/maps"
+)
+
+type fakeSteering map[maps.Listener]uint32
+
+func (f fakeSteering) Put(l maps.Listener, id uint32) error {
+	if l.Port == 666 {
+		return errors.New("map full")
+	}
+	f[l] = id
+	return nil
+}
+
+func (f fakeSteering) Delete(l maps.Listener) error {
+	delete(f, l)
+	return nil
+}
+
+func TestTable(t *testing.T) {
+	steer := fakeSteering{}
+	tab := NewTable(steer)
+	tcp7 := maps.Listener{Protocol: maps.TCP, Port: 7}
+	udp7 := maps.Listener{Protocol: maps.UDP, Addr: netip.MustParseAddr("10.0.0.1"), Port: 7}
+	for _, l := range []maps.Listener{tcp7, udp7} {
+		if _, err := tab.Add(l); err != nil {
+			t.Fatalf("Add(%v): %v", l, err)
+		}
+	}
+	if _, err := tab.Add(tcp7); err == nil {
+		t.Errorf("Add(%v) twice: got no error", tcp7)
+	}
+	if _, err := tab.Add(maps.Listener{Protocol: maps.TCP, Port: 666}); err == nil {
+		t.Error("Add with a failing map: got no error")
+	}
+	if len(steer) != 2 || len(tab.Listeners()) != 2 {
+		t.Fatalf("after two Adds: steering %v, table %v", steer, tab.Listeners())
+	}
+	if err := tab.Remove(tcp7); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := steer[tcp7]; ok {
+		t.Errorf("Remove(%v) left its steering entry", tcp7)
+	}
+	if steer[udp7] != tab.Listeners()[udp7] {
+		t.Errorf("ids differ: steering %d, table %d", steer[udp7], tab.Listeners()[udp7])
+	}
+}

@@ -1,0 +1,359 @@
+// Package userstack is the engine: a gVisor netstack that serves the
+// flows the XDP program steers into AF_XDP sockets, next to the kernel
+// and sharing the interface's addresses with it. It follows the
+// kernel's neighbours and routes, reserves its ephemeral ports in the
+// kernel, and offers Listen, Dial and ListenPacket in the shape of the
+// net package, each listener steering its packets to itself.
+package userstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/link/qdisc/fifo"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/maps"
+	"github.com/xdpstack/xdpstack/userstack/afxdp"
+	"github.com/xdpstack/xdpstack/userstack/link"
+	"github.com/xdpstack/xdpstack/userstack/session"
+)
+
+const nicID tcpip.NICID = 1
+
+// Stack is a running userstack on one interface.
+type Stack struct {
+	iface    loader.Interface
+	opts     Options
+	stack    *stack.Stack
+	sockets  []*afxdp.Socket
+	xsks     maps.XSKs
+	sessions *session.Table
+	link     *link.Endpoint
+	// resolving are the neighbours the netstack asked the kernel for.
+	resolvingMu sync.Mutex
+	resolving   map[tcpip.Address]bool
+	// nl talks to the kernel of the interface's network namespace from
+	// whatever thread a goroutine runs on.
+	nl *netlink.Handle
+
+	restorePorts func() error
+	done         chan struct{}
+	wg           sync.WaitGroup
+	closeOnce    sync.Once
+	closeErr     error
+}
+
+// Start opens an AF_XDP socket on every active RX queue of iface,
+// registers them in m's xsks map and serves them with a netstack.
+func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	frameSize := opts.AFXDP.FrameSize
+	if frameSize == 0 {
+		frameSize = 4096
+	}
+	// Copy mode puts each frame behind XDP_PACKET_HEADROOM (256 bytes).
+	if maxMTU := int(frameSize) - 256 - 14; iface.MTU > maxMTU {
+		return nil, fmt.Errorf("start userstack on %s: mtu %d does not fit an AF_XDP frame; multi-buffer (XDP_USE_SG) is not supported yet (lower the mtu to %d)", iface.Name, iface.MTU, maxMTU)
+	}
+	s = &Stack{iface: iface, opts: opts, xsks: m.XSKs, sessions: session.NewTable(m.Listeners), done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.nl, err = netlink.NewHandle(); err != nil {
+		return nil, fmt.Errorf("open netlink: %w", err)
+	}
+	if s.restorePorts, err = reservePorts(opts.Ports); err != nil {
+		return nil, err
+	}
+	queues := make([]link.Queue, 0, iface.RxQueues)
+	for q := range max(iface.RxQueues, 1) {
+		sock, err := afxdp.Open(iface.Index, q, opts.AFXDP)
+		if err != nil {
+			return nil, err
+		}
+		s.sockets = append(s.sockets, sock)
+		queues = append(queues, sock)
+	}
+	s.stack = stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
+	})
+	if err := s.tune(); err != nil {
+		return nil, err
+	}
+	s.resolving = make(map[tcpip.Address]bool)
+	ep := link.New(queues, link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth", OnARP: s.resolveLater})
+	s.link = ep
+	// The fifo queue discipline hands the endpoint batches, one
+	// dispatcher per queue, so that one sendto kick sends many frames.
+	if err := s.stack.CreateNICWithOptions(nicID, ep, stack.NICOptions{QDisc: fifo.New(ep, len(queues), 1000)}); err != nil {
+		return nil, fmt.Errorf("create netstack nic: %s", err)
+	}
+	for _, p := range iface.Addrs {
+		if p.Addr().IsLinkLocalUnicast() {
+			continue
+		}
+		pa := tcpip.ProtocolAddress{Protocol: addrProto(p.Addr()), AddressWithPrefix: tcpip.AddressWithPrefix{Address: tcpip.AddrFromSlice(p.Addr().AsSlice()), PrefixLen: p.Bits()}}
+		if err := s.stack.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); err != nil {
+			return nil, fmt.Errorf("add address %s to the netstack: %s", p, err)
+		}
+	}
+	if err := s.follow(s.done); err != nil {
+		return nil, err
+	}
+	// Steer only once the netstack is ready for what comes.
+	for q, sock := range s.sockets {
+		if err := m.XSKs.Register(q, sock.FD()); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// resolveLater runs resolve on its own goroutine: the netstack calls
+// OnARP with its neighbour entry locked, and the answer may come at once.
+func (s *Stack) resolveLater(addr tcpip.Address) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.resolve(addr)
+	}()
+}
+
+func (s *Stack) tune() error {
+	t := s.opts.TCP
+	if err := s.stack.SetPortRange(s.opts.Ports.Min, s.opts.Ports.Max); err != nil {
+		return fmt.Errorf("set userstack ports: %s", err)
+	}
+	sack := tcpip.TCPSACKEnabled(!t.NoSACK)
+	cc := tcpip.CongestionControlOption(t.CongestionControl)
+	moderate := tcpip.TCPModerateReceiveBufferOption(true)
+	for _, opt := range []tcpip.SettableTransportProtocolOption{
+		&sack, &cc, &moderate,
+		&tcpip.TCPSendBufferSizeRangeOption{Min: 4096, Default: 1 << 20, Max: t.SendBuffer},
+		&tcpip.TCPReceiveBufferSizeRangeOption{Min: 4096, Default: 1 << 20, Max: t.ReceiveBuffer},
+	} {
+		if err := s.stack.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
+			return fmt.Errorf("set tcp option %T: %s", opt, err)
+		}
+	}
+	return nil
+}
+
+// Sockets are the AF_XDP sockets, one per queue, for status and metrics.
+func (s *Stack) Sockets() []*afxdp.Socket { return s.sockets }
+
+// Sessions is the listener table.
+func (s *Stack) Sessions() *session.Table { return s.sessions }
+
+// Endpoints counts the netstack's transport endpoints: listeners,
+// connections, and connections in TIME-WAIT.
+func (s *Stack) Endpoints() int { return len(s.stack.RegisteredEndpoints()) }
+
+// Stats are the netstack's own counters.
+func (s *Stack) Stats() tcpip.Stats { return s.stack.Stats() }
+
+func (s *Stack) logf(format string, args ...any) {
+	log.Printf("userstack %s: "+format, append([]any{s.iface.Name}, args...)...)
+}
+
+// Close stops steering, then stops the netstack and closes the sockets;
+// the kernel gets the interface's traffic back.
+func (s *Stack) Close() error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		for l := range s.sessions.Listeners() {
+			errs = append(errs, s.sessions.Remove(l))
+		}
+		for q := range s.sockets {
+			errs = append(errs, s.xsks.Unregister(q))
+		}
+		close(s.done)
+		if s.link != nil {
+			s.link.Stop()
+		}
+		if s.stack != nil {
+			s.stack.Close()
+			s.stack.Wait()
+		}
+		s.wg.Wait()
+		for _, sock := range s.sockets {
+			errs = append(errs, sock.Close())
+		}
+		if s.restorePorts != nil {
+			errs = append(errs, s.restorePorts())
+		}
+		if s.nl != nil {
+			s.nl.Close()
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// parseAddr reads HOST:PORT; an empty host is every address.
+func parseAddr(network, address string) (netip.AddrPort, maps.Protocol, error) {
+	var proto maps.Protocol
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		proto = maps.TCP
+	case "udp", "udp4", "udp6":
+		proto = maps.UDP
+	default:
+		return netip.AddrPort{}, 0, fmt.Errorf("network %q: want tcp or udp", network)
+	}
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return netip.AddrPort{}, 0, err
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, 0, fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	var addr netip.Addr
+	if host != "" {
+		if addr, err = netip.ParseAddr(host); err != nil {
+			return netip.AddrPort{}, 0, fmt.Errorf("host %q is not an IP address", host)
+		}
+		addr = addr.Unmap()
+	}
+	return netip.AddrPortFrom(addr, uint16(p)), proto, nil
+}
+
+// fullAddr turns an address into the netstack's, choosing the network
+// protocol: a wildcard is IPv4 unless the interface has IPv6 addresses,
+// in which case it is dual-stack IPv6.
+func (s *Stack) fullAddr(ap netip.AddrPort) (tcpip.FullAddress, tcpip.NetworkProtocolNumber) {
+	fa := tcpip.FullAddress{Port: ap.Port()}
+	if ap.Addr().IsValid() && !ap.Addr().IsUnspecified() {
+		fa.Addr = tcpip.AddrFromSlice(ap.Addr().AsSlice())
+		return fa, addrProto(ap.Addr())
+	}
+	for _, p := range s.iface.Addrs {
+		if p.Addr().Is6() && !p.Addr().IsLinkLocalUnicast() {
+			return fa, ipv6.ProtocolNumber
+		}
+	}
+	return fa, ipv4.ProtocolNumber
+}
+
+// Listen listens for TCP connections on address (HOST:PORT, HOST may be
+// empty) and steers them to the userstack until the listener closes.
+func (s *Stack) Listen(network, address string) (net.Listener, error) {
+	ap, proto, err := parseAddr(network, address)
+	if err != nil || proto != maps.TCP {
+		return nil, fmt.Errorf("listen %s %s: %w", network, address, errors.Join(err, errNotTCP(proto)))
+	}
+	fa, netProto := s.fullAddr(ap)
+	var wq waiter.Queue
+	ep, terr := s.stack.NewEndpoint(tcp.ProtocolNumber, netProto, &wq)
+	if terr != nil {
+		return nil, fmt.Errorf("listen %s %s: %s", network, address, terr)
+	}
+	if terr := ep.Bind(fa); terr != nil {
+		ep.Close()
+		return nil, fmt.Errorf("listen %s %s: bind: %s", network, address, terr)
+	}
+	if terr := ep.Listen(s.opts.TCP.Backlog); terr != nil {
+		ep.Close()
+		return nil, fmt.Errorf("listen %s %s: %s", network, address, terr)
+	}
+	ln := gonet.NewTCPListener(s.stack, &wq, ep)
+	bound, _ := ep.GetLocalAddress()
+	steer := maps.Listener{Protocol: maps.TCP, Addr: ap.Addr(), Port: bound.Port}
+	if _, err := s.sessions.Add(steer); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return &listener{Listener: ln, release: func() error { return s.sessions.Remove(steer) }}, nil
+}
+
+func errNotTCP(p maps.Protocol) error {
+	if p == maps.UDP {
+		return errors.New("use ListenPacket for udp")
+	}
+	return nil
+}
+
+type listener struct {
+	net.Listener
+	release func() error
+	once    sync.Once
+}
+
+// Close stops steering first, so that new connections meet the
+// kernel's refusal instead of a closed listener.
+func (l *listener) Close() error {
+	var err error
+	l.once.Do(func() { err = errors.Join(l.release(), l.Listener.Close()) })
+	return err
+}
+
+// Dial connects over TCP from the userstack's port range.
+func (s *Stack) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	ap, proto, err := parseAddr(network, address)
+	if err == nil && (proto != maps.TCP || !ap.Addr().IsValid()) {
+		err = errors.New("want tcp to HOST:PORT")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dial %s %s: %w", network, address, err)
+	}
+	fa, netProto := s.fullAddr(ap)
+	return gonet.DialContextTCP(ctx, s.stack, fa, netProto)
+}
+
+// ListenPacket opens a UDP socket on address and steers its datagrams
+// to the userstack until it closes.
+func (s *Stack) ListenPacket(network, address string) (net.PacketConn, error) {
+	ap, proto, err := parseAddr(network, address)
+	if err == nil && proto != maps.UDP {
+		err = errors.New("use Listen for tcp")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen %s %s: %w", network, address, err)
+	}
+	fa, netProto := s.fullAddr(ap)
+	c, err := gonet.DialUDP(s.stack, &fa, nil, netProto)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s %s: %w", network, address, err)
+	}
+	steer := maps.Listener{Protocol: maps.UDP, Addr: ap.Addr(), Port: c.LocalAddr().(*net.UDPAddr).AddrPort().Port()}
+	if _, err := s.sessions.Add(steer); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &packetConn{UDPConn: c, release: func() error { return s.sessions.Remove(steer) }}, nil
+}
+
+type packetConn struct {
+	*gonet.UDPConn
+	release func() error
+	once    sync.Once
+}
+
+func (c *packetConn) Close() error {
+	var err error
+	c.once.Do(func() { err = errors.Join(c.release(), c.UDPConn.Close()) })
+	return err
+}

@@ -1,0 +1,299 @@
+package userstack
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xdpstack/xdpstack/internal/testutil"
+	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/maps"
+)
+
+// startOn attaches to a's interface and starts a userstack on it, inside
+// a's namespace; both are closed when the test ends.
+func startOn(t *testing.T, a *testutil.Host, opts Options) (*Stack, *loader.Attachment) {
+	t.Helper()
+	root := testutil.PinRoot(t)
+	var (
+		att *loader.Attachment
+		s   *Stack
+	)
+	a.Do(t, func() (err error) {
+		if att, err = loader.Attach(a.Iface, loader.Options{PinRoot: root, UserPorts: DefaultPorts}); err != nil {
+			return err
+		}
+		s, err = Start(att.Iface, att.Maps, opts)
+		return err
+	})
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		for _, sock := range s.Sockets() {
+			if c := sock.Frames(); c.Free != c.Total {
+				t.Errorf("queue %d frames after Close: %+v, want all free", sock.Queue, c)
+			}
+		}
+		att.Close()
+	})
+	return s, att
+}
+
+func echo(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			io.Copy(c, c)
+		}()
+	}
+}
+
+func roundTrip(c net.Conn, n int) error {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	want := make([]byte, n)
+	rand.Read(want)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Write(want)
+		errc <- err
+	}()
+	got := make([]byte, n)
+	if _, err := io.ReadFull(c, got); err != nil {
+		return fmt.Errorf("read echo: %w", err)
+	}
+	if err := <-errc; err != nil {
+		return err
+	}
+	if !bytes.Equal(got, want) {
+		return fmt.Errorf("echo of %d bytes differs from what was sent", n)
+	}
+	return nil
+}
+
+// TestKernelPeers runs the userstack on one host of a two-queue veth
+// pair and talks to it from kernel sockets on the other: TCP both ways
+// and UDP. The steering entries come and go with the listeners.
+func TestKernelPeers(t *testing.T) {
+	a, b := testutil.HostPair(t, 2)
+	s, att := startOn(t, a, Options{})
+	if n := len(s.Sockets()); n != 2 {
+		t.Fatalf("userstack opened %d AF_XDP sockets, want 2 (one per active queue)", n)
+	}
+	for _, sock := range s.Sockets() {
+		t.Logf("queue %d: %s mode, need_wakeup %v", sock.Queue, sock.Mode, sock.NeedWakeup)
+	}
+	reserved, _ := os.ReadFile(reservedPortsFile)
+	a.Do(t, func() error {
+		reserved, _ = os.ReadFile(reservedPortsFile)
+		return nil
+	})
+	if !strings.Contains(string(reserved), "61000-62999") {
+		t.Errorf("ip_local_reserved_ports in %s: %q, want 61000-62999 in it", a.Netns, reserved)
+	}
+
+	ln, err := s.Listen("tcp", ":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go echo(ln)
+	steered, err := att.Maps.Listeners.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := steered[maps.Listener{Protocol: maps.TCP, Port: 7}]; !ok {
+		t.Errorf("listeners map after Listen: %v, want tcp port 7 in it", steered)
+	}
+
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		st := s.Stats()
+		t.Logf("netstack: ip received %d, tcp checksum errors %d, tcp segments received %d, sent %d",
+			st.IP.PacketsReceived.Value(), st.TCP.ChecksumErrors.Value(), st.TCP.ValidSegmentsReceived.Value(), st.TCP.SegmentsSent.Value())
+		for _, sock := range s.Sockets() {
+			ss, _ := sock.Stats()
+			t.Logf("queue %d: %+v", sock.Queue, ss)
+		}
+		sums, _ := att.Maps.Stats.Sum()
+		t.Logf("xdp: %v", sums)
+	})
+	t.Run("kernel client", func(t *testing.T) {
+		// Several connections, so that both queues carry some.
+		for i := range 8 {
+			b.Do(t, func() error {
+				c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:7", a.Addr), 5*time.Second)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				return roundTrip(c, 1<<20+i)
+			})
+		}
+	})
+
+	t.Run("kernel server", func(t *testing.T) {
+		var kln net.Listener
+		b.Do(t, func() (err error) {
+			kln, err = net.Listen("tcp", fmt.Sprintf("%s:8000", b.Addr))
+			return err
+		})
+		defer kln.Close()
+		go echo(kln)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := s.Dial(ctx, "tcp", fmt.Sprintf("%s:8000", b.Addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := roundTrip(c, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("udp", func(t *testing.T) {
+		pc, err := s.ListenPacket("udp", ":9")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				pc.WriteTo(buf[:n], from)
+			}
+		}()
+		b.Do(t, func() error {
+			c, err := net.Dial("udp", fmt.Sprintf("%s:9", a.Addr))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 2048)
+			for i := range 100 {
+				msg := fmt.Sprintf("datagram %d", i)
+				c.Write([]byte(msg))
+				n, err := c.Read(buf)
+				if err != nil {
+					return fmt.Errorf("datagram %d: %w", i, err)
+				}
+				if string(buf[:n]) != msg {
+					return fmt.Errorf("datagram %d: echo %q", i, buf[:n])
+				}
+			}
+			return nil
+		})
+	})
+
+	ln.Close()
+	steered, _ = att.Maps.Listeners.All()
+	if len(steered) != 0 {
+		t.Errorf("listeners map after every listener closed: %v, want empty", steered)
+	}
+	for _, sock := range s.Sockets() {
+		if c := sock.Frames(); c.Free+c.InKernel != c.Total {
+			t.Errorf("queue %d frames: %+v", sock.Queue, c)
+		}
+	}
+}
+
+// TestManyConnections opens 1000 connections from kernel sockets to a
+// userstack echo at once, uses and closes them, and checks that no
+// endpoint, goroutine or frame is left behind.
+func TestManyConnections(t *testing.T) {
+	const conns = 1000
+	a, b := testutil.HostPair(t, 2)
+	s, _ := startOn(t, a, Options{})
+	ln, err := s.Listen("tcp", ":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go echo(ln)
+	baseEndpoints, baseGoroutines := s.Endpoints(), runtime.NumGoroutine()
+
+	var open []net.Conn
+	b.Do(t, func() error {
+		for i := range conns {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:7", a.Addr), 5*time.Second)
+			if err != nil {
+				return fmt.Errorf("connection %d: %w", i, err)
+			}
+			open = append(open, c)
+		}
+		return nil
+	})
+	errs := make(chan error, conns)
+	for _, c := range open {
+		go func() { errs <- roundTrip(c, 1000) }()
+	}
+	for range conns {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.Endpoints(); n < conns {
+		t.Errorf("Endpoints() with %d connections open: %d", conns, n)
+	}
+	for _, c := range open {
+		c.Close()
+	}
+	// The server closes after the client, so it keeps no TIME-WAIT.
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Endpoints() > baseEndpoints || runtime.NumGoroutine() > baseGoroutines+5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after closing %d connections: %d endpoints (want %d), %d goroutines (were %d)",
+				conns, s.Endpoints(), baseEndpoints, runtime.NumGoroutine(), baseGoroutines)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, sock := range s.Sockets() {
+		if c := sock.Frames(); c.Free+c.InKernel != c.Total || c.Lost != 0 {
+			t.Errorf("queue %d frames: %+v", sock.Queue, c)
+		}
+	}
+}
+
+// TestUnknownNeighbour dials a peer the kernel has no neighbour entry
+// for: the kernel resolves it, the userstack learns it and connects.
+func TestUnknownNeighbour(t *testing.T) {
+	a, b := testutil.HostPair(t, 2)
+	a.Exec(t, "ip", "neigh", "del", b.Addr.String(), "dev", a.Iface)
+	s, _ := startOn(t, a, Options{})
+	var kln net.Listener
+	b.Do(t, func() (err error) {
+		kln, err = net.Listen("tcp", fmt.Sprintf("%s:8000", b.Addr))
+		return err
+	})
+	defer kln.Close()
+	go echo(kln)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := s.Dial(ctx, "tcp", fmt.Sprintf("%s:8000", b.Addr))
+	if err != nil {
+		t.Fatalf("dial a peer the kernel had to resolve: %v\nkernel neighbours: %s", err, a.Exec(t, "ip", "neigh"))
+	}
+	defer c.Close()
+	if err := roundTrip(c, 1000); err != nil {
+		t.Fatal(err)
+	}
+}
