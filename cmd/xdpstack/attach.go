@@ -137,6 +137,9 @@ func parseApps(args []string) ([]apps.Spec, error) {
 		}
 		specs = append(specs, spec)
 	}
+	if err := apps.CheckSpecs(specs); err != nil {
+		return nil, fmt.Errorf("--app: %w", err)
+	}
 	return specs, nil
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -12,10 +13,12 @@ import (
 	"github.com/xdpstack/xdpstack/daemon"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/userstack/apps"
+	xtls "github.com/xdpstack/xdpstack/userstack/tls"
+	"github.com/xdpstack/xdpstack/userstack/transport"
 )
 
 var (
-	echoURIFlag   = &cli.StringFlag{Name: "uri", Usage: "tcp://HOST:PORT or udp://HOST:PORT (required)"}
+	echoURIFlag   = &cli.StringFlag{Name: "uri", Usage: "tcp://, udp://, tls:// or quic:// [NAME]ADDR:PORT, NAME being the host name a tls or quic client verifies (required)"}
 	echoIfaceFlag = &cli.StringFlag{Name: "iface", Usage: "run on the userstack of IFACE, attaching for the run (default: kernel sockets)"}
 )
 
@@ -25,9 +28,13 @@ func echoCommand() *cli.Command {
 		Usage: "the echo tester: an echo server and a client that measures it",
 		Subcommands: []*cli.Command{
 			{
-				Name:   "server",
-				Usage:  "serve echo until SIGINT or SIGTERM",
-				Flags:  []cli.Flag{echoURIFlag, echoIfaceFlag},
+				Name:  "server",
+				Usage: "serve echo until SIGINT or SIGTERM",
+				Flags: []cli.Flag{echoURIFlag, echoIfaceFlag,
+					&cli.StringFlag{Name: "cert", Usage: "tls and quic: the server's certificate, a PEM file"},
+					&cli.StringFlag{Name: "key", Usage: "tls and quic: the certificate's key, a PEM file"},
+					&cli.StringFlag{Name: "test-cert", Usage: "tls and quic: generate a self-signed certificate for this host name instead"},
+				},
 				Action: runEchoServer,
 			},
 			{
@@ -40,6 +47,10 @@ func echoCommand() *cli.Command {
 					&cli.BoolFlag{Name: "verify", Usage: "check every echoed byte (implies --reflect)"},
 					&cli.BoolFlag{Name: "json", Usage: "print the result as one JSON object"},
 					&cli.Float64Flag{Name: "stats", Value: 2, Usage: "print progress every SECS seconds to stderr (0: never)"},
+					&cli.StringFlag{Name: "ca-cert", Usage: "tls and quic: trust the CAs in this PEM file (default: the system's)"},
+					&cli.BoolFlag{Name: "insecure", Usage: "tls and quic: do not verify the server's certificate"},
+					&cli.IntFlag{Name: "streams", Value: 1, Usage: "quic: streams at once on each connection"},
+					&cli.BoolFlag{Name: "uni", Usage: "quic: send on unidirectional streams; the server echoes on streams it opens"},
 				},
 				Action: runEchoClient,
 			},
@@ -49,10 +60,10 @@ func echoCommand() *cli.Command {
 
 // echoNetwork is the userstack of --iface, attached for the run, or the
 // kernel's sockets; close undoes the attach.
-func echoNetwork(c *cli.Context, spec *apps.Spec) (apps.Network, *daemon.Daemon, error) {
+func echoNetwork(c *cli.Context, spec *apps.Spec) (transport.Network, *daemon.Daemon, error) {
 	ifname := c.String("iface")
 	if ifname == "" {
-		return apps.Kernel{}, nil, nil
+		return transport.Kernel, nil, nil
 	}
 	if err := needRoot(c); err != nil {
 		return nil, nil, err
@@ -69,13 +80,13 @@ func echoNetwork(c *cli.Context, spec *apps.Spec) (apps.Network, *daemon.Daemon,
 }
 
 // echoURI reads --uri, which both verbs need.
-func echoURI(c *cli.Context) (apps.URI, error) {
+func echoURI(c *cli.Context) (transport.URI, error) {
 	if !c.IsSet("uri") {
-		return apps.URI{}, fmt.Errorf("--uri is required (e.g. --uri tcp://10.0.0.1:7)")
+		return transport.URI{}, fmt.Errorf("--uri is required (e.g. --uri tcp://10.0.0.1:7)")
 	}
-	uri, err := apps.ParseURI(c.String("uri"))
+	uri, err := transport.ParseURI(c.String("uri"))
 	if err != nil {
-		return apps.URI{}, fmt.Errorf("--uri: %w", err)
+		return transport.URI{}, fmt.Errorf("--uri: %w", err)
 	}
 	return uri, nil
 }
@@ -85,7 +96,16 @@ func runEchoServer(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	spec := apps.Spec{Name: "echo", URI: uri}
+	opts := map[string]string{}
+	for _, name := range []string{"cert", "key", "test-cert"} {
+		if c.IsSet(name) {
+			opts[name] = c.String(name)
+		}
+	}
+	spec, err := apps.NewSpec("echo", uri, opts)
+	if err != nil {
+		return fmt.Errorf("echo server: %w", err)
+	}
 	n, d, err := echoNetwork(c, &spec)
 	if err != nil {
 		return err
@@ -94,7 +114,7 @@ func runEchoServer(c *cli.Context) error {
 		defer d.Close()
 		fmt.Fprintf(c.App.Writer, "echo serving on %s (userstack of %s, AF_XDP %s mode)\n", d.Apps[0].Addr(), d.Iface.Name, d.Stack.Sockets()[0].Mode)
 	} else {
-		srv, err := apps.StartEcho(n, uri)
+		srv, err := apps.StartEcho(n, uri, spec.TLS)
 		if err != nil {
 			return err
 		}
@@ -120,6 +140,21 @@ func runEchoClient(c *cli.Context) error {
 	if c.Float64("stats") < 0 {
 		return fmt.Errorf("--stats %v: want 0 or more seconds", c.Float64("stats"))
 	}
+	if !uri.Secure() && (c.IsSet("ca-cert") || c.IsSet("insecure")) {
+		return fmt.Errorf("--ca-cert and --insecure go with tls:// or quic://")
+	}
+	if uri.Scheme != transport.QUIC && (c.IsSet("streams") || c.IsSet("uni")) {
+		return fmt.Errorf("--streams and --uni go with quic://")
+	}
+	if c.Int("streams") < 1 {
+		return fmt.Errorf("--streams %d: want at least 1", c.Int("streams"))
+	}
+	var clientTLS *tls.Config
+	if uri.Secure() {
+		if clientTLS, err = xtls.ClientConfig(xtls.ClientOptions{CAFile: c.String("ca-cert"), InsecureSkipVerify: c.Bool("insecure")}); err != nil {
+			return err
+		}
+	}
 	n, d, err := echoNetwork(c, nil)
 	if err != nil {
 		return err
@@ -129,6 +164,9 @@ func runEchoClient(c *cli.Context) error {
 	}
 	r, runErr := apps.RunClient(c.Context, n, apps.ClientConfig{
 		URI:        uri,
+		TLS:        clientTLS,
+		Streams:    c.Int("streams"),
+		Uni:        c.Bool("uni"),
 		Bytes:      size,
 		Clients:    c.Int("nclients"),
 		Reflect:    c.Bool("reflect") || c.Bool("verify"),

@@ -13,7 +13,12 @@ func TestBadEchoInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1"}, "--uri: uri \"tcp://10.0.0.1\""},
-		{[]string{"echo", "client", "--uri", "http://10.0.0.1:80"}, "scheme must be tcp or udp"},
+		{[]string{"echo", "client", "--uri", "http://10.0.0.1:80"}, "unknown scheme \"http\" (want tcp, udp, tls or quic)"},
+		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--streams", "4"}, "--streams and --uni go with quic://"},
+		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--insecure"}, "--ca-cert and --insecure go with tls:// or quic://"},
+		{[]string{"echo", "client", "--uri", "tls://10.0.0.1:7", "--ca-cert", "/nonexistent.pem"}, "read CA file"},
+		{[]string{"echo", "server", "--uri", "tls://:7"}, "needs cert=FILE and key=FILE"},
+		{[]string{"echo", "server", "--uri", "tls://:7", "--cert", "/no/c.pem", "--key", "/no/k.pem"}, "no such file"},
 		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--bytes", "12X"}, "--bytes: \"12X\" is not a byte count"},
 		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--nclients", "0"}, "--nclients 0: want at least 1"},
 		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--stats", "-1"}, "--stats -1: want 0 or more seconds"},
@@ -21,6 +26,9 @@ func TestBadEchoInput(t *testing.T) {
 		{[]string{"echo", "server"}, "--uri is required"},
 		{[]string{"attach", "lo", "--app", "echo=tcp://:7,speed=9"}, "--app: app \"echo=tcp://:7,speed=9\": unknown option"},
 		{[]string{"attach", "lo", "--app", "ftp=tcp://:21"}, "unknown app \"ftp\""},
+		{[]string{"attach", "lo", "--app", "http=tls://:443,cert=/no/c.pem,key=/no/k.pem"}, "no such file"},
+		{[]string{"attach", "lo", "--app", "proxy=tcp://:80"}, "proxy needs backend="},
+		{[]string{"attach", "lo", "--app", "echo=tcp://:7", "--app", "http=tcp://:7"}, "both on tcp port 7"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			code, stdout, stderr := run(t, tc.args...)

@@ -23,6 +23,7 @@ import (
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/userstack"
 	"github.com/xdpstack/xdpstack/userstack/apps"
+	"github.com/xdpstack/xdpstack/userstack/transport"
 )
 
 // Config bounds a run; zero fields take the defaults.
@@ -193,11 +194,11 @@ func (b *bench) start() error {
 		return err
 	}
 	b.mode = b.stack.Sockets()[0].Mode.String()
-	if b.kernelEcho, err = apps.StartEcho(listened{kernel}, apps.URI{Network: "tcp"}); err != nil {
+	if b.kernelEcho, err = apps.StartEcho(listened{kernel}, transport.URI{Scheme: transport.TCP}, nil); err != nil {
 		kernel.Close()
 		return err
 	}
-	if b.userEcho, err = apps.StartEcho(b.stack, apps.URI{Network: "tcp", Address: fmt.Sprintf(":%d", userPort)}); err != nil {
+	if b.userEcho, err = apps.StartEcho(b.stack, transport.URI{Scheme: transport.TCP, Port: userPort}, nil); err != nil {
 		return err
 	}
 	b.userAddr = fmt.Sprintf("%s:%d", a.Addr, userPort)
@@ -229,7 +230,7 @@ func (b *bench) close() {
 	b.pair.Close()
 }
 
-// listened is an apps.Network whose one listener is already open, in the
+// listened is a transport.Network whose one listener is already open, in the
 // namespace it was opened in.
 type listened struct{ ln net.Listener }
 
@@ -241,7 +242,7 @@ func (l listened) Dial(context.Context, string, string) (net.Conn, error) {
 	return nil, errors.New("listen only")
 }
 
-// peer is host B as an apps.Network for clients.
+// peer is host B as a transport.Network for clients.
 type peer struct{ h *hosts.Host }
 
 func (p peer) Listen(string, string) (net.Listener, error) { return nil, errors.New("dial only") }
@@ -298,7 +299,11 @@ func (b *bench) throughput(ctx context.Context, offloads bool) (Row, error) {
 	u, k, err := b.interleave(func(addr string) (float64, error) {
 		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		r, err := apps.RunClient(ctx, peer{b.pair.B}, apps.ClientConfig{URI: apps.URI{Network: "tcp", Address: addr}, Bytes: b.cfg.Bytes, Clients: 1, Reflect: true})
+		uri, err := transport.ParseURI("tcp://" + addr)
+		if err != nil {
+			return 0, err
+		}
+		r, err := apps.RunClient(ctx, peer{b.pair.B}, apps.ClientConfig{URI: uri, Bytes: b.cfg.Bytes, Clients: 1, Reflect: true})
 		b.logf("%s to %s: %.2f Gbit/s", name, addr, r.ThroughputGbps)
 		return r.ThroughputGbps, err
 	})

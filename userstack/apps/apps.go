@@ -1,124 +1,167 @@
-// Package apps holds the built-in applications (echo now; http and
-// proxy later) and the NAME=URI[,opt=val] specs that start them. Apps
-// run on a Network: the userstack, or the kernel's sockets for
-// comparison on the same wire.
+// Package apps holds the built-in applications (echo, http, proxy) and
+// the NAME=URI[,opt=val] specs that start them. Apps run on a
+// transport.Network: the userstack, or the kernel's sockets for
+// comparison on the same wire. A spec is checked whole (its URI, its
+// options, its certificate files) when it is parsed, so that bad input
+// stops everything before anything starts.
 package apps
 
 import (
-	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
-	"net/url"
-	"strconv"
+	"os"
+	"slices"
+	"sort"
 	"strings"
+
+	"github.com/xdpstack/xdpstack/userstack/apps/httpapp"
+	"github.com/xdpstack/xdpstack/userstack/apps/proxy"
+	xtls "github.com/xdpstack/xdpstack/userstack/tls"
+	"github.com/xdpstack/xdpstack/userstack/transport"
 )
 
-// Network is where an app opens its sockets: *userstack.Stack or Kernel.
-type Network interface {
-	Listen(network, address string) (net.Listener, error)
-	ListenPacket(network, address string) (net.PacketConn, error)
-	Dial(ctx context.Context, network, address string) (net.Conn, error)
-}
-
-// Kernel is the kernel's sockets.
-type Kernel struct{}
-
-func (Kernel) Listen(network, address string) (net.Listener, error) {
-	return net.Listen(network, address)
-}
-
-func (Kernel) ListenPacket(network, address string) (net.PacketConn, error) {
-	return net.ListenPacket(network, address)
-}
-
-func (Kernel) Dial(ctx context.Context, network, address string) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, network, address)
-}
-
-// URI is tcp://HOST:PORT or udp://HOST:PORT; HOST may be empty to serve
-// every address.
-type URI struct {
-	Network string // "tcp" or "udp"
-	Address string // HOST:PORT
-}
-
-func (u URI) String() string { return u.Network + "://" + u.Address }
-
-// ParseURI reads a tcp:// or udp:// URI.
-func ParseURI(s string) (URI, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return URI{}, fmt.Errorf("uri %q: %w", s, err)
-	}
-	if u.Scheme != "tcp" && u.Scheme != "udp" {
-		return URI{}, fmt.Errorf("uri %q: scheme must be tcp or udp", s)
-	}
-	if u.Path != "" || u.RawQuery != "" || u.User != nil {
-		return URI{}, fmt.Errorf("uri %q: want %s://HOST:PORT and nothing more", s, u.Scheme)
-	}
-	host, port, err := net.SplitHostPort(u.Host)
-	if err != nil {
-		return URI{}, fmt.Errorf("uri %q: %w", s, err)
-	}
-	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
-		return URI{}, fmt.Errorf("uri %q: port %q is not a number from 1 to 65535", s, port)
-	}
-	if host != "" {
-		if net.ParseIP(strings.Trim(host, "[]")) == nil {
-			return URI{}, fmt.Errorf("uri %q: host %q is not an IP address", s, host)
-		}
-	}
-	return URI{Network: u.Scheme, Address: u.Host}, nil
-}
+// EchoALPN is the application protocol the echo app speaks over TLS and
+// QUIC; the proxy offers ProxyALPN.
+const (
+	EchoALPN  = "xdpstack-echo"
+	ProxyALPN = "xdpstack-proxy"
+)
 
 // Spec is one --app: NAME=URI[,opt=val...].
 type Spec struct {
 	Name string
-	URI  URI
+	URI  transport.URI
 	Opts map[string]string
+	// TLS is the server configuration of a tls:// or quic:// app, loaded
+	// when the spec is parsed.
+	TLS *tls.Config
+	// Backend is where a proxy forwards to.
+	Backend proxy.Backend
 }
 
 func (s Spec) String() string { return s.Name + "=" + s.URI.String() }
 
-// options each app accepts.
+// appOptions lists the options each app accepts.
 var appOptions = map[string][]string{
-	"echo": nil,
+	"echo":  {"cert", "key", "test-cert"},
+	"http":  {"cert", "key", "test-cert", "root"},
+	"proxy": {"cert", "key", "test-cert", "backend"},
 }
 
-// ParseSpec reads an app spec and checks its name and options.
+func appNames() string {
+	names := make([]string, 0, len(appOptions))
+	for n := range appOptions {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// ParseSpec reads an app spec and checks its name, URI and options,
+// loading its certificate.
 func ParseSpec(s string) (Spec, error) {
-	name, rest, ok := strings.Cut(s, "=")
-	if !ok || name == "" {
-		return Spec{}, fmt.Errorf("app %q: want NAME=URI[,opt=val] (e.g. echo=tcp://:7)", s)
-	}
-	known, ok := appOptions[name]
-	if !ok {
-		return Spec{}, fmt.Errorf("app %q: unknown app %q (known: echo)", s, name)
-	}
-	parts := strings.Split(rest, ",")
-	uri, err := ParseURI(parts[0])
+	spec, err := parseSpec(s)
 	if err != nil {
 		return Spec{}, fmt.Errorf("app %q: %w", s, err)
-	}
-	spec := Spec{Name: name, URI: uri, Opts: map[string]string{}}
-	for _, p := range parts[1:] {
-		k, v, ok := strings.Cut(p, "=")
-		if !ok || !contains(known, k) {
-			return Spec{}, fmt.Errorf("app %q: unknown option %q for %s", s, p, name)
-		}
-		spec.Opts[k] = v
 	}
 	return spec, nil
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
+func parseSpec(s string) (Spec, error) {
+	name, rest, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return Spec{}, fmt.Errorf("want NAME=URI[,opt=val] (e.g. echo=tcp://:7)")
+	}
+	parts := strings.Split(rest, ",")
+	uri, err := transport.ParseURI(parts[0])
+	if err != nil {
+		return Spec{}, err
+	}
+	opts := map[string]string{}
+	for _, p := range parts[1:] {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok {
+			return Spec{}, fmt.Errorf("option %q: want opt=val", p)
+		}
+		opts[k] = v
+	}
+	return NewSpec(name, uri, opts)
+}
+
+// NewSpec checks an app's name, URI and options and loads its
+// certificate, as ParseSpec does for the parts it has read.
+func NewSpec(name string, uri transport.URI, opts map[string]string) (Spec, error) {
+	known, ok := appOptions[name]
+	if !ok {
+		return Spec{}, fmt.Errorf("unknown app %q (known: %s)", name, appNames())
+	}
+	if uri.Port == 0 {
+		return Spec{}, fmt.Errorf("uri %s: an app needs a port from 1 to 65535", uri)
+	}
+	for k, v := range opts {
+		if !slices.Contains(known, k) {
+			return Spec{}, fmt.Errorf("unknown option %q for %s (known: %s)", k+"="+v, name, strings.Join(known, ", "))
 		}
 	}
-	return false
+	spec := Spec{Name: name, URI: uri, Opts: opts}
+	if name != "echo" && uri.Scheme == transport.UDP {
+		return Spec{}, fmt.Errorf("%s serves streams: use tcp://, tls:// or quic://", name)
+	}
+	var err error
+	switch name {
+	case "proxy":
+		if opts["backend"] == "" {
+			return Spec{}, fmt.Errorf("proxy needs backend=tcp://HOST:PORT or backend=unix:///PATH")
+		}
+		if spec.Backend, err = proxy.ParseBackend(opts["backend"]); err != nil {
+			return Spec{}, err
+		}
+	case "http":
+		if root := opts["root"]; root != "" {
+			if st, err := os.Stat(root); err != nil || !st.IsDir() {
+				return Spec{}, fmt.Errorf("root %s is not a folder", root)
+			}
+		}
+	}
+	if spec.TLS, err = serverTLS(spec); err != nil {
+		return Spec{}, err
+	}
+	return spec, nil
+}
+
+// serverTLS builds the server side of an app on tls:// or quic:// from
+// the cert, key and test-cert options, or returns nil for tcp and udp.
+func serverTLS(spec Spec) (*tls.Config, error) {
+	o := xtls.ServerOptions{CertFile: spec.Opts["cert"], KeyFile: spec.Opts["key"], TestCertHost: spec.Opts["test-cert"]}
+	if !spec.URI.Secure() {
+		if o.CertFile != "" || o.KeyFile != "" || o.TestCertHost != "" {
+			return nil, fmt.Errorf("cert, key and test-cert go with tls:// or quic://")
+		}
+		return nil, nil
+	}
+	switch spec.Name {
+	case "echo":
+		o.ALPN = []string{EchoALPN}
+	case "proxy":
+		o.ALPN = []string{ProxyALPN}
+	}
+	return xtls.ServerConfig(o)
+}
+
+// CheckSpecs checks specs that will run together: two apps cannot serve
+// the same port of the same transport protocol. TCP and UDP (so tls and
+// quic) may share a port number.
+func CheckSpecs(specs []Spec) error {
+	for i, a := range specs {
+		for _, b := range specs[:i] {
+			if a.URI.Network() == b.URI.Network() && a.URI.Port == b.URI.Port &&
+				(!a.URI.Addr.IsValid() || !b.URI.Addr.IsValid() || a.URI.Addr == b.URI.Addr) {
+				return fmt.Errorf("apps %s and %s: both on %s port %d", b, a, a.URI.Network(), a.URI.Port)
+			}
+		}
+	}
+	return nil
 }
 
 // App is a running application.
@@ -128,11 +171,22 @@ type App interface {
 	Close() error
 }
 
-// Start runs the app a spec names on n.
-func Start(n Network, spec Spec) (App, error) {
+// Env is what apps run with.
+type Env struct {
+	Network transport.Network
+	// Status feeds the http app's status page.
+	Status httpapp.Source
+}
+
+// Start runs the app a spec names.
+func Start(env Env, spec Spec) (App, error) {
 	switch spec.Name {
 	case "echo":
-		return StartEcho(n, spec.URI)
+		return StartEcho(env.Network, spec.URI, spec.TLS)
+	case "http":
+		return startHTTP(env, spec)
+	case "proxy":
+		return startProxy(env.Network, spec)
 	}
 	return nil, fmt.Errorf("app %s: unknown", spec.Name)
 }

@@ -2,26 +2,46 @@ package apps
 
 import (
 	"context"
+	"crypto/tls"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xdpstack/xdpstack/userstack/transport"
 )
 
 func TestParseSpec(t *testing.T) {
+	root := t.TempDir()
+	file := filepath.Join(root, "file")
+	os.WriteFile(file, nil, 0o644)
 	for _, tc := range []struct {
 		in   string
-		want string // Spec.String(), or the start of the error
+		want string // Spec.String(), or a part of the error
 		ok   bool
 	}{
 		{"echo=tcp://:7", "echo=tcp://:7", true},
 		{"echo=udp://10.0.0.1:7", "echo=udp://10.0.0.1:7", true},
 		{"echo=tcp://[::1]:7", "echo=tcp://[::1]:7", true},
-		{"echo", "app \"echo\": want NAME=URI", false},
-		{"http=tcp://:80", "app \"http=tcp://:80\": unknown app", false},
-		{"echo=sctp://:7", "app \"echo=sctp://:7\": uri \"sctp://:7\": scheme", false},
-		{"echo=tcp://:0", "app \"echo=tcp://:0\": uri \"tcp://:0\": port", false},
-		{"echo=tcp://host:7", "app \"echo=tcp://host:7\": uri \"tcp://host:7\": host", false},
-		{"echo=tcp://:7/x", "app \"echo=tcp://:7/x\": uri \"tcp://:7/x\": want", false},
-		{"echo=tcp://:7,size=3", "app \"echo=tcp://:7,size=3\": unknown option", false},
+		{"echo=tls://:7,test-cert=echo.test", "echo=tls://:7", true},
+		{"echo=quic://:7,test-cert=echo.test", "echo=quic://:7", true},
+		{"http=tcp://:80", "http=tcp://:80", true},
+		{"http=tcp://:80,root=" + root, "http=tcp://:80", true},
+		{"proxy=tls://:443,backend=tcp://127.0.0.1:8080,test-cert=a.test", "proxy=tls://:443", true},
+		{"proxy=tcp://:80,backend=unix:///run/app.sock", "proxy=tcp://:80", true},
+		{"echo", "want NAME=URI", false},
+		{"ftp=tcp://:21", `unknown app "ftp" (known: echo, http, proxy)`, false},
+		{"echo=sctp://:7", "unknown scheme", false},
+		{"echo=tcp://:0", "needs a port from 1 to 65535", false},
+		{"echo=tcp://host:7", "not an IP address", false},
+		{"echo=tcp://:7,size=3", `unknown option "size=3"`, false},
+		{"echo=tcp://:7,cert=a.pem", "go with tls:// or quic://", false},
+		{"echo=tls://:7", "needs cert=FILE and key=FILE", false},
+		{"echo=tls://:7,cert=/no/cert.pem,key=/no/key.pem", "no such file", false},
+		{"http=udp://:80", "serves streams", false},
+		{"http=tcp://:80,root=" + file, "is not a folder", false},
+		{"proxy=tcp://:80", "proxy needs backend=", false},
+		{"proxy=tcp://:80,backend=http://x:1", "want tcp://HOST:PORT or unix:///PATH", false},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			s, err := ParseSpec(tc.in)
@@ -29,34 +49,95 @@ func TestParseSpec(t *testing.T) {
 				if err != nil || s.String() != tc.want {
 					t.Fatalf("ParseSpec(%q): got %v, %v; want %s", tc.in, s, err, tc.want)
 				}
+				if s.URI.Secure() != (s.TLS != nil) {
+					t.Errorf("ParseSpec(%q): TLS config %v for %s", tc.in, s.TLS != nil, s.URI.Scheme)
+				}
 				return
 			}
-			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
-				t.Fatalf("ParseSpec(%q): got error %v, want one starting %q", tc.in, err, tc.want)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "app ") {
+				t.Fatalf("ParseSpec(%q): got error %v, want one containing %q", tc.in, err, tc.want)
 			}
 		})
 	}
 }
 
+func TestCheckSpecs(t *testing.T) {
+	parse := func(specs ...string) []Spec {
+		var out []Spec
+		for _, s := range specs {
+			spec, err := ParseSpec(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, spec)
+		}
+		return out
+	}
+	if err := CheckSpecs(parse("http=tls://:443,test-cert=a", "http=quic://:443,test-cert=a", "echo=udp://:7", "echo=tcp://:7")); err != nil {
+		t.Errorf("TCP and UDP on the same ports: %v", err)
+	}
+	if err := CheckSpecs(parse("echo=tcp://10.0.0.1:7", "echo=tcp://10.0.0.2:7")); err != nil {
+		t.Errorf("same port, other addresses: %v", err)
+	}
+	for _, pair := range [][]string{
+		{"echo=tcp://:7", "http=tcp://:7"},
+		{"echo=tcp://10.0.0.1:7", "http=tls://:7,test-cert=a"},
+		{"echo=udp://:443", "http=quic://:443,test-cert=a"},
+	} {
+		if err := CheckSpecs(parse(pair...)); err == nil || !strings.Contains(err.Error(), "both on") {
+			t.Errorf("CheckSpecs(%v): got %v, want a clash", pair, err)
+		}
+	}
+}
+
 // TestEchoKernel runs the echo server and client over loopback kernel
-// sockets, TCP and UDP, with every byte verified.
+// sockets on every transport, with every byte verified.
 func TestEchoKernel(t *testing.T) {
-	for _, network := range []string{"tcp", "udp"} {
-		t.Run(network, func(t *testing.T) {
-			srv, err := StartEcho(Kernel{}, URI{Network: network, Address: "127.0.0.1:0"})
+	for _, tc := range []struct {
+		name    string
+		uri     string
+		bytes   int64
+		streams int
+		uni     bool
+	}{
+		{"tcp", "tcp://127.0.0.1:0", 1 << 20, 1, false},
+		{"udp", "udp://127.0.0.1:0", 64 << 10, 1, false},
+		{"tls", "tls://127.0.0.1:0", 1 << 20, 1, false},
+		{"quic", "quic://127.0.0.1:0", 256 << 10, 1, false},
+		{"quic streams", "quic://127.0.0.1:0", 256 << 10, 4, false},
+		{"quic uni streams", "quic://127.0.0.1:0", 256 << 10, 4, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			uri, err := transport.ParseURI(tc.uri)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts := map[string]string{}
+			if uri.Secure() {
+				opts["test-cert"] = "127.0.0.1"
+			}
+			uri.Port = 1 // NewSpec wants a real port; the server binds port 0 below
+			spec, err := NewSpec("echo", uri, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			uri.Port = 0
+			srv, err := StartEcho(transport.Kernel, uri, spec.TLS)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer srv.Close()
-			cfg := ClientConfig{URI: URI{Network: network, Address: srv.Addr().String()}, Bytes: 1 << 20, Clients: 4, Reflect: true, Verify: true}
-			if network == "udp" {
-				cfg.Bytes = 64 << 10
-			}
-			r, err := RunClient(context.Background(), Kernel{}, cfg)
+			target, err := transport.ParseURI(string(uri.Scheme) + "://" + srv.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := cfg.Bytes * int64(cfg.Clients)
+			cfg := ClientConfig{URI: target, Bytes: tc.bytes, Clients: 3, Streams: tc.streams, Uni: tc.uni, Reflect: true, Verify: true,
+				TLS: &tls.Config{InsecureSkipVerify: true}}
+			r, err := RunClient(context.Background(), transport.Kernel, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := cfg.Bytes * int64(cfg.Clients) * int64(max(cfg.Streams, 1))
 			if r.BytesSent != want || r.BytesReceived != want || r.VerifyErrors != 0 || r.Connections != cfg.Clients {
 				t.Errorf("RunClient: %+v, want %d bytes each way, no errors, %d connections", r, want, cfg.Clients)
 			}

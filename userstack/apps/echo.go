@@ -1,38 +1,58 @@
 package apps
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"sync"
+
+	quicgo "github.com/quic-go/quic-go"
+
+	"github.com/xdpstack/xdpstack/userstack/quic"
+	"github.com/xdpstack/xdpstack/userstack/transport"
 )
 
-// EchoServer sends back whatever it receives, over TCP or UDP.
+// EchoServer sends back whatever it receives: over TCP and TLS until the
+// peer half-closes, datagram by datagram over UDP, and over QUIC on
+// every bidirectional stream a client opens, or, for a unidirectional
+// stream, on a unidirectional stream the server opens.
 type EchoServer struct {
 	ln   net.Listener
 	pc   net.PacketConn
+	ql   *quicgo.Listener
 	wg   sync.WaitGroup
 	mu   sync.Mutex
-	open map[net.Conn]struct{}
+	open map[io.Closer]struct{}
 }
 
-// StartEcho serves echo on uri.
-func StartEcho(n Network, uri URI) (*EchoServer, error) {
-	s := &EchoServer{open: map[net.Conn]struct{}{}}
+// StartEcho serves echo on uri; tlsConf is the server's configuration
+// for tls:// and quic://.
+func StartEcho(n transport.Network, uri transport.URI, tlsConf *tls.Config) (*EchoServer, error) {
+	s := &EchoServer{open: map[io.Closer]struct{}{}}
 	var err error
-	if uri.Network == "udp" {
-		if s.pc, err = n.ListenPacket("udp", uri.Address); err != nil {
+	switch uri.Scheme {
+	case transport.UDP:
+		if s.pc, err = n.ListenPacket("udp", uri.HostPort()); err != nil {
 			return nil, err
 		}
-		s.wg.Add(1)
-		go s.serveUDP()
-		return s, nil
+		s.run(s.serveUDP)
+	case transport.QUIC:
+		if s.pc, err = n.ListenPacket("udp", uri.HostPort()); err != nil {
+			return nil, err
+		}
+		if s.ql, err = quicgo.Listen(s.pc, tlsConf, nil); err != nil {
+			s.pc.Close()
+			return nil, err
+		}
+		s.run(s.serveQUIC)
+	default:
+		if s.ln, err = transport.Listen(n, uri, tlsConf); err != nil {
+			return nil, err
+		}
+		s.run(s.serveStreams)
 	}
-	if s.ln, err = n.Listen("tcp", uri.Address); err != nil {
-		return nil, err
-	}
-	s.wg.Add(1)
-	go s.serveTCP()
 	return s, nil
 }
 
@@ -43,31 +63,61 @@ func (s *EchoServer) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
-func (s *EchoServer) serveTCP() {
-	defer s.wg.Done()
+func (s *EchoServer) run(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// track records what Close must end; false once the server is closed.
+func (s *EchoServer) track(c io.Closer) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open == nil {
+		return false
+	}
+	s.open[c] = struct{}{}
+	return true
+}
+
+func (s *EchoServer) untrack(c io.Closer) {
+	s.mu.Lock()
+	delete(s.open, c)
+	s.mu.Unlock()
+	c.Close()
+}
+
+func (s *EchoServer) serveStreams() {
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
 			return
 		}
-		s.mu.Lock()
-		s.open[c] = struct{}{}
-		s.mu.Unlock()
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			buf := make([]byte, 64<<10)
-			io.CopyBuffer(c, c, buf)
-			s.mu.Lock()
-			delete(s.open, c)
-			s.mu.Unlock()
+		if !s.track(c) {
 			c.Close()
-		}()
+			return
+		}
+		s.run(func() {
+			defer s.untrack(c)
+			echoStream(c)
+		})
+	}
+}
+
+// echoStream echoes until the peer's FIN, then sends its own.
+func echoStream(c net.Conn) {
+	buf := make([]byte, 64<<10)
+	if _, err := io.CopyBuffer(c, c, buf); err != nil {
+		return
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
 	}
 }
 
 func (s *EchoServer) serveUDP() {
-	defer s.wg.Done()
 	buf := make([]byte, 64<<10)
 	for {
 		n, from, err := s.pc.ReadFrom(buf)
@@ -78,18 +128,76 @@ func (s *EchoServer) serveUDP() {
 	}
 }
 
+// quicConn lets Close end a QUIC connection like any other.
+type quicConn struct{ *quicgo.Conn }
+
+func (c quicConn) Close() error { return c.CloseWithError(0, "echo server closing") }
+
+func (s *EchoServer) serveQUIC() {
+	for {
+		conn, err := s.ql.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		qc := quicConn{conn}
+		if !s.track(qc) {
+			qc.Close()
+			return
+		}
+		s.run(func() {
+			defer s.untrack(qc)
+			s.run(func() { s.echoUniStreams(conn) })
+			for {
+				st, err := conn.AcceptStream(context.Background())
+				if err != nil {
+					return
+				}
+				s.run(func() { echoStream(quic.NewStreamConn(conn, st)) })
+			}
+		})
+	}
+}
+
+// echoUniStreams reads each stream the client opens for sending to its
+// end and sends it back on a stream of the server's own.
+func (s *EchoServer) echoUniStreams(conn *quicgo.Conn) {
+	for {
+		in, err := conn.AcceptUniStream(context.Background())
+		if err != nil {
+			return
+		}
+		s.run(func() {
+			out, err := conn.OpenUniStreamSync(context.Background())
+			if err != nil {
+				in.CancelRead(0)
+				return
+			}
+			buf := make([]byte, 64<<10)
+			if _, err := io.CopyBuffer(out, in, buf); err != nil {
+				out.CancelWrite(0)
+				return
+			}
+			out.Close()
+		})
+	}
+}
+
 // Close stops serving and closes every connection.
 func (s *EchoServer) Close() error {
 	var err error
-	if s.pc != nil {
+	switch {
+	case s.ql != nil:
+		err = errors.Join(s.ql.Close(), s.pc.Close())
+	case s.pc != nil:
 		err = s.pc.Close()
-	} else {
+	default:
 		err = s.ln.Close()
 	}
 	s.mu.Lock()
 	for c := range s.open {
 		c.Close()
 	}
+	s.open = nil
 	s.mu.Unlock()
 	s.wg.Wait()
 	if errors.Is(err, net.ErrClosed) {

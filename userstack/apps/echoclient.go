@@ -3,6 +3,7 @@ package apps
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,11 +12,24 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	quicgo "github.com/quic-go/quic-go"
+
+	"github.com/xdpstack/xdpstack/userstack/transport"
 )
 
 // ClientConfig is one run of the echo client.
 type ClientConfig struct {
-	URI URI
+	URI transport.URI
+	// TLS is the client's configuration for tls:// and quic://; its
+	// NextProtos default to the echo app's.
+	TLS *tls.Config
+	// Streams is how many streams each QUIC connection carries at once,
+	// each sending Bytes (0 counts as 1).
+	Streams int
+	// Uni sends on unidirectional QUIC streams, and the echo comes back
+	// on unidirectional streams that the server opens.
+	Uni bool
 	// Bytes each connection sends.
 	Bytes int64
 	// Clients is how many connections run at once, one each.
@@ -60,13 +74,26 @@ var pattern = func() []byte {
 const udpPayload = 1200
 
 // RunClient runs cfg against an echo server over n.
-func RunClient(ctx context.Context, n Network, cfg ClientConfig) (Result, error) {
+func RunClient(ctx context.Context, n transport.Network, cfg ClientConfig) (Result, error) {
 	if cfg.Clients < 1 || cfg.Bytes < 0 {
 		return Result{}, fmt.Errorf("echo client: want at least one client and bytes >= 0")
 	}
 	if cfg.Verify && !cfg.Reflect {
 		return Result{}, errors.New("echo client: verify needs reflect")
 	}
+	if (cfg.Streams > 1 || cfg.Uni) && cfg.URI.Scheme != transport.QUIC {
+		return Result{}, errors.New("echo client: streams and uni go with quic://")
+	}
+	if cfg.URI.Secure() {
+		if cfg.TLS == nil {
+			return Result{}, errors.New("echo client: tls and quic need a TLS configuration")
+		}
+		cfg.TLS = cfg.TLS.Clone()
+		if len(cfg.TLS.NextProtos) == 0 {
+			cfg.TLS.NextProtos = []string{EchoALPN}
+		}
+	}
+	cfg.Streams = max(cfg.Streams, 1)
 	var (
 		sent, received, badBytes atomic.Int64
 		mu                       sync.Mutex
@@ -84,17 +111,13 @@ func RunClient(ctx context.Context, n Network, cfg ClientConfig) (Result, error)
 		go func() {
 			defer wg.Done()
 			t0 := time.Now()
-			c, err := n.Dial(ctx, cfg.URI.Network, cfg.URI.Address)
+			s, err := dial(ctx, n, cfg)
 			if err == nil {
 				mu.Lock()
 				connects = append(connects, time.Since(t0))
 				mu.Unlock()
-				if cfg.URI.Network == "udp" {
-					err = udpSession(ctx, c, cfg, &sent, &received, &badBytes)
-				} else {
-					err = tcpSession(ctx, c, cfg, &sent, &received, &badBytes)
-				}
-				c.Close()
+				err = s.run(ctx, cfg, &sent, &received, &badBytes)
+				s.Close()
 			}
 			if err != nil {
 				mu.Lock()
@@ -144,9 +167,112 @@ func progress(cfg ClientConfig, start time.Time, sent, received *atomic.Int64, s
 	}
 }
 
-// tcpSession sends the pattern, half-closes and reads the echo to EOF.
-func tcpSession(ctx context.Context, c net.Conn, cfg ClientConfig, sent, received, bad *atomic.Int64) error {
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+// session is one client's connection.
+type session interface {
+	run(ctx context.Context, cfg ClientConfig, sent, received, bad *atomic.Int64) error
+	Close() error
+}
+
+// dial connects the way the URI's transport does; for TLS and QUIC the
+// handshake is part of the connect time.
+func dial(ctx context.Context, n transport.Network, cfg ClientConfig) (session, error) {
+	switch cfg.URI.Scheme {
+	case transport.UDP:
+		c, err := n.Dial(ctx, "udp", cfg.URI.HostPort())
+		return datagramSession{c}, err
+	case transport.QUIC:
+		c, err := transport.DialQUIC(ctx, n, cfg.URI, cfg.TLS)
+		return quicSession{c}, err
+	}
+	c, err := transport.Dial(ctx, n, cfg.URI, cfg.TLS)
+	return streamSession{c}, err
+}
+
+type streamSession struct{ net.Conn }
+
+func (s streamSession) run(ctx context.Context, cfg ClientConfig, sent, received, bad *atomic.Int64) error {
+	return streamEcho(ctx, s.Conn, s.Conn, cfg, sent, received, bad)
+}
+
+type datagramSession struct{ net.Conn }
+
+func (s datagramSession) run(ctx context.Context, cfg ClientConfig, sent, received, bad *atomic.Int64) error {
+	return udpSession(ctx, s.Conn, cfg, sent, received, bad)
+}
+
+// quicSession runs cfg.Streams streams at once on one QUIC connection.
+type quicSession struct{ *transport.QUICConn }
+
+func (s quicSession) run(ctx context.Context, cfg ClientConfig, sent, received, bad *atomic.Int64) error {
+	errs := make(chan error, cfg.Streams)
+	for range cfg.Streams {
+		go func() { errs <- s.stream(ctx, cfg, sent, received, bad) }()
+	}
+	var err error
+	for range cfg.Streams {
+		err = errors.Join(err, <-errs)
+	}
+	return err
+}
+
+func (s quicSession) stream(ctx context.Context, cfg ClientConfig, sent, received, bad *atomic.Int64) error {
+	if !cfg.Uni {
+		st, err := s.OpenStream(ctx)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		return streamEcho(ctx, st, st, cfg, sent, received, bad)
+	}
+	out, err := s.OpenUniStreamSync(ctx)
+	if err != nil {
+		return err
+	}
+	pair := &uniPair{ctx: ctx, conn: s.QUICConn, out: out}
+	return streamEcho(ctx, pair, pair, cfg, sent, received, bad)
+}
+
+// uniPair writes to a unidirectional stream of its own and reads the
+// echo from one the server opens. The server opens it only once data
+// arrives, so it is accepted on the first read, after sending began.
+// Every reply carries the same bytes, so any stream the server opens
+// answers any stream the client sent.
+type uniPair struct {
+	ctx  context.Context
+	conn *transport.QUICConn
+	out  *quicgo.SendStream
+	in   *quicgo.ReceiveStream
+}
+
+func (p *uniPair) Read(b []byte) (int, error) {
+	if p.in == nil {
+		in, err := p.conn.AcceptUniStream(p.ctx)
+		if err != nil {
+			return 0, err
+		}
+		p.in = in
+	}
+	return p.in.Read(b)
+}
+
+func (p *uniPair) Write(b []byte) (int, error) { return p.out.Write(b) }
+func (p *uniPair) CloseWrite() error           { return p.out.Close() }
+
+// SetDeadline bounds the sending side; ctx bounds the accept, and the
+// receiving side once it is there.
+func (p *uniPair) SetDeadline(t time.Time) error {
+	if p.in != nil {
+		p.in.SetReadDeadline(t)
+	}
+	return p.out.SetWriteDeadline(t)
+}
+
+// deadliner is what streamEcho uses to stop a session when ctx ends.
+type deadliner interface{ SetDeadline(time.Time) error }
+
+// streamEcho sends the pattern, half-closes and reads the echo to EOF.
+func streamEcho(ctx context.Context, c io.ReadWriter, d deadliner, cfg ClientConfig, sent, received, bad *atomic.Int64) error {
+	stop := context.AfterFunc(ctx, func() { d.SetDeadline(time.Now()) })
 	defer stop()
 	werr := make(chan error, 1)
 	go func() {

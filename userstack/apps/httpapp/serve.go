@@ -20,8 +20,12 @@ type Server struct {
 	http3 *http3.Server
 	// pc is the UDP socket under HTTP/3, which http3.Server leaves open.
 	pc   net.PacketConn
+	addr net.Addr
 	done chan error
 }
+
+// Addr is where the server listens.
+func (s *Server) Addr() net.Addr { return s.addr }
 
 // Listen opens u on n and starts serving h there. tlsConf is the server's
 // certificate for tls and quic; the ALPN protocols are set here.
@@ -36,7 +40,7 @@ func Listen(n transport.Network, u transport.URI, tlsConf *tls.Config, h http.Ha
 		if err != nil {
 			return nil, err
 		}
-		s.pc = pc
+		s.pc, s.addr = pc, pc.LocalAddr()
 		s.http3 = &http3.Server{Handler: h, TLSConfig: http3.ConfigureTLSConfig(tlsConf)}
 		go func() { s.done <- s.http3.Serve(pc) }()
 		return s, nil
@@ -48,6 +52,7 @@ func Listen(n transport.Network, u transport.URI, tlsConf *tls.Config, h http.Ha
 	if err != nil {
 		return nil, err
 	}
+	s.addr = ln.Addr()
 	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { s.done <- s.http.Serve(ln) }()
 	return s, nil

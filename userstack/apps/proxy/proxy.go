@@ -69,11 +69,16 @@ type Proxy struct {
 	accepted, backendErrors, bytesIn, bytesOut atomic.Uint64
 	active                                     atomic.Int64
 	conns                                      sync.WaitGroup
+
+	mu     sync.Mutex
+	ln     net.Listener
+	open   map[net.Conn]struct{}
+	closed bool
 }
 
 // New returns a proxy to backend.
 func New(backend Backend) *Proxy {
-	return &Proxy{backend: backend, dialer: net.Dialer{Timeout: 10 * time.Second}}
+	return &Proxy{backend: backend, dialer: net.Dialer{Timeout: 10 * time.Second}, open: map[net.Conn]struct{}{}}
 }
 
 // Stats reads the counters.
@@ -90,6 +95,9 @@ func (p *Proxy) Stats() Stats {
 // Serve accepts from ln until it is closed, then waits for the
 // connections in flight to end, and returns nil.
 func (p *Proxy) Serve(ln net.Listener) error {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
 	defer p.conns.Wait()
 	for {
 		c, err := ln.Accept()
@@ -108,16 +116,60 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	}
 }
 
+// Close stops accepting, closes the connections in flight and waits
+// for them.
+func (p *Proxy) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	var err error
+	if p.ln != nil {
+		err = p.ln.Close()
+	}
+	for c := range p.open {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.conns.Wait()
+	return err
+}
+
+// track records a connection so that Close can end it; false when the
+// proxy is already closed.
+func (p *Proxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.open[c] = struct{}{}
+	return true
+}
+
+func (p *Proxy) untrack(c net.Conn) {
+	p.mu.Lock()
+	delete(p.open, c)
+	p.mu.Unlock()
+	c.Close()
+}
+
 func (p *Proxy) forward(client net.Conn) {
 	p.active.Add(1)
 	defer p.active.Add(-1)
-	defer client.Close()
+	if !p.track(client) {
+		client.Close()
+		return
+	}
+	defer p.untrack(client)
 	backend, err := p.dialer.DialContext(context.Background(), p.backend.Network, p.backend.Address)
 	if err != nil {
 		p.backendErrors.Add(1)
 		return
 	}
-	defer backend.Close()
+	if !p.track(backend) {
+		backend.Close()
+		return
+	}
+	defer p.untrack(backend)
 	done := make(chan struct{})
 	go func() {
 		pipe(backend, client, &p.bytesIn)
