@@ -22,7 +22,9 @@ import (
 )
 
 // EchoALPN is the application protocol the echo app speaks over TLS and
-// QUIC; the proxy offers ProxyALPN.
+// QUIC. A proxy offers the alpn= option's protocol, else none over TLS
+// (so that any client's protocol passes through) and ProxyALPN over QUIC,
+// which needs one.
 const (
 	EchoALPN  = "xdpstack-echo"
 	ProxyALPN = "xdpstack-proxy"
@@ -46,7 +48,7 @@ func (s Spec) String() string { return s.Name + "=" + s.URI.String() }
 var appOptions = map[string][]string{
 	"echo":  {"cert", "key", "test-cert"},
 	"http":  {"cert", "key", "test-cert", "root"},
-	"proxy": {"cert", "key", "test-cert", "backend"},
+	"proxy": {"cert", "key", "test-cert", "backend", "alpn"},
 }
 
 func appNames() string {
@@ -144,7 +146,12 @@ func serverTLS(spec Spec) (*tls.Config, error) {
 	case "echo":
 		o.ALPN = []string{EchoALPN}
 	case "proxy":
-		o.ALPN = []string{ProxyALPN}
+		switch {
+		case spec.Opts["alpn"] != "":
+			o.ALPN = []string{spec.Opts["alpn"]}
+		case spec.URI.Scheme == transport.QUIC:
+			o.ALPN = []string{ProxyALPN}
+		}
 	}
 	return xtls.ServerConfig(o)
 }
