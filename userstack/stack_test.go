@@ -297,3 +297,41 @@ func TestUnknownNeighbour(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestJumbo runs the userstack on a veth with MTU 9000, where a packet
+// spans three UMEM frames (AF_XDP multi-buffer) and the XDP program sees
+// it in fragments.
+func TestJumbo(t *testing.T) {
+	a, b := testutil.HostPair(t, 2)
+	for _, h := range []*testutil.Host{a, b} {
+		h.Exec(t, "ip", "link", "set", h.Iface, "mtu", "9000")
+	}
+	s, _ := startOn(t, a, Options{})
+	ln, err := s.Listen("tcp", ":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go echo(ln)
+	b.Do(t, func() error {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:7", a.Addr), 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return roundTrip(c, 8<<20)
+	})
+	var big uint64
+	for _, sock := range s.Sockets() {
+		st, _ := sock.Stats()
+		if st.RxPackets > 0 && st.RxBytes/st.RxPackets > 4096 {
+			big++
+		}
+		if c := sock.Frames(); c.Free+c.InKernel != c.Total {
+			t.Errorf("queue %d frames: %+v", sock.Queue, c)
+		}
+	}
+	if big == 0 {
+		t.Error("no queue received packets larger than a frame")
+	}
+}
