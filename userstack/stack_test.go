@@ -335,3 +335,43 @@ func TestJumbo(t *testing.T) {
 		t.Error("no queue received packets larger than a frame")
 	}
 }
+
+// TestFollowsRoutes adds a kernel route after the userstack started and
+// dials through it: the netstack follows the kernel's route table.
+func TestFollowsRoutes(t *testing.T) {
+	a, b := testutil.HostPair(t, 2)
+	b.Exec(t, "ip", "addr", "add", "10.99.0.1/32", "dev", "lo")
+	s, _ := startOn(t, a, Options{})
+	var kln net.Listener
+	b.Do(t, func() (err error) {
+		kln, err = net.Listen("tcp", "10.99.0.1:8000")
+		return err
+	})
+	defer kln.Close()
+	go echo(kln)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	if _, err := s.Dial(ctx, "tcp", "10.99.0.1:8000"); err == nil {
+		t.Fatal("dial 10.99.0.1 before the kernel had a route to it: got no error")
+	}
+	cancel()
+	a.Exec(t, "ip", "route", "add", "10.99.0.0/24", "via", b.Addr.String())
+	var (
+		c   net.Conn
+		err error
+	)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		c, err = s.Dial(ctx, "tcp", "10.99.0.1:8000")
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("dial through a route added after start: %v", err)
+	}
+	defer c.Close()
+	if err := roundTrip(c, 1000); err != nil {
+		t.Fatal(err)
+	}
+}
