@@ -70,9 +70,10 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if frameSize == 0 {
 		frameSize = 4096
 	}
-	// Copy mode puts each frame behind XDP_PACKET_HEADROOM (256 bytes).
-	if maxMTU := int(frameSize) - 256 - 14; iface.MTU > maxMTU {
-		return nil, fmt.Errorf("start userstack on %s: mtu %d does not fit an AF_XDP frame; multi-buffer (XDP_USE_SG) is not supported yet (lower the mtu to %d)", iface.Name, iface.MTU, maxMTU)
+	// Copy mode puts each received frame behind XDP_PACKET_HEADROOM (256
+	// bytes); a larger packet needs multi-buffer sockets.
+	if iface.MTU+14 > int(frameSize)-256 {
+		opts.AFXDP.MultiBuffer = true
 	}
 	s = &Stack{iface: iface, opts: opts, xsks: m.XSKs, sessions: session.NewTable(m.Listeners), done: make(chan struct{})}
 	defer func() {
@@ -163,9 +164,6 @@ func (s *Stack) tune() error {
 
 // Sockets are the AF_XDP sockets, one per queue, for status and metrics.
 func (s *Stack) Sockets() []*afxdp.Socket { return s.sockets }
-
-// Sessions is the listener table.
-func (s *Stack) Sessions() *session.Table { return s.sessions }
 
 // Endpoints counts the netstack's transport endpoints: listeners,
 // connections, and connections in TIME-WAIT.

@@ -297,3 +297,81 @@ func TestUnknownNeighbour(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestJumbo runs the userstack on a veth with MTU 9000, where a packet
+// spans three UMEM frames (AF_XDP multi-buffer) and the XDP program sees
+// it in fragments.
+func TestJumbo(t *testing.T) {
+	a, b := testutil.HostPair(t, 2)
+	for _, h := range []*testutil.Host{a, b} {
+		h.Exec(t, "ip", "link", "set", h.Iface, "mtu", "9000")
+	}
+	s, _ := startOn(t, a, Options{})
+	ln, err := s.Listen("tcp", ":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go echo(ln)
+	b.Do(t, func() error {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:7", a.Addr), 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return roundTrip(c, 8<<20)
+	})
+	var big uint64
+	for _, sock := range s.Sockets() {
+		st, _ := sock.Stats()
+		if st.RxPackets > 0 && st.RxBytes/st.RxPackets > 4096 {
+			big++
+		}
+		if c := sock.Frames(); c.Free+c.InKernel != c.Total {
+			t.Errorf("queue %d frames: %+v", sock.Queue, c)
+		}
+	}
+	if big == 0 {
+		t.Error("no queue received packets larger than a frame")
+	}
+}
+
+// TestFollowsRoutes adds a kernel route after the userstack started and
+// dials through it: the netstack follows the kernel's route table.
+func TestFollowsRoutes(t *testing.T) {
+	a, b := testutil.HostPair(t, 2)
+	b.Exec(t, "ip", "addr", "add", "10.99.0.1/32", "dev", "lo")
+	s, _ := startOn(t, a, Options{})
+	var kln net.Listener
+	b.Do(t, func() (err error) {
+		kln, err = net.Listen("tcp", "10.99.0.1:8000")
+		return err
+	})
+	defer kln.Close()
+	go echo(kln)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	if _, err := s.Dial(ctx, "tcp", "10.99.0.1:8000"); err == nil {
+		t.Fatal("dial 10.99.0.1 before the kernel had a route to it: got no error")
+	}
+	cancel()
+	a.Exec(t, "ip", "route", "add", "10.99.0.0/24", "via", b.Addr.String())
+	var (
+		c   net.Conn
+		err error
+	)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		c, err = s.Dial(ctx, "tcp", "10.99.0.1:8000")
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("dial through a route added after start: %v", err)
+	}
+	defer c.Close()
+	if err := roundTrip(c, 1000); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -38,6 +38,8 @@ type Config struct {
 	PingPongs int
 	// Frames the generator sends per receive-rate round; 2,000,000.
 	Frames uint32
+	// MTU of both ends of the pair; the veth default (1500) when 0.
+	MTU int
 	// Log gets progress lines; nil for none.
 	Log io.Writer
 }
@@ -133,6 +135,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	b := &bench{cfg: cfg, pair: pair}
 	defer b.close()
+	if cfg.MTU != 0 {
+		for _, h := range []*hosts.Host{pair.A, pair.B} {
+			if out, err := h.Command(ctx, "ip", "link", "set", h.Iface, "mtu", fmt.Sprint(cfg.MTU)).CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("set mtu %d: %v: %s", cfg.MTU, err, out)
+			}
+		}
+	}
 	if err := b.start(); err != nil {
 		return nil, err
 	}
@@ -166,7 +175,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	r.Rows = append(r.Rows, pps)
-	r.Notes = append(r.Notes, fmt.Sprintf("veth pair with 2 active queues, AF_XDP %s mode; median of %d interleaved rounds; throughput is one TCP stream through an echo (%d MiB each way), kernel client on the peer; connections/s is connect, 1-byte echo, close with 8 at a time; latency is 1-byte ping-pong on one connection.", b.mode, cfg.Rounds, cfg.Bytes>>20))
+	mtu := cfg.MTU
+	if mtu == 0 {
+		mtu = 1500
+	}
+	r.Notes = append(r.Notes, fmt.Sprintf("veth pair with 2 active queues, MTU %d, AF_XDP %s mode; median of %d interleaved rounds; throughput is one TCP stream through an echo (%d MiB each way), kernel client on the peer; connections/s is connect, 1-byte echo, close with 8 at a time; latency is 1-byte ping-pong on one connection.", mtu, b.mode, cfg.Rounds, cfg.Bytes>>20))
 	return r, nil
 }
 

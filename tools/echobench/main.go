@@ -1,7 +1,7 @@
 // Command echobench measures the userstack against the kernel on one veth
 // pair it creates, and prints a markdown table of ratios.
 //
-//	go run ./tools/echobench [-rounds 3] [-bytes 268435456]
+//	go run ./tools/echobench [-rounds 3] [-bytes 268435456] [-mtu 9000]
 package main
 
 import (
@@ -20,6 +20,7 @@ func main() {
 	flag.Int64Var(&cfg.Bytes, "bytes", 256<<20, "bytes each throughput run sends through the echo")
 	flag.IntVar(&cfg.Conns, "conns", 2000, "connections per connection-rate round")
 	flag.IntVar(&cfg.PingPongs, "pingpongs", 5000, "round trips per latency round")
+	flag.IntVar(&cfg.MTU, "mtu", 0, "MTU of both ends of the veth pair (0: 1500)")
 	flag.Parse()
 	cfg.Log = os.Stderr
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)

@@ -34,9 +34,16 @@ type Options struct {
 	// half transmit, and each ring holds that half. 4096 when 0.
 	Frames uint32
 	// FrameSize is 2048 or 4096 (the default); one frame holds one
-	// packet with its Ethernet header.
+	// packet with its Ethernet header, unless MultiBuffer.
 	FrameSize uint32
+	// MultiBuffer lets a packet span several frames (XDP_USE_SG), for an
+	// MTU larger than a frame; Open fails where the kernel cannot.
+	MultiBuffer bool
 }
+
+// maxPacket bounds a packet Transmit may be asked to send: an IP packet
+// with its Ethernet header.
+const maxPacket = 65535 + 14
 
 func (o *Options) setDefaults() error {
 	if o.Frames == 0 {
@@ -68,6 +75,7 @@ type Socket struct {
 
 	fd        int
 	stopFD    int
+	sg        bool
 	umem      []byte
 	frameSize uint32
 	frames    uint32
@@ -78,11 +86,16 @@ type Socket struct {
 	// rxFree are receive frames that are in neither the fill nor the RX
 	// ring; between two Receive calls it is empty.
 	rxFree []uint64
+	// rxJoin gathers a multi-buffer packet's frames.
+	rxJoin []byte
 
 	txMu   sync.Mutex
 	tx     descRing
 	comp   addrRing
 	txFree []uint64
+	// txJoin is where a multi-buffer packet is written before it is cut
+	// into frames.
+	txJoin []byte
 
 	// Frames the kernel holds (fill, RX, TX and completion rings and in
 	// between), counted on both paths so that Frames can be read from
@@ -105,15 +118,20 @@ func Open(ifindex, queue int, opts Options) (*Socket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("allocate umem: %w", err)
 	}
-	s := &Socket{Queue: queue, umem: umem, frameSize: opts.FrameSize, frames: opts.Frames, fd: -1, stopFD: -1}
+	s := &Socket{Queue: queue, umem: umem, frameSize: opts.FrameSize, frames: opts.Frames, fd: -1, stopFD: -1, sg: opts.MultiBuffer}
+	var sg uint16
+	if s.sg {
+		sg = unix.XDP_USE_SG
+		s.txJoin = make([]byte, maxPacket)
+	}
 	// A queue whose previous socket just closed stays busy until the
 	// kernel's deferred release of that socket's pool has run.
 	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if s.ZeroCopyErr = s.bind(ifindex, queue, unix.XDP_ZEROCOPY|unix.XDP_USE_NEED_WAKEUP); s.ZeroCopyErr == nil {
+		if s.ZeroCopyErr = s.bind(ifindex, queue, sg|unix.XDP_ZEROCOPY|unix.XDP_USE_NEED_WAKEUP); s.ZeroCopyErr == nil {
 			break
 		}
-		err = s.bind(ifindex, queue, unix.XDP_COPY|unix.XDP_USE_NEED_WAKEUP)
-		if errors.Is(err, unix.EINVAL) {
+		err = s.bind(ifindex, queue, sg|unix.XDP_COPY|unix.XDP_USE_NEED_WAKEUP)
+		if errors.Is(err, unix.EINVAL) && sg == 0 {
 			// Kernels before 5.4 know no XDP_USE_NEED_WAKEUP.
 			err = s.bind(ifindex, queue, unix.XDP_COPY)
 		}
@@ -124,6 +142,9 @@ func Open(ifindex, queue int, opts Options) (*Socket, error) {
 	if s.ZeroCopyErr != nil && err != nil {
 		s.closeSocket()
 		unix.Munmap(umem)
+		if sg != 0 {
+			return nil, fmt.Errorf("open af_xdp socket on queue %d with multi-buffer (XDP_USE_SG, Linux 6.6 or later): %w (lower the mtu to %d)", queue, err, s.frameSize-256-14)
+		}
 		return nil, fmt.Errorf("open af_xdp socket on queue %d: %w (zero-copy: %v)", queue, err, s.ZeroCopyErr)
 	}
 	if s.stopFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
@@ -208,25 +229,45 @@ func (s *Socket) closeSocket() {
 // FD is the socket's descriptor, for the xsks map.
 func (s *Socket) FD() int { return s.fd }
 
-// Receive hands up to max received frames to deliver, one at a time,
-// and gives their frames back to the fill ring. deliver must copy what
-// it keeps: the frame is reused as soon as it returns.
+// Receive hands up to about max received packets to deliver, one at a
+// time, and gives their frames back to the fill ring. deliver must copy
+// what it keeps: the frame is reused as soon as it returns. It returns
+// how many frames it took.
 func (s *Socket) Receive(max int, deliver func(frame []byte)) int {
-	n := min(s.rx.available(), uint32(max))
+	avail := s.rx.available()
+	n := min(avail, uint32(max))
+	// Never stop inside a packet; the kernel publishes all its frames at
+	// once, so they are there.
+	for n > 0 && n < avail && s.rx.at(s.rx.cachedCons+n-1).Options&unix.XDP_PKT_CONTD != 0 {
+		n++
+	}
 	if n == 0 {
 		return 0
 	}
-	var bytes uint64
+	var bytes, packets uint64
 	for i := range n {
 		d := s.rx.at(s.rx.cachedCons + i)
-		deliver(s.umem[d.Addr : d.Addr+uint64(d.Len)])
+		data := s.umem[d.Addr : d.Addr+uint64(d.Len)]
 		bytes += uint64(d.Len)
+		// The frame goes back to the fill ring only after the loop.
 		s.rxFree = append(s.rxFree, d.Addr&^uint64(s.frameSize-1))
+		more := d.Options&unix.XDP_PKT_CONTD != 0
+		if !more && len(s.rxJoin) == 0 {
+			deliver(data)
+			packets++
+			continue
+		}
+		s.rxJoin = append(s.rxJoin, data...)
+		if !more {
+			deliver(s.rxJoin)
+			s.rxJoin = s.rxJoin[:0]
+			packets++
+		}
 	}
 	s.rx.release(n)
 	s.rxInKernel.Add(-int64(n))
 	s.rxFreeN.Add(int64(n))
-	s.rxPackets.Add(uint64(n))
+	s.rxPackets.Add(packets)
 	s.rxBytes.Add(bytes)
 	s.refill()
 	return int(n)
@@ -269,42 +310,77 @@ func (s *Socket) Stop() {
 	unix.Write(s.stopFD, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 }
 
-// Transmit sends up to n frames: write fills frame i (as long as the
-// UMEM frame size) and returns its length. It returns how many it
-// queued; fewer than n when the TX ring and frames stay full.
-func (s *Socket) Transmit(n int, write func(i int, frame []byte) int) (int, error) {
+// Transmit sends up to n packets: write fills packet i into buf and
+// returns its length. buf is a UMEM frame, or with MultiBuffer a buffer
+// of maxPacket bytes that Transmit then cuts into frames. It returns
+// how many it queued; fewer than n when the TX ring and frames stay full.
+func (s *Socket) Transmit(n int, write func(i int, buf []byte) int) (int, error) {
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
+	// A packet needs at most this many frames.
+	need := uint32(1)
+	if s.sg {
+		need = (maxPacket + s.frameSize - 1) / s.frameSize
+	}
 	sent := 0
 	for stalls := 0; sent < n && stalls < 3; {
 		s.reap()
-		k := min(uint32(n-sent), uint32(len(s.txFree)), s.tx.free())
-		if k == 0 {
+		room := min(uint32(len(s.txFree)), s.tx.free())
+		if room < need {
 			stalls++
 			if err := s.kick(); err != nil {
 				return sent, err
 			}
 			continue
 		}
+		var frames uint32
 		var bytes uint64
-		for i := range k {
-			addr := s.txFree[len(s.txFree)-1-int(i)]
-			l := write(sent+int(i), s.umem[addr:addr+uint64(s.frameSize)])
-			*s.tx.at(s.tx.cachedProd + i) = unix.XDPDesc{Addr: addr, Len: uint32(l)}
+		first := sent
+		for ; sent < n && room-frames >= need; sent++ {
+			if s.sg {
+				l := write(sent, s.txJoin)
+				frames += s.cut(s.txJoin[:l], frames)
+				bytes += uint64(l)
+				continue
+			}
+			addr := s.txFree[len(s.txFree)-1-int(frames)]
+			l := write(sent, s.umem[addr:addr+uint64(s.frameSize)])
+			*s.tx.at(s.tx.cachedProd + frames) = unix.XDPDesc{Addr: addr, Len: uint32(l)}
+			frames++
 			bytes += uint64(l)
 		}
-		s.txFree = s.txFree[:len(s.txFree)-int(k)]
-		s.tx.submit(k)
-		s.txFreeN.Add(-int64(k))
-		s.txInKernel.Add(int64(k))
-		s.txPackets.Add(uint64(k))
+		s.txFree = s.txFree[:len(s.txFree)-int(frames)]
+		s.tx.submit(frames)
+		s.txFreeN.Add(-int64(frames))
+		s.txInKernel.Add(int64(frames))
+		s.txPackets.Add(uint64(sent - first))
 		s.txBytes.Add(bytes)
-		sent += int(k)
 		if err := s.kick(); err != nil {
 			return sent, err
 		}
 	}
 	return sent, nil
+}
+
+// cut copies a packet into as many free frames as it needs, after the
+// used frames already taken in this batch, and writes their
+// descriptors, every one but the last marked XDP_PKT_CONTD.
+func (s *Socket) cut(pkt []byte, used uint32) uint32 {
+	var k uint32
+	for {
+		addr := s.txFree[len(s.txFree)-1-int(used+k)]
+		c := copy(s.umem[addr:addr+uint64(s.frameSize)], pkt)
+		pkt = pkt[c:]
+		d := unix.XDPDesc{Addr: addr, Len: uint32(c)}
+		if len(pkt) > 0 {
+			d.Options = unix.XDP_PKT_CONTD
+		}
+		*s.tx.at(s.tx.cachedProd + used + k) = d
+		k++
+		if len(pkt) == 0 {
+			return k
+		}
+	}
 }
 
 // kick tells the kernel to send what the TX ring holds. In copy mode a
