@@ -165,6 +165,9 @@ func (s *Stack) tune() error {
 // Sockets are the AF_XDP sockets, one per queue, for status and metrics.
 func (s *Stack) Sockets() []*afxdp.Socket { return s.sockets }
 
+// Sessions is the listener table, for the HTTP app's status page.
+func (s *Stack) Sessions() *session.Table { return s.sessions }
+
 // Endpoints counts the netstack's transport endpoints: listeners,
 // connections, and connections in TIME-WAIT.
 func (s *Stack) Endpoints() int { return len(s.stack.RegisteredEndpoints()) }
