@@ -146,6 +146,33 @@ func (h *Host) Run(f func() error) error {
 	return <-done
 }
 
+// Listen opens a kernel listener inside the host. With ListenPacket and
+// Dial it makes a Host a transport.Network: the kernel side of the
+// comparisons runs the same application code as the userstack.
+func (h *Host) Listen(network, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := h.Run(func() (err error) {
+		ln, err = net.Listen(network, addr)
+		return err
+	})
+	return ln, err
+}
+
+// ListenPacket opens a kernel packet socket inside the host.
+func (h *Host) ListenPacket(network, addr string) (net.PacketConn, error) {
+	var pc net.PacketConn
+	err := h.Run(func() (err error) {
+		pc, err = net.ListenPacket(network, addr)
+		return err
+	})
+	return pc, err
+}
+
+// Dial dials from inside the host.
+func (h *Host) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return h.DialContext(ctx, network, addr)
+}
+
 // DialContext dials from inside the host; it fits http.Transport.
 func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	var conn net.Conn

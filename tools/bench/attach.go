@@ -48,8 +48,8 @@ func (b *bench) attachPass() (func() error, error) {
 }
 
 // attachXdpstack runs the real binary, as an operator would, with pins in
-// a folder of its own.
-func (b *bench) attachXdpstack() (func() error, error) {
+// a folder of its own and the given extra arguments (apps).
+func (b *bench) attachXdpstack(extra ...string) (func() error, error) {
 	dir, err := os.MkdirTemp("", "xdpstack-bench")
 	if err != nil {
 		return nil, err
@@ -58,8 +58,8 @@ func (b *bench) attachXdpstack() (func() error, error) {
 	rand.Read(id)
 	pinRoot := "/sys/fs/bpf/xdpstack-bench-" + hex.EncodeToString(id)
 	ready := filepath.Join(dir, "ready")
-	cmd := b.pair.A.Command(context.Background(), b.binary, "--pin-root", pinRoot, "attach", b.pair.A.Iface,
-		"--mode", "native", "--metrics-addr", "", "--ready-file", ready)
+	args := append([]string{"--pin-root", pinRoot, "attach", b.pair.A.Iface, "--mode", "native", "--metrics-addr", "", "--ready-file", ready}, extra...)
+	cmd := b.pair.A.Command(context.Background(), b.binary, args...)
 	out, err := os.Create(filepath.Join(dir, "log"))
 	if err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ func main() {
 	rounds := flag.Int("rounds", 5, "interleaved rounds per figure (the median is reported)")
 	tcpTime := flag.Duration("tcp-time", 3*time.Second, "length of one iperf3 run")
 	frames := flag.Uint("frames", 2_000_000, "frames the generator sends per pps round")
+	echoBytes := flag.String("echo-bytes", "64M", "bytes one TLS or QUIC echo run sends")
 	out := flag.String("o", "", "also write the report to this file")
 	flag.Parse()
 	if *rounds < 1 || *tcpTime < time.Second || *frames == 0 {
@@ -34,7 +35,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bench: -binary: %v (build it: make build)\n", err)
 		os.Exit(2)
 	}
-	report, err := run(*binary, *rounds, *tcpTime, uint32(*frames))
+	report, err := run(*binary, *rounds, *tcpTime, uint32(*frames), *echoBytes)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -48,7 +49,7 @@ func main() {
 	}
 }
 
-func run(binary string, rounds int, tcpTime time.Duration, frames uint32) (string, error) {
+func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBytes string) (string, error) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		return "", fmt.Errorf("needs iperf3 (make deps)")
 	}
@@ -67,6 +68,11 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32) (strin
 	if err != nil {
 		return "", fmt.Errorf("pass rate: %w", err)
 	}
+	fmt.Fprintln(logOut, "transports and apps:")
+	appRows, err := b.appFigures(rounds, echoBytes)
+	if err != nil {
+		return "", fmt.Errorf("apps: %w", err)
+	}
 
 	var r strings.Builder
 	fmt.Fprintf(&r, "# Benchmarks\n\nMeasured %s on %s with `make bench` (`go run ./tools/bench -binary bin/xdpstack -o BENCHMARKS.md`).\n",
@@ -79,6 +85,12 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32) (strin
 	fmt.Fprintf(&r, "| packets passed to the kernel, 64 B UDP (Mpps) | – | %.2f | %.2f | **%.3f×** | – | ≥ 0.90× XDP_PASS |\n\n",
 		pps[minimalPass]/1e6, pps[xdpstack]/1e6, pps[xdpstack]/pps[minimalPass])
 	r.WriteString(notes)
+	fmt.Fprintf(&r, "\n## Transports and apps: the userstack against the kernel\n\n")
+	fmt.Fprintf(&r, "The same Go code (crypto/tls, quic-go, the HTTP app's handler) on the userstack and on kernel sockets of the same host; clients on the peer host on kernel sockets (the echo tester with %s per run, wrk for 3 s).\n\n", echoBytes)
+	fmt.Fprintf(&r, "| figure | userstack | kernel | userstack / kernel | target |\n|---|---:|---:|---:|---|\n")
+	for _, row := range appRows {
+		fmt.Fprintf(&r, "| %s (%s) | %.2f | %.2f | **%.2f×** | %s |\n", row.name, row.unit, row.user, row.kernel, row.user/row.kernel, row.target)
+	}
 	return r.String(), nil
 }
 
