@@ -65,10 +65,14 @@ func (b *bench) appFigures(rounds int, echoBytes string) ([]appRow, error) {
 		ports   [2]int
 	}{
 		{appRow{name: "TLS echo throughput, 1 connection", unit: "Gbit/s", target: "≥ 1.0×"},
-			func(port int) (float64, error) { return b.echoThroughput(fmt.Sprintf("tls://%s:%d", addr, port), echoBytes) },
+			func(port int) (float64, error) {
+				return b.echoThroughput(fmt.Sprintf("tls://%s:%d", addr, port), echoBytes)
+			},
 			[2]int{userPort, kernelPort}},
 		{appRow{name: "QUIC echo throughput, 1 connection", unit: "Gbit/s", target: "≥ 1.0×"},
-			func(port int) (float64, error) { return b.echoThroughput(fmt.Sprintf("quic://%s:%d", addr, port), echoBytes) },
+			func(port int) (float64, error) {
+				return b.echoThroughput(fmt.Sprintf("quic://%s:%d", addr, port), echoBytes)
+			},
 			[2]int{userPort, kernelPort}},
 		{appRow{name: "HTTP requests per second, wrk 32 connections", unit: "req/s", target: "≥ 1.0×"},
 			func(port int) (float64, error) { return b.wrk(fmt.Sprintf("http://%s:%d/index.html", addr, port)) },
