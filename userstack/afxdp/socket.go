@@ -62,6 +62,9 @@ func (o *Options) setDefaults() error {
 	if o.FrameSize != 2048 && o.FrameSize != 4096 {
 		return fmt.Errorf("afxdp frame size %d: want 2048 or 4096", o.FrameSize)
 	}
+	if o.MultiBuffer && o.Frames/2 < (maxPacket+o.FrameSize-1)/o.FrameSize {
+		return fmt.Errorf("afxdp frames %d: too few for multi-buffer, whose largest packet takes %d transmit frames", o.Frames, (maxPacket+o.FrameSize-1)/o.FrameSize)
+	}
 	return nil
 }
 
