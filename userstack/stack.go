@@ -61,7 +61,10 @@ type Stack struct {
 }
 
 // Start opens an AF_XDP socket on every active RX queue of iface,
-// registers them in m's xsks map and serves them with a netstack.
+// registers them in m's xsks map and serves them with a netstack. It
+// must run in iface's network namespace: its netlink handle,
+// subscriptions and sysctl file belong to the namespace they were opened
+// in, whichever thread uses them later.
 func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
@@ -260,8 +263,11 @@ func (s *Stack) fullAddr(ap netip.AddrPort) (tcpip.FullAddress, tcpip.NetworkPro
 // empty) and steers them to the userstack until the listener closes.
 func (s *Stack) Listen(network, address string) (net.Listener, error) {
 	ap, proto, err := parseAddr(network, address)
-	if err != nil || proto != maps.TCP {
-		return nil, fmt.Errorf("listen %s %s: %w", network, address, errors.Join(err, errNotTCP(proto)))
+	if err == nil && proto != maps.TCP {
+		err = errors.New("use ListenPacket for udp")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen %s %s: %w", network, address, err)
 	}
 	fa, netProto := s.fullAddr(ap)
 	var wq waiter.Queue
@@ -285,13 +291,6 @@ func (s *Stack) Listen(network, address string) (net.Listener, error) {
 		return nil, err
 	}
 	return &listener{Listener: ln, release: func() error { return s.sessions.Remove(steer) }}, nil
-}
-
-func errNotTCP(p maps.Protocol) error {
-	if p == maps.UDP {
-		return errors.New("use ListenPacket for udp")
-	}
-	return nil
 }
 
 type listener struct {

@@ -375,3 +375,27 @@ func TestFollowsRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestParseAddr(t *testing.T) {
+	for _, tc := range []struct {
+		network, address string
+		want             string // AddrPort, or the error
+	}{
+		{"tcp", ":7", "invalid AddrPort"},
+		{"tcp", "10.0.0.1:7", "10.0.0.1:7"},
+		{"udp6", "[::1]:53", "[::1]:53"},
+		{"sctp", ":7", `network "sctp": want tcp or udp`},
+		{"tcp", "10.0.0.1", "address 10.0.0.1: missing port in address"},
+		{"tcp", "host:7", `host "host" is not an IP address`},
+		{"tcp", ":http", `port "http" is not a number from 0 to 65535`},
+	} {
+		ap, _, err := parseAddr(tc.network, tc.address)
+		got := ap.String()
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tc.want {
+			t.Errorf("parseAddr(%q, %q): got %s, want %s", tc.network, tc.address, got, tc.want)
+		}
+	}
+}
