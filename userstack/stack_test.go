@@ -43,6 +43,12 @@ func startOn(t *testing.T, a *testutil.Host, opts Options) (*Stack, *loader.Atta
 				t.Errorf("queue %d frames after Close: %+v, want all free", sock.Queue, c)
 			}
 		}
+		a.Do(t, func() error {
+			if b, _ := os.ReadFile(reservedPortsFile); strings.TrimSpace(string(b)) != "" {
+				t.Errorf("ip_local_reserved_ports after Close: %q, want it empty again", b)
+			}
+			return nil
+		})
 		att.Close()
 	})
 	return s, att
@@ -95,7 +101,7 @@ func TestKernelPeers(t *testing.T) {
 	for _, sock := range s.Sockets() {
 		t.Logf("queue %d: %s mode, need_wakeup %v", sock.Queue, sock.Mode, sock.NeedWakeup)
 	}
-	reserved, _ := os.ReadFile(reservedPortsFile)
+	var reserved []byte
 	a.Do(t, func() error {
 		reserved, _ = os.ReadFile(reservedPortsFile)
 		return nil
