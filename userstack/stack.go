@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/link/qdisc/fifo"
@@ -49,6 +50,8 @@ type Stack struct {
 	// resolving are the neighbours the netstack asked the kernel for.
 	resolvingMu sync.Mutex
 	resolving   map[tcpip.Address]bool
+	// probe4 and probe6 make the kernel resolve neighbours (resolve).
+	probe4, probe6 int
 	// nl talks to the kernel of the interface's network namespace from
 	// whatever thread a goroutine runs on.
 	nl *netlink.Handle
@@ -87,6 +90,9 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if s.nl, err = netlink.NewHandle(); err != nil {
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}
+	if err := s.openProbes(); err != nil {
+		return nil, err
+	}
 	if s.restorePorts, err = reservePorts(opts.Ports); err != nil {
 		return nil, err
 	}
@@ -100,14 +106,18 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 		queues = append(queues, sock)
 	}
 	s.stack = stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
+		NetworkProtocols: []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol, ipv6.NewProtocolWithOptions(ipv6.Options{
+			// The addresses are the kernel's, which did DAD and owns
+			// router discovery: the netstack must send neither.
+			NDPConfigs: ipv6.NDPConfigurations{HandleRAs: ipv6.HandlingRAsDisabled},
+		})},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
 	})
 	if err := s.tune(); err != nil {
 		return nil, err
 	}
 	s.resolving = make(map[tcpip.Address]bool)
-	ep := link.New(queues, link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth", OnARP: s.resolveLater})
+	ep := link.New(queues, link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth", OnResolve: s.resolveLater})
 	s.link = ep
 	// The fifo queue discipline hands the endpoint batches, one
 	// dispatcher per queue, so that one sendto kick sends many frames.
@@ -136,7 +146,7 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 }
 
 // resolveLater runs resolve on its own goroutine: the netstack calls
-// OnARP with its neighbour entry locked, and the answer may come at once.
+// OnResolve with its neighbour entry locked, and the answer may come at once.
 func (s *Stack) resolveLater(addr tcpip.Address) {
 	s.wg.Add(1)
 	go func() {
@@ -207,6 +217,11 @@ func (s *Stack) Close() error {
 		}
 		if s.nl != nil {
 			s.nl.Close()
+		}
+		for _, fd := range []int{s.probe4, s.probe6} {
+			if fd > 0 {
+				unix.Close(fd)
+			}
 		}
 		s.closeErr = errors.Join(errs...)
 	})

@@ -405,3 +405,56 @@ func TestParseAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestIPv6 serves a dual-stack listener on hosts with IPv6 addresses
+// that have never talked: neighbour discovery is the kernel's, answered
+// into the netstack as advertisements.
+func TestIPv6(t *testing.T) {
+	a, b := testutil.HostPair(t, 2)
+	for i, h := range []*testutil.Host{a, b} {
+		h.Exec(t, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf."+h.Iface+".disable_ipv6=0")
+		h.Exec(t, "ip", "addr", "add", fmt.Sprintf("fd00:213::%d/64", i+1), "dev", h.Iface, "nodad")
+	}
+	s, _ := startOn(t, a, Options{})
+
+	// First the userstack dials: nobody knows anybody's IPv6 link address
+	// yet, so the netstack's solicitation must go through the kernel.
+	var kln net.Listener
+	b.Do(t, func() (err error) {
+		kln, err = net.Listen("tcp", "[fd00:213::2]:8000")
+		return err
+	})
+	defer kln.Close()
+	go echo(kln)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := s.Dial(ctx, "tcp", "[fd00:213::2]:8000")
+	if err != nil {
+		st := s.Stats().ICMP.V6
+		t.Fatalf("dial over IPv6 to an unresolved neighbour: %v (solicitations %d, advertisements %d)", err, st.PacketsSent.NeighborSolicit.Value(), st.PacketsReceived.NeighborAdvert.Value())
+	}
+	defer c.Close()
+	if err := roundTrip(c, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Stats().ICMP.V6.PacketsReceived.NeighborAdvert.Value(); n == 0 {
+		t.Error("the netstack got no neighbour advertisement: the dial did not wait for the kernel's resolution")
+	}
+
+	ln, err := s.Listen("tcp", ":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go echo(ln)
+	for _, addr := range []string{"[fd00:213::1]:7", fmt.Sprintf("%s:7", a.Addr)} {
+		b.Do(t, func() error {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return roundTrip(c, 1<<20)
+		})
+	}
+}
