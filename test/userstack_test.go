@@ -137,7 +137,8 @@ func TestUserstackEcho(t *testing.T) {
 		if testing.Short() {
 			size = 64 << 20
 		}
-		r := echoClient(t, b, root, "--uri", "tcp://"+echoAddr, "--bytes", fmt.Sprint(size), "--verify")
+		// Progress goes to stderr, shown if the run fails.
+		r := echoClient(t, b, root, "--uri", "tcp://"+echoAddr, "--bytes", fmt.Sprint(size), "--verify", "--stats", "10")
 		if r.BytesReceived != size || r.VerifyErrors != 0 {
 			t.Fatalf("%d bytes verified: %+v", size, r)
 		}

@@ -1,7 +1,6 @@
 package userstack
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -144,7 +143,7 @@ func (s *Stack) neighbour(u netlink.NeighUpdate) bool {
 		pending := s.resolving[a]
 		delete(s.resolving, a)
 		s.resolvingMu.Unlock()
-		if pending && proto == ipv4.ProtocolNumber {
+		if pending {
 			s.link.Resolved(a, mac)
 			return true
 		}
@@ -193,9 +192,12 @@ func (s *Stack) syncRoutes() error {
 
 // resolve is called when the netstack lacks addr's link address. If the
 // kernel knows it (a permanent entry makes no news), it is copied over;
-// else the kernel is made to resolve it (NTF_USE: as if it had a packet
-// for it), and the answer comes through the subscription while the
-// netstack holds its packets, as it would for its own ARP.
+// else the kernel is made to resolve it by sending it an empty datagram
+// to the discard port, which it can only send once it has resolved the
+// neighbour (a netlink NTF_USE was tried first: the kernel delays that
+// probe by a retransmit time, a full second for IPv6). The answer comes
+// through the subscription while the netstack holds its packets, as it
+// would for its own ARP or ND.
 func (s *Stack) resolve(addr tcpip.Address) {
 	family := unix.AF_INET
 	if addr.Len() == 16 {
@@ -213,10 +215,42 @@ func (s *Stack) resolve(addr tcpip.Address) {
 			}
 		}
 	}
-	n := &netlink.Neigh{LinkIndex: s.iface.Index, Family: family, IP: ip, State: netlink.NUD_INCOMPLETE, Flags: netlink.NTF_USE}
-	if err := s.nl.NeighSet(n); err != nil && !errors.Is(err, unix.EEXIST) {
+	var to unix.Sockaddr
+	fd := s.probe4
+	if family == unix.AF_INET6 {
+		fd, to = s.probe6, &unix.SockaddrInet6{Port: discardPort, Addr: addr.As16()}
+	} else {
+		to = &unix.SockaddrInet4{Port: discardPort, Addr: addr.As4()}
+	}
+	if err := unix.Sendto(fd, nil, unix.MSG_DONTWAIT, to); err != nil {
 		s.logf("ask the kernel to resolve %s: %v", addr, err)
 	}
+}
+
+// discardPort is where resolve's datagrams go (RFC 863).
+const discardPort = 9
+
+// openProbes opens the sockets resolve sends from, bound to the
+// interface so that the kernel resolves the neighbour there.
+func (s *Stack) openProbes() error {
+	s.probe4, s.probe6 = -1, -1
+	for _, p := range []struct {
+		fd     *int
+		family int
+	}{{&s.probe4, unix.AF_INET}, {&s.probe6, unix.AF_INET6}} {
+		fd, err := unix.Socket(p.family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+		if err != nil {
+			if p.family == unix.AF_INET6 {
+				continue // a kernel without IPv6
+			}
+			return fmt.Errorf("open neighbour probe socket: %w", err)
+		}
+		*p.fd = fd
+		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, s.iface.Name); err != nil {
+			return fmt.Errorf("bind neighbour probe socket to %s: %w", s.iface.Name, err)
+		}
+	}
+	return nil
 }
 
 // addrProto tells the netstack protocol of an address.

@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/link/qdisc/fifo"
@@ -49,6 +50,8 @@ type Stack struct {
 	// resolving are the neighbours the netstack asked the kernel for.
 	resolvingMu sync.Mutex
 	resolving   map[tcpip.Address]bool
+	// probe4 and probe6 make the kernel resolve neighbours (resolve).
+	probe4, probe6 int
 	// nl talks to the kernel of the interface's network namespace from
 	// whatever thread a goroutine runs on.
 	nl *netlink.Handle
@@ -61,7 +64,10 @@ type Stack struct {
 }
 
 // Start opens an AF_XDP socket on every active RX queue of iface,
-// registers them in m's xsks map and serves them with a netstack.
+// registers them in m's xsks map and serves them with a netstack. It
+// must run in iface's network namespace: its netlink handle,
+// subscriptions and sysctl file belong to the namespace they were opened
+// in, whichever thread uses them later.
 func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
@@ -84,6 +90,9 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if s.nl, err = netlink.NewHandle(); err != nil {
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}
+	if err := s.openProbes(); err != nil {
+		return nil, err
+	}
 	if s.restorePorts, err = reservePorts(opts.Ports); err != nil {
 		return nil, err
 	}
@@ -97,14 +106,18 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 		queues = append(queues, sock)
 	}
 	s.stack = stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
+		NetworkProtocols: []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol, ipv6.NewProtocolWithOptions(ipv6.Options{
+			// The addresses are the kernel's, which did DAD and owns
+			// router discovery: the netstack must send neither.
+			NDPConfigs: ipv6.NDPConfigurations{HandleRAs: ipv6.HandlingRAsDisabled},
+		})},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
 	})
 	if err := s.tune(); err != nil {
 		return nil, err
 	}
 	s.resolving = make(map[tcpip.Address]bool)
-	ep := link.New(queues, link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth", OnARP: s.resolveLater})
+	ep := link.New(queues, link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth", OnResolve: s.resolveLater})
 	s.link = ep
 	// The fifo queue discipline hands the endpoint batches, one
 	// dispatcher per queue, so that one sendto kick sends many frames.
@@ -133,7 +146,7 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 }
 
 // resolveLater runs resolve on its own goroutine: the netstack calls
-// OnARP with its neighbour entry locked, and the answer may come at once.
+// OnResolve with its neighbour entry locked, and the answer may come at once.
 func (s *Stack) resolveLater(addr tcpip.Address) {
 	s.wg.Add(1)
 	go func() {
@@ -208,6 +221,11 @@ func (s *Stack) Close() error {
 		if s.nl != nil {
 			s.nl.Close()
 		}
+		for _, fd := range []int{s.probe4, s.probe6} {
+			if fd > 0 {
+				unix.Close(fd)
+			}
+		}
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
@@ -263,8 +281,11 @@ func (s *Stack) fullAddr(ap netip.AddrPort) (tcpip.FullAddress, tcpip.NetworkPro
 // empty) and steers them to the userstack until the listener closes.
 func (s *Stack) Listen(network, address string) (net.Listener, error) {
 	ap, proto, err := parseAddr(network, address)
-	if err != nil || proto != maps.TCP {
-		return nil, fmt.Errorf("listen %s %s: %w", network, address, errors.Join(err, errNotTCP(proto)))
+	if err == nil && proto != maps.TCP {
+		err = errors.New("use ListenPacket for udp")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen %s %s: %w", network, address, err)
 	}
 	fa, netProto := s.fullAddr(ap)
 	var wq waiter.Queue
@@ -288,13 +309,6 @@ func (s *Stack) Listen(network, address string) (net.Listener, error) {
 		return nil, err
 	}
 	return &listener{Listener: ln, release: func() error { return s.sessions.Remove(steer) }}, nil
-}
-
-func errNotTCP(p maps.Protocol) error {
-	if p == maps.UDP {
-		return errors.New("use ListenPacket for udp")
-	}
-	return nil
 }
 
 type listener struct {

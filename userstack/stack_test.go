@@ -43,6 +43,12 @@ func startOn(t *testing.T, a *testutil.Host, opts Options) (*Stack, *loader.Atta
 				t.Errorf("queue %d frames after Close: %+v, want all free", sock.Queue, c)
 			}
 		}
+		a.Do(t, func() error {
+			if b, _ := os.ReadFile(reservedPortsFile); strings.TrimSpace(string(b)) != "" {
+				t.Errorf("ip_local_reserved_ports after Close: %q, want it empty again", b)
+			}
+			return nil
+		})
 		att.Close()
 	})
 	return s, att
@@ -95,7 +101,7 @@ func TestKernelPeers(t *testing.T) {
 	for _, sock := range s.Sockets() {
 		t.Logf("queue %d: %s mode, need_wakeup %v", sock.Queue, sock.Mode, sock.NeedWakeup)
 	}
-	reserved, _ := os.ReadFile(reservedPortsFile)
+	var reserved []byte
 	a.Do(t, func() error {
 		reserved, _ = os.ReadFile(reservedPortsFile)
 		return nil
@@ -373,5 +379,82 @@ func TestFollowsRoutes(t *testing.T) {
 	defer c.Close()
 	if err := roundTrip(c, 1000); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestParseAddr(t *testing.T) {
+	for _, tc := range []struct {
+		network, address string
+		want             string // AddrPort, or the error
+	}{
+		{"tcp", ":7", "invalid AddrPort"},
+		{"tcp", "10.0.0.1:7", "10.0.0.1:7"},
+		{"udp6", "[::1]:53", "[::1]:53"},
+		{"sctp", ":7", `network "sctp": want tcp or udp`},
+		{"tcp", "10.0.0.1", "address 10.0.0.1: missing port in address"},
+		{"tcp", "host:7", `host "host" is not an IP address`},
+		{"tcp", ":http", `port "http" is not a number from 0 to 65535`},
+	} {
+		ap, _, err := parseAddr(tc.network, tc.address)
+		got := ap.String()
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tc.want {
+			t.Errorf("parseAddr(%q, %q): got %s, want %s", tc.network, tc.address, got, tc.want)
+		}
+	}
+}
+
+// TestIPv6 serves a dual-stack listener on hosts with IPv6 addresses
+// that have never talked: neighbour discovery is the kernel's, answered
+// into the netstack as advertisements.
+func TestIPv6(t *testing.T) {
+	a, b := testutil.HostPair(t, 2)
+	for i, h := range []*testutil.Host{a, b} {
+		h.Exec(t, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf."+h.Iface+".disable_ipv6=0")
+		h.Exec(t, "ip", "addr", "add", fmt.Sprintf("fd00:213::%d/64", i+1), "dev", h.Iface, "nodad")
+	}
+	s, _ := startOn(t, a, Options{})
+
+	// First the userstack dials: nobody knows anybody's IPv6 link address
+	// yet, so the netstack's solicitation must go through the kernel.
+	var kln net.Listener
+	b.Do(t, func() (err error) {
+		kln, err = net.Listen("tcp", "[fd00:213::2]:8000")
+		return err
+	})
+	defer kln.Close()
+	go echo(kln)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := s.Dial(ctx, "tcp", "[fd00:213::2]:8000")
+	if err != nil {
+		st := s.Stats().ICMP.V6
+		t.Fatalf("dial over IPv6 to an unresolved neighbour: %v (solicitations %d, advertisements %d)", err, st.PacketsSent.NeighborSolicit.Value(), st.PacketsReceived.NeighborAdvert.Value())
+	}
+	defer c.Close()
+	if err := roundTrip(c, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Stats().ICMP.V6.PacketsReceived.NeighborAdvert.Value(); n == 0 {
+		t.Error("the netstack got no neighbour advertisement: the dial did not wait for the kernel's resolution")
+	}
+
+	ln, err := s.Listen("tcp", ":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go echo(ln)
+	for _, addr := range []string{"[fd00:213::1]:7", fmt.Sprintf("%s:7", a.Addr)} {
+		b.Do(t, func() error {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return roundTrip(c, 1<<20)
+		})
 	}
 }

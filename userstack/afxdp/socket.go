@@ -41,6 +41,10 @@ type Options struct {
 	MultiBuffer bool
 }
 
+// txStallLimit is how long Transmit waits for TX frames or ring space
+// before it gives up on the rest of a batch.
+const txStallLimit = 20 * time.Millisecond
+
 // maxPacket bounds a packet Transmit may be asked to send: an IP packet
 // with its Ethernet header.
 const maxPacket = 65535 + 14
@@ -57,6 +61,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.FrameSize != 2048 && o.FrameSize != 4096 {
 		return fmt.Errorf("afxdp frame size %d: want 2048 or 4096", o.FrameSize)
+	}
+	if o.MultiBuffer && o.Frames/2 < (maxPacket+o.FrameSize-1)/o.FrameSize {
+		return fmt.Errorf("afxdp frames %d: too few for multi-buffer, whose largest packet takes %d transmit frames", o.Frames, (maxPacket+o.FrameSize-1)/o.FrameSize)
 	}
 	return nil
 }
@@ -323,16 +330,28 @@ func (s *Socket) Transmit(n int, write func(i int, buf []byte) int) (int, error)
 		need = (maxPacket + s.frameSize - 1) / s.frameSize
 	}
 	sent := 0
-	for stalls := 0; sent < n && stalls < 3; {
+	var stalled time.Time
+	for sent < n {
 		s.reap()
 		room := min(uint32(len(s.txFree)), s.tx.free())
 		if room < need {
-			stalls++
+			// A frame comes back only when the kernel frees the skb it
+			// was copied into, which on a veth can wait for the peer's
+			// application to read it. Dropping here would lose ACKs and
+			// window updates and leave TCP to its backed-off timers, so
+			// wait a little: backpressure on the sender instead.
+			if stalled.IsZero() {
+				stalled = time.Now()
+			} else if time.Since(stalled) > txStallLimit {
+				break
+			}
 			if err := s.kick(); err != nil {
 				return sent, err
 			}
+			time.Sleep(50 * time.Microsecond)
 			continue
 		}
+		stalled = time.Time{}
 		var frames uint32
 		var bytes uint64
 		first := sent

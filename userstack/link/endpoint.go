@@ -44,10 +44,11 @@ type Options struct {
 	// and, with the peer's checksum offload on, carry only the partial
 	// checksum the kernel would have finished.
 	TrustChecksums bool
-	// OnARP is called with the target of every ARP request the netstack
-	// would send; the endpoint sends none, since ARP replies go to the
-	// kernel, which owns neighbour resolution.
-	OnARP func(target tcpip.Address)
+	// OnResolve is called with the target of every ARP request and IPv6
+	// neighbour solicitation the netstack would send; the endpoint sends
+	// none, since the answers would go to the kernel, which owns
+	// neighbour resolution. Hand the kernel's answer back with Resolved.
+	OnResolve func(target tcpip.Address)
 }
 
 // batchSize bounds how many frames one Receive hands up.
@@ -60,6 +61,9 @@ type Endpoint struct {
 
 	mu         sync.RWMutex
 	dispatcher stack.NetworkDispatcher
+	// solicitors maps an IPv6 target the netstack solicited to the
+	// address it solicited from, where the advertisement must go.
+	solicitors map[tcpip.Address]tcpip.Address
 	wg         sync.WaitGroup
 }
 
@@ -71,7 +75,7 @@ var (
 // New returns an endpoint over queues; receiving starts when the
 // netstack attaches it.
 func New(queues []Queue, opts Options) *Endpoint {
-	return &Endpoint{queues: queues, opts: opts, addr: tcpip.LinkAddress(opts.MAC)}
+	return &Endpoint{queues: queues, opts: opts, addr: tcpip.LinkAddress(opts.MAC), solicitors: map[tcpip.Address]tcpip.Address{}}
 }
 
 func (e *Endpoint) Attach(d stack.NetworkDispatcher) {
@@ -200,8 +204,7 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 	byQueue := make([][]*stack.PacketBuffer, len(e.queues))
 	written := 0
 	for _, pkt := range all {
-		if pkt.NetworkProtocolNumber == header.ARPProtocolNumber {
-			e.arp(pkt)
+		if e.solicitation(pkt) {
 			written++
 			continue
 		}
@@ -230,35 +233,94 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 	return written, nil
 }
 
-// arp hands the target of an outgoing ARP request to OnARP.
-func (e *Endpoint) arp(pkt *stack.PacketBuffer) {
-	if e.opts.OnARP == nil {
-		return
+// solicitation tells whether pkt is the netstack asking for a link
+// address, an ARP request or an IPv6 neighbour solicitation, and hands
+// its target to OnResolve instead of the wire.
+func (e *Endpoint) solicitation(pkt *stack.PacketBuffer) bool {
+	switch pkt.NetworkProtocolNumber {
+	case header.ARPProtocolNumber:
+		h := header.ARP(pkt.NetworkHeader().Slice())
+		if h.IsValid() && h.Op() == header.ARPRequest && e.opts.OnResolve != nil {
+			e.opts.OnResolve(tcpip.AddrFrom4Slice(h.ProtocolAddressTarget()))
+		}
+		return true
+	case header.IPv6ProtocolNumber:
+		ip := header.IPv6(pkt.NetworkHeader().Slice())
+		if len(ip) < header.IPv6MinimumSize || ip.TransportProtocol() != header.ICMPv6ProtocolNumber {
+			return false
+		}
+		icmp := header.ICMPv6(append(pkt.TransportHeader().Slice(), pkt.Data().AsRange().ToSlice()...))
+		if len(icmp) < header.ICMPv6NeighborSolicitMinimumSize || icmp.Type() != header.ICMPv6NeighborSolicit {
+			return false
+		}
+		target := header.NDPNeighborSolicit(icmp.MessageBody()).TargetAddress()
+		e.mu.Lock()
+		e.solicitors[target] = ip.SourceAddress()
+		e.mu.Unlock()
+		if e.opts.OnResolve != nil {
+			e.opts.OnResolve(target)
+		}
+		return true
 	}
-	h := header.ARP(pkt.NetworkHeader().Slice())
-	if h.IsValid() && h.Op() == header.ARPRequest {
-		e.opts.OnARP(tcpip.AddrFrom4Slice(h.ProtocolAddressTarget()))
-	}
+	return false
 }
 
 // Resolved hands the netstack the kernel's answer for a neighbour it
-// asked about (OnARP), in the shape of the ARP reply it waits for: that
-// completes its pending entry and sends what it held back, where a
-// static entry would replace the pending one and fail those packets.
+// asked about (OnResolve), in the shape of the ARP reply or neighbour
+// advertisement it waits for: that completes its pending entry and sends
+// what it held back, where a static entry would replace the pending one
+// and fail those packets.
 func (e *Endpoint) Resolved(addr tcpip.Address, mac tcpip.LinkAddress) {
-	e.mu.RLock()
+	e.mu.Lock()
 	d := e.dispatcher
-	e.mu.RUnlock()
-	if d == nil || addr.Len() != header.IPv4AddressSize {
+	solicitor, solicited := e.solicitors[addr]
+	delete(e.solicitors, addr)
+	e.mu.Unlock()
+	if d == nil {
 		return
 	}
-	h := header.ARP(make([]byte, header.ARPSize))
-	h.SetIPv4OverEthernet()
-	h.SetOp(header.ARPReply)
-	copy(h.HardwareAddressSender(), mac)
-	copy(h.ProtocolAddressSender(), addr.AsSlice())
-	copy(h.HardwareAddressTarget(), e.addr)
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(h)})
+	var (
+		b     []byte
+		proto tcpip.NetworkProtocolNumber
+	)
+	switch {
+	case addr.Len() == header.IPv4AddressSize:
+		h := header.ARP(make([]byte, header.ARPSize))
+		h.SetIPv4OverEthernet()
+		h.SetOp(header.ARPReply)
+		copy(h.HardwareAddressSender(), mac)
+		copy(h.ProtocolAddressSender(), addr.AsSlice())
+		copy(h.HardwareAddressTarget(), e.addr)
+		b, proto = h, header.ARPProtocolNumber
+	case solicited:
+		b, proto = neighbourAdvert(addr, solicitor, mac), header.IPv6ProtocolNumber
+	default:
+		return
+	}
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
 	defer pkt.DecRef()
-	d.DeliverNetworkPacket(header.ARPProtocolNumber, pkt)
+	d.DeliverNetworkPacket(proto, pkt)
+}
+
+// neighbourAdvert builds the solicited advertisement of target at mac,
+// sent to dst, as RFC 4861 has it (hop limit 255, override set).
+func neighbourAdvert(target, dst tcpip.Address, mac tcpip.LinkAddress) []byte {
+	size := header.ICMPv6NeighborAdvertMinimumSize + header.NDPLinkLayerAddressSize
+	b := make([]byte, header.IPv6MinimumSize+size)
+	header.IPv6(b).Encode(&header.IPv6Fields{
+		PayloadLength:     uint16(size),
+		TransportProtocol: header.ICMPv6ProtocolNumber,
+		HopLimit:          header.NDPHopLimit,
+		SrcAddr:           target,
+		DstAddr:           dst,
+	})
+	icmp := header.ICMPv6(b[header.IPv6MinimumSize:])
+	icmp.SetType(header.ICMPv6NeighborAdvert)
+	na := header.NDPNeighborAdvert(icmp.MessageBody())
+	na.SetSolicitedFlag(true)
+	na.SetOverrideFlag(true)
+	na.SetTargetAddress(target)
+	na.Options().Serialize(header.NDPOptionsSerializer{header.NDPTargetLinkLayerAddressOption(mac)})
+	icmp.SetChecksum(header.ICMPv6Checksum(header.ICMPv6ChecksumParams{Header: icmp, Src: target, Dst: dst}))
+	return b
 }

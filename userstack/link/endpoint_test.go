@@ -177,7 +177,7 @@ func TestTransfer(t *testing.T) {
 func TestARPGoesToKernel(t *testing.T) {
 	qa, qb := memPair()
 	asked := make(chan tcpip.Address, 8)
-	a := newSide(t, qa, 1, Options{OnARP: func(addr tcpip.Address) { asked <- addr }})
+	a := newSide(t, qa, 1, Options{OnResolve: func(addr tcpip.Address) { asked <- addr }})
 	b := newSide(t, qb, 2, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -185,10 +185,10 @@ func TestARPGoesToKernel(t *testing.T) {
 	select {
 	case got := <-asked:
 		if got != b.addr {
-			t.Errorf("OnARP(%v), want %v", got, b.addr)
+			t.Errorf("OnResolve(%v), want %v", got, b.addr)
 		}
 	case <-time.After(2 * time.Second):
-		t.Fatal("OnARP not called for an unknown neighbour")
+		t.Fatal("OnResolve not called for an unknown neighbour")
 	}
 	qa.mu.Lock()
 	defer qa.mu.Unlock()
