@@ -102,7 +102,9 @@ func TestApps(t *testing.T) {
 	cert, key := writeCert(t, a.Addr.String(), time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
 	tlsOpts := ",cert=" + cert + ",key=" + key
 	sums := backendFiles(t, a, map[string]int{"empty": 0, "one": 1, "mib": 1 << 20, "big": 100 << 20})
-	startDaemon(t, a, root, "--metrics-addr", "",
+	www := t.TempDir()
+	os.WriteFile(filepath.Join(www, "hello.txt"), []byte("hello from the userstack\n"), 0o644)
+	startDaemon(t, a, root, "--metrics-addr", "", "--root", www,
 		"--app", "http=tcp://:80",
 		"--app", "http=tls://:443"+tlsOpts,
 		"--app", "http=quic://:443"+tlsOpts,
@@ -132,6 +134,9 @@ func TestApps(t *testing.T) {
 		}
 		if out, err := curl(t, "http://"+addr+"/status"); err != nil || !strings.Contains(out, "XDP verdicts") {
 			t.Errorf("curl status page: %v\n%.300s", err, out)
+		}
+		if out, err := curl(t, "http://"+addr+"/hello.txt"); err != nil || out != "hello from the userstack\n" {
+			t.Errorf("curl a file from --root: %v, %q", err, out)
 		}
 	})
 	t.Run("curl https verified, HTTP/2", func(t *testing.T) {

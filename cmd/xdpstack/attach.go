@@ -31,7 +31,8 @@ func attachCommand() *cli.Command {
 			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "XDP mode: native, generic, or auto (native, else generic, and say so)"},
 			&cli.StringFlag{Name: "metrics-addr", Value: "127.0.0.1:9437", Usage: "HOST:PORT to serve Prometheus /metrics on (port 0 picks one; empty serves none)"},
 			&cli.StringFlag{Name: "ready-file", Usage: "write a JSON line here once attached and serving; removed on exit"},
-			&cli.StringSliceFlag{Name: "app", Usage: "serve a built-in app on the userstack: NAME=URI[,opt=val] (e.g. echo=tcp://:7); repeatable"},
+			&cli.StringSliceFlag{Name: "app", Usage: "serve a built-in app on the userstack: NAME=URI[,opt=val] (echo, http, proxy; e.g. http=tls://:443,cert=F,key=K); repeatable"},
+			&cli.StringFlag{Name: "root", Usage: "serve the files in this folder from the http apps that have no root= of their own"},
 		},
 		Before: needRoot,
 		Action: runAttach,
@@ -71,7 +72,7 @@ func runAttach(c *cli.Context) error {
 			return fmt.Errorf("--ready-file %s: its folder does not exist", readyFile)
 		}
 	}
-	specs, err := parseApps(c.StringSlice("app"))
+	specs, err := parseApps(c.StringSlice("app"), c.String("root"))
 	if err != nil {
 		return err
 	}
@@ -128,10 +129,14 @@ func runAttach(c *cli.Context) error {
 	return nil
 }
 
-func parseApps(args []string) ([]apps.Spec, error) {
+func parseApps(args []string, root string) ([]apps.Spec, error) {
 	var specs []apps.Spec
 	for _, a := range args {
 		spec, err := apps.ParseSpec(a)
+		if err == nil && spec.Name == "http" && spec.Opts["root"] == "" && root != "" {
+			spec.Opts["root"] = root
+			spec, err = apps.NewSpec(spec.Name, spec.URI, spec.Opts)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("--app: %w", err)
 		}

@@ -28,6 +28,7 @@ func TestBadEchoInput(t *testing.T) {
 		{[]string{"attach", "lo", "--app", "ftp=tcp://:21"}, "unknown app \"ftp\""},
 		{[]string{"attach", "lo", "--app", "http=tls://:443,cert=/no/c.pem,key=/no/k.pem"}, "no such file"},
 		{[]string{"attach", "lo", "--app", "proxy=tcp://:80"}, "proxy needs backend="},
+		{[]string{"attach", "lo", "--app", "http=tcp://:80", "--root", "/nonexistent"}, "root /nonexistent is not a folder"},
 		{[]string{"attach", "lo", "--app", "echo=tcp://:7", "--app", "http=tcp://:7"}, "both on tcp port 7"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
