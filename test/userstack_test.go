@@ -110,6 +110,16 @@ func TestUserstackEcho(t *testing.T) {
 	}
 	echoAddr := fmt.Sprintf("%s:7", a.Addr)
 	kernelAddr := kernelEcho(t, a, 8080)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := a.Command(context.Background(), "curl", "-sf", "http://"+d.ready.MetricsAddr+"/metrics").Output()
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(line, "xdpstack_afxdp") || strings.HasPrefix(line, "xdpstack_userstack") {
+					t.Log(line)
+				}
+			}
+		}
+	})
 
 	t.Run("go client", func(t *testing.T) {
 		for range 4 {

@@ -81,7 +81,7 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if iface.MTU+14 > int(frameSize)-256 {
 		opts.AFXDP.MultiBuffer = true
 	}
-	s = &Stack{iface: iface, opts: opts, xsks: m.XSKs, sessions: session.NewTable(m.Listeners), done: make(chan struct{})}
+	s = &Stack{iface: iface, opts: opts, xsks: m.XSKs, sessions: session.NewTable(m.Listeners), resolving: map[tcpip.Address]bool{}, done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -116,7 +116,6 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if err := s.tune(); err != nil {
 		return nil, err
 	}
-	s.resolving = make(map[tcpip.Address]bool)
 	ep := link.New(queues, link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth", OnResolve: s.resolveLater})
 	s.link = ep
 	// The fifo queue discipline hands the endpoint batches, one

@@ -54,6 +54,7 @@ type Options struct {
 // batchSize bounds how many frames one Receive hands up.
 const batchSize = 64
 
+// Endpoint is the link endpoint of one interface.
 type Endpoint struct {
 	queues []Queue
 	opts   Options
@@ -167,8 +168,8 @@ func (e *Endpoint) Close()                                  {}
 func (e *Endpoint) SetOnCloseAction(func())                 {}
 
 // Capabilities: the netstack resolves neighbours (from the kernel's
-// table, see OnARP) and computes every checksum, since an AF_XDP frame
-// leaves exactly as written.
+// table, see OnResolve) and computes every checksum it sends, since an
+// AF_XDP frame leaves exactly as written.
 func (e *Endpoint) Capabilities() stack.LinkEndpointCapabilities {
 	if e.opts.TrustChecksums {
 		return stack.CapabilityResolutionRequired | stack.CapabilityRXChecksumOffload
