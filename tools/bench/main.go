@@ -8,6 +8,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xdpstack/xdpstack/internal/echobench"
 	"github.com/xdpstack/xdpstack/internal/hosts"
 )
 
@@ -73,6 +75,16 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 	if err != nil {
 		return "", fmt.Errorf("apps: %w", err)
 	}
+	// The userstack's own figures, each MTU on a fresh pair of its own.
+	var userstack []string
+	for _, mtu := range []int{1500, 9000} {
+		fmt.Fprintf(logOut, "userstack against the kernel, MTU %d:\n", mtu)
+		rep, err := echobench.Run(context.Background(), echobench.Config{Rounds: rounds, MTU: mtu, Log: logOut})
+		if err != nil {
+			return "", fmt.Errorf("echobench, MTU %d: %w", mtu, err)
+		}
+		userstack = append(userstack, fmt.Sprintf("\n## The userstack against the kernel, MTU %d\n\n`go run ./tools/echobench -mtu %d`: the echo app on the userstack and on a kernel socket of one host, the echo tester on the peer.\n\n%s", mtu, mtu, rep.Markdown()))
+	}
 
 	var r strings.Builder
 	fmt.Fprintf(&r, "# Benchmarks\n\nMeasured %s on %s with `make bench` (`go run ./tools/bench -binary bin/xdpstack -o BENCHMARKS.md`).\n",
@@ -90,6 +102,9 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 	fmt.Fprintf(&r, "| figure | userstack | kernel | userstack / kernel | target |\n|---|---:|---:|---:|---|\n")
 	for _, row := range appRows {
 		fmt.Fprintf(&r, "| %s (%s) | %.2f | %.2f | **%.2f×** | %s |\n", row.name, row.unit, row.user, row.kernel, row.user/row.kernel, row.target)
+	}
+	for _, u := range userstack {
+		r.WriteString(u)
 	}
 	return r.String(), nil
 }
