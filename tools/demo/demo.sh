@@ -45,9 +45,10 @@ ip -n $A link set $IF_A up
 ip -n $B link set $IF_B up
 ip -n $A -br addr show dev $IF_A
 
-step "xdpstack attach $IF_A (in $A)"
+step "xdpstack attach $IF_A (in $A), with the echo and HTTP apps on the userstack"
 # nsenter execs xdpstack in place, so $! is the daemon's own pid.
-nsenter --net=/run/netns/$A -- "$XDPSTACK" attach "$IF_A" --metrics-addr $METRICS --ready-file "$WORK/ready" >"$WORK/daemon.log" 2>&1 &
+nsenter --net=/run/netns/$A -- "$XDPSTACK" attach "$IF_A" --metrics-addr $METRICS --ready-file "$WORK/ready" \
+	--app echo=tcp://:7 --app http=tcp://:80 >"$WORK/daemon.log" 2>&1 &
 DAEMON_PID=$!
 for _ in $(seq 100); do [ -s "$WORK/ready" ] && break; sleep 0.1; done
 [ -s "$WORK/ready" ] || { cat "$WORK/daemon.log"; echo "xdpstack did not become ready" >&2; exit 1; }
@@ -65,6 +66,11 @@ in_b iperf3 -c $ADDR_A -u -b 50M -t 1 | grep -E "receiver"
 in_b iperf3 -c $ADDR_A -t 1 >/dev/null
 wait $!
 kill "$(cat "$WORK/iperf3.pid")"
+
+step "the userstack: port 7 and 80 are steered to AF_XDP, served by the echo and HTTP apps"
+in_b "$XDPSTACK" echo client --uri tcp://$ADDR_A:7 --bytes 64M --nclients 4 --verify --stats 0
+in_b curl -s "http://$ADDR_A/status.json" | head -n 12
+in_b ping -q -c 3 -i 0.01 $ADDR_A | tail -1
 
 step "xdpstack stats $IF_A (read from the pinned maps)"
 "$XDPSTACK" stats "$IF_A"
