@@ -16,21 +16,11 @@ import (
 	"time"
 
 	"github.com/xdpstack/xdpstack/internal/testutil"
+	"github.com/xdpstack/xdpstack/userstack/apps"
 )
 
 // echoResult is what `xdpstack echo client --json` prints.
-type echoResult struct {
-	BytesSent            int64   `json:"bytes_sent"`
-	BytesReceived        int64   `json:"bytes_received"`
-	Seconds              float64 `json:"seconds"`
-	ThroughputGbps       float64 `json:"throughput_gbps"`
-	Connections          int     `json:"connections"`
-	ConnectionsPerSecond float64 `json:"connections_per_second"`
-	ConnectP50us         float64 `json:"connect_p50_us"`
-	ConnectP99us         float64 `json:"connect_p99_us"`
-	VerifyErrors         int64   `json:"verify_errors"`
-	Errors               int     `json:"errors"`
-}
+type echoResult = apps.Result
 
 // echoClient runs `xdpstack echo client` in h and decodes its result.
 func echoClient(t *testing.T, h *testutil.Host, pinRoot string, args ...string) echoResult {
@@ -82,18 +72,7 @@ func kernelEcho(t *testing.T, h *testutil.Host, port int) string {
 		return err
 	})
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
+	go testutil.Echo(ln)
 	return ln.Addr().String()
 }
 

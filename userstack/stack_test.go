@@ -54,19 +54,6 @@ func startOn(t *testing.T, a *testutil.Host, opts Options) (*Stack, *loader.Atta
 	return s, att
 }
 
-func echo(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			io.Copy(c, c)
-		}()
-	}
-}
-
 func roundTrip(c net.Conn, n int) error {
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	want := make([]byte, n)
@@ -114,7 +101,7 @@ func TestKernelPeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go echo(ln)
+	go testutil.Echo(ln)
 	steered, err := att.Maps.Listeners.All()
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +145,7 @@ func TestKernelPeers(t *testing.T) {
 			return err
 		})
 		defer kln.Close()
-		go echo(kln)
+		go testutil.Echo(kln)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		c, err := s.Dial(ctx, "tcp", fmt.Sprintf("%s:8000", b.Addr))
@@ -234,7 +221,7 @@ func TestManyConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go echo(ln)
+	go testutil.Echo(ln)
 	baseEndpoints, baseGoroutines := s.Endpoints(), runtime.NumGoroutine()
 
 	var open []net.Conn
@@ -291,7 +278,7 @@ func TestUnknownNeighbour(t *testing.T) {
 		return err
 	})
 	defer kln.Close()
-	go echo(kln)
+	go testutil.Echo(kln)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := s.Dial(ctx, "tcp", fmt.Sprintf("%s:8000", b.Addr))
@@ -318,7 +305,7 @@ func TestJumbo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go echo(ln)
+	go testutil.Echo(ln)
 	b.Do(t, func() error {
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:7", a.Addr), 5*time.Second)
 		if err != nil {
@@ -354,7 +341,7 @@ func TestFollowsRoutes(t *testing.T) {
 		return err
 	})
 	defer kln.Close()
-	go echo(kln)
+	go testutil.Echo(kln)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	if _, err := s.Dial(ctx, "tcp", "10.99.0.1:8000"); err == nil {
 		t.Fatal("dial 10.99.0.1 before the kernel had a route to it: got no error")
@@ -425,7 +412,7 @@ func TestIPv6(t *testing.T) {
 		return err
 	})
 	defer kln.Close()
-	go echo(kln)
+	go testutil.Echo(kln)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := s.Dial(ctx, "tcp", "[fd00:213::2]:8000")
@@ -446,7 +433,7 @@ func TestIPv6(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go echo(ln)
+	go testutil.Echo(ln)
 	for _, addr := range []string{"[fd00:213::1]:7", fmt.Sprintf("%s:7", a.Addr)} {
 		b.Do(t, func() error {
 			c, err := net.DialTimeout("tcp", addr, 5*time.Second)

@@ -1,14 +1,9 @@
 package echobench
 
 import (
-	"fmt"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
-
-	"github.com/xdpstack/xdpstack/bpf"
-	"github.com/xdpstack/xdpstack/internal/packet"
+	"github.com/xdpstack/xdpstack/internal/pktgen"
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
 )
@@ -21,30 +16,11 @@ const rxPort = 9
 // to a consumer that only releases them.
 func (b *bench) rxRate() (Row, error) {
 	a, p := b.pair.A, b.pair.B
-	aMAC, err := a.MAC()
+	gen, err := pktgen.New(p, a, rxPort)
 	if err != nil {
 		return Row{}, err
-	}
-	pLink, err := p.Link()
-	if err != nil {
-		return Row{}, err
-	}
-	spec, err := bpf.LoadPktgen()
-	if err != nil {
-		return Row{}, err
-	}
-	if err := spec.Variables[bpf.PktgenVarTargetIfindex].Set(uint32(pLink.Attrs().Index)); err != nil {
-		return Row{}, err
-	}
-	var gen bpf.PktgenObjects
-	if err := spec.LoadAndAssign(&gen, nil); err != nil {
-		return Row{}, fmt.Errorf("load generator: %w", err)
 	}
 	defer gen.Close()
-	f := packet.EthernetTo(aMAC, pLink.Attrs().HardwareAddr, packet.EtherTypeIPv4).
-		IPv4(packet.IPv4{Src: p.Addr, Dst: a.Addr, Protocol: packet.ProtoUDP}).
-		UDP(9999, rxPort)
-	frame := f.Payload(64 - len(f.Bytes())).Bytes()
 
 	steer := maps.Listener{Protocol: maps.UDP, Port: rxPort}
 	if err := b.att.Maps.Listeners.Put(steer, 0); err != nil {
@@ -96,14 +72,9 @@ func (b *bench) rxRate() (Row, error) {
 	var rates []float64
 	for range b.cfg.Rounds {
 		before := received()
-		start := time.Now()
-		err := p.Run(func() error {
-			_, err := gen.XdpPktgen.Run(&ebpf.RunOptions{Data: frame, Repeat: b.cfg.Frames, Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES})
-			return err
-		})
-		elapsed := time.Since(start)
+		elapsed, err := gen.Send(b.cfg.Frames)
 		if err != nil {
-			return Row{}, fmt.Errorf("generator: %w", err)
+			return Row{}, err
 		}
 		time.Sleep(50 * time.Millisecond) // the last batch
 		n := received() - before

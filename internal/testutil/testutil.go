@@ -6,6 +6,8 @@ package testutil
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,4 +46,23 @@ func BuildBinary(pkg string) (path string, remove func(), err error) {
 		return "", nil, fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 	}
 	return path, remove, nil
+}
+
+// Echo serves echo on ln until ln is closed: each connection gets back
+// what it sends, and a half-close of the peer is passed back.
+func Echo(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			if _, err := io.Copy(c, c); err == nil {
+				if cw, ok := c.(interface{ CloseWrite() error }); ok {
+					cw.CloseWrite()
+				}
+			}
+		}()
+	}
 }

@@ -13,6 +13,8 @@ import (
 	quicgo "github.com/quic-go/quic-go"
 
 	xtls "github.com/xdpstack/xdpstack/userstack/tls"
+
+	"github.com/xdpstack/xdpstack/internal/testutil"
 )
 
 const alpn = "xdpstack-test"
@@ -32,19 +34,7 @@ func TestStreamsAsConns(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Echo every stream until the peer's FIN, then FIN back.
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-				c.(*StreamConn).CloseWrite()
-			}()
-		}
-	}()
+	go testutil.Echo(ln)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

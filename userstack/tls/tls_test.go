@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xdpstack/xdpstack/internal/testutil"
 )
 
 // serve accepts one TLS connection on loopback with cfg, echoes a line
@@ -21,15 +23,7 @@ func serve(t *testing.T, cfg *cryptotls.Config) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
+	go testutil.Echo(ln)
 	return ln.Addr().String()
 }
 

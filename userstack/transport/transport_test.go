@@ -15,27 +15,15 @@ import (
 	"time"
 
 	xtls "github.com/xdpstack/xdpstack/userstack/tls"
+
+	"github.com/xdpstack/xdpstack/internal/testutil"
 )
 
 // echoOn serves echo on a stream listener: everything until the peer's
 // FIN, then a FIN back.
 func echoOn(t *testing.T, ln net.Listener) {
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-				if cw, ok := c.(interface{ CloseWrite() error }); ok {
-					cw.CloseWrite()
-				}
-			}()
-		}
-	}()
+	go testutil.Echo(ln)
 }
 
 func roundTrip(t *testing.T, c net.Conn, size int) {
