@@ -348,7 +348,7 @@ func (s *Stack) ListenPacket(network, address string) (net.PacketConn, error) {
 		return nil, fmt.Errorf("listen %s %s: %w", network, address, err)
 	}
 	fa, netProto := s.fullAddr(ap)
-	c, err := gonet.DialUDP(s.stack, &fa, nil, netProto)
+	c, err := newPacketConn(s.stack, fa, netProto)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s %s: %w", network, address, err)
 	}
@@ -357,17 +357,6 @@ func (s *Stack) ListenPacket(network, address string) (net.PacketConn, error) {
 		c.Close()
 		return nil, err
 	}
-	return &packetConn{UDPConn: c, release: func() error { return s.sessions.Remove(steer) }}, nil
-}
-
-type packetConn struct {
-	*gonet.UDPConn
-	release func() error
-	once    sync.Once
-}
-
-func (c *packetConn) Close() error {
-	var err error
-	c.once.Do(func() { err = errors.Join(c.release(), c.UDPConn.Close()) })
-	return err
+	c.release = func() error { return s.sessions.Remove(steer) }
+	return c, nil
 }

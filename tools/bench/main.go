@@ -129,6 +129,9 @@ const notes = `Notes:
   whole path, of which the XDP program is one part.
 `
 
+// settle is how long a setup runs before it is measured.
+const settle = time.Second
+
 // logOut shows progress while the report is being measured.
 var logOut = os.Stderr
 
@@ -159,15 +162,22 @@ type bench struct {
 }
 
 // interleave runs measure for every setup in turn, rounds times, and
-// returns each setup's median.
+// returns each setup's median. Every other round runs the setups in the
+// reverse order, and each measurement starts after the attach settled,
+// so that neither order nor start-up favours a setup.
 func (b *bench) interleave(setups []setup, rounds int, measure func(setup) (float64, error)) (map[setup]float64, error) {
 	samples := make(map[setup][]float64)
 	for round := range rounds {
-		for _, s := range setups {
+		order := slices.Clone(setups)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, s := range order {
 			detach, err := b.attach(s)
 			if err != nil {
 				return nil, fmt.Errorf("attach %v: %w", s, err)
 			}
+			time.Sleep(settle)
 			v, err := measure(s)
 			if derr := detach(); err == nil {
 				err = derr

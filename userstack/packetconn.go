@@ -1,0 +1,118 @@
+package userstack
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// packetConn is a UDP socket of the netstack: gonet.UDPConn for reads,
+// with a WriteTo of its own. gonet's WriteTo registers for "writable" only
+// after a write found the send buffer full and then waits without trying
+// again, so a buffer that drained in between is never noticed and the
+// writer sleeps for good: that stalled QUIC transfers under load.
+type packetConn struct {
+	*gonet.UDPConn
+	ep tcpip.Endpoint
+	wq *waiter.Queue
+
+	mu            sync.Mutex
+	writeDeadline time.Time
+
+	release func() error
+	once    sync.Once
+}
+
+func newPacketConn(s *stack.Stack, laddr tcpip.FullAddress, netProto tcpip.NetworkProtocolNumber) (*packetConn, error) {
+	var wq waiter.Queue
+	ep, err := s.NewEndpoint(udp.ProtocolNumber, netProto, &wq)
+	if err != nil {
+		return nil, errors.New(err.String())
+	}
+	if err := ep.Bind(laddr); err != nil {
+		ep.Close()
+		return nil, errors.New(err.String())
+	}
+	return &packetConn{UDPConn: gonet.NewUDPConn(&wq, ep), ep: ep, wq: &wq, release: func() error { return nil }}, nil
+}
+
+// WriteTo sends b to addr, waiting while the send buffer is full: the
+// waiter is registered before each retry, so no wakeup is lost.
+func (c *packetConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: errors.New("not a UDP address")}
+	}
+	ap := ua.AddrPort()
+	opts := tcpip.WriteOptions{To: &tcpip.FullAddress{Addr: tcpip.AddrFromSlice(ap.Addr().Unmap().AsSlice()), Port: ap.Port()}}
+	var r bytes.Reader
+	var entry waiter.Entry
+	var ready <-chan struct{}
+	for {
+		r.Reset(b)
+		n, err := c.ep.Write(&r, opts)
+		if _, full := err.(*tcpip.ErrWouldBlock); !full {
+			if err != nil {
+				return int(n), &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: errors.New(err.String())}
+			}
+			return int(n), nil
+		}
+		if ready == nil {
+			entry, ready = waiter.NewChannelEntry(waiter.WritableEvents)
+			c.wq.EventRegister(&entry)
+			defer c.wq.EventUnregister(&entry)
+			continue // the buffer may have drained before registering
+		}
+		if err := c.wait(ready); err != nil {
+			return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: err}
+		}
+	}
+}
+
+// wait blocks until ready fires or the write deadline passes.
+func (c *packetConn) wait(ready <-chan struct{}) error {
+	c.mu.Lock()
+	deadline := c.writeDeadline
+	c.mu.Unlock()
+	if deadline.IsZero() {
+		<-ready
+		return nil
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-ready:
+		return nil
+	case <-timer.C:
+		return os.ErrDeadlineExceeded
+	}
+}
+
+func (c *packetConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.writeDeadline = t
+	c.mu.Unlock()
+	return c.UDPConn.SetWriteDeadline(t)
+}
+
+func (c *packetConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.writeDeadline = t
+	c.mu.Unlock()
+	return c.UDPConn.SetDeadline(t)
+}
+
+func (c *packetConn) Close() error {
+	var err error
+	c.once.Do(func() { err = errors.Join(c.release(), c.UDPConn.Close()) })
+	return err
+}
