@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/xdpstack/xdpstack/userstack/apps"
 	"github.com/xdpstack/xdpstack/userstack/apps/httpapp"
@@ -144,7 +145,10 @@ func (b *bench) kernelApps(root string) (func() error, error) {
 
 // echoThroughput runs the echo tester from host B, on kernel sockets.
 func (b *bench) echoThroughput(uri, bytes string) (float64, error) {
-	out, err := b.pair.B.Command(context.Background(), b.binary, "echo", "client", "--uri", uri, "--insecure",
+	// A stalled transfer fails the run instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := b.pair.B.Command(ctx, b.binary, "echo", "client", "--uri", uri, "--insecure",
 		"--bytes", bytes, "--json", "--stats", "0").Output()
 	if err != nil {
 		return 0, fmt.Errorf("echo client %s: %w: %s", uri, err, out)
