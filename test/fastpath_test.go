@@ -81,21 +81,8 @@ func kernelTraffic(t *testing.T, a, b *testutil.Host) int {
 		}
 	}
 
-	var ln net.Listener
-	a.Do(t, func() (err error) {
-		ln, err = net.Listen("tcp4", fmt.Sprintf("%s:7007", a.Addr))
-		return err
-	})
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		io.Copy(c, c)
-	}()
-	conn, err := b.DialContext(context.Background(), "tcp4", fmt.Sprintf("%s:7007", a.Addr))
+	addr := a.KernelEcho(t, fmt.Sprintf("%s:7007", a.Addr))
+	conn, err := b.DialContext(context.Background(), "tcp4", addr)
 	if err != nil {
 		t.Fatalf("TCP dial: %v", err)
 	}

@@ -63,19 +63,6 @@ func echoOnce(t *testing.T, h *testutil.Host, addr string, n int) {
 	})
 }
 
-// kernelEcho serves echo on a kernel socket of h until the test ends.
-func kernelEcho(t *testing.T, h *testutil.Host, port int) string {
-	t.Helper()
-	var ln net.Listener
-	h.Do(t, func() (err error) {
-		ln, err = net.Listen("tcp", fmt.Sprintf("%s:%d", h.Addr, port))
-		return err
-	})
-	t.Cleanup(func() { ln.Close() })
-	go testutil.Echo(ln)
-	return ln.Addr().String()
-}
-
 // TestUserstackEcho serves the echo app on the userstack of a two-queue
 // veth and talks to it from kernel peers: Go, nc, the echo tester with a
 // large verified transfer and 1000 connections, UDP, while a kernel
@@ -88,7 +75,7 @@ func TestUserstackEcho(t *testing.T) {
 		t.Fatalf("ready file: %+v, want 2 queues and an AF_XDP mode", d.ready)
 	}
 	echoAddr := fmt.Sprintf("%s:7", a.Addr)
-	kernelAddr := kernelEcho(t, a, 8080)
+	kernelAddr := a.KernelEcho(t, fmt.Sprintf("%s:8080", a.Addr))
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := a.Command(context.Background(), "curl", "-sf", "http://"+d.ready.MetricsAddr+"/metrics").Output()
@@ -193,7 +180,7 @@ func waitMetric(t *testing.T, h *testutil.Host, d *daemon, series string, want f
 func TestUserstackClient(t *testing.T) {
 	a, b := testutil.HostPair(t, 2)
 	root := testutil.PinRoot(t)
-	addr := kernelEcho(t, b, 7000)
+	addr := b.KernelEcho(t, fmt.Sprintf("%s:7000", b.Addr))
 	r := echoClient(t, a, root, "--iface", a.Iface, "--uri", "tcp://"+addr, "--bytes", "16M", "--nclients", "4", "--verify")
 	if r.Connections != 4 || r.BytesReceived != 4*16<<20 || r.VerifyErrors != 0 {
 		t.Fatalf("userstack client: %+v", r)
@@ -211,7 +198,7 @@ func TestUserstackKilled(t *testing.T) {
 	root := testutil.PinRoot(t)
 	d := startDaemon(t, a, root, "--metrics-addr", "", "--app", "echo=tcp://:7")
 	echoAddr := fmt.Sprintf("%s:7", a.Addr)
-	kernelAddr := kernelEcho(t, a, 8080)
+	kernelAddr := a.KernelEcho(t, fmt.Sprintf("%s:8080", a.Addr))
 
 	var c net.Conn
 	b.Do(t, func() (err error) {

@@ -139,13 +139,7 @@ func TestKernelPeers(t *testing.T) {
 	})
 
 	t.Run("kernel server", func(t *testing.T) {
-		var kln net.Listener
-		b.Do(t, func() (err error) {
-			kln, err = net.Listen("tcp", fmt.Sprintf("%s:8000", b.Addr))
-			return err
-		})
-		defer kln.Close()
-		go testutil.Echo(kln)
+		b.KernelEcho(t, fmt.Sprintf("%s:8000", b.Addr))
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		c, err := s.Dial(ctx, "tcp", fmt.Sprintf("%s:8000", b.Addr))
@@ -272,13 +266,7 @@ func TestUnknownNeighbour(t *testing.T) {
 	a, b := testutil.HostPair(t, 2)
 	a.Exec(t, "ip", "neigh", "del", b.Addr.String(), "dev", a.Iface)
 	s, _ := startOn(t, a, Options{})
-	var kln net.Listener
-	b.Do(t, func() (err error) {
-		kln, err = net.Listen("tcp", fmt.Sprintf("%s:8000", b.Addr))
-		return err
-	})
-	defer kln.Close()
-	go testutil.Echo(kln)
+	b.KernelEcho(t, fmt.Sprintf("%s:8000", b.Addr))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := s.Dial(ctx, "tcp", fmt.Sprintf("%s:8000", b.Addr))
@@ -335,13 +323,7 @@ func TestFollowsRoutes(t *testing.T) {
 	a, b := testutil.HostPair(t, 2)
 	b.Exec(t, "ip", "addr", "add", "10.99.0.1/32", "dev", "lo")
 	s, _ := startOn(t, a, Options{})
-	var kln net.Listener
-	b.Do(t, func() (err error) {
-		kln, err = net.Listen("tcp", "10.99.0.1:8000")
-		return err
-	})
-	defer kln.Close()
-	go testutil.Echo(kln)
+	b.KernelEcho(t, "10.99.0.1:8000")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	if _, err := s.Dial(ctx, "tcp", "10.99.0.1:8000"); err == nil {
 		t.Fatal("dial 10.99.0.1 before the kernel had a route to it: got no error")
@@ -406,13 +388,7 @@ func TestIPv6(t *testing.T) {
 
 	// First the userstack dials: nobody knows anybody's IPv6 link address
 	// yet, so the netstack's solicitation must go through the kernel.
-	var kln net.Listener
-	b.Do(t, func() (err error) {
-		kln, err = net.Listen("tcp", "[fd00:213::2]:8000")
-		return err
-	})
-	defer kln.Close()
-	go testutil.Echo(kln)
+	b.KernelEcho(t, "[fd00:213::2]:8000")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := s.Dial(ctx, "tcp", "[fd00:213::2]:8000")

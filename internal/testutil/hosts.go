@@ -53,3 +53,16 @@ func (h *Host) TxStats(tb testing.TB) (packets, bytes uint64) {
 	s := l.Attrs().Statistics
 	return s.TxPackets, s.TxBytes
 }
+
+// KernelEcho serves echo on a kernel TCP socket of the host at addr until
+// the test ends, and returns the address it listens on.
+func (h *Host) KernelEcho(tb testing.TB, addr string) string {
+	tb.Helper()
+	ln, err := h.Listen("tcp", addr)
+	if err != nil {
+		tb.Fatalf("listen on %s in %s: %v", addr, h.Netns, err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go Echo(ln)
+	return ln.Addr().String()
+}

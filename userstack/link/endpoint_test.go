@@ -16,6 +16,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
+	"github.com/xdpstack/xdpstack/internal/testutil"
 )
 
 // memQueue is a Queue over memory: what one side transmits, the peer's
@@ -139,14 +141,7 @@ func TestTransfer(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				defer c.Close()
-				io.Copy(c, c)
-			}()
+			go testutil.Echo(ln)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			c, err := gonet.DialContextTCP(ctx, a.stack, tcpip.FullAddress{NIC: 1, Addr: b.addr, Port: 7}, ipv4.ProtocolNumber)
