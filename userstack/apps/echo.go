@@ -10,6 +10,7 @@ import (
 
 	quicgo "github.com/quic-go/quic-go"
 
+	"github.com/xdpstack/xdpstack/userstack/apps/conns"
 	"github.com/xdpstack/xdpstack/userstack/quic"
 	"github.com/xdpstack/xdpstack/userstack/transport"
 )
@@ -23,14 +24,13 @@ type EchoServer struct {
 	pc   net.PacketConn
 	ql   *quicgo.Listener
 	wg   sync.WaitGroup
-	mu   sync.Mutex
-	open map[io.Closer]struct{}
+	open conns.Set
 }
 
 // StartEcho serves echo on uri; tlsConf is the server's configuration
 // for tls:// and quic://.
 func StartEcho(n transport.Network, uri transport.URI, tlsConf *tls.Config) (*EchoServer, error) {
-	s := &EchoServer{open: map[io.Closer]struct{}{}}
+	s := &EchoServer{}
 	var err error
 	switch uri.Scheme {
 	case transport.UDP:
@@ -71,36 +71,17 @@ func (s *EchoServer) run(f func()) {
 	}()
 }
 
-// track records what Close must end; false once the server is closed.
-func (s *EchoServer) track(c io.Closer) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.open == nil {
-		return false
-	}
-	s.open[c] = struct{}{}
-	return true
-}
-
-func (s *EchoServer) untrack(c io.Closer) {
-	s.mu.Lock()
-	delete(s.open, c)
-	s.mu.Unlock()
-	c.Close()
-}
-
 func (s *EchoServer) serveStreams() {
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
 			return
 		}
-		if !s.track(c) {
-			c.Close()
+		if !s.open.Add(c) {
 			return
 		}
 		s.run(func() {
-			defer s.untrack(c)
+			defer s.open.Remove(c)
 			echoStream(c)
 		})
 	}
@@ -140,12 +121,11 @@ func (s *EchoServer) serveQUIC() {
 			return
 		}
 		qc := quicConn{conn}
-		if !s.track(qc) {
-			qc.Close()
+		if !s.open.Add(qc) {
 			return
 		}
 		s.run(func() {
-			defer s.untrack(qc)
+			defer s.open.Remove(qc)
 			s.run(func() { s.echoUniStreams(conn) })
 			for {
 				st, err := conn.AcceptStream(context.Background())
@@ -193,12 +173,7 @@ func (s *EchoServer) Close() error {
 	default:
 		err = s.ln.Close()
 	}
-	s.mu.Lock()
-	for c := range s.open {
-		c.Close()
-	}
-	s.open = nil
-	s.mu.Unlock()
+	s.open.Close()
 	s.wg.Wait()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/xdpstack/xdpstack/userstack/apps/conns"
 )
 
 // Backend is where the proxy forwards to.
@@ -70,15 +72,14 @@ type Proxy struct {
 	active                                     atomic.Int64
 	conns                                      sync.WaitGroup
 
-	mu     sync.Mutex
-	ln     net.Listener
-	open   map[net.Conn]struct{}
-	closed bool
+	open conns.Set
+	mu   sync.Mutex
+	ln   net.Listener
 }
 
 // New returns a proxy to backend.
 func New(backend Backend) *Proxy {
-	return &Proxy{backend: backend, dialer: net.Dialer{Timeout: 10 * time.Second}, open: map[net.Conn]struct{}{}}
+	return &Proxy{backend: backend, dialer: net.Dialer{Timeout: 10 * time.Second}}
 }
 
 // Stats reads the counters.
@@ -119,57 +120,33 @@ func (p *Proxy) Serve(ln net.Listener) error {
 // Close stops accepting, closes the connections in flight and waits
 // for them.
 func (p *Proxy) Close() error {
-	p.mu.Lock()
-	p.closed = true
 	var err error
+	p.mu.Lock()
 	if p.ln != nil {
 		err = p.ln.Close()
 	}
-	for c := range p.open {
-		c.Close()
-	}
 	p.mu.Unlock()
+	p.open.Close()
 	p.conns.Wait()
 	return err
-}
-
-// track records a connection so that Close can end it; false when the
-// proxy is already closed.
-func (p *Proxy) track(c net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return false
-	}
-	p.open[c] = struct{}{}
-	return true
-}
-
-func (p *Proxy) untrack(c net.Conn) {
-	p.mu.Lock()
-	delete(p.open, c)
-	p.mu.Unlock()
-	c.Close()
 }
 
 func (p *Proxy) forward(client net.Conn) {
 	p.active.Add(1)
 	defer p.active.Add(-1)
-	if !p.track(client) {
-		client.Close()
+	if !p.open.Add(client) {
 		return
 	}
-	defer p.untrack(client)
+	defer p.open.Remove(client)
 	backend, err := p.dialer.DialContext(context.Background(), p.backend.Network, p.backend.Address)
 	if err != nil {
 		p.backendErrors.Add(1)
 		return
 	}
-	if !p.track(backend) {
-		backend.Close()
+	if !p.open.Add(backend) {
 		return
 	}
-	defer p.untrack(backend)
+	defer p.open.Remove(backend)
 	done := make(chan struct{})
 	go func() {
 		pipe(backend, client, &p.bytesIn)
