@@ -30,7 +30,9 @@ type Config struct {
 	MetricsAddr string
 	// Apps run on the userstack, which starts only when there are some
 	// or NeedUserstack says so.
-	Apps          []apps.Spec
+	Apps []apps.Spec
+	// AppRoot is the folder of files for the http apps without a root=.
+	AppRoot       string
 	NeedUserstack bool
 	Userstack     userstack.Options
 }
@@ -97,7 +99,7 @@ func (d *Daemon) startApps(cfg Config) error {
 		return err
 	}
 	for _, spec := range cfg.Apps {
-		app, err := apps.Start(apps.Env{Network: d.Stack, Status: d.status}, spec)
+		app, err := apps.Start(apps.Env{Network: d.Stack, Status: d.status, Root: cfg.AppRoot}, spec)
 		if err != nil {
 			return fmt.Errorf("start app %s: %w", spec, err)
 		}

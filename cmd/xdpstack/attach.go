@@ -72,9 +72,14 @@ func runAttach(c *cli.Context) error {
 			return fmt.Errorf("--ready-file %s: its folder does not exist", readyFile)
 		}
 	}
-	specs, err := parseApps(c.StringSlice("app"), c.String("root"))
+	specs, err := parseApps(c.StringSlice("app"))
 	if err != nil {
 		return err
+	}
+	if root := c.String("root"); root != "" {
+		if st, err := os.Stat(root); err != nil || !st.IsDir() {
+			return fmt.Errorf("--root %s is not a folder", root)
+		}
 	}
 	if err := features.HaveProgramType(ebpf.XDP); err != nil {
 		return fmt.Errorf("this kernel cannot load XDP programs: %w (needs Linux 5.9 or later with BPF enabled)", err)
@@ -88,6 +93,7 @@ func runAttach(c *cli.Context) error {
 		Attach:      loader.Options{Mode: mode, PinRoot: c.String("pin-root")},
 		MetricsAddr: c.String("metrics-addr"),
 		Apps:        specs,
+		AppRoot:     c.String("root"),
 	})
 	if err != nil {
 		return err
@@ -129,14 +135,10 @@ func runAttach(c *cli.Context) error {
 	return nil
 }
 
-func parseApps(args []string, root string) ([]apps.Spec, error) {
+func parseApps(args []string) ([]apps.Spec, error) {
 	var specs []apps.Spec
 	for _, a := range args {
 		spec, err := apps.ParseSpec(a)
-		if err == nil && spec.Name == "http" && spec.Opts["root"] == "" && root != "" {
-			spec.Opts["root"] = root
-			spec, err = apps.NewSpec(spec.Name, spec.URI, spec.Opts)
-		}
 		if err != nil {
 			return nil, fmt.Errorf("--app: %w", err)
 		}

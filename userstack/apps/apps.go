@@ -183,6 +183,9 @@ type Env struct {
 	Network transport.Network
 	// Status feeds the http app's status page.
 	Status httpapp.Source
+	// Root is the folder of files for the http apps without a root= of
+	// their own; empty serves none.
+	Root string
 }
 
 // Start runs the app a spec names.

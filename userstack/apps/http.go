@@ -1,6 +1,7 @@
 package apps
 
 import (
+	"cmp"
 	"context"
 	"net"
 	"time"
@@ -12,7 +13,7 @@ import (
 type httpApp struct{ srv *httpapp.Server }
 
 func startHTTP(env Env, spec Spec) (App, error) {
-	h, err := httpapp.New(env.Status, spec.Opts["root"])
+	h, err := httpapp.New(env.Status, cmp.Or(spec.Opts["root"], env.Root))
 	if err != nil {
 		return nil, err
 	}
