@@ -7,7 +7,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -191,8 +190,7 @@ func (b *bench) interleave(setups []setup, rounds int, measure func(setup) (floa
 	}
 	medians := make(map[setup]float64)
 	for s, vs := range samples {
-		slices.SortFunc(vs, cmp.Compare)
-		medians[s] = vs[len(vs)/2]
+		medians[s] = median(vs)
 	}
 	return medians, nil
 }
