@@ -69,8 +69,8 @@ type Verdict struct {
 	Reason Reason
 }
 
-func (v Verdict) index() uint32 { return uint32(v.Action)*uint32(numReasons) + uint32(v.Reason) }
-
+// verdictAt reads a stats map index, action * REASON_MAX + reason
+// (STATS_INDEX in xdpstack.h).
 func verdictAt(index uint32) Verdict {
 	return Verdict{Action(index / uint32(numReasons)), Reason(index % uint32(numReasons))}
 }
@@ -111,19 +111,6 @@ func (s Stats) Sum() (map[Verdict]Counter, error) {
 		return nil, fmt.Errorf("read %s map: %w", StatsName, err)
 	}
 	return sums, nil
-}
-
-// Lookup sums one verdict's counters over the CPUs.
-func (s Stats) Lookup(v Verdict) (Counter, error) {
-	var perCPU []bpf.XdpCounter
-	if err := s.m.Lookup(v.index(), &perCPU); err != nil {
-		return Counter{}, fmt.Errorf("look up %s/%s in %s map: %w", v.Action, v.Reason, StatsName, notFound(err))
-	}
-	var sum Counter
-	for _, c := range perCPU {
-		sum = sum.Add(Counter{c.Packets, c.Bytes})
-	}
-	return sum, nil
 }
 
 // Rate is how fast a counter moved between two samples.
