@@ -247,7 +247,7 @@ func (e *Endpoint) solicitation(pkt *stack.PacketBuffer) bool {
 		return true
 	case header.IPv6ProtocolNumber:
 		ip := header.IPv6(pkt.NetworkHeader().Slice())
-		if len(ip) < header.IPv6MinimumSize || ip.TransportProtocol() != header.ICMPv6ProtocolNumber {
+		if len(ip) < header.IPv6MinimumSize || tcpip.TransportProtocolNumber(ip.NextHeader()) != header.ICMPv6ProtocolNumber {
 			return false
 		}
 		icmp := header.ICMPv6(append(pkt.TransportHeader().Slice(), pkt.Data().AsRange().ToSlice()...))
