@@ -71,7 +71,7 @@ func TestMultiBuffer(t *testing.T) {
 			packets[i][j] = byte(i*31 + j)
 		}
 	}
-	n, err := s.Transmit(len(packets), func(i int, buf []byte) int { return copy(buf, packets[i]) })
+	n, err := s.Transmit(len(packets), func(i int, buf []byte) (int, Checksum) { return copy(buf, packets[i]), Checksum{} })
 	if err != nil || n != len(packets) {
 		t.Fatalf("Transmit: %d, %v", n, err)
 	}
@@ -114,7 +114,7 @@ func TestMultiBuffer(t *testing.T) {
 // never fit, after a bounded wait, and loses no frame doing so.
 func TestTransmitFull(t *testing.T) {
 	s := memSocket(64, 2048, false)
-	n, err := s.Transmit(100, func(i int, buf []byte) int { return 60 })
+	n, err := s.Transmit(100, func(i int, buf []byte) (int, Checksum) { return 60, Checksum{} })
 	if err != nil || n != 32 {
 		t.Fatalf("Transmit(100) into 32 frames: %d, %v; want 32", n, err)
 	}

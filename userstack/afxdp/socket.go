@@ -1,11 +1,14 @@
 package afxdp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -41,6 +44,16 @@ type Options struct {
 	MultiBuffer bool
 }
 
+// framesFor is how many frames of room bytes each a packet of size takes.
+func framesFor(size, room uint32) uint32 { return (size + room - 1) / room }
+
+// txMetadataLen is the size of struct xsk_tx_metadata, which the
+// kernel reads just before a transmitted packet.
+const txMetadataLen = 24
+
+// txmdFlagsChecksum is XDP_TXMD_FLAGS_CHECKSUM.
+const txmdFlagsChecksum = 1 << 1
+
 // txStallLimit is how long Transmit waits for TX frames or ring space
 // before it gives up on the rest of a batch.
 const txStallLimit = 20 * time.Millisecond
@@ -62,8 +75,8 @@ func (o *Options) setDefaults() error {
 	if o.FrameSize != 2048 && o.FrameSize != 4096 {
 		return fmt.Errorf("afxdp frame size %d: want 2048 or 4096", o.FrameSize)
 	}
-	if o.MultiBuffer && o.Frames/2 < (maxPacket+o.FrameSize-1)/o.FrameSize {
-		return fmt.Errorf("afxdp frames %d: too few for multi-buffer, whose largest packet takes %d transmit frames", o.Frames, (maxPacket+o.FrameSize-1)/o.FrameSize)
+	if need := framesFor(maxPacket, o.FrameSize-txMetadataLen); o.MultiBuffer && o.Frames/2 < need {
+		return fmt.Errorf("afxdp frames %d: too few for multi-buffer, whose largest packet takes %d transmit frames", o.Frames, need)
 	}
 	return nil
 }
@@ -80,12 +93,19 @@ type Socket struct {
 	// told to (XDP_USE_NEED_WAKEUP), which lets it sleep at idle.
 	NeedWakeup bool
 
-	fd        int
-	stopFD    int
+	fd int
+	// file hands the descriptor to Go's network poller, so that Wait
+	// parks the goroutine instead of a thread, and Stop can end it.
+	file      *os.File
+	conn      syscall.RawConn
 	sg        bool
 	umem      []byte
 	frameSize uint32
 	frames    uint32
+	checksumOffload bool
+	// txHeadroom is where a transmit frame's packet starts, after the
+	// TX metadata; 0 where the kernel has no TX metadata.
+	txHeadroom uint32
 	mmaps     [][]byte
 
 	fill addrRing
@@ -125,7 +145,7 @@ func Open(ifindex, queue int, opts Options) (*Socket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("allocate umem: %w", err)
 	}
-	s := &Socket{Queue: queue, umem: umem, frameSize: opts.FrameSize, frames: opts.Frames, fd: -1, stopFD: -1, sg: opts.MultiBuffer}
+	s := &Socket{Queue: queue, umem: umem, frameSize: opts.FrameSize, frames: opts.Frames, fd: -1, sg: opts.MultiBuffer, txHeadroom: txMetadataLen}
 	var sg uint16
 	if s.sg {
 		sg = unix.XDP_USE_SG
@@ -154,9 +174,14 @@ func Open(ifindex, queue int, opts Options) (*Socket, error) {
 		}
 		return nil, fmt.Errorf("open af_xdp socket on queue %d: %w (zero-copy: %v)", queue, err, s.ZeroCopyErr)
 	}
-	if s.stopFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+	if err := unix.SetNonblock(s.fd, true); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("create eventfd: %w", err)
+		return nil, fmt.Errorf("make af_xdp socket non-blocking: %w", err)
+	}
+	s.file = os.NewFile(uintptr(s.fd), fmt.Sprintf("xsk-queue-%d", queue))
+	if s.conn, err = s.file.SyscallConn(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("register af_xdp socket with the poller: %w", err)
 	}
 	half := s.frames / 2
 	for i := range half {
@@ -179,7 +204,13 @@ func (s *Socket) bind(ifindex, queue int, flags uint16) error {
 		return fmt.Errorf("create af_xdp socket: %w", err)
 	}
 	s.fd = fd
-	if err := registerUMEM(fd, s.umem, s.frameSize); err != nil {
+	err = registerUMEM(fd, s.umem, s.frameSize, s.txHeadroom)
+	if errors.Is(err, unix.EINVAL) && s.txHeadroom != 0 {
+		// Kernels before 6.11 know no XDP_UMEM_TX_METADATA_LEN.
+		s.txHeadroom = 0
+		err = registerUMEM(fd, s.umem, s.frameSize, 0)
+	}
+	if err != nil {
 		return err
 	}
 	n := s.frames / 2
@@ -219,6 +250,7 @@ func (s *Socket) bind(ifindex, queue int, flags uint16) error {
 		s.Mode = ModeCopy
 	}
 	s.NeedWakeup = flags&unix.XDP_USE_NEED_WAKEUP != 0
+	s.checksumOffload = s.txHeadroom != 0 && s.Mode == ModeCopy
 	return nil
 }
 
@@ -227,10 +259,13 @@ func (s *Socket) closeSocket() {
 		unix.Munmap(m)
 	}
 	s.mmaps = nil
-	if s.fd >= 0 {
+	if s.file != nil {
+		s.file.Close()
+		s.file = nil
+	} else if s.fd >= 0 {
 		unix.Close(s.fd)
-		s.fd = -1
 	}
+	s.fd = -1
 }
 
 // FD is the socket's descriptor, for the xsks map.
@@ -299,35 +334,42 @@ func (s *Socket) refill() {
 	}
 }
 
-// Wait blocks in poll() until frames arrive or Stop is called, so an
-// idle socket costs no CPU. It returns false once stopped.
+// Wait parks the calling goroutine in Go's network poller until frames
+// arrive or Stop is called, so an idle socket costs no CPU. Parking
+// there, rather than in a blocking poll(), frees the thread's P at once
+// for the goroutines the last batch woke (the netstack's TCP processor):
+// a thread blocked in poll() keeps its P until the runtime's monitor
+// takes it back, which held those goroutines up by tens of
+// microseconds. It returns false once stopped.
 func (s *Socket) Wait() bool {
-	fds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}, {Fd: int32(s.stopFD), Events: unix.POLLIN}}
-	for {
-		_, err := unix.Poll(fds, -1)
-		if err == unix.EINTR {
-			continue
-		}
-		return err == nil && fds[1].Revents == 0
-	}
+	err := s.conn.Read(func(uintptr) bool { return s.rx.available() > 0 })
+	return err == nil
 }
 
 // Stop makes Wait return false, now and from then on.
 func (s *Socket) Stop() {
-	unix.Write(s.stopFD, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	s.file.SetReadDeadline(time.Unix(1, 0))
 }
 
+// Checksum asks the kernel to finish a packet's partial checksum: to sum
+// the bytes from Start to the end and store the result at Start+Offset,
+// where the packet holds the sum of the pseudo-header (Linux's
+// CHECKSUM_PARTIAL). The zero value asks nothing. Only for a socket that
+// OffloadsChecksum.
+type Checksum struct{ Start, Offset uint16 }
+
 // Transmit sends up to n packets: write fills packet i into buf and
-// returns its length. buf is a UMEM frame, or with MultiBuffer a buffer
-// of maxPacket bytes that Transmit then cuts into frames. It returns
-// how many it queued; fewer than n when the TX ring and frames stay full.
-func (s *Socket) Transmit(n int, write func(i int, buf []byte) int) (int, error) {
+// returns its length and the checksum it leaves to the kernel. buf is a
+// UMEM frame, or with MultiBuffer a buffer of maxPacket bytes that
+// Transmit then cuts into frames. It returns how many it queued; fewer
+// than n when the TX ring and frames stay full.
+func (s *Socket) Transmit(n int, write func(i int, buf []byte) (int, Checksum)) (int, error) {
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
 	// A packet needs at most this many frames.
 	need := uint32(1)
 	if s.sg {
-		need = (maxPacket + s.frameSize - 1) / s.frameSize
+		need = framesFor(maxPacket, s.frameSize-s.txHeadroom)
 	}
 	sent := 0
 	var stalled time.Time
@@ -357,14 +399,18 @@ func (s *Socket) Transmit(n int, write func(i int, buf []byte) int) (int, error)
 		first := sent
 		for ; sent < n && room-frames >= need; sent++ {
 			if s.sg {
-				l := write(sent, s.txJoin)
+				l, csum := write(sent, s.txJoin)
+				first := s.tx.cachedProd + frames
 				frames += s.cut(s.txJoin[:l], frames)
+				s.requestChecksum(s.tx.at(first), csum)
 				bytes += uint64(l)
 				continue
 			}
-			addr := s.txFree[len(s.txFree)-1-int(frames)]
-			l := write(sent, s.umem[addr:addr+uint64(s.frameSize)])
-			*s.tx.at(s.tx.cachedProd + frames) = unix.XDPDesc{Addr: addr, Len: uint32(l)}
+			addr := s.txFree[len(s.txFree)-1-int(frames)] + uint64(s.txHeadroom)
+			l, csum := write(sent, s.umem[addr:addr+uint64(s.frameSize-s.txHeadroom)])
+			d := s.tx.at(s.tx.cachedProd + frames)
+			*d = unix.XDPDesc{Addr: addr, Len: uint32(l)}
+			s.requestChecksum(d, csum)
 			frames++
 			bytes += uint64(l)
 		}
@@ -387,8 +433,8 @@ func (s *Socket) Transmit(n int, write func(i int, buf []byte) int) (int, error)
 func (s *Socket) cut(pkt []byte, used uint32) uint32 {
 	var k uint32
 	for {
-		addr := s.txFree[len(s.txFree)-1-int(used+k)]
-		c := copy(s.umem[addr:addr+uint64(s.frameSize)], pkt)
+		addr := s.txFree[len(s.txFree)-1-int(used+k)] + uint64(s.txHeadroom)
+		c := copy(s.umem[addr:addr+uint64(s.frameSize-s.txHeadroom)], pkt)
 		pkt = pkt[c:]
 		d := unix.XDPDesc{Addr: addr, Len: uint32(c)}
 		if len(pkt) > 0 {
@@ -400,6 +446,23 @@ func (s *Socket) cut(pkt []byte, used uint32) uint32 {
 			return k
 		}
 	}
+}
+
+// requestChecksum writes the TX metadata, just before the packet, that
+// asks the kernel to finish the checksum csum describes; d is the
+// packet's first descriptor.
+func (s *Socket) requestChecksum(d *unix.XDPDesc, csum Checksum) {
+	if csum == (Checksum{}) {
+		return
+	}
+	if !s.checksumOffload {
+		panic("afxdp: checksum offload requested from a socket without it")
+	}
+	meta := s.umem[d.Addr-txMetadataLen : d.Addr]
+	binary.NativeEndian.PutUint64(meta, txmdFlagsChecksum)
+	binary.NativeEndian.PutUint16(meta[8:], csum.Start)
+	binary.NativeEndian.PutUint16(meta[10:], csum.Offset)
+	d.Options |= unix.XDP_TX_METADATA
 }
 
 // kick tells the kernel to send what the TX ring holds. In copy mode a
@@ -429,7 +492,7 @@ func (s *Socket) kick() error {
 func (s *Socket) reap() {
 	n := s.comp.available()
 	for i := range n {
-		s.txFree = append(s.txFree, *s.comp.at(s.comp.cachedCons + i))
+		s.txFree = append(s.txFree, *s.comp.at(s.comp.cachedCons+i)&^uint64(s.frameSize-1))
 	}
 	s.comp.release(n)
 	s.txInKernel.Add(-int64(n))
@@ -477,8 +540,8 @@ func (s *Socket) Close() error {
 		return nil
 	}
 	// Closing unbinds the device, so the rings, still mapped, hold still.
-	err := unix.Close(s.fd)
-	s.fd = -1
+	err := s.file.Close()
+	s.file, s.fd = nil, -1
 	rx := s.rx.available()
 	for i := range rx {
 		s.rxFree = append(s.rxFree, s.rx.at(s.rx.cachedCons+i).Addr&^uint64(s.frameSize-1))
@@ -491,7 +554,7 @@ func (s *Socket) Close() error {
 	s.reap()
 	tx := s.tx.pending()
 	for i := range tx {
-		s.txFree = append(s.txFree, s.tx.at(s.tx.consumer.Load()+i).Addr)
+		s.txFree = append(s.txFree, s.tx.at(s.tx.consumer.Load()+i).Addr&^uint64(s.frameSize-1))
 	}
 	s.rxInKernel.Add(-int64(rx + fill))
 	s.txInKernel.Add(-int64(tx))
@@ -499,7 +562,14 @@ func (s *Socket) Close() error {
 	s.txFreeN.Add(int64(tx))
 	s.lost.Store(s.rxInKernel.Swap(0) + s.txInKernel.Swap(0))
 	s.closeSocket()
-	unix.Close(s.stopFD)
 	unix.Munmap(s.umem)
 	return err
 }
+
+// OffloadsChecksum tells whether Transmit can leave a partial checksum
+// for the kernel to finish (AF_XDP TX metadata, Linux 6.11 or later, in
+// copy mode): on a veth the frame then reaches the peer as
+// CHECKSUM_PARTIAL and nobody sums its bytes, as between two kernel
+// sockets. Zero-copy would need the driver's support, which is not
+// asked for.
+func (s *Socket) OffloadsChecksum() bool { return s.checksumOffload }

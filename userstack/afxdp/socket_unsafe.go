@@ -25,11 +25,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func registerUMEM(fd int, umem []byte, frameSize uint32) error {
+// registerUMEM registers umem with fd, leaving txMetadata bytes before
+// every transmitted packet for its TX metadata when not 0.
+func registerUMEM(fd int, umem []byte, frameSize, txMetadata uint32) error {
 	reg := unix.XDPUmemReg{
-		Addr: uint64(uintptr(unsafe.Pointer(&umem[0]))),
-		Len:  uint64(len(umem)),
-		Size: frameSize,
+		Addr:            uint64(uintptr(unsafe.Pointer(&umem[0]))),
+		Len:             uint64(len(umem)),
+		Size:            frameSize,
+		Tx_metadata_len: txMetadata,
+	}
+	if txMetadata != 0 {
+		reg.Flags = unix.XDP_UMEM_TX_METADATA_LEN
 	}
 	_, _, errno := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_XDP, unix.XDP_UMEM_REG,
 		uintptr(unsafe.Pointer(&reg)), unsafe.Sizeof(reg), 0)
