@@ -20,7 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/link/qdisc/fifo"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -120,7 +119,7 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	s.link = ep
 	// The fifo queue discipline hands the endpoint batches, one
 	// dispatcher per queue, so that one sendto kick sends many frames.
-	if err := s.stack.CreateNICWithOptions(nicID, ep, stack.NICOptions{QDisc: fifo.New(ep, len(queues), 1000)}); err != nil {
+	if err := s.stack.CreateNICWithOptions(nicID, ep, stack.NICOptions{}); err != nil {
 		return nil, fmt.Errorf("create netstack nic: %s", err)
 	}
 	for _, p := range iface.Addrs {

@@ -15,6 +15,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
+
+	"github.com/xdpstack/xdpstack/userstack/afxdp"
 )
 
 // Queue is what the endpoint needs of one queue's AF_XDP socket
@@ -27,7 +29,10 @@ type Queue interface {
 	// Stop ends Wait.
 	Stop()
 	// Transmit writes n frames with write and returns how many it sent.
-	Transmit(n int, write func(i int, frame []byte) int) (int, error)
+	Transmit(n int, write func(i int, frame []byte) (int, afxdp.Checksum)) (int, error)
+	// OffloadsChecksum tells whether Transmit can leave partial
+	// checksums to the kernel.
+	OffloadsChecksum() bool
 }
 
 // Options describe the interface the endpoint stands in for.
@@ -177,12 +182,12 @@ func (e *Endpoint) Capabilities() stack.LinkEndpointCapabilities {
 	return stack.CapabilityResolutionRequired
 }
 
-// GSOMaxSize and SupportedGSO turn on gVisor's own GSO: TCP keeps and
-// acknowledges 64 KiB segments and splits them into MSS-sized packets
-// only on their way out, which saves most of its per-segment work.
-func (e *Endpoint) GSOMaxSize() uint32 { return stack.GVisorGSOMaxSize }
+// GSOMaxSize and SupportedGSO offer the netstack host GSO: TCP hands
+// over segments of up to 64 KiB with partial checksums, which the
+// endpoint cuts into frames (segment.go).
+func (e *Endpoint) GSOMaxSize() uint32 { return 1 << 16 }
 
-func (e *Endpoint) SupportedGSO() stack.SupportedGSO { return stack.GVisorGSOSupported }
+func (e *Endpoint) SupportedGSO() stack.SupportedGSO { return stack.HostGSOSupported }
 
 func (e *Endpoint) AddHeader(pkt *stack.PacketBuffer) {
 	eth := header.Ethernet(pkt.LinkHeader().Push(header.EthernetMinimumSize))
@@ -201,10 +206,9 @@ func (e *Endpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
 // WritePackets sends a batch, each packet on the queue its flow hash
 // picks, so that a flow's segments never overtake each other.
 func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
-	all := pkts.AsSlice()
-	byQueue := make([][]*stack.PacketBuffer, len(e.queues))
+	byQueue := make([][]frame, len(e.queues))
 	written := 0
-	for _, pkt := range all {
+	for _, pkt := range pkts.AsSlice() {
 		if e.solicitation(pkt) {
 			written++
 			continue
@@ -213,21 +217,26 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 		if len(e.queues) > 1 {
 			q = int(pkt.Hash % uint32(len(e.queues)))
 		}
-		byQueue[q] = append(byQueue[q], pkt)
+		p := newOutPacket(pkt)
+		for seg := range p.segs {
+			byQueue[q] = append(byQueue[q], frame{pkt: p, seg: seg})
+		}
 	}
-	for q, batch := range byQueue {
-		if len(batch) == 0 {
+	for q, frames := range byQueue {
+		if len(frames) == 0 {
 			continue
 		}
-		n, err := e.queues[q].Transmit(len(batch), func(i int, frame []byte) int {
-			off := 0
-			for _, s := range batch[i].AsSlices() {
-				off += copy(frame[off:], s)
-			}
-			return off
+		offload := e.queues[q].OffloadsChecksum()
+		n, err := e.queues[q].Transmit(len(frames), func(i int, buf []byte) (int, afxdp.Checksum) {
+			return frames[i].pkt.write(buf, frames[i].seg, offload)
 		})
-		written += n
-		if err != nil || n < len(batch) {
+		// A packet counts as written once its last frame is.
+		for _, f := range frames[:n] {
+			if f.seg == f.pkt.segs-1 {
+				written++
+			}
+		}
+		if err != nil || n < len(frames) {
 			return written, &tcpip.ErrNoBufferSpace{}
 		}
 	}

@@ -14,10 +14,12 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/xdpstack/xdpstack/internal/testutil"
+	"github.com/xdpstack/xdpstack/userstack/afxdp"
 )
 
 // memQueue is a Queue over memory: what one side transmits, the peer's
@@ -29,6 +31,8 @@ type memQueue struct {
 	stopped bool
 	peer    *memQueue
 	sent    int
+	// largest is the longest frame sent.
+	largest int
 }
 
 func memPair() (*memQueue, *memQueue) {
@@ -66,13 +70,19 @@ func (q *memQueue) Stop() {
 	q.cond.Broadcast()
 }
 
-func (q *memQueue) Transmit(n int, write func(int, []byte) int) (int, error) {
+func (q *memQueue) OffloadsChecksum() bool { return false }
+
+func (q *memQueue) Transmit(n int, write func(int, []byte) (int, afxdp.Checksum)) (int, error) {
 	frames := make([][]byte, n)
 	for i := range n {
 		f := make([]byte, 4096)
-		frames[i] = f[:write(i, f)]
+		l, _ := write(i, f)
+		frames[i] = f[:l]
 	}
 	q.mu.Lock()
+	for _, f := range frames {
+		q.largest = max(q.largest, len(f))
+	}
 	q.sent += n
 	q.mu.Unlock()
 	q.peer.mu.Lock()
@@ -83,9 +93,9 @@ func (q *memQueue) Transmit(n int, write func(int, []byte) int) (int, error) {
 }
 
 type side struct {
-	stack *stack.Stack
-	addr  tcpip.Address
-	mac   tcpip.LinkAddress
+	stack       *stack.Stack
+	addr, addr6 tcpip.Address
+	mac         tcpip.LinkAddress
 }
 
 func newSide(t *testing.T, q Queue, last byte, opts Options) *side {
@@ -95,7 +105,7 @@ func newSide(t *testing.T, q Queue, last byte, opts Options) *side {
 		opts.MTU = 1500
 	}
 	s := stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
 	})
 	ep := New([]Queue{q}, opts)
@@ -106,29 +116,41 @@ func newSide(t *testing.T, q Queue, last byte, opts Options) *side {
 	if err := s.AddProtocolAddress(1, tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: addr.WithPrefix()}, stack.AddressProperties{}); err != nil {
 		t.Fatalf("AddProtocolAddress: %v", err)
 	}
+	addr6 := tcpip.AddrFrom16([16]byte{0: 0xfd, 15: last})
+	if err := s.AddProtocolAddress(1, tcpip.ProtocolAddress{Protocol: ipv6.ProtocolNumber, AddressWithPrefix: addr6.WithPrefix()}, stack.AddressProperties{}); err != nil {
+		t.Fatalf("AddProtocolAddress: %v", err)
+	}
 	sub, _ := tcpip.NewSubnet(tcpip.AddrFrom4([4]byte{10, 0, 0, 0}), tcpip.MaskFromBytes([]byte{255, 255, 255, 0}))
-	s.SetRouteTable([]tcpip.Route{{Destination: sub, NIC: 1}})
+	sub6, _ := tcpip.NewSubnet(tcpip.AddrFrom16([16]byte{0: 0xfd}), tcpip.MaskFromBytes(append([]byte{0xff}, make([]byte, 15)...)))
+	s.SetRouteTable([]tcpip.Route{{Destination: sub, NIC: 1}, {Destination: sub6, NIC: 1}})
 	t.Cleanup(func() { ep.Stop(); s.Close(); s.Wait() })
-	return &side{stack: s, addr: addr, mac: tcpip.LinkAddress(opts.MAC)}
+	return &side{stack: s, addr: addr, addr6: addr6, mac: tcpip.LinkAddress(opts.MAC)}
 }
 
 func (s *side) knows(t *testing.T, peer *side) {
 	if err := s.stack.AddStaticNeighbor(1, ipv4.ProtocolNumber, peer.addr, peer.mac); err != nil {
 		t.Fatalf("AddStaticNeighbor: %v", err)
 	}
+	if err := s.stack.AddStaticNeighbor(1, ipv6.ProtocolNumber, peer.addr6, peer.mac); err != nil {
+		t.Fatalf("AddStaticNeighbor: %v", err)
+	}
 }
 
 // TestTransfer moves data both ways between two netstacks over the
-// endpoint, with and without GRO, and checks every byte.
+// endpoint, with and without GRO, over IPv4 and IPv6, and checks every
+// byte, every checksum, and that the netstack's 64 KiB segments left
+// as frames no larger than the MTU.
 func TestTransfer(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		gro  bool
 		mtu  uint32
+		v6   bool
 	}{
-		{"plain", false, 1500},
-		{"gro", true, 1500},
-		{"jumbo", true, 4000},
+		{"plain", false, 1500, false},
+		{"gro", true, 1500, false},
+		{"jumbo", true, 4000, false},
+		{"ipv6", true, 1500, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			qa, qb := memPair()
@@ -136,7 +158,11 @@ func TestTransfer(t *testing.T) {
 			b := newSide(t, qb, 2, Options{GRO: tc.gro, MTU: tc.mtu})
 			a.knows(t, b)
 			b.knows(t, a)
-			ln, err := gonet.ListenTCP(b.stack, tcpip.FullAddress{NIC: 1, Addr: b.addr, Port: 7}, ipv4.ProtocolNumber)
+			to, proto := tcpip.FullAddress{NIC: 1, Addr: b.addr, Port: 7}, ipv4.ProtocolNumber
+			if tc.v6 {
+				to, proto = tcpip.FullAddress{NIC: 1, Addr: b.addr6, Port: 7}, ipv6.ProtocolNumber
+			}
+			ln, err := gonet.ListenTCP(b.stack, to, proto)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -144,7 +170,7 @@ func TestTransfer(t *testing.T) {
 			go testutil.Echo(ln)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := gonet.DialContextTCP(ctx, a.stack, tcpip.FullAddress{NIC: 1, Addr: b.addr, Port: 7}, ipv4.ProtocolNumber)
+			c, err := gonet.DialContextTCP(ctx, a.stack, to, proto)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,8 +186,18 @@ func TestTransfer(t *testing.T) {
 			if !bytes.Equal(got, want) {
 				t.Fatal("echoed bytes differ from those sent")
 			}
-			if bad := b.stack.Stats().TCP.ChecksumErrors.Value(); bad != 0 {
-				t.Errorf("TCP checksum errors: %d", bad)
+			for _, s := range []*side{a, b} {
+				if bad := s.stack.Stats().TCP.ChecksumErrors.Value(); bad != 0 {
+					t.Errorf("TCP checksum errors: %d", bad)
+				}
+			}
+			qa.mu.Lock()
+			defer qa.mu.Unlock()
+			if max := int(tc.mtu) + 14; qa.largest > max {
+				t.Errorf("largest frame sent: %d bytes, above the MTU's %d", qa.largest, max)
+			}
+			if segs := a.stack.Stats().TCP.SegmentsSent.Value(); segs >= uint64(qa.sent) {
+				t.Errorf("netstack sent %d segments in %d frames: no segment was cut", segs, qa.sent)
 			}
 		})
 	}

@@ -1,0 +1,135 @@
+package link
+
+import (
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/xdpstack/xdpstack/userstack/afxdp"
+)
+
+// The endpoint offers the netstack host GSO: TCP hands it segments of up
+// to 64 KiB with only the pseudo-header in their checksum, and the
+// endpoint cuts them into MSS-sized frames as a NIC's TSO would. The
+// netstack then does its per-segment work (headers, routing, checksums,
+// a call into the link layer) once per 64 KiB, and the frames of one
+// segment go out with one kick.
+
+// frame is one frame to send: a packet, or one MSS-sized piece of a
+// TCP segment larger than the MTU.
+type frame struct {
+	pkt *outPacket
+	// seg is which piece of pkt, from 0.
+	seg int
+}
+
+// outPacket is a packet with what cutting it needs, worked out once.
+type outPacket struct {
+	pkt *stack.PacketBuffer
+	// views are the packet's bytes, headers first.
+	views [][]byte
+	// tso says the packet is a TCP segment to cut into pieces of mss
+	// bytes of payload, each with a partial checksum.
+	tso                   bool
+	mss                   int
+	l3, l4, hdrs, payload int
+	segs                  int
+}
+
+func newOutPacket(pkt *stack.PacketBuffer) *outPacket {
+	p := &outPacket{pkt: pkt, views: pkt.AsSlices(), segs: 1}
+	gso := pkt.GSOOptions
+	if (gso.Type != stack.GSOTCPv4 && gso.Type != stack.GSOTCPv6) || !gso.NeedsCsum {
+		return p
+	}
+	p.tso = true
+	p.l3 = len(pkt.LinkHeader().Slice())
+	p.l4 = p.l3 + len(pkt.NetworkHeader().Slice())
+	p.hdrs = p.l4 + len(pkt.TransportHeader().Slice())
+	p.payload = pkt.Data().Size()
+	p.mss = int(gso.MSS)
+	if p.mss == 0 || p.mss > p.payload {
+		p.mss = max(p.payload, 1)
+	}
+	p.segs = max(1, (p.payload+p.mss-1)/p.mss)
+	return p
+}
+
+// write puts piece seg of p into buf and returns its length and the
+// checksum it leaves to the kernel when offload is true; without
+// offload it finishes the checksum itself.
+func (p *outPacket) write(buf []byte, seg int, offload bool) (int, afxdp.Checksum) {
+	if !p.tso {
+		return copyFrom(buf, p.views, 0, len(buf)), afxdp.Checksum{}
+	}
+	off := seg * p.mss
+	n := min(p.mss, p.payload-off)
+	copyFrom(buf, p.views, 0, p.hdrs)
+	copyFrom(buf[p.hdrs:], p.views, p.hdrs+off, n)
+	end := p.hdrs + n
+	tcpLen := end - p.l4
+	if p.segs > 1 {
+		p.fixNetworkHeader(buf[p.l3:p.l4], end-p.l3, seg)
+		tcp := header.TCP(buf[p.l4:])
+		tcp.SetSequenceNumber(tcp.SequenceNumber() + uint32(off))
+		flags := tcp.Flags()
+		if seg != p.segs-1 {
+			// FIN and PSH belong to the last piece, CWR to the first.
+			flags &^= header.TCPFlagFin | header.TCPFlagPsh
+		}
+		if seg != 0 {
+			flags &^= header.TCPFlagCwr
+		}
+		tcp.SetFlags(uint8(flags))
+	}
+	tcp := header.TCP(buf[p.l4:end])
+	var src, dst tcpip.Address
+	if p.pkt.GSOOptions.Type == stack.GSOTCPv4 {
+		ip := header.IPv4(buf[p.l3:p.l4])
+		src, dst = ip.SourceAddress(), ip.DestinationAddress()
+	} else {
+		ip := header.IPv6(buf[p.l3:p.l4])
+		src, dst = ip.SourceAddress(), ip.DestinationAddress()
+	}
+	pseudo := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(tcpLen))
+	if offload {
+		tcp.SetChecksum(pseudo)
+		return end, afxdp.Checksum{Start: uint16(p.l4), Offset: header.TCPChecksumOffset}
+	}
+	tcp.SetChecksum(0)
+	tcp.SetChecksum(^checksum.Checksum(tcp, pseudo))
+	return end, afxdp.Checksum{}
+}
+
+// fixNetworkHeader gives piece seg's IP header its own length (size
+// bytes from the IP header on) and, for IPv4, its own ID and checksum.
+func (p *outPacket) fixNetworkHeader(ip []byte, size, seg int) {
+	if p.pkt.GSOOptions.Type == stack.GSOTCPv6 {
+		header.IPv6(ip).SetPayloadLength(uint16(size - header.IPv6MinimumSize))
+		return
+	}
+	h := header.IPv4(ip)
+	h.SetTotalLength(uint16(size))
+	h.SetID(h.ID() + uint16(seg))
+	h.SetChecksum(0)
+	h.SetChecksum(^h.CalculateChecksum())
+}
+
+// copyFrom copies n bytes of views, from offset off on, into dst and
+// returns how many it copied.
+func copyFrom(dst []byte, views [][]byte, off, n int) int {
+	done := 0
+	for _, v := range views {
+		if done == n {
+			break
+		}
+		if off >= len(v) {
+			off -= len(v)
+			continue
+		}
+		done += copy(dst[done:n], v[off:])
+		off = 0
+	}
+	return done
+}
