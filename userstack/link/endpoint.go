@@ -70,6 +70,7 @@ type Endpoint struct {
 	// solicitors maps an IPv6 target the netstack solicited to the
 	// address it solicited from, where the advertisement must go.
 	solicitors map[tcpip.Address]tcpip.Address
+	acks       *delayedACKs
 	wg         sync.WaitGroup
 }
 
@@ -81,7 +82,9 @@ var (
 // New returns an endpoint over queues; receiving starts when the
 // netstack attaches it.
 func New(queues []Queue, opts Options) *Endpoint {
-	return &Endpoint{queues: queues, opts: opts, addr: tcpip.LinkAddress(opts.MAC), solicitors: map[tcpip.Address]tcpip.Address{}}
+	e := &Endpoint{queues: queues, opts: opts, addr: tcpip.LinkAddress(opts.MAC), solicitors: map[tcpip.Address]tcpip.Address{}}
+	e.acks = newDelayedACKs(func(acks []*outPacket) { e.send(acks) })
+	return e
 }
 
 func (e *Endpoint) Attach(d stack.NetworkDispatcher) {
@@ -150,6 +153,7 @@ func (e *Endpoint) parse(frame []byte) *stack.PacketBuffer {
 // before closing the netstack: a loop delivering a packet may need the
 // stack's lock, which the stack holds while it waits for the endpoint.
 func (e *Endpoint) Stop() {
+	e.acks.stop()
 	for _, q := range e.queues {
 		q.Stop()
 	}
@@ -204,20 +208,36 @@ func (e *Endpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
 }
 
 // WritePackets sends a batch, each packet on the queue its flow hash
-// picks, so that a flow's segments never overtake each other.
+// picks, so that a flow's segments never overtake each other. Pure ACKs
+// may wait for the next packet (delayedACKs).
 func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
-	byQueue := make([][]frame, len(e.queues))
-	written := 0
+	out := make([]*outPacket, 0, pkts.Len())
 	for _, pkt := range pkts.AsSlice() {
-		if e.solicitation(pkt) {
-			written++
-			continue
+		if !e.solicitation(pkt) {
+			out = append(out, newOutPacket(pkt))
 		}
+	}
+	unsent := 0
+	for _, p := range e.send(e.acks.hold(out)) {
+		if !p.held {
+			unsent++
+		}
+	}
+	if unsent != 0 {
+		return pkts.Len() - unsent, &tcpip.ErrNoBufferSpace{}
+	}
+	return pkts.Len(), nil
+}
+
+// send transmits packets on their queues and returns those it could not
+// send whole. It drops the references of the held ones.
+func (e *Endpoint) send(packets []*outPacket) (unsent []*outPacket) {
+	byQueue := make([][]frame, len(e.queues))
+	for _, p := range packets {
 		q := 0
 		if len(e.queues) > 1 {
-			q = int(pkt.Hash % uint32(len(e.queues)))
+			q = int(p.pkt.Hash % uint32(len(e.queues)))
 		}
-		p := newOutPacket(pkt)
 		for seg := range p.segs {
 			byQueue[q] = append(byQueue[q], frame{pkt: p, seg: seg})
 		}
@@ -227,20 +247,22 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 			continue
 		}
 		offload := e.queues[q].OffloadsChecksum()
-		n, err := e.queues[q].Transmit(len(frames), func(i int, buf []byte) (int, afxdp.Checksum) {
+		n, _ := e.queues[q].Transmit(len(frames), func(i int, buf []byte) (int, afxdp.Checksum) {
 			return frames[i].pkt.write(buf, frames[i].seg, offload)
 		})
-		// A packet counts as written once its last frame is.
-		for _, f := range frames[:n] {
+		// A packet is sent once its last frame is.
+		for _, f := range frames[n:] {
 			if f.seg == f.pkt.segs-1 {
-				written++
+				unsent = append(unsent, f.pkt)
 			}
 		}
-		if err != nil || n < len(frames) {
-			return written, &tcpip.ErrNoBufferSpace{}
+	}
+	for _, p := range packets {
+		if p.held {
+			p.pkt.DecRef()
 		}
 	}
-	return written, nil
+	return unsent
 }
 
 // solicitation tells whether pkt is the netstack asking for a link

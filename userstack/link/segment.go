@@ -35,6 +35,9 @@ type outPacket struct {
 	mss                   int
 	l3, l4, hdrs, payload int
 	segs                  int
+	// held says the packet was held back (delayedACKs) and holds a
+	// reference to pkt, dropped once it is sent.
+	held bool
 }
 
 func newOutPacket(pkt *stack.PacketBuffer) *outPacket {
