@@ -18,6 +18,8 @@ type XdpAttachInfo struct {
 	AttachTimeNs uint64
 	Pid          uint32
 	Pad          uint32
+	XskQueues    uint64
+	XskZerocopy  uint64
 }
 
 type XdpCounter struct {

@@ -27,6 +27,26 @@ type Status struct {
 	Running bool
 	// Pins are the names of the files in PinDir.
 	Pins []string
+	// XSKs are the AF_XDP sockets the process serves the interface
+	// with, by queue, as it recorded them.
+	XSKs []XSK
+}
+
+// XSK is an AF_XDP socket on one queue.
+type XSK struct {
+	Queue    int
+	ZeroCopy bool
+}
+
+// xsksOf lists the sockets an AttachInfo records.
+func xsksOf(info maps.AttachInfo) []XSK {
+	var xsks []XSK
+	for q := range 64 {
+		if info.XSKQueues&(1<<q) != 0 {
+			xsks = append(xsks, XSK{Queue: q, ZeroCopy: info.XSKZeroCopy&(1<<q) != 0})
+		}
+	}
+	return xsks
 }
 
 // ReadStatus reads the status of every interface with pins under root.
@@ -71,6 +91,9 @@ func ReadInterfaceStatus(root, ifname string) (Status, error) {
 		if info, err := set.Info.Get(); err == nil {
 			s.AttachedAt, s.PID = info.Time, info.PID
 			s.Running = processAlive(info.PID)
+			if s.Running {
+				s.XSKs = xsksOf(info)
+			}
 		}
 		set.Close()
 	}

@@ -63,6 +63,35 @@ func echoOnce(t *testing.T, h *testutil.Host, addr string, n int) {
 	})
 }
 
+// checkStatusXSKs checks that `xdpstack status` in h reports n AF_XDP
+// sockets, one per queue, all in mode, in its JSON and its table.
+func checkStatusXSKs(t *testing.T, h *testutil.Host, pinRoot, mode string, n int) {
+	t.Helper()
+	out := h.Exec(t, binary, "--pin-root", pinRoot, "status", h.Iface, "--json")
+	var status []struct {
+		AFXDP []struct {
+			Queue int    `json:"queue"`
+			Mode  string `json:"mode"`
+		} `json:"afxdp"`
+	}
+	if err := json.Unmarshal([]byte(out), &status); err != nil || len(status) != 1 || len(status[0].AFXDP) != n {
+		t.Fatalf("status --json: want %d AF_XDP sockets, got %v:\n%s", n, err, out)
+	}
+	for q, x := range status[0].AFXDP {
+		if x.Queue != q || x.Mode != mode {
+			t.Errorf("status --json: socket %d is %+v, want queue %d in %s mode", q, x, q, mode)
+		}
+	}
+	queues := make([]string, n)
+	for q := range queues {
+		queues[q] = fmt.Sprint(q)
+	}
+	want := mode + " on queues " + strings.Join(queues, ",")
+	if out := h.Exec(t, binary, "--pin-root", pinRoot, "status", h.Iface); !strings.Contains(out, want) {
+		t.Errorf("status: want %q in:\n%s", want, out)
+	}
+}
+
 // TestUserstackEcho serves the echo app on the userstack of a two-queue
 // veth and talks to it from kernel peers: Go, nc, the echo tester with a
 // large verified transfer and 1000 connections, UDP, while a kernel
@@ -74,6 +103,7 @@ func TestUserstackEcho(t *testing.T) {
 	if d.ready.Queues != 2 || d.ready.AFXDPMode == "" {
 		t.Fatalf("ready file: %+v, want 2 queues and an AF_XDP mode", d.ready)
 	}
+	checkStatusXSKs(t, a, root, d.ready.AFXDPMode, 2)
 	echoAddr := fmt.Sprintf("%s:7", a.Addr)
 	kernelAddr := a.KernelEcho(t, fmt.Sprintf("%s:8080", a.Addr))
 	t.Cleanup(func() {

@@ -44,6 +44,7 @@ type Stack struct {
 	stack    *stack.Stack
 	sockets  []*afxdp.Socket
 	xsks     maps.XSKs
+	info     maps.Info
 	sessions *session.Table
 	link     *link.Endpoint
 	// resolving are the neighbours the netstack asked the kernel for.
@@ -80,7 +81,7 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if iface.MTU+14 > int(frameSize)-256 {
 		opts.AFXDP.MultiBuffer = true
 	}
-	s = &Stack{iface: iface, opts: opts, xsks: m.XSKs, sessions: session.NewTable(m.Listeners), resolving: map[tcpip.Address]bool{}, done: make(chan struct{})}
+	s = &Stack{iface: iface, opts: opts, xsks: m.XSKs, sessions: session.NewTable(m.Listeners), resolving: map[tcpip.Address]bool{}, done: make(chan struct{}), info: m.Info}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -135,10 +136,20 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 		return nil, err
 	}
 	// Steer only once the netstack is ready for what comes.
+	var served, zeroCopy uint64
 	for q, sock := range s.sockets {
 		if err := m.XSKs.Register(q, sock.FD()); err != nil {
 			return nil, err
 		}
+		// The record has room for 64 queues.
+		served |= 1 << q
+		if sock.Mode == afxdp.ModeZeroCopy {
+			zeroCopy |= 1 << q
+		}
+	}
+	// For `xdpstack status`, which runs in another process.
+	if err := s.info.SetSockets(served, zeroCopy); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -200,6 +211,9 @@ func (s *Stack) Close() error {
 		}
 		for q := range s.sockets {
 			errs = append(errs, s.xsks.Unregister(q))
+		}
+		if len(s.sockets) != 0 {
+			errs = append(errs, s.info.SetSockets(0, 0))
 		}
 		close(s.done)
 		if s.link != nil {

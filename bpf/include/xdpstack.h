@@ -44,4 +44,6 @@ struct attach_info {
 	__u64 attach_time_ns; /* CLOCK_REALTIME */
 	__u32 pid;	      /* of the xdpstack process that attached */
 	__u32 pad;
+	__u64 xsk_queues;   /* bit q: the process serves queue q with an AF_XDP socket */
+	__u64 xsk_zerocopy; /* bit q: that socket runs in zero-copy mode */
 };
