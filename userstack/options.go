@@ -64,5 +64,27 @@ func (o *Options) setDefaults() error {
 	if t.Backlog == 0 {
 		t.Backlog = 4096
 	}
+	for _, b := range []struct {
+		name string
+		size int
+	}{{"send", t.SendBuffer}, {"receive", t.ReceiveBuffer}} {
+		if b.size < minTCPBuffer {
+			return fmt.Errorf("tcp %s buffer %d: want at least %d bytes", b.name, b.size, minTCPBuffer)
+		}
+	}
+	if t.Backlog < 0 {
+		return fmt.Errorf("tcp backlog %d: want a positive number", t.Backlog)
+	}
 	return nil
 }
+
+// Validate tells whether Start would accept the options.
+func (o Options) Validate() error { return o.setDefaults() }
+
+// minTCPBuffer is the smallest TCP buffer, and the size every
+// connection's buffers start from.
+const minTCPBuffer = 4096
+
+// defaultTCPBuffer is the size a connection's buffers start at, unless
+// the largest allowed is smaller; auto-tuning grows them from there.
+const defaultTCPBuffer = 1 << 20

@@ -174,8 +174,8 @@ func (s *Stack) tune() error {
 	moderate := tcpip.TCPModerateReceiveBufferOption(true)
 	for _, opt := range []tcpip.SettableTransportProtocolOption{
 		&sack, &cc, &moderate,
-		&tcpip.TCPSendBufferSizeRangeOption{Min: 4096, Default: 1 << 20, Max: t.SendBuffer},
-		&tcpip.TCPReceiveBufferSizeRangeOption{Min: 4096, Default: 1 << 20, Max: t.ReceiveBuffer},
+		&tcpip.TCPSendBufferSizeRangeOption{Min: minTCPBuffer, Default: min(defaultTCPBuffer, t.SendBuffer), Max: t.SendBuffer},
+		&tcpip.TCPReceiveBufferSizeRangeOption{Min: minTCPBuffer, Default: min(defaultTCPBuffer, t.ReceiveBuffer), Max: t.ReceiveBuffer},
 	} {
 		if err := s.stack.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
 			return fmt.Errorf("set tcp option %T: %s", opt, err)

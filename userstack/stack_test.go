@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
 	"github.com/xdpstack/xdpstack/internal/testutil"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/maps"
@@ -419,5 +422,37 @@ func TestIPv6(t *testing.T) {
 			defer c.Close()
 			return roundTrip(c, 1<<20)
 		})
+	}
+}
+
+// TestTuning checks that the TCP options reach the netstack, and that
+// bad ones are refused before anything starts.
+func TestTuning(t *testing.T) {
+	for _, o := range []TCPOptions{
+		{CongestionControl: "bbr"},
+		{SendBuffer: 100},
+		{ReceiveBuffer: 4095},
+		{Backlog: -1},
+	} {
+		if err := (Options{TCP: o}).Validate(); err == nil {
+			t.Errorf("Validate(%+v): no error", o)
+		}
+	}
+
+	a, _ := testutil.HostPair(t, 1)
+	s, _ := startOn(t, a, Options{TCP: TCPOptions{CongestionControl: "reno", NoSACK: true, SendBuffer: 64 << 10, ReceiveBuffer: 128 << 10}})
+	var (
+		cc   tcpip.CongestionControlOption
+		sack tcpip.TCPSACKEnabled
+		send tcpip.TCPSendBufferSizeRangeOption
+		recv tcpip.TCPReceiveBufferSizeRangeOption
+	)
+	for _, opt := range []tcpip.GettableTransportProtocolOption{&cc, &sack, &send, &recv} {
+		if err := s.stack.TransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
+			t.Fatalf("read %T: %s", opt, err)
+		}
+	}
+	if cc != "reno" || sack || send.Max != 64<<10 || recv.Max != 128<<10 || send.Default > send.Max {
+		t.Errorf("netstack has cc %q, sack %v, send buffers %+v, receive buffers %+v", cc, sack, send, recv)
 	}
 }

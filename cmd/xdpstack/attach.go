@@ -27,13 +27,13 @@ func attachCommand() *cli.Command {
 			"/metrics. On SIGINT or SIGTERM it detaches and removes its pins. If the process dies\n" +
 			"instead, the program stays and keeps passing traffic to the kernel; `xdpstack detach`\n" +
 			"or a new `xdpstack attach` takes over.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "XDP mode: native, generic, or auto (native, else generic, and say so)"},
 			&cli.StringFlag{Name: "metrics-addr", Value: "127.0.0.1:9437", Usage: "HOST:PORT to serve Prometheus /metrics on (port 0 picks one; empty serves none)"},
 			&cli.StringFlag{Name: "ready-file", Usage: "write a JSON line here once attached and serving; removed on exit"},
 			&cli.StringSliceFlag{Name: "app", Usage: "serve a built-in app on the userstack: NAME=URI[,opt=val] (echo, http, proxy; e.g. http=tls://:443,cert=F,key=K); repeatable"},
 			&cli.StringFlag{Name: "root", Usage: "serve the files in this folder from the http apps that have no root= of their own"},
-		},
+		}, tcpFlags...),
 		Before: needRoot,
 		Action: runAttach,
 	}
@@ -76,6 +76,10 @@ func runAttach(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	tuning, err := userstackOptions(c)
+	if err != nil {
+		return err
+	}
 	if root := c.String("root"); root != "" {
 		if st, err := os.Stat(root); err != nil || !st.IsDir() {
 			return fmt.Errorf("--root %s is not a folder", root)
@@ -94,6 +98,7 @@ func runAttach(c *cli.Context) error {
 		MetricsAddr: c.String("metrics-addr"),
 		Apps:        specs,
 		AppRoot:     c.String("root"),
+		Userstack:   tuning,
 	})
 	if err != nil {
 		return err

@@ -30,17 +30,17 @@ func echoCommand() *cli.Command {
 			{
 				Name:  "server",
 				Usage: "serve echo until SIGINT or SIGTERM",
-				Flags: []cli.Flag{echoURIFlag, echoIfaceFlag,
+				Flags: append([]cli.Flag{echoURIFlag, echoIfaceFlag,
 					&cli.StringFlag{Name: "cert", Usage: "tls and quic: the server's certificate, a PEM file"},
 					&cli.StringFlag{Name: "key", Usage: "tls and quic: the certificate's key, a PEM file"},
 					&cli.StringFlag{Name: "test-cert", Usage: "tls and quic: generate a self-signed certificate for this host name instead"},
-				},
+				}, tcpFlags...),
 				Action: runEchoServer,
 			},
 			{
 				Name:  "client",
 				Usage: "send to an echo server and report throughput and connection rate",
-				Flags: []cli.Flag{echoURIFlag, echoIfaceFlag,
+				Flags: append([]cli.Flag{echoURIFlag, echoIfaceFlag,
 					&cli.StringFlag{Name: "bytes", Value: "1M", Usage: "bytes each connection sends (suffixes K, M, G: powers of 1024)"},
 					&cli.IntFlag{Name: "nclients", Value: 1, Usage: "connections at once"},
 					&cli.BoolFlag{Name: "reflect", Usage: "read the echo back and count it (else drain it unread)"},
@@ -51,7 +51,7 @@ func echoCommand() *cli.Command {
 					&cli.BoolFlag{Name: "insecure", Usage: "tls and quic: do not verify the server's certificate"},
 					&cli.IntFlag{Name: "streams", Value: 1, Usage: "quic: streams at once on each connection"},
 					&cli.BoolFlag{Name: "uni", Usage: "quic: send on unidirectional streams; the server echoes on streams it opens"},
-				},
+				}, tcpFlags...),
 				Action: runEchoClient,
 			},
 		},
@@ -63,12 +63,21 @@ func echoCommand() *cli.Command {
 func echoNetwork(c *cli.Context, spec *apps.Spec) (transport.Network, *daemon.Daemon, error) {
 	ifname := c.String("iface")
 	if ifname == "" {
+		for _, f := range tcpFlags {
+			if c.IsSet(f.Names()[0]) {
+				return nil, nil, fmt.Errorf("--%s goes with --iface: kernel sockets follow the kernel's settings", f.Names()[0])
+			}
+		}
 		return transport.Kernel, nil, nil
+	}
+	tuning, err := userstackOptions(c)
+	if err != nil {
+		return nil, nil, err
 	}
 	if err := needRoot(c); err != nil {
 		return nil, nil, err
 	}
-	cfg := daemon.Config{Iface: ifname, Attach: loader.Options{Mode: loader.ModeAuto, PinRoot: c.String("pin-root")}, NeedUserstack: true}
+	cfg := daemon.Config{Iface: ifname, Attach: loader.Options{Mode: loader.ModeAuto, PinRoot: c.String("pin-root")}, NeedUserstack: true, Userstack: tuning}
 	if spec != nil {
 		cfg.Apps = []apps.Spec{*spec}
 	}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/xdpstack/xdpstack/userstack"
+)
+
+// tcpFlags tune the userstack's TCP, for attach and for the echo verbs
+// with --iface. The defaults are Linux's.
+var tcpFlags = []cli.Flag{
+	&cli.StringFlag{Name: "tcp-cc", Value: "cubic", Usage: "userstack TCP congestion control: cubic or reno"},
+	&cli.BoolFlag{Name: "tcp-sack", Value: true, Usage: "userstack TCP selective acknowledgements (--tcp-sack=false turns them off)"},
+	&cli.StringFlag{Name: "tcp-send-buffer", Value: "4M", Usage: "largest send buffer userstack TCP auto-tuning may give a connection (suffixes K, M, G)"},
+	&cli.StringFlag{Name: "tcp-receive-buffer", Value: "6M", Usage: "largest receive buffer userstack TCP auto-tuning may give a connection (suffixes K, M, G)"},
+	&cli.IntFlag{Name: "tcp-backlog", Value: 4096, Usage: "accept queue of each userstack TCP listener"},
+}
+
+// userstackOptions reads tcpFlags and checks them as the userstack would.
+func userstackOptions(c *cli.Context) (userstack.Options, error) {
+	var o userstack.Options
+	t := &o.TCP
+	t.CongestionControl = c.String("tcp-cc")
+	t.NoSACK = !c.Bool("tcp-sack")
+	t.Backlog = c.Int("tcp-backlog")
+	for _, b := range []struct {
+		flag string
+		size *int
+	}{{"tcp-send-buffer", &t.SendBuffer}, {"tcp-receive-buffer", &t.ReceiveBuffer}} {
+		v, err := parseSize(c.String(b.flag))
+		if err == nil && v == 0 {
+			err = fmt.Errorf("want a size, not 0")
+		}
+		if err != nil {
+			return o, fmt.Errorf("--%s: %w", b.flag, err)
+		}
+		*b.size = int(v)
+	}
+	if t.Backlog <= 0 {
+		return o, fmt.Errorf("--tcp-backlog %d: want a positive number", t.Backlog)
+	}
+	if err := o.Validate(); err != nil {
+		return o, fmt.Errorf("userstack tuning: %w", err)
+	}
+	return o, nil
+}
