@@ -118,9 +118,10 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	}
 	ep := link.New(queues, link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth", OnResolve: s.resolveLater})
 	s.link = ep
-	// The fifo queue discipline hands the endpoint batches, one
-	// dispatcher per queue, so that one sendto kick sends many frames.
-	if err := s.stack.CreateNICWithOptions(nicID, ep, stack.NICOptions{}); err != nil {
+	// No queueing discipline: the netstack writes to the endpoint inline,
+	// where a qdisc would hand every packet to a goroutine of its own.
+	// TCP's 64 KiB segments (host GSO) already fill a kick with frames.
+	if err := s.stack.CreateNIC(nicID, ep); err != nil {
 		return nil, fmt.Errorf("create netstack nic: %s", err)
 	}
 	for _, p := range iface.Addrs {
