@@ -3,11 +3,12 @@
 // ratios. Every figure is the median of interleaved rounds, because these
 // machines are noisy and absolute numbers drift.
 //
-//	go run ./tools/bench -binary bin/xdpstack [-rounds 5] [-o BENCHMARKS.md]
+//	go run ./tools/bench -binary bin/xdpstack [-rounds 5] [-only apps] [-o BENCHMARKS.md]
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -27,7 +28,16 @@ func main() {
 	frames := flag.Uint("frames", 2_000_000, "frames the generator sends per pps round")
 	echoBytes := flag.String("echo-bytes", "64M", "bytes one TLS or QUIC echo run sends")
 	out := flag.String("o", "", "also write the report to this file")
+	onlyList := flag.String("only", strings.Join(sections, ","), "the sections to measure, comma-separated")
 	flag.Parse()
+	only, err := parseSections(*onlyList)
+	if err == nil && *out != "" && len(only) != len(sections) {
+		err = errors.New("-o writes the whole report: leave out -only")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
 	if *rounds < 1 || *tcpTime < time.Second || *frames == 0 {
 		fmt.Fprintln(os.Stderr, "bench: -rounds must be at least 1, -tcp-time at least 1s, -frames positive")
 		os.Exit(2)
@@ -36,7 +46,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bench: -binary: %v (build it: make build)\n", err)
 		os.Exit(2)
 	}
-	report, err := run(*binary, *rounds, *tcpTime, uint32(*frames), *echoBytes)
+	report, err := run(*binary, *rounds, *tcpTime, uint32(*frames), *echoBytes, only)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -50,7 +60,10 @@ func main() {
 	}
 }
 
-func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBytes string) (string, error) {
+// sections are the parts of the report, in order.
+var sections = []string{"fastpath", "apps", "userstack"}
+
+func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBytes string, only map[string]bool) (string, error) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		return "", fmt.Errorf("needs iperf3 (make deps)")
 	}
@@ -61,51 +74,64 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 	defer pair.Close()
 	b := &bench{pair: pair, binary: binary}
 
-	tcp, err := b.tcpThroughput(rounds, tcpTime)
-	if err != nil {
-		return "", fmt.Errorf("tcp throughput: %w", err)
-	}
-	pps, err := b.passRate(rounds, frames)
-	if err != nil {
-		return "", fmt.Errorf("pass rate: %w", err)
-	}
-	fmt.Fprintln(logOut, "transports and apps:")
-	appRows, err := b.appFigures(rounds, echoBytes)
-	if err != nil {
-		return "", fmt.Errorf("apps: %w", err)
-	}
-	// The userstack's own figures, each MTU on a fresh pair of its own.
-	var userstack []string
-	for _, mtu := range []int{1500, 9000} {
-		fmt.Fprintf(logOut, "userstack against the kernel, MTU %d:\n", mtu)
-		rep, err := echobench.Run(context.Background(), echobench.Config{Rounds: rounds, MTU: mtu, Log: logOut})
-		if err != nil {
-			return "", fmt.Errorf("echobench, MTU %d: %w", mtu, err)
-		}
-		userstack = append(userstack, fmt.Sprintf("\n## The userstack against the kernel, MTU %d\n\n`go run ./tools/echobench -mtu %d`: the echo app on the userstack and on a kernel socket of one host, the echo tester on the peer.\n\n%s", mtu, mtu, rep.Markdown()))
-	}
-
 	var r strings.Builder
 	fmt.Fprintf(&r, "# Benchmarks\n\nMeasured %s on %s with `make bench` (`go run ./tools/bench -binary bin/xdpstack -o BENCHMARKS.md`).\n",
 		time.Now().UTC().Format("2006-01-02"), machine())
-	fmt.Fprintf(&r, "Each figure is the median of %d interleaved rounds on one veth pair between two network namespaces.\n\n", rounds)
-	fmt.Fprintf(&r, "## Fast path: what passing through xdpstack costs the kernel\n\n")
-	fmt.Fprintf(&r, "| figure | no XDP | minimal XDP_PASS | xdpstack | xdpstack / XDP_PASS | xdpstack / no XDP | target |\n|---|---:|---:|---:|---:|---:|---|\n")
-	fmt.Fprintf(&r, "| kernel TCP throughput, iperf3 %s (Gbit/s) | %.2f | %.2f | %.2f | **%.3f×** | %.3f× | ≥ 0.97× XDP_PASS |\n",
-		tcpTime, tcp[none]/1e9, tcp[minimalPass]/1e9, tcp[xdpstack]/1e9, tcp[xdpstack]/tcp[minimalPass], tcp[xdpstack]/tcp[none])
-	fmt.Fprintf(&r, "| packets passed to the kernel, 64 B UDP (Mpps) | – | %.2f | %.2f | **%.3f×** | – | ≥ 0.90× XDP_PASS |\n\n",
-		pps[minimalPass]/1e6, pps[xdpstack]/1e6, pps[xdpstack]/pps[minimalPass])
-	r.WriteString(notes)
-	fmt.Fprintf(&r, "\n## Transports and apps: the userstack against the kernel\n\n")
-	fmt.Fprintf(&r, "The same Go code (crypto/tls, quic-go, the HTTP app's handler) on the userstack and on kernel sockets of the same host; clients on the peer host on kernel sockets (the echo tester with %s per run, wrk for 3 s).\n\n", echoBytes)
-	fmt.Fprintf(&r, "| figure | userstack | kernel | userstack / kernel | target |\n|---|---:|---:|---:|---|\n")
-	for _, row := range appRows {
-		fmt.Fprintf(&r, "| %s (%s) | %.2f | %.2f | **%.2f×** | %s |\n", row.name, row.unit, row.user, row.kernel, row.user/row.kernel, row.target)
+	fmt.Fprintf(&r, "Each figure is the median of %d interleaved rounds on one veth pair between two network namespaces.\n", rounds)
+	if only["fastpath"] {
+		tcp, err := b.tcpThroughput(rounds, tcpTime)
+		if err != nil {
+			return "", fmt.Errorf("tcp throughput: %w", err)
+		}
+		pps, err := b.passRate(rounds, frames)
+		if err != nil {
+			return "", fmt.Errorf("pass rate: %w", err)
+		}
+		fmt.Fprintf(&r, "\n## Fast path: what passing through xdpstack costs the kernel\n\n")
+		fmt.Fprintf(&r, "| figure | no XDP | minimal XDP_PASS | xdpstack | xdpstack / XDP_PASS | xdpstack / no XDP | target |\n|---|---:|---:|---:|---:|---:|---|\n")
+		fmt.Fprintf(&r, "| kernel TCP throughput, iperf3 %s (Gbit/s) | %.2f | %.2f | %.2f | **%.3f×** | %.3f× | ≥ 0.97× XDP_PASS |\n",
+			tcpTime, tcp[none]/1e9, tcp[minimalPass]/1e9, tcp[xdpstack]/1e9, tcp[xdpstack]/tcp[minimalPass], tcp[xdpstack]/tcp[none])
+		fmt.Fprintf(&r, "| packets passed to the kernel, 64 B UDP (Mpps) | – | %.2f | %.2f | **%.3f×** | – | ≥ 0.90× XDP_PASS |\n\n",
+			pps[minimalPass]/1e6, pps[xdpstack]/1e6, pps[xdpstack]/pps[minimalPass])
+		r.WriteString(notes)
 	}
-	for _, u := range userstack {
-		r.WriteString(u)
+	if only["apps"] {
+		fmt.Fprintln(logOut, "transports and apps:")
+		appRows, err := b.appFigures(rounds, echoBytes)
+		if err != nil {
+			return "", fmt.Errorf("apps: %w", err)
+		}
+		fmt.Fprintf(&r, "\n## Transports and apps: the userstack against the kernel\n\n")
+		fmt.Fprintf(&r, "The same Go code (crypto/tls, quic-go, the HTTP app's handler) on the userstack and on kernel sockets of the same host; clients on the peer host on kernel sockets (the echo tester with %s per run, wrk for 3 s).\n\n", echoBytes)
+		fmt.Fprintf(&r, "| figure | userstack | kernel | userstack / kernel | target |\n|---|---:|---:|---:|---|\n")
+		for _, row := range appRows {
+			fmt.Fprintf(&r, "| %s (%s) | %.2f | %.2f | **%.2f×** | %s |\n", row.name, row.unit, row.user, row.kernel, row.user/row.kernel, row.target)
+		}
+	}
+	if only["userstack"] {
+		// Each MTU on a fresh pair of its own.
+		for _, mtu := range []int{1500, 9000} {
+			fmt.Fprintf(logOut, "userstack against the kernel, MTU %d:\n", mtu)
+			rep, err := echobench.Run(context.Background(), echobench.Config{Rounds: rounds, MTU: mtu, Log: logOut})
+			if err != nil {
+				return "", fmt.Errorf("echobench, MTU %d: %w", mtu, err)
+			}
+			fmt.Fprintf(&r, "\n## The userstack against the kernel, MTU %d\n\n`go run ./tools/echobench -mtu %d`: the echo app on the userstack and on a kernel socket of one host, the echo tester on the peer.\n\n%s", mtu, mtu, rep.Markdown())
+		}
 	}
 	return r.String(), nil
+}
+
+// parseSections reads -only: a comma-separated list of sections.
+func parseSections(list string) (map[string]bool, error) {
+	only := map[string]bool{}
+	for _, name := range strings.Split(list, ",") {
+		if !slices.Contains(sections, name) {
+			return nil, fmt.Errorf("-only %q: unknown section %q (want some of %s)", list, name, strings.Join(sections, ","))
+		}
+		only[name] = true
+	}
+	return only, nil
 }
 
 const notes = `Notes:
