@@ -96,17 +96,19 @@ type Socket struct {
 	fd int
 	// file hands the descriptor to Go's network poller, so that Wait
 	// parks the goroutine instead of a thread, and Stop can end it.
-	file      *os.File
-	conn      syscall.RawConn
+	file *os.File
+	conn syscall.RawConn
+
 	sg        bool
 	umem      []byte
 	frameSize uint32
 	frames    uint32
-	checksumOffload bool
+	mmaps     [][]byte
 	// txHeadroom is where a transmit frame's packet starts, after the
 	// TX metadata; 0 where the kernel has no TX metadata.
 	txHeadroom uint32
-	mmaps     [][]byte
+	// checksumOffload: see OffloadsChecksum.
+	checksumOffload bool
 
 	fill addrRing
 	rx   descRing
@@ -492,7 +494,7 @@ func (s *Socket) kick() error {
 func (s *Socket) reap() {
 	n := s.comp.available()
 	for i := range n {
-		s.txFree = append(s.txFree, *s.comp.at(s.comp.cachedCons+i)&^uint64(s.frameSize-1))
+		s.txFree = append(s.txFree, *s.comp.at(s.comp.cachedCons + i)&^uint64(s.frameSize-1))
 	}
 	s.comp.release(n)
 	s.txInKernel.Add(-int64(n))
