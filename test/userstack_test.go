@@ -150,6 +150,23 @@ func TestUserstackEcho(t *testing.T) {
 		}
 		t.Logf("%d bytes each way, verified, in %.1fs (%.2f Gbit/s)", size, r.Seconds, r.ThroughputGbps)
 	})
+	t.Run("segments whole with TSO, as frames without", func(t *testing.T) {
+		series := `xdpstack_userstack_gso_segments_total{iface="` + a.Iface + `"}`
+		if n := metric(t, a, d, series); n == 0 {
+			t.Fatalf("%s = 0 after the large transfer on a veth with TSO on", series)
+		}
+		a.Exec(t, "ethtool", "-K", a.Iface, "tso", "off")
+		t.Cleanup(func() { a.Exec(t, "ethtool", "-K", a.Iface, "tso", "on") })
+		time.Sleep(1500 * time.Millisecond) // the userstack reads the setting every second
+		before := metric(t, a, d, series)
+		r := echoClient(t, b, root, "--uri", "tcp://"+echoAddr, "--bytes", "32M", "--verify")
+		if r.BytesReceived != 32<<20 || r.VerifyErrors != 0 {
+			t.Fatalf("with TSO off: %+v", r)
+		}
+		if after := metric(t, a, d, series); after != before {
+			t.Errorf("%s went from %v to %v with TSO off", series, before, after)
+		}
+	})
 	t.Run("1000 connections", func(t *testing.T) {
 		r := echoClient(t, b, root, "--uri", "tcp://"+echoAddr, "--bytes", "1K", "--nclients", "1000", "--verify")
 		if r.Connections != 1000 || r.Errors != 0 || r.VerifyErrors != 0 {

@@ -19,6 +19,12 @@ var (
 	afxdpDrops = prometheus.NewDesc("xdpstack_afxdp_kernel_drops_total",
 		"Frames the kernel could not hand to a queue's socket, by why (XDP_STATISTICS).",
 		[]string{"iface", "queue", "reason"}, nil)
+	gsoSegments = prometheus.NewDesc("xdpstack_userstack_gso_segments_total",
+		"TCP segments larger than the MTU sent whole for the kernel or the NIC to cut (AF_PACKET with GSO), instead of as AF_XDP frames.",
+		[]string{"iface"}, nil)
+	gsoBytes = prometheus.NewDesc("xdpstack_userstack_gso_bytes_total",
+		"Bytes of the segments counted by xdpstack_userstack_gso_segments_total.",
+		[]string{"iface"}, nil)
 	endpoints = prometheus.NewDesc("xdpstack_userstack_endpoints",
 		"Transport endpoints of the netstack: listeners, connections and those in TIME-WAIT.",
 		[]string{"iface"}, nil)
@@ -30,7 +36,7 @@ func (s *Stack) Collector() prometheus.Collector { return collector{s} }
 type collector struct{ s *Stack }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{afxdpInfo, afxdpFrames, afxdpPackets, afxdpDrops, endpoints} {
+	for _, d := range []*prometheus.Desc{afxdpInfo, afxdpFrames, afxdpPackets, afxdpDrops, gsoSegments, gsoBytes, endpoints} {
 		ch <- d
 	}
 }
@@ -62,6 +68,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(afxdpDrops, st.Kernel.Rx_fill_ring_empty_descs, iface, q, "fill_ring_empty")
 		counter(afxdpDrops, st.Kernel.Rx_invalid_descs, iface, q, "rx_invalid")
 		counter(afxdpDrops, st.Kernel.Tx_invalid_descs, iface, q, "tx_invalid")
+	}
+	if c.s.gso != nil {
+		counter(gsoSegments, c.s.gso.Segments.Load(), iface)
+		counter(gsoBytes, c.s.gso.Bytes.Load(), iface)
 	}
 	gauge(endpoints, float64(c.s.Endpoints()), iface)
 }

@@ -22,6 +22,10 @@ type Options struct {
 	AFXDP afxdp.Options
 	// NoGRO turns off coalescing of received TCP segments.
 	NoGRO bool
+	// NoKernelGSO sends TCP segments larger than the MTU as AF_XDP
+	// frames, cut by the userstack, instead of whole through the
+	// kernel's segmentation offload (gsotx).
+	NoKernelGSO bool
 	TCP   TCPOptions
 }
 

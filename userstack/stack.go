@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -31,6 +32,7 @@ import (
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
+	"github.com/xdpstack/xdpstack/userstack/gsotx"
 	"github.com/xdpstack/xdpstack/userstack/link"
 	"github.com/xdpstack/xdpstack/userstack/session"
 )
@@ -39,10 +41,12 @@ const nicID tcpip.NICID = 1
 
 // Stack is a running userstack on one interface.
 type Stack struct {
-	iface    loader.Interface
-	opts     Options
-	stack    *stack.Stack
-	sockets  []*afxdp.Socket
+	iface   loader.Interface
+	opts    Options
+	stack   *stack.Stack
+	sockets []*afxdp.Socket
+	// gso sends large TCP segments for the kernel to cut; nil when off.
+	gso      *gsotx.Socket
 	xsks     maps.XSKs
 	info     maps.Info
 	sessions *session.Table
@@ -116,7 +120,16 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if err := s.tune(); err != nil {
 		return nil, err
 	}
-	ep := link.New(queues, link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth", OnResolve: s.resolveLater})
+	linkOpts := link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth", OnResolve: s.resolveLater}
+	if s.gso, err = s.openGSO(opts); err != nil {
+		return nil, err
+	}
+	if s.gso != nil {
+		linkOpts.Segmenter = s.gso
+		s.wg.Add(1)
+		go s.refreshGSO()
+	}
+	ep := link.New(queues, linkOpts)
 	s.link = ep
 	// No queueing discipline: the netstack writes to the endpoint inline,
 	// where a qdisc would hand every packet to a goroutine of its own.
@@ -153,6 +166,41 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 		return nil, err
 	}
 	return s, nil
+}
+
+// openGSO opens the socket that sends large TCP segments whole, unless
+// told not to or a queue runs zero-copy (whose frames leave after
+// Transmit returns, so a segment sent aside could overtake them).
+func (s *Stack) openGSO(opts Options) (*gsotx.Socket, error) {
+	if opts.NoKernelGSO {
+		return nil, nil
+	}
+	for _, sock := range s.sockets {
+		if sock.Mode != afxdp.ModeCopy {
+			return nil, nil
+		}
+	}
+	return gsotx.Open(s.iface.Index, s.iface.Name)
+}
+
+// refreshGSO re-reads the interface's TCP segmentation offload every
+// second, since ethtool -K may turn it on or off at any time.
+func (s *Stack) refreshGSO() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	logged := false
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			if err := s.gso.Refresh(); err != nil && !logged {
+				s.logf("%v (kept the last setting)", err)
+				logged = true
+			}
+		}
+	}
 }
 
 // resolveLater runs resolve on its own goroutine: the netstack calls
@@ -227,6 +275,9 @@ func (s *Stack) Close() error {
 		s.wg.Wait()
 		for _, sock := range s.sockets {
 			errs = append(errs, sock.Close())
+		}
+		if s.gso != nil {
+			errs = append(errs, s.gso.Close())
 		}
 		if s.restorePorts != nil {
 			errs = append(errs, s.restorePorts())

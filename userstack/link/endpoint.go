@@ -17,6 +17,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
 
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
+	"github.com/xdpstack/xdpstack/userstack/gsotx"
 )
 
 // Queue is what the endpoint needs of one queue's AF_XDP socket
@@ -49,6 +50,15 @@ type Options struct {
 	// and, with the peer's checksum offload on, carry only the partial
 	// checksum the kernel would have finished.
 	TrustChecksums bool
+	// Segmenter, when set, sends the TCP segments larger than the MTU
+	// whole, for the kernel or the NIC to cut (gsotx). Only for queues
+	// whose Transmit has sent the frames when it returns (AF_XDP copy
+	// mode), or a flow's segments could overtake each other.
+	Segmenter interface {
+		// TSO tells whether the interface takes segments whole now.
+		TSO() bool
+		Send(gsotx.TCP) error
+	}
 	// OnResolve is called with the target of every ARP request and IPv6
 	// neighbour solicitation the netstack would send; the endpoint sends
 	// none, since the answers would go to the kernel, which owns
@@ -242,18 +252,10 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 // send whole. It drops the references of the held ones.
 func (e *Endpoint) send(packets []*outPacket) (unsent []*outPacket) {
 	byQueue := make([][]frame, len(e.queues))
-	for _, p := range packets {
-		q := 0
-		if len(e.queues) > 1 {
-			q = int(p.pkt.Hash % uint32(len(e.queues)))
-		}
-		for seg := range p.segs {
-			byQueue[q] = append(byQueue[q], frame{pkt: p, seg: seg})
-		}
-	}
-	for q, frames := range byQueue {
+	transmit := func(q int) {
+		frames := byQueue[q]
 		if len(frames) == 0 {
-			continue
+			return
 		}
 		offload := e.queues[q].OffloadsChecksum()
 		n, _ := e.queues[q].Transmit(len(frames), func(i int, buf []byte) (int, afxdp.Checksum) {
@@ -265,6 +267,27 @@ func (e *Endpoint) send(packets []*outPacket) (unsent []*outPacket) {
 				unsent = append(unsent, f.pkt)
 			}
 		}
+		byQueue[q] = frames[:0]
+	}
+	for _, p := range packets {
+		q := 0
+		if len(e.queues) > 1 {
+			q = int(p.pkt.Hash % uint32(len(e.queues)))
+		}
+		if p.segs > 1 && e.opts.Segmenter != nil && e.opts.Segmenter.TSO() {
+			// The flow's frames before it go first; Transmit has sent
+			// them when it returns, so the order holds.
+			transmit(q)
+			if e.opts.Segmenter.Send(p.gso()) == nil {
+				continue
+			}
+		}
+		for seg := range p.segs {
+			byQueue[q] = append(byQueue[q], frame{pkt: p, seg: seg})
+		}
+	}
+	for q := range byQueue {
+		transmit(q)
 	}
 	for _, p := range packets {
 		if p.held {

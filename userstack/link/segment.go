@@ -7,6 +7,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
+	"github.com/xdpstack/xdpstack/userstack/gsotx"
 )
 
 // The endpoint offers the netstack host GSO: TCP hands it segments of up
@@ -103,6 +104,11 @@ func (p *outPacket) write(buf []byte, seg int, offload bool) (int, afxdp.Checksu
 	tcp.SetChecksum(0)
 	tcp.SetChecksum(^checksum.Checksum(tcp, pseudo))
 	return end, afxdp.Checksum{}
+}
+
+// gso describes p, a tso packet, for a Segmenter.
+func (p *outPacket) gso() gsotx.TCP {
+	return gsotx.TCP{Frame: p.views, IPv6: p.pkt.GSOOptions.Type == stack.GSOTCPv6, TCPOffset: p.l4, Headers: p.hdrs, MSS: p.mss}
 }
 
 // fixNetworkHeader gives piece seg's IP header its own length (size

@@ -1,24 +1,10 @@
 package loader
 
 import (
-	"unsafe"
-
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpstack/xdpstack/internal/ethtool"
 )
-
-// ethtoolChannels is struct ethtool_channels.
-type ethtoolChannels struct {
-	Cmd                                         uint32
-	MaxRx, MaxTx, MaxOther, MaxCombined         uint32
-	RxCount, TxCount, OtherCount, CombinedCount uint32
-}
-
-// ifreqData is struct ifreq with its union used as ifr_data.
-type ifreqData struct {
-	Name [unix.IFNAMSIZ]byte
-	Data unsafe.Pointer
-	_    [16]byte
-}
 
 // activeRxQueues asks the driver how many RX queues it uses (ethtool
 // ETHTOOL_GCHANNELS): queues that carry packets, not those allocated.
@@ -28,11 +14,9 @@ func activeRxQueues(name string) (int, error) {
 		return 0, err
 	}
 	defer unix.Close(fd)
-	ch := ethtoolChannels{Cmd: unix.ETHTOOL_GCHANNELS}
-	req := ifreqData{Data: unsafe.Pointer(&ch)}
-	copy(req.Name[:], name)
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&req))); errno != 0 {
-		return 0, errno
+	ch, err := ethtool.GetChannels(fd, name)
+	if err != nil {
+		return 0, err
 	}
 	return max(int(ch.RxCount+ch.CombinedCount), 1), nil
 }
