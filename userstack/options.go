@@ -26,7 +26,7 @@ type Options struct {
 	// frames, cut by the userstack, instead of whole through the
 	// kernel's segmentation offload (gsotx).
 	NoKernelGSO bool
-	TCP   TCPOptions
+	TCP         TCPOptions
 }
 
 // TCPOptions are the netstack's TCP settings.

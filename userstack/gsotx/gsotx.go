@@ -96,7 +96,7 @@ type TCP struct {
 	// TCPOffset is where the TCP header starts, Headers where the
 	// payload does.
 	TCPOffset, Headers int
-	MSS               int
+	MSS                int
 }
 
 // TSO tells whether the interface segments TCP itself, as Refresh last
