@@ -12,7 +12,7 @@ import (
 func memSocket(frames, frameSize uint32, sg bool) *Socket {
 	n := frames / 2
 	s := &Socket{
-		umem: make([]byte, frames*frameSize), frameSize: frameSize, frames: frames, sg: sg, fd: -1,
+		umem: make([]byte, frames*frameSize), frameSize: frameSize, frames: frames, sg: sg, fd: -1, txFD: -1,
 		// need_wakeup with the flag clear: no kick reaches the absent fd.
 		NeedWakeup: true,
 		fill:       addrRing{ring: newTestRing(n), entries: make([]uint64, n)},

@@ -59,6 +59,9 @@ func TestSocketTraffic(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 	t.Logf("bound in %s mode (zero-copy refused: %v), need_wakeup %v", s.Mode, s.ZeroCopyErr, s.NeedWakeup)
+	if s.txFD == s.fd {
+		t.Error("the TX ring is on the receiving socket: the kernel refused a TX socket on the shared UMEM")
+	}
 	if err := att.Maps.XSKs.Register(0, s.FD()); err != nil {
 		t.Fatal(err)
 	}
