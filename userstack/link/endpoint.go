@@ -1,6 +1,11 @@
 // Package link is the netstack's link layer over AF_XDP: one
 // stack.LinkEndpoint per interface that receives on every queue's socket
-// and sends each flow on one queue's TX ring, in batches.
+// and sends each flow on one queue's TX ring, in batches. It takes the
+// netstack's TCP segments of up to 64 KiB and cuts them into frames
+// (segment.go) or hands them whole to the kernel (Options.Segmenter),
+// holds pure ACKs back for the next segment to carry (delayedack.go), and
+// works around the netstack's dropping of ACKs while its receive window
+// is shut (zerowindow.go).
 //
 // One endpoint serves all the queues, not one per queue, because the
 // netstack routes by NIC and every queue carries the same addresses.
