@@ -3,7 +3,7 @@
 // ratios. Every figure is the median of interleaved rounds, because these
 // machines are noisy and absolute numbers drift.
 //
-//	go run ./tools/bench -binary bin/xdpstack [-rounds 5] [-only apps] [-o BENCHMARKS.md]
+//	go run ./tools/bench -binary bin/xdpstack [-rounds 7] [-only apps] [-o BENCHMARKS.md]
 package main
 
 import (
@@ -23,8 +23,8 @@ import (
 
 func main() {
 	binary := flag.String("binary", "bin/xdpstack", "the xdpstack binary to attach")
-	rounds := flag.Int("rounds", 5, "interleaved rounds per figure (the median is reported)")
-	tcpTime := flag.Duration("tcp-time", 3*time.Second, "length of one iperf3 run")
+	rounds := flag.Int("rounds", 7, "interleaved rounds per figure (the median is reported)")
+	tcpTime := flag.Duration("tcp-time", 4*time.Second, "length of one iperf3 run")
 	frames := flag.Uint("frames", 2_000_000, "frames the generator sends per pps round")
 	echoBytes := flag.String("echo-bytes", "64M", "bytes one TLS or QUIC echo run sends")
 	out := flag.String("o", "", "also write the report to this file")
