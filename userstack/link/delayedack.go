@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
 // The netstack acknowledges received data at once, with a segment of its
@@ -64,21 +63,22 @@ func pureACK(p *outPacket) (flowKey, bool) {
 	return p.flow(), true
 }
 
+// newFlowKey names the flow from local to remote, addresses and ports
+// (two bytes each, as on the wire).
+func newFlowKey(local, remote, localPort, remotePort []byte) flowKey {
+	var key flowKey
+	copy(key[:], local)
+	copy(key[len(local):], remote)
+	copy(key[32:], localPort)
+	copy(key[34:], remotePort)
+	return key
+}
+
 // flow names the TCP flow of p, which must be tso.
 func (p *outPacket) flow() flowKey {
-	var key flowKey
-	net := p.pkt.NetworkHeader().Slice()
-	if p.pkt.GSOOptions.Type == stack.GSOTCPv4 {
-		ip := header.IPv4(net)
-		copy(key[:], ip.SourceAddressSlice())
-		copy(key[4:], ip.DestinationAddressSlice())
-	} else {
-		ip := header.IPv6(net)
-		copy(key[:], ip.SourceAddressSlice())
-		copy(key[16:], ip.DestinationAddressSlice())
-	}
-	copy(key[32:], p.pkt.TransportHeader().Slice()[:4])
-	return key
+	src, dst := ipAddresses(p.pkt.NetworkHeader().Slice(), p.v6)
+	tcp := p.pkt.TransportHeader().Slice()
+	return newFlowKey(src, dst, tcp[header.TCPSrcPortOffset:][:2], tcp[header.TCPDstPortOffset:][:2])
 }
 
 // hold takes the pure ACKs out of out and holds them, and returns what
@@ -93,7 +93,7 @@ func (d *delayedACKs) hold(out []*outPacket) []*outPacket {
 		key, ack := pureACK(p)
 		if !ack || d.stopped {
 			rest = append(rest, p)
-			if p.tso {
+			if p.tso && len(d.held) != 0 {
 				d.replace(p.flow())
 			}
 			continue

@@ -32,7 +32,9 @@ type outPacket struct {
 	views [][]byte
 	// tso says the packet is a TCP segment to cut into pieces of mss
 	// bytes of payload, each with a partial checksum.
-	tso                   bool
+	tso bool
+	// v6 says a tso packet is IPv6, not IPv4.
+	v6                    bool
 	mss                   int
 	l3, l4, hdrs, payload int
 	segs                  int
@@ -48,6 +50,7 @@ func newOutPacket(pkt *stack.PacketBuffer) *outPacket {
 		return p
 	}
 	p.tso = true
+	p.v6 = gso.Type == stack.GSOTCPv6
 	p.l3 = len(pkt.LinkHeader().Slice())
 	p.l4 = p.l3 + len(pkt.NetworkHeader().Slice())
 	p.hdrs = p.l4 + len(pkt.TransportHeader().Slice())
@@ -72,9 +75,14 @@ func (p *outPacket) write(buf []byte, seg int, offload bool) (int, afxdp.Checksu
 	copyFrom(buf, p.views, 0, p.hdrs)
 	copyFrom(buf[p.hdrs:], p.views, p.hdrs+off, n)
 	end := p.hdrs + n
-	tcpLen := end - p.l4
 	if p.segs > 1 {
-		p.fixNetworkHeader(buf[p.l3:p.l4], end-p.l3, seg)
+		// Each piece has its own length and, on IPv4, its own ID.
+		ip := buf[p.l3:p.l4]
+		if !p.v6 {
+			h := header.IPv4(ip)
+			h.SetID(h.ID() + uint16(seg))
+		}
+		setIPLength(ip, p.v6, end-p.l3)
 		tcp := header.TCP(buf[p.l4:])
 		tcp.SetSequenceNumber(tcp.SequenceNumber() + uint32(off))
 		flags := tcp.Flags()
@@ -88,41 +96,55 @@ func (p *outPacket) write(buf []byte, seg int, offload bool) (int, afxdp.Checksu
 		tcp.SetFlags(uint8(flags))
 	}
 	tcp := header.TCP(buf[p.l4:end])
-	var src, dst tcpip.Address
-	if p.pkt.GSOOptions.Type == stack.GSOTCPv4 {
-		ip := header.IPv4(buf[p.l3:p.l4])
-		src, dst = ip.SourceAddress(), ip.DestinationAddress()
-	} else {
-		ip := header.IPv6(buf[p.l3:p.l4])
-		src, dst = ip.SourceAddress(), ip.DestinationAddress()
-	}
-	pseudo := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(tcpLen))
+	src, dst := ipAddresses(buf[p.l3:p.l4], p.v6)
 	if offload {
-		tcp.SetChecksum(pseudo)
+		tcp.SetChecksum(tcpPseudoHeader(src, dst, len(tcp)))
 		return end, afxdp.Checksum{Start: uint16(p.l4), Offset: header.TCPChecksumOffset}
 	}
-	tcp.SetChecksum(0)
-	tcp.SetChecksum(^checksum.Checksum(tcp, pseudo))
+	sumTCP(tcp, src, dst)
 	return end, afxdp.Checksum{}
 }
 
 // gso describes p, a tso packet, for a Segmenter.
 func (p *outPacket) gso() gsotx.TCP {
-	return gsotx.TCP{Frame: p.views, IPv6: p.pkt.GSOOptions.Type == stack.GSOTCPv6, TCPOffset: p.l4, Headers: p.hdrs, MSS: p.mss}
+	return gsotx.TCP{Frame: p.views, IPv6: p.v6, TCPOffset: p.l4, Headers: p.hdrs, MSS: p.mss}
 }
 
-// fixNetworkHeader gives piece seg's IP header its own length (size
-// bytes from the IP header on) and, for IPv4, its own ID and checksum.
-func (p *outPacket) fixNetworkHeader(ip []byte, size, seg int) {
-	if p.pkt.GSOOptions.Type == stack.GSOTCPv6 {
+// ipAddresses returns the source and destination of ip, an IPv4 header,
+// or with v6 an IPv6 one.
+func ipAddresses(ip []byte, v6 bool) (src, dst []byte) {
+	if v6 {
+		h := header.IPv6(ip)
+		return h.SourceAddressSlice(), h.DestinationAddressSlice()
+	}
+	h := header.IPv4(ip)
+	return h.SourceAddressSlice(), h.DestinationAddressSlice()
+}
+
+// setIPLength gives ip, an IPv4 header or with v6 an IPv6 one, the
+// length of a packet of size bytes from the IP header on, and on IPv4
+// the header checksum that goes with it.
+func setIPLength(ip []byte, v6 bool, size int) {
+	if v6 {
 		header.IPv6(ip).SetPayloadLength(uint16(size - header.IPv6MinimumSize))
 		return
 	}
 	h := header.IPv4(ip)
 	h.SetTotalLength(uint16(size))
-	h.SetID(h.ID() + uint16(seg))
 	h.SetChecksum(0)
 	h.SetChecksum(^h.CalculateChecksum())
+}
+
+// tcpPseudoHeader is the checksum of the pseudo-header of a TCP segment
+// of tcpLen bytes from src to dst.
+func tcpPseudoHeader(src, dst []byte, tcpLen int) uint16 {
+	return header.PseudoHeaderChecksum(header.TCPProtocolNumber, tcpip.AddrFromSlice(src), tcpip.AddrFromSlice(dst), uint16(tcpLen))
+}
+
+// sumTCP stores tcp's full checksum, the segment going from src to dst.
+func sumTCP(tcp header.TCP, src, dst []byte) {
+	tcp.SetChecksum(0)
+	tcp.SetChecksum(^checksum.Checksum(tcp, tcpPseudoHeader(src, dst, len(tcp))))
 }
 
 // copyFrom copies n bytes of views, from offset off on, into dst and

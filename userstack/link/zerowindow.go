@@ -4,8 +4,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
@@ -75,29 +73,27 @@ func (z *zeroWindows) ackFor(frame []byte) []byte {
 		return nil
 	}
 	var (
-		l4, end  int
-		src, dst []byte
-		proto    tcpip.NetworkProtocolNumber
+		l4, end int
+		v6      bool
 	)
-	switch proto = header.Ethernet(frame).Type(); proto {
+	switch header.Ethernet(frame).Type() {
 	case header.IPv4ProtocolNumber:
 		ip := header.IPv4(frame[l3:])
 		if !ip.IsValid(len(ip)) || ip.TransportProtocol() != header.TCPProtocolNumber || ip.More() || ip.FragmentOffset() != 0 {
 			return nil
 		}
 		l4, end = l3+int(ip.HeaderLength()), l3+int(ip.TotalLength())
-		src, dst = ip.SourceAddressSlice(), ip.DestinationAddressSlice()
 	case header.IPv6ProtocolNumber:
 		ip := header.IPv6(frame[l3:])
 		if !ip.IsValid(len(ip)) || ip.NextHeader() != uint8(header.TCPProtocolNumber) {
 			return nil
 		}
-		l4 = l3 + header.IPv6MinimumSize
+		l4, v6 = l3+header.IPv6MinimumSize, true
 		end = l4 + int(ip.PayloadLength())
-		src, dst = ip.SourceAddressSlice(), ip.DestinationAddressSlice()
 	default:
 		return nil
 	}
+	src, dst := ipAddresses(frame[l3:l4], v6)
 	tcp := header.TCP(frame[l4:])
 	if len(tcp) < header.TCPMinimumSize || int(tcp.DataOffset()) < header.TCPMinimumSize || int(tcp.DataOffset()) > len(tcp) {
 		return nil
@@ -106,12 +102,8 @@ func (z *zeroWindows) ackFor(frame []byte) []byte {
 	if flags&header.TCPFlagAck == 0 || flags&(header.TCPFlagSyn|header.TCPFlagRst) != 0 {
 		return nil
 	}
-	// The flow as the outgoing packets name it: our address first.
-	var key flowKey
-	copy(key[:], dst)
-	copy(key[len(dst):], src)
-	copy(key[32:], tcp[header.TCPDstPortOffset:header.TCPDstPortOffset+2])
-	copy(key[34:], tcp[header.TCPSrcPortOffset:header.TCPSrcPortOffset+2])
+	// The flow as the outgoing packets name it: we are the destination.
+	key := newFlowKey(dst, src, tcp[header.TCPDstPortOffset:][:2], tcp[header.TCPSrcPortOffset:][:2])
 	z.mu.Lock()
 	rcvNxt, shut := z.flows[key]
 	z.mu.Unlock()
@@ -123,17 +115,8 @@ func (z *zeroWindows) ackFor(frame []byte) []byte {
 	t := header.TCP(ack[l4:])
 	t.SetSequenceNumber(rcvNxt)
 	t.SetFlags(uint8(flags &^ (header.TCPFlagFin | header.TCPFlagPsh)))
-	if proto == header.IPv4ProtocolNumber {
-		ip := header.IPv4(ack[l3:])
-		ip.SetTotalLength(uint16(hdrs - l3))
-		ip.SetChecksum(0)
-		ip.SetChecksum(^ip.CalculateChecksum())
-	} else {
-		header.IPv6(ack[l3:]).SetPayloadLength(uint16(hdrs - l4))
-	}
-	pseudo := header.PseudoHeaderChecksum(header.TCPProtocolNumber, tcpip.AddrFromSlice(src), tcpip.AddrFromSlice(dst), uint16(len(t)))
-	t.SetChecksum(0)
-	t.SetChecksum(^checksum.Checksum(t, pseudo))
+	setIPLength(ack[l3:l4], v6, hdrs-l3)
+	sumTCP(t, src, dst)
 	z.made.Add(1)
 	return ack
 }
