@@ -237,11 +237,7 @@ func (s *Socket) bindRings(ifindex, queue int, flags uint16, split bool) error {
 		return err
 	}
 	n := s.frames / 2
-	rings := []int{unix.XDP_UMEM_FILL_RING, unix.XDP_UMEM_COMPLETION_RING, unix.XDP_RX_RING}
-	if !split {
-		rings = append(rings, unix.XDP_TX_RING)
-	}
-	for _, opt := range rings {
+	for _, opt := range []int{unix.XDP_UMEM_FILL_RING, unix.XDP_UMEM_COMPLETION_RING, unix.XDP_RX_RING} {
 		if err := unix.SetsockoptInt(fd, unix.SOL_XDP, opt, int(n)); err != nil {
 			return fmt.Errorf("size ring %d: %w", opt, err)
 		}
@@ -250,22 +246,23 @@ func (s *Socket) bindRings(ifindex, queue int, flags uint16, split bool) error {
 	if err != nil {
 		return err
 	}
-	maps := []func() ([]byte, error){
+	for _, m := range []func() ([]byte, error){
 		func() ([]byte, error) { return mapAddrRing(fd, unix.XDP_UMEM_PGOFF_FILL_RING, off.Fr, n, &s.fill) },
 		func() ([]byte, error) {
 			return mapAddrRing(fd, unix.XDP_UMEM_PGOFF_COMPLETION_RING, off.Cr, n, &s.comp)
 		},
 		func() ([]byte, error) { return mapDescRing(fd, unix.XDP_PGOFF_RX_RING, off.Rx, n, &s.rx) },
-	}
-	if !split {
-		maps = append(maps, func() ([]byte, error) { return mapDescRing(fd, unix.XDP_PGOFF_TX_RING, off.Tx, n, &s.tx) })
-	}
-	for _, m := range maps {
+	} {
 		mem, err := m()
 		if err != nil {
 			return err
 		}
 		s.mmaps = append(s.mmaps, mem)
+	}
+	if !split {
+		if err := s.addTXRing(fd); err != nil {
+			return err
+		}
 	}
 	if err := unix.Bind(fd, &unix.SockaddrXDP{Flags: flags, Ifindex: uint32(ifindex), QueueID: uint32(queue)}); err != nil {
 		return fmt.Errorf("bind to queue %d: %w", queue, err)
@@ -297,6 +294,14 @@ func (s *Socket) openTX(ifindex, queue int) error {
 		return err
 	}
 	s.txFD = fd
+	if err := s.addTXRing(fd); err != nil {
+		return err
+	}
+	return unix.Bind(fd, &unix.SockaddrXDP{Flags: unix.XDP_SHARED_UMEM, Ifindex: uint32(ifindex), QueueID: uint32(queue), SharedUmemFD: uint32(s.fd)})
+}
+
+// addTXRing gives fd, not bound yet, the TX ring and maps it.
+func (s *Socket) addTXRing(fd int) error {
 	n := s.frames / 2
 	if err := unix.SetsockoptInt(fd, unix.SOL_XDP, unix.XDP_TX_RING, int(n)); err != nil {
 		return fmt.Errorf("size tx ring: %w", err)
@@ -310,7 +315,7 @@ func (s *Socket) openTX(ifindex, queue int) error {
 		return err
 	}
 	s.mmaps = append(s.mmaps, mem)
-	return unix.Bind(fd, &unix.SockaddrXDP{Flags: unix.XDP_SHARED_UMEM, Ifindex: uint32(ifindex), QueueID: uint32(queue), SharedUmemFD: uint32(s.fd)})
+	return nil
 }
 
 func (s *Socket) closeSocket() {
