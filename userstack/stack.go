@@ -76,15 +76,7 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	frameSize := opts.AFXDP.FrameSize
-	if frameSize == 0 {
-		frameSize = 4096
-	}
-	// Copy mode puts each received frame behind XDP_PACKET_HEADROOM (256
-	// bytes); a larger packet needs multi-buffer sockets.
-	if iface.MTU+14 > int(frameSize)-256 {
-		opts.AFXDP.MultiBuffer = true
-	}
+	opts.AFXDP.FitMTU(iface.MTU)
 	s = &Stack{iface: iface, opts: opts, xsks: m.XSKs, sessions: session.NewTable(m.Listeners), resolving: map[tcpip.Address]bool{}, done: make(chan struct{}), info: m.Info}
 	defer func() {
 		if err != nil {

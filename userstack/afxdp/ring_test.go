@@ -77,3 +77,19 @@ func TestRingFull(t *testing.T) {
 		t.Fatalf("free() after 3 released: got %d, want 3", n)
 	}
 }
+
+func TestFitMTU(t *testing.T) {
+	for _, tc := range []struct {
+		frameSize uint32
+		mtu       int
+		multi     bool
+	}{
+		{0, 1500, false}, {0, 3826, false}, {0, 3827, true}, {0, 9000, true},
+		{2048, 1500, false}, {2048, 1778, false}, {2048, 1779, true},
+	} {
+		o := Options{FrameSize: tc.frameSize}
+		if o.FitMTU(tc.mtu); o.MultiBuffer != tc.multi {
+			t.Errorf("frame size %d, mtu %d: MultiBuffer %v, want %v", tc.frameSize, tc.mtu, o.MultiBuffer, tc.multi)
+		}
+	}
+}

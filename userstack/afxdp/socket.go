@@ -1,6 +1,7 @@
 package afxdp
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -62,12 +63,31 @@ const txStallLimit = 20 * time.Millisecond
 // with its Ethernet header.
 const maxPacket = 65535 + 14
 
+// defaultFrameSize is FrameSize when 0.
+const defaultFrameSize = 4096
+
+// xdpPacketHeadroom is XDP_PACKET_HEADROOM: in copy mode a received
+// packet starts this far into its frame.
+const xdpPacketHeadroom = 256
+
+// maxMTU is the largest MTU whose packets fit one frame of frameSize
+// bytes, with their Ethernet header.
+func maxMTU(frameSize uint32) int { return int(frameSize) - xdpPacketHeadroom - 14 }
+
+// FitMTU turns MultiBuffer on when a packet of mtu bytes does not fit
+// one frame.
+func (o *Options) FitMTU(mtu int) {
+	if mtu > maxMTU(cmp.Or(o.FrameSize, defaultFrameSize)) {
+		o.MultiBuffer = true
+	}
+}
+
 func (o *Options) setDefaults() error {
 	if o.Frames == 0 {
 		o.Frames = 4096
 	}
 	if o.FrameSize == 0 {
-		o.FrameSize = 4096
+		o.FrameSize = defaultFrameSize
 	}
 	if o.Frames < 64 || bits.OnesCount32(o.Frames) != 1 {
 		return fmt.Errorf("afxdp frames %d: want a power of two, at least 64", o.Frames)
@@ -179,7 +199,7 @@ func Open(ifindex, queue int, opts Options) (*Socket, error) {
 		s.closeSocket()
 		unix.Munmap(umem)
 		if sg != 0 {
-			return nil, fmt.Errorf("open af_xdp socket on queue %d with multi-buffer (XDP_USE_SG, Linux 6.6 or later): %w (lower the mtu to %d)", queue, err, s.frameSize-256-14)
+			return nil, fmt.Errorf("open af_xdp socket on queue %d with multi-buffer (XDP_USE_SG, Linux 6.6 or later): %w (lower the mtu to %d)", queue, err, maxMTU(s.frameSize))
 		}
 		return nil, fmt.Errorf("open af_xdp socket on queue %d: %w (zero-copy: %v)", queue, err, s.ZeroCopyErr)
 	}
