@@ -131,10 +131,7 @@ func (s *Stack) neighbour(u netlink.NeighUpdate) bool {
 		return false
 	}
 	addr = addr.Unmap()
-	proto := ipv4.ProtocolNumber
-	if addr.Is6() {
-		proto = ipv6.ProtocolNumber
-	}
+	proto := addrProto(addr)
 	a := tcpip.AddrFromSlice(addr.AsSlice())
 	usable := netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
 	if u.Type == unix.RTM_NEWNEIGH && u.State&usable != 0 && len(u.HardwareAddr) == 6 {
