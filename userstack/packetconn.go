@@ -97,6 +97,27 @@ func (c *packetConn) wait(ready <-chan struct{}) error {
 	}
 }
 
+// SetReadBuffer sets the socket's receive buffer, as on a kernel socket,
+// within the netstack's limits. quic-go sizes it (to 7 MiB) and, without
+// this method, logged that the conn was not a *net.UDPConn.
+func (c *packetConn) SetReadBuffer(bytes int) error {
+	opts := c.ep.SocketOptions()
+	opts.SetReceiveBufferSize(clamp(int64(bytes), opts.ReceiveBufferLimits), true)
+	return nil
+}
+
+// SetWriteBuffer sets the socket's send buffer, as SetReadBuffer does.
+func (c *packetConn) SetWriteBuffer(bytes int) error {
+	opts := c.ep.SocketOptions()
+	opts.SetSendBufferSize(clamp(int64(bytes), opts.SendBufferLimits), true)
+	return nil
+}
+
+func clamp(v int64, limits func() (lo, hi int64)) int64 {
+	lo, hi := limits()
+	return min(max(v, lo), hi)
+}
+
 func (c *packetConn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	c.writeDeadline = t
