@@ -119,7 +119,11 @@ func runAttach(c *cli.Context) error {
 	if d.Stack != nil {
 		ready.Queues = len(d.Stack.Sockets())
 		ready.AFXDPMode = d.Stack.Sockets()[0].Mode.String()
-		fmt.Fprintf(c.App.Writer, "userstack on %d queues (AF_XDP %s mode)\n", ready.Queues, ready.AFXDPMode)
+		queues := "queues"
+		if ready.Queues == 1 {
+			queues = "queue"
+		}
+		fmt.Fprintf(c.App.Writer, "userstack on %d %s (AF_XDP %s mode)\n", ready.Queues, queues, ready.AFXDPMode)
 		for i, app := range d.Apps {
 			ready.Apps = append(ready.Apps, specs[i].String())
 			fmt.Fprintf(c.App.Writer, "app %s serving on %s\n", specs[i], app.Addr())
