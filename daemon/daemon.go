@@ -109,7 +109,8 @@ func (d *Daemon) startApps(cfg Config) error {
 }
 
 // status is what the HTTP app's status page shows: the XDP verdicts, the
-// AF_XDP queues, the listeners of the session layer, and the apps.
+// AF_XDP queues, the netstack's counters, the listeners of the session
+// layer, and the apps.
 func (d *Daemon) status() (httpapp.Snapshot, error) {
 	counters, err := d.Maps.Stats.Sum()
 	if err != nil {
@@ -129,6 +130,7 @@ func (d *Daemon) status() (httpapp.Snapshot, error) {
 			"frames_free": frames.Free, "frames_in_kernel": frames.InKernel,
 		})
 	}
+	snap.Sections["netstack"] = d.Stack.NetstackCounters()
 	for l, id := range d.Stack.Sessions().Listeners() {
 		snap.Sections["listeners"] = append(snap.Sections["listeners"], map[string]any{"id": id, "listener": l.String()})
 	}

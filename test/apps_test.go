@@ -132,6 +132,14 @@ func TestApps(t *testing.T) {
 		if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Iface != a.Iface || len(st.Sections["queues"]) != 2 {
 			t.Fatalf("curl status.json: %v\n%s", err, out)
 		}
+		// This very request came in TCP segments.
+		segments := map[string]any{}
+		for _, row := range st.Sections["netstack"] {
+			segments[fmt.Sprint(row["counter"])] = row["value"]
+		}
+		if v, _ := segments[`xdpstack_userstack_tcp_segments_total{direction="rx"}`].(float64); v == 0 {
+			t.Errorf("status.json netstack section: %v, want TCP segments received", st.Sections["netstack"])
+		}
 		if out, err := curl(t, "http://"+addr+"/status"); err != nil || !strings.Contains(out, "XDP verdicts") {
 			t.Errorf("curl status page: %v\n%.300s", err, out)
 		}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -136,6 +137,36 @@ func TestUserstackEcho(t *testing.T) {
 		r := echoClient(t, b, root, "--uri", "udp://"+echoAddr, "--bytes", "120K", "--nclients", "4", "--verify")
 		if r.BytesReceived != 4*120<<10 || r.VerifyErrors != 0 {
 			t.Fatalf("udp echo: %+v", r)
+		}
+	})
+	t.Run("netstack counters", func(t *testing.T) {
+		// /metrics sorts a series' labels by name.
+		series := func(name, label string) string {
+			labels := []string{`iface="` + a.Iface + `"`, label}
+			slices.Sort(labels)
+			return name + "{" + strings.Join(labels, ",") + "}"
+		}
+		// 4 go clients, nc, and 4 UDP clients whose every datagram came
+		// back: nothing was dropped.
+		if n := metric(t, a, d, series("xdpstack_userstack_tcp_connections_total", `side="passive"`)); n < 5 {
+			t.Errorf("%v TCP connections accepted, want at least 5", n)
+		}
+		for _, dir := range []string{"rx", "tx"} {
+			if n := metric(t, a, d, series("xdpstack_userstack_tcp_segments_total", `direction="`+dir+`"`)); n == 0 {
+				t.Errorf("no TCP segments counted %s", dir)
+			}
+		}
+		rx := metric(t, a, d, series("xdpstack_userstack_udp_datagrams_total", `direction="rx"`))
+		if tx := metric(t, a, d, series("xdpstack_userstack_udp_datagrams_total", `direction="tx"`)); rx == 0 || tx != rx {
+			t.Errorf("UDP datagrams %v received and %v sent by an echo, want as many, not 0", rx, tx)
+		}
+		for _, reason := range []string{"no_port", "receive_buffer", "malformed", "checksum", "send_error"} {
+			if n := metric(t, a, d, series("xdpstack_userstack_udp_drops_total", `reason="`+reason+`"`)); n != 0 {
+				t.Errorf("%v UDP datagrams dropped for %s", n, reason)
+			}
+		}
+		if n := metric(t, a, d, series("xdpstack_userstack_tcp_receive_errors_total", `reason="checksum"`)); n != 0 {
+			t.Errorf("%v TCP checksum errors", n)
 		}
 	})
 	t.Run("large transfer", func(t *testing.T) {

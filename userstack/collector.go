@@ -1,9 +1,11 @@
 package userstack
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"gvisor.dev/gvisor/pkg/tcpip"
 )
 
 var (
@@ -30,6 +32,92 @@ var (
 		[]string{"iface"}, nil)
 )
 
+// netstackMetric is a family of the netstack's own counters, the ones an
+// operator of a host stack looks at first (what gazelle's lstack
+// statistics show): a counter with the label iface and, when label is
+// set, that label too, one series per value.
+type netstackMetric struct {
+	name, help, label string
+	series            []netstackSeries
+	desc              *prometheus.Desc
+}
+
+type netstackSeries struct {
+	value   string
+	counter func(*tcpip.Stats) *tcpip.StatCounter
+}
+
+var netstackMetrics = describe([]netstackMetric{
+	{name: "xdpstack_userstack_tcp_segments_total", help: "TCP segments the netstack received (valid ones) and sent.", label: "direction", series: []netstackSeries{
+		{"rx", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ValidSegmentsReceived }},
+		{"tx", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.SegmentsSent }},
+	}},
+	{name: "xdpstack_userstack_tcp_connections_total", help: "TCP connections opened: dialed (active) and accepted (passive).", label: "side", series: []netstackSeries{
+		{"active", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ActiveConnectionOpenings }},
+		{"passive", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.PassiveConnectionOpenings }},
+	}},
+	{name: "xdpstack_userstack_tcp_failed_connections_total", help: "TCP connections dialed that failed to open.", series: []netstackSeries{
+		{"", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.FailedConnectionAttempts }},
+	}},
+	{name: "xdpstack_userstack_tcp_retransmits_total", help: "TCP segments sent again.", series: []netstackSeries{
+		{"", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.Retransmits }},
+	}},
+	{name: "xdpstack_userstack_tcp_resets_total", help: "TCP resets received and sent.", label: "direction", series: []netstackSeries{
+		{"rx", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ResetsReceived }},
+		{"tx", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ResetsSent }},
+	}},
+	{name: "xdpstack_userstack_tcp_listen_drops_total", help: "Connection attempts a TCP listener dropped, by why: SYN queue full, accept queue full, or an ACK that matched no connection and no SYN cookie.", label: "reason", series: []netstackSeries{
+		{"syn_queue_full", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ListenOverflowSynDrop }},
+		{"accept_queue_full", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ListenOverflowAckDrop }},
+		{"bad_syn_cookie", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ListenOverflowInvalidSynCookieRcvd }},
+	}},
+	{name: "xdpstack_userstack_tcp_receive_errors_total", help: "TCP segments received and dropped, by why.", label: "reason", series: []netstackSeries{
+		{"checksum", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ChecksumErrors }},
+		{"invalid", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.InvalidSegmentsReceived }},
+	}},
+	{name: "xdpstack_userstack_udp_datagrams_total", help: "UDP datagrams the netstack received and sent.", label: "direction", series: []netstackSeries{
+		{"rx", func(s *tcpip.Stats) *tcpip.StatCounter { return s.UDP.PacketsReceived }},
+		{"tx", func(s *tcpip.Stats) *tcpip.StatCounter { return s.UDP.PacketsSent }},
+	}},
+	{name: "xdpstack_userstack_udp_drops_total", help: "UDP datagrams dropped, by why: no socket on the port, the socket's receive buffer full, malformed, bad checksum, or a send that failed.", label: "reason", series: []netstackSeries{
+		{"no_port", func(s *tcpip.Stats) *tcpip.StatCounter { return s.UDP.UnknownPortErrors }},
+		{"receive_buffer", func(s *tcpip.Stats) *tcpip.StatCounter { return s.UDP.ReceiveBufferErrors }},
+		{"malformed", func(s *tcpip.Stats) *tcpip.StatCounter { return s.UDP.MalformedPacketsReceived }},
+		{"checksum", func(s *tcpip.Stats) *tcpip.StatCounter { return s.UDP.ChecksumErrors }},
+		{"send_error", func(s *tcpip.Stats) *tcpip.StatCounter { return s.UDP.PacketSendErrors }},
+	}},
+})
+
+func describe(metrics []netstackMetric) []netstackMetric {
+	for i := range metrics {
+		m := &metrics[i]
+		labels := []string{"iface"}
+		if m.label != "" {
+			labels = append(labels, m.label)
+		}
+		m.desc = prometheus.NewDesc(m.name, m.help, labels, nil)
+	}
+	return metrics
+}
+
+// NetstackCounters are the netstack's counters as /metrics shows them,
+// for the HTTP app's status page: one row per series, named as in
+// /metrics without the iface label.
+func (s *Stack) NetstackCounters() []map[string]any {
+	st := s.stack.Stats()
+	var rows []map[string]any
+	for _, m := range netstackMetrics {
+		for _, series := range m.series {
+			name := m.name
+			if m.label != "" {
+				name = fmt.Sprintf("%s{%s=%q}", m.name, m.label, series.value)
+			}
+			rows = append(rows, map[string]any{"counter": name, "value": series.counter(&st).Value()})
+		}
+	}
+	return rows
+}
+
 // Collector reads the userstack's counters at scrape time.
 func (s *Stack) Collector() prometheus.Collector { return collector{s} }
 
@@ -38,6 +126,9 @@ type collector struct{ s *Stack }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{afxdpInfo, afxdpFrames, afxdpPackets, afxdpDrops, gsoSegments, gsoBytes, endpoints} {
 		ch <- d
+	}
+	for _, m := range netstackMetrics {
+		ch <- m.desc
 	}
 }
 
@@ -74,4 +165,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(gsoBytes, c.s.gso.Bytes.Load(), iface)
 	}
 	gauge(endpoints, float64(c.s.Endpoints()), iface)
+	st := c.s.stack.Stats()
+	for _, m := range netstackMetrics {
+		for _, series := range m.series {
+			labels := []string{iface}
+			if m.label != "" {
+				labels = append(labels, series.value)
+			}
+			counter(m.desc, series.counter(&st).Value(), labels...)
+		}
+	}
 }

@@ -235,9 +235,6 @@ func (s *Stack) Sessions() *session.Table { return s.sessions }
 // connections, and connections in TIME-WAIT.
 func (s *Stack) Endpoints() int { return len(s.stack.RegisteredEndpoints()) }
 
-// Stats are the netstack's own counters.
-func (s *Stack) Stats() tcpip.Stats { return s.stack.Stats() }
-
 func (s *Stack) logf(format string, args ...any) {
 	log.Printf("userstack %s: "+format, append([]any{s.iface.Name}, args...)...)
 }

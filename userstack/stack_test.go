@@ -117,9 +117,7 @@ func TestKernelPeers(t *testing.T) {
 		if !t.Failed() {
 			return
 		}
-		st := s.Stats()
-		t.Logf("netstack: ip received %d, tcp checksum errors %d, tcp segments received %d, sent %d",
-			st.IP.PacketsReceived.Value(), st.TCP.ChecksumErrors.Value(), st.TCP.ValidSegmentsReceived.Value(), st.TCP.SegmentsSent.Value())
+		t.Logf("netstack: %v", s.NetstackCounters())
 		for _, sock := range s.Sockets() {
 			ss, _ := sock.Stats()
 			t.Logf("queue %d: %+v", sock.Queue, ss)
@@ -396,14 +394,14 @@ func TestIPv6(t *testing.T) {
 	defer cancel()
 	c, err := s.Dial(ctx, "tcp", "[fd00:213::2]:8000")
 	if err != nil {
-		st := s.Stats().ICMP.V6
+		st := s.stack.Stats().ICMP.V6
 		t.Fatalf("dial over IPv6 to an unresolved neighbour: %v (solicitations %d, advertisements %d)", err, st.PacketsSent.NeighborSolicit.Value(), st.PacketsReceived.NeighborAdvert.Value())
 	}
 	defer c.Close()
 	if err := roundTrip(c, 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	if n := s.Stats().ICMP.V6.PacketsReceived.NeighborAdvert.Value(); n == 0 {
+	if n := s.stack.Stats().ICMP.V6.PacketsReceived.NeighborAdvert.Value(); n == 0 {
 		t.Error("the netstack got no neighbour advertisement: the dial did not wait for the kernel's resolution")
 	}
 	// The veth has TSO on: the megabyte left in 64 KiB IPv6 segments.
