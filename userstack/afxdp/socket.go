@@ -338,22 +338,30 @@ func (s *Socket) addTXRing(fd int) error {
 	return nil
 }
 
+// closeSocket closes the sockets and unmaps their rings.
 func (s *Socket) closeSocket() {
+	s.closeFDs()
 	for _, m := range s.mmaps {
 		unix.Munmap(m)
 	}
 	s.mmaps = nil
+}
+
+// closeFDs closes the receiving socket and, when apart, the TX socket.
+func (s *Socket) closeFDs() error {
 	if s.txFD >= 0 && s.txFD != s.fd {
 		unix.Close(s.txFD)
 	}
 	s.txFD = -1
+	var err error
 	if s.file != nil {
-		s.file.Close()
+		err = s.file.Close()
 		s.file = nil
 	} else if s.fd >= 0 {
-		unix.Close(s.fd)
+		err = unix.Close(s.fd)
 	}
 	s.fd = -1
+	return err
 }
 
 // FD is the socket's descriptor, for the xsks map.
@@ -632,11 +640,7 @@ func (s *Socket) Close() error {
 		return nil
 	}
 	// Closing unbinds the device, so the rings, still mapped, hold still.
-	if s.txFD != s.fd {
-		unix.Close(s.txFD)
-	}
-	err := s.file.Close()
-	s.file, s.fd, s.txFD = nil, -1, -1
+	err := s.closeFDs()
 	rx := s.rx.available()
 	for i := range rx {
 		s.rxFree = append(s.rxFree, s.rx.at(s.rx.cachedCons+i).Addr&^uint64(s.frameSize-1))
