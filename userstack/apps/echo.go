@@ -87,7 +87,6 @@ func (s *EchoServer) serveStreams() {
 	}
 }
 
-// echoStream echoes until the peer's FIN, then sends its own.
 // copyBuffers are the buffers echoes copy through, reused: at thousands
 // of connections a second, a fresh 64 KiB each cost the collector.
 var copyBuffers = sync.Pool{New: func() any { return new([64 << 10]byte) }}
@@ -100,6 +99,7 @@ func copyThrough(dst io.Writer, src io.Reader) error {
 	return err
 }
 
+// echoStream echoes until the peer's FIN, then sends its own.
 func echoStream(c net.Conn) {
 	if err := copyThrough(c, c); err != nil {
 		return
