@@ -305,10 +305,12 @@ func (b *bench) interleave(f func(addr string) (float64, error)) (user, kernel f
 		}
 		us, ks = append(us, u), append(ks, k)
 	}
-	return median(us), median(ks), nil
+	return Median(us), Median(ks), nil
 }
 
-func median(v []float64) float64 {
+// Median is the median of v, which it sorts: the figure a benchmark
+// reports of its rounds.
+func Median(v []float64) float64 {
 	slices.Sort(v)
 	return v[len(v)/2]
 }
@@ -425,6 +427,6 @@ func (b *bench) latency(ctx context.Context) ([]Row, error) {
 	}
 	return []Row{
 		{Name: "1-byte ping-pong latency p50", Unit: "µs", Userstack: u, Kernel: k, LowerIsBetter: true},
-		{Name: "1-byte ping-pong latency p99", Unit: "µs", Userstack: median(p99u), Kernel: median(p99k), LowerIsBetter: true},
+		{Name: "1-byte ping-pong latency p99", Unit: "µs", Userstack: Median(p99u), Kernel: Median(p99k), LowerIsBetter: true},
 	}, nil
 }

@@ -81,5 +81,5 @@ func (b *bench) rxRate() (Row, error) {
 		rates = append(rates, float64(n)/elapsed.Seconds())
 		b.logf("AF_XDP receive: %d of %d frames in %v", n, b.cfg.Frames, elapsed)
 	}
-	return Row{Name: "AF_XDP receive, no-op consumer", Unit: "Mpps", Userstack: median(rates) / 1e6}, nil
+	return Row{Name: "AF_XDP receive, no-op consumer", Unit: "Mpps", Userstack: Median(rates) / 1e6}, nil
 }

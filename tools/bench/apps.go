@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,11 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/xdpstack/xdpstack/internal/echobench"
 	"github.com/xdpstack/xdpstack/userstack/apps"
 	"github.com/xdpstack/xdpstack/userstack/apps/httpapp"
 	"github.com/xdpstack/xdpstack/userstack/transport"
@@ -96,15 +95,10 @@ func (b *bench) appFigures(rounds int, echoBytes string) ([]appRow, error) {
 				fmt.Fprintf(logOut, "  %-45s %-9s round %d: %.4g\n", f.row.name, [2]string{"userstack", "kernel"}[side], round+1, v)
 			}
 		}
-		f.row.user, f.row.kernel = median(user), median(kernel)
+		f.row.user, f.row.kernel = echobench.Median(user), echobench.Median(kernel)
 		rows = append(rows, f.row)
 	}
 	return rows, nil
-}
-
-func median(v []float64) float64 {
-	slices.SortFunc(v, cmp.Compare)
-	return v[len(v)/2]
 }
 
 // kernelApps serves the same echo and HTTP code on kernel sockets of

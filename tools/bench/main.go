@@ -216,7 +216,7 @@ func (b *bench) interleave(setups []setup, rounds int, measure func(setup) (floa
 	}
 	medians := make(map[setup]float64)
 	for s, vs := range samples {
-		medians[s] = median(vs)
+		medians[s] = echobench.Median(vs)
 	}
 	return medians, nil
 }
