@@ -48,9 +48,9 @@ func BuildBinary(pkg string) (path string, remove func(), err error) {
 	return path, remove, nil
 }
 
-// Echo serves echo on ln until ln is closed: each connection gets back
-// what it sends, and a half-close of the peer is passed back.
-func Echo(ln net.Listener) {
+// Serve accepts on ln until ln is closed, and serves each connection
+// with handle on a goroutine of its own, closing it after.
+func Serve(ln net.Listener, handle func(net.Conn)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -58,11 +58,19 @@ func Echo(ln net.Listener) {
 		}
 		go func() {
 			defer c.Close()
-			if _, err := io.Copy(c, c); err == nil {
-				if cw, ok := c.(interface{ CloseWrite() error }); ok {
-					cw.CloseWrite()
-				}
-			}
+			handle(c)
 		}()
 	}
+}
+
+// Echo serves echo on ln until ln is closed: each connection gets back
+// what it sends, and a half-close of the peer is passed back.
+func Echo(ln net.Listener) {
+	Serve(ln, func(c net.Conn) {
+		if _, err := io.Copy(c, c); err == nil {
+			if cw, ok := c.(interface{ CloseWrite() error }); ok {
+				cw.CloseWrite()
+			}
+		}
+	})
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xdpstack/xdpstack/internal/testutil"
 )
 
 // backendServer reads a request until the client half-closes, then
@@ -20,20 +22,11 @@ func backendServer(t *testing.T, network, addr string) net.Listener {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req, _ := io.ReadAll(c)
-				c.Write([]byte("got:"))
-				c.Write(req)
-			}()
-		}
-	}()
+	go testutil.Serve(ln, func(c net.Conn) {
+		req, _ := io.ReadAll(c)
+		c.Write([]byte("got:"))
+		c.Write(req)
+	})
 	return ln
 }
 
