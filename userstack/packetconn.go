@@ -10,6 +10,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
@@ -24,6 +25,9 @@ type packetConn struct {
 	*gonet.UDPConn
 	ep tcpip.Endpoint
 	wq *waiter.Queue
+	// unspecified is 0.0.0.0 or ::, what LocalAddr says when bound to
+	// no address.
+	unspecified net.IP
 
 	mu            sync.Mutex
 	writeDeadline time.Time
@@ -42,7 +46,22 @@ func newPacketConn(s *stack.Stack, laddr tcpip.FullAddress, netProto tcpip.Netwo
 		ep.Close()
 		return nil, errors.New(err.String())
 	}
-	return &packetConn{UDPConn: gonet.NewUDPConn(&wq, ep), ep: ep, wq: &wq, release: func() error { return nil }}, nil
+	unspecified := net.IPv4zero
+	if netProto == ipv6.ProtocolNumber {
+		unspecified = net.IPv6unspecified
+	}
+	return &packetConn{UDPConn: gonet.NewUDPConn(&wq, ep), ep: ep, wq: &wq, unspecified: unspecified, release: func() error { return nil }}, nil
+}
+
+// LocalAddr is the address the conn is bound to. Bound to no address, it
+// reads 0.0.0.0 or :: as a kernel socket's does, not an empty IP: quic-go's
+// qlog tracer panicked on the empty one.
+func (c *packetConn) LocalAddr() net.Addr {
+	a, ok := c.UDPConn.LocalAddr().(*net.UDPAddr)
+	if ok && len(a.IP) == 0 {
+		a.IP = c.unspecified
+	}
+	return a
 }
 
 // WriteTo sends b to addr, waiting while the send buffer is full: the

@@ -5,6 +5,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 )
@@ -46,5 +47,31 @@ func TestPacketConnBuffers(t *testing.T) {
 		if got := opts.GetSendBufferSize(); got != tc.want {
 			t.Errorf("SetWriteBuffer(%d): send buffer %d, want %d", tc.ask, got, tc.want)
 		}
+	}
+}
+
+// Bound to no address, the conn reads as 0.0.0.0 or :: with its port, as a
+// kernel socket does.
+func TestPacketConnLocalAddr(t *testing.T) {
+	s := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{udp.NewProtocol},
+	})
+	t.Cleanup(s.Destroy)
+	for _, tc := range []struct {
+		proto tcpip.NetworkProtocolNumber
+		want  string
+	}{
+		{ipv4.ProtocolNumber, "0.0.0.0:4433"},
+		{ipv6.ProtocolNumber, "[::]:4433"},
+	} {
+		c, err := newPacketConn(s, tcpip.FullAddress{Port: 4433}, tc.proto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.LocalAddr().String(); got != tc.want {
+			t.Errorf("LocalAddr() = %s, want %s", got, tc.want)
+		}
+		c.Close()
 	}
 }
