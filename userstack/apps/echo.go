@@ -42,7 +42,7 @@ func StartEcho(n transport.Network, uri transport.URI, tlsConf *tls.Config) (*Ec
 		if s.pc, err = n.ListenPacket("udp", uri.HostPort()); err != nil {
 			return nil, err
 		}
-		if s.ql, err = quicgo.Listen(s.pc, tlsConf, nil); err != nil {
+		if s.ql, err = quicgo.Listen(s.pc, tlsConf, quic.Config()); err != nil {
 			s.pc.Close()
 			return nil, err
 		}

@@ -12,7 +12,15 @@ import (
 	"sync"
 
 	quicgo "github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlog"
 )
+
+// Config is the quic-go configuration of every QUIC endpoint here, client
+// and server: quic-go's defaults, and a qlog trace of each connection in
+// the directory QLOGDIR names, when it is set.
+func Config() *quicgo.Config {
+	return &quicgo.Config{Tracer: qlog.DefaultConnectionTracer}
+}
 
 // StreamConn is a bidirectional QUIC stream as a net.Conn. CloseWrite
 // ends the sending side (a FIN); Close ends both sides.

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,6 +21,8 @@ import (
 const alpn = "xdpstack-test"
 
 func TestStreamsAsConns(t *testing.T) {
+	qlogDir := t.TempDir()
+	t.Setenv("QLOGDIR", qlogDir)
 	serverConf, err := xtls.ServerConfig(xtls.ServerOptions{TestCertHost: "quic.test", ALPN: []string{alpn}})
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +32,7 @@ func TestStreamsAsConns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	ln, err := Listen(pc, serverConf, nil)
+	ln, err := Listen(pc, serverConf, Config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,11 +46,10 @@ func TestStreamsAsConns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer clientPC.Close()
-	conn, err := quicgo.Dial(ctx, clientPC, pc.LocalAddr(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}}, nil)
+	conn, err := quicgo.Dial(ctx, clientPC, pc.LocalAddr(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}}, Config())
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
-	defer conn.CloseWithError(0, "")
 
 	for i, size := range []int{1, 64 << 10, 1 << 20} {
 		s, err := conn.OpenStreamSync(ctx)
@@ -70,10 +72,19 @@ func TestStreamsAsConns(t *testing.T) {
 		}
 	}
 
+	conn.CloseWithError(0, "")
 	if err := ln.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
 	if _, err := ln.Accept(); err != net.ErrClosed {
 		t.Errorf("Accept after Close: got %v, want net.ErrClosed", err)
+	}
+
+	// Config traced both ends of the connection into QLOGDIR.
+	for _, end := range []string{"client", "server"} {
+		traces, _ := filepath.Glob(filepath.Join(qlogDir, "*_"+end+".sqlog"))
+		if len(traces) != 1 {
+			t.Errorf("qlog traces of the %s in QLOGDIR: %v, want one", end, traces)
+		}
 	}
 }

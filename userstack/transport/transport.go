@@ -56,7 +56,7 @@ func Listen(n Network, u URI, tlsConf *tls.Config) (net.Listener, error) {
 		if err != nil {
 			return nil, err
 		}
-		ln, err := quic.Listen(pc, tlsConf, nil)
+		ln, err := quic.Listen(pc, tlsConf, quic.Config())
 		if err != nil {
 			pc.Close()
 			return nil, fmt.Errorf("listen on %s: %w", u, err)
@@ -134,7 +134,7 @@ func DialQUIC(ctx context.Context, n Network, u URI, tlsConf *tls.Config) (*QUIC
 		pc.Close()
 		return nil, err
 	}
-	conn, err := quicgo.Dial(ctx, pc, addr, clientConfig(u, tlsConf), nil)
+	conn, err := quicgo.Dial(ctx, pc, addr, clientConfig(u, tlsConf), quic.Config())
 	if err != nil {
 		pc.Close()
 		return nil, fmt.Errorf("quic handshake with %s: %w", u, err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/xdpstack/xdpstack/userstack/quic"
 	"github.com/xdpstack/xdpstack/userstack/transport"
 )
 
@@ -41,7 +42,7 @@ func Listen(n transport.Network, u transport.URI, tlsConf *tls.Config, h http.Ha
 			return nil, err
 		}
 		s.pc, s.addr = pc, pc.LocalAddr()
-		s.http3 = &http3.Server{Handler: h, TLSConfig: http3.ConfigureTLSConfig(tlsConf)}
+		s.http3 = &http3.Server{Handler: h, TLSConfig: http3.ConfigureTLSConfig(tlsConf), QUICConfig: quic.Config()}
 		go func() { s.done <- s.http3.Serve(pc) }()
 		return s, nil
 	case transport.TLS:
