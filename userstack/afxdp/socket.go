@@ -145,6 +145,10 @@ type Socket struct {
 	// rxJoin gathers a multi-buffer packet's frames.
 	rxJoin []byte
 
+	// kicks wakes the kicker goroutine; nil when none runs.
+	kicks      chan struct{}
+	kickerDone chan struct{}
+
 	txMu   sync.Mutex
 	tx     descRing
 	comp   addrRing
@@ -220,6 +224,8 @@ func Open(ifindex, queue int, opts Options) (*Socket, error) {
 	s.rxFreeN.Store(int64(half))
 	s.txFreeN.Store(int64(half))
 	s.refill()
+	s.kicks, s.kickerDone = make(chan struct{}, 1), make(chan struct{})
+	go s.kicker()
 	return s, nil
 }
 
@@ -458,7 +464,8 @@ type Checksum struct{ Start, Offset uint16 }
 // returns its length and the checksum it leaves to the kernel. buf is a
 // UMEM frame, or with MultiBuffer a buffer of maxPacket bytes that
 // Transmit then cuts into frames. It returns how many it queued; fewer
-// than n when the TX ring and frames stay full.
+// than n when the TX ring and frames stay full. The kicker goroutine
+// sends them right after, in order.
 func (s *Socket) Transmit(n int, write func(i int, buf []byte) (int, Checksum)) (int, error) {
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
@@ -516,12 +523,32 @@ func (s *Socket) Transmit(n int, write func(i int, buf []byte) (int, Checksum)) 
 		s.txInKernel.Add(int64(frames))
 		s.txPackets.Add(uint64(sent - first))
 		s.txBytes.Add(bytes)
-		if err := s.kick(); err != nil {
-			return sent, err
+		select {
+		case s.kicks <- struct{}{}:
+		default: // a kick is due already and takes these too
 		}
 	}
 	return sent, nil
 }
+
+// kicker sends what Transmit queues. In copy mode the sendto that kicks
+// the TX ring does the sending itself, frame by frame: the copy into an
+// skb, the driver's transmit and, on a veth, often the peer's receive.
+// Done by the goroutine that queued, that work sat in its way (quic-go's
+// one sending goroutine spent half its time in it); here it overlaps
+// with the making of the next packets, and one kick takes every frame
+// queued meanwhile.
+func (s *Socket) kicker() {
+	defer close(s.kickerDone)
+	for range s.kicks {
+		s.kick()
+	}
+}
+
+// Flush returns once the kernel has taken every frame Transmit queued
+// before the call: for a caller whose next packet leaves another way
+// (gsotx) and must not overtake them. Transmit itself only queues.
+func (s *Socket) Flush() error { return s.kick() }
 
 // cut copies a packet into as many free frames as it needs, after the
 // used frames already taken in this batch, and writes their
@@ -571,12 +598,13 @@ func (s *Socket) kick() error {
 		}
 		err := unix.Sendto(s.txFD, nil, unix.MSG_DONTWAIT, nil)
 		switch err {
-		case nil:
+		case nil, unix.EAGAIN, unix.EBUSY, unix.ENOBUFS:
+			// EAGAIN: a copy-mode kick sends at most 32 frames. The
+			// completion ring has room for every TX frame, so it
+			// never needs reaping for the kernel to go on.
 			if s.tx.pending() == 0 {
 				return nil
 			}
-		case unix.EAGAIN, unix.EBUSY, unix.ENOBUFS:
-			s.reap()
 		default:
 			return fmt.Errorf("kick af_xdp tx on queue %d: %w", s.Queue, err)
 		}
@@ -638,6 +666,13 @@ func (s *Socket) Close() error {
 	defer s.txMu.Unlock()
 	if s.fd < 0 {
 		return nil
+	}
+	if s.kicks != nil {
+		// Before the descriptors close: a kick on a closed one could
+		// reach whatever reuses its number.
+		close(s.kicks)
+		<-s.kickerDone
+		s.kicks = nil
 	}
 	// Closing unbinds the device, so the rings, still mapped, hold still.
 	err := s.closeFDs()

@@ -148,8 +148,14 @@ func TestSocketTraffic(t *testing.T) {
 	if ok := <-waited; ok {
 		t.Error("Wait() after Stop(): got true")
 	}
+	done := s.kickerDone
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	default:
+		t.Error("the kicker goroutine runs on after Close")
 	}
 	if c := s.Frames(); c.Free != c.Total {
 		t.Errorf("Frames() after Close: %+v, want all %d free", c, c.Total)

@@ -34,8 +34,11 @@ type Queue interface {
 	Wait() bool
 	// Stop ends Wait.
 	Stop()
-	// Transmit writes n frames with write and returns how many it sent.
+	// Transmit writes n frames with write and returns how many it
+	// queued; they leave soon after, in order.
 	Transmit(n int, write func(i int, frame []byte) (int, afxdp.Checksum)) (int, error)
+	// Flush returns once the frames queued so far have left.
+	Flush() error
 	// OffloadsChecksum tells whether Transmit can leave partial
 	// checksums to the kernel.
 	OffloadsChecksum() bool
@@ -57,7 +60,7 @@ type Options struct {
 	TrustChecksums bool
 	// Segmenter, when set, sends the TCP segments larger than the MTU
 	// whole, for the kernel or the NIC to cut (gsotx). Only for queues
-	// whose Transmit has sent the frames when it returns (AF_XDP copy
+	// whose Flush has sent the frames when it returns (AF_XDP copy
 	// mode), or a flow's segments could overtake each other.
 	Segmenter interface {
 		// TSO tells whether the interface takes segments whole now.
@@ -280,9 +283,9 @@ func (e *Endpoint) send(packets []*outPacket) (unsent []*outPacket) {
 			q = int(p.pkt.Hash % uint32(len(e.queues)))
 		}
 		if p.segs > 1 && e.opts.Segmenter != nil && e.opts.Segmenter.TSO() {
-			// The flow's frames before it go first; Transmit has sent
-			// them when it returns, so the order holds.
+			// The flow's frames before it go first.
 			transmit(q)
+			e.queues[q].Flush()
 			if e.opts.Segmenter.Send(p.gso()) == nil {
 				continue
 			}

@@ -72,6 +72,9 @@ func (q *memQueue) Stop() {
 
 func (q *memQueue) OffloadsChecksum() bool { return false }
 
+// Flush has nothing to wait for: Transmit delivers at once.
+func (q *memQueue) Flush() error { return nil }
+
 func (q *memQueue) Transmit(n int, write func(int, []byte) (int, afxdp.Checksum)) (int, error) {
 	frames := make([][]byte, n)
 	for i := range n {
