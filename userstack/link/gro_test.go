@@ -1,0 +1,84 @@
+package link
+
+import (
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// sizeRecorder is a netstack stand-in that records the size of every
+// IP packet the endpoint delivers.
+type sizeRecorder struct {
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (r *sizeRecorder) DeliverNetworkPacket(_ tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sizes = append(r.sizes, pkt.Data().Size())
+}
+
+func (r *sizeRecorder) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *stack.PacketBuffer) {}
+
+// receiveBatch hands frames to an endpoint as one receive batch and
+// returns the sizes of the IP packets delivered once they stop coming.
+func receiveBatch(t *testing.T, opts Options, frames [][]byte) []int {
+	t.Helper()
+	q, _ := memPair()
+	q.frames = frames
+	ep := New([]Queue{q}, opts)
+	var r sizeRecorder
+	ep.Attach(&r)
+	t.Cleanup(ep.Stop)
+	var got []int
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		r.mu.Lock()
+		got = slices.Clone(r.sizes)
+		r.mu.Unlock()
+	}
+	return got
+}
+
+// Three flows whose packets share a GRO bucket (their ports differ by
+// the bucket count) each leave the batch: gro.GRO.Flush alone delivered
+// only the first and held the others until their queue's next batch.
+func TestGROFlushesEveryFlow(t *testing.T) {
+	var frames [][]byte
+	for _, port := range []uint16{1000, 1008, 1016} {
+		frames = append(frames, inFrame(port, 1, header.TCPFlagAck, 100))
+	}
+	got := receiveBatch(t, Options{GRO: true, TrustChecksums: true}, frames)
+	if len(got) != 3 {
+		t.Fatalf("delivered %d packets %v, want the 3 flows' packets", len(got), got)
+	}
+}
+
+// In-order segments of a flow are coalesced into one packet where the
+// checksums are trusted; elsewhere they go up one by one, since the
+// netstack would check the coalesced packet against its first piece's
+// checksums and drop it.
+func TestGROOnlyWithTrustedChecksums(t *testing.T) {
+	var frames [][]byte
+	for i := range uint32(4) {
+		frames = append(frames, inFrame(2000, 1+100*i, header.TCPFlagAck, 100))
+	}
+	ipTCP := header.IPv4MinimumSize + header.TCPMinimumSize
+	for _, tc := range []struct {
+		trust bool
+		want  []int
+	}{
+		{true, []int{ipTCP + 400}},
+		{false, []int{ipTCP + 100, ipTCP + 100, ipTCP + 100, ipTCP + 100}},
+	} {
+		got := receiveBatch(t, Options{GRO: true, TrustChecksums: tc.trust}, frames)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("TrustChecksums %v: delivered packets of %v bytes, want %v", tc.trust, got, tc.want)
+		}
+	}
+}
