@@ -102,7 +102,8 @@ func (o *Options) setDefaults() error {
 }
 
 // Socket is an AF_XDP socket bound to one RX queue of an interface. One
-// goroutine calls Receive and Wait; any number call Transmit.
+// goroutine calls Receive and Wait; any number call Transmit and Flush,
+// whose frames a goroutine of the socket's own sends (kicker).
 type Socket struct {
 	Queue int
 	// Mode is what the kernel reports for the bound socket.
