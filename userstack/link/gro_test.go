@@ -36,11 +36,18 @@ func receiveBatch(t *testing.T, opts Options, frames [][]byte) []int {
 	var r sizeRecorder
 	ep.Attach(&r)
 	t.Cleanup(ep.Stop)
+	// Done once something came and nothing more for 100 ms.
 	var got []int
-	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	quiet := time.Now()
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		r.mu.Lock()
-		got = slices.Clone(r.sizes)
+		now := slices.Clone(r.sizes)
 		r.mu.Unlock()
+		if len(now) != len(got) {
+			got, quiet = now, time.Now()
+		} else if len(got) != 0 && time.Since(quiet) > 100*time.Millisecond {
+			break
+		}
 	}
 	return got
 }
