@@ -10,42 +10,46 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 )
 
-// quic-go sizes the buffers of the conn it is given when the conn lets
-// it, as on a kernel socket; the netstack's limits bound them.
-func TestPacketConnBuffers(t *testing.T) {
+// udpStack is a netstack with UDP over IPv4 and IPv6 and no NIC, enough
+// to bind packet conns.
+func udpStack(t *testing.T) *stack.Stack {
 	s := stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{udp.NewProtocol},
 	})
 	t.Cleanup(s.Destroy)
-	c, err := newPacketConn(s, tcpip.FullAddress{}, ipv4.ProtocolNumber)
+	return s
+}
+
+// quic-go sizes the buffers of the conn it is given when the conn lets
+// it, as on a kernel socket; the netstack's limits bound them.
+func TestPacketConnBuffers(t *testing.T) {
+	c, err := newPacketConn(udpStack(t), tcpip.FullAddress{}, ipv4.ProtocolNumber)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	opts := c.ep.SocketOptions()
-	_, most := opts.ReceiveBufferLimits()
-	for _, tc := range []struct{ ask, want int64 }{
-		{64 << 10, 64 << 10},
-		{7 << 20, most}, // what quic-go asks for
+	for _, buf := range []struct {
+		name   string
+		set    func(int) error
+		get    func() int64
+		limits func() (int64, int64)
+	}{
+		{"SetReadBuffer", c.SetReadBuffer, opts.GetReceiveBufferSize, opts.ReceiveBufferLimits},
+		{"SetWriteBuffer", c.SetWriteBuffer, opts.GetSendBufferSize, opts.SendBufferLimits},
 	} {
-		if err := c.SetReadBuffer(int(tc.ask)); err != nil {
-			t.Fatalf("SetReadBuffer(%d): %v", tc.ask, err)
-		}
-		if got := opts.GetReceiveBufferSize(); got != tc.want {
-			t.Errorf("SetReadBuffer(%d): receive buffer %d, want %d", tc.ask, got, tc.want)
-		}
-	}
-	_, most = opts.SendBufferLimits()
-	for _, tc := range []struct{ ask, want int64 }{
-		{64 << 10, 64 << 10},
-		{7 << 20, most},
-	} {
-		if err := c.SetWriteBuffer(int(tc.ask)); err != nil {
-			t.Fatalf("SetWriteBuffer(%d): %v", tc.ask, err)
-		}
-		if got := opts.GetSendBufferSize(); got != tc.want {
-			t.Errorf("SetWriteBuffer(%d): send buffer %d, want %d", tc.ask, got, tc.want)
+		_, most := buf.limits()
+		for _, tc := range []struct{ ask, want int64 }{
+			{64 << 10, 64 << 10},
+			{7 << 20, most}, // what quic-go asks for
+		} {
+			if err := buf.set(int(tc.ask)); err != nil {
+				t.Fatalf("%s(%d): %v", buf.name, tc.ask, err)
+			}
+			if got := buf.get(); got != tc.want {
+				t.Errorf("%s(%d): buffer %d, want %d", buf.name, tc.ask, got, tc.want)
+			}
 		}
 	}
 }
@@ -53,11 +57,7 @@ func TestPacketConnBuffers(t *testing.T) {
 // Bound to no address, the conn reads as 0.0.0.0 or :: with its port, as a
 // kernel socket does.
 func TestPacketConnLocalAddr(t *testing.T) {
-	s := stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
-		TransportProtocols: []stack.TransportProtocolFactory{udp.NewProtocol},
-	})
-	t.Cleanup(s.Destroy)
+	s := udpStack(t)
 	for _, tc := range []struct {
 		proto tcpip.NetworkProtocolNumber
 		want  string
