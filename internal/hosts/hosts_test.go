@@ -1,0 +1,55 @@
+package hosts_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/netip"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpstack/xdpstack/internal/hosts"
+	"github.com/xdpstack/xdpstack/internal/testutil"
+)
+
+// Sockets made inside B connect from outside its namespace, to a kernel
+// echo in A, and a refused connection says so.
+func TestConnectSocket(t *testing.T) {
+	a, b := testutil.HostPair(t, 0)
+	echo := netip.MustParseAddrPort(a.KernelEcho(t, a.Addr.String()+":0"))
+	closed := netip.AddrPortFrom(echo.Addr(), echo.Port()+1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	fds, err := b.TCPSockets(3, echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds[:2] {
+		c, err := hosts.ConnectSocket(ctx, fd, echo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.LocalAddr().String(); netip.MustParseAddrPort(got).Addr() != b.Addr {
+			t.Errorf("connection from %s, want from B's %s", got, b.Addr)
+		}
+		msg := []byte("ping")
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, msg); err != nil || string(msg) != "ping" {
+			t.Errorf("echo gave %q, %v", msg, err)
+		}
+		c.Close()
+	}
+
+	_, err = hosts.ConnectSocket(ctx, fds[2], closed)
+	if !errors.Is(err, unix.ECONNREFUSED) {
+		t.Errorf("connect to the closed port %s: %v, want connection refused", closed, err)
+	}
+	if _, err := unix.FcntlInt(uintptr(fds[2]), unix.F_GETFD, 0); err != unix.EBADF {
+		t.Errorf("the refused socket's fd is still open (%v)", err)
+	}
+}
