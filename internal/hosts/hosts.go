@@ -194,10 +194,7 @@ func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn,
 // locked thread) switches threads at every read that waits; either cost
 // the client more than the servers it measured.
 func (h *Host) TCPSockets(n int, addr netip.AddrPort) ([]int, error) {
-	family := unix.AF_INET6
-	if addr.Addr().Unmap().Is4() {
-		family = unix.AF_INET
-	}
+	family, _ := sockaddr(addr)
 	fds := make([]int, 0, n)
 	err := h.Run(func() error {
 		for range n {
@@ -231,10 +228,7 @@ func ConnectSocket(ctx context.Context, fd int, addr netip.AddrPort) (net.Conn, 
 	if err != nil {
 		return nil, err
 	}
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().Unmap().As4()}
-	if !addr.Addr().Unmap().Is4() {
-		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: addr.Addr().As16()}
-	}
+	_, sa := sockaddr(addr)
 	var connectErr error
 	rc.Control(func(fd uintptr) {
 		if err := unix.Connect(int(fd), sa); err != unix.EINPROGRESS {
@@ -263,6 +257,14 @@ func ConnectSocket(ctx context.Context, fd int, addr netip.AddrPort) (net.Conn, 
 		return nil, fmt.Errorf("connect to %s: %w", addr, connectErr)
 	}
 	return net.FileConn(f)
+}
+
+// sockaddr is addr's address family and addr as connect(2) takes it.
+func sockaddr(addr netip.AddrPort) (family int, sa unix.Sockaddr) {
+	if ip := addr.Addr().Unmap(); ip.Is4() {
+		return unix.AF_INET, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: ip.As4()}
+	}
+	return unix.AF_INET6, &unix.SockaddrInet6{Port: int(addr.Port()), Addr: addr.Addr().As16()}
 }
 
 // Link returns the host's interface as netlink sees it from inside.
