@@ -340,6 +340,10 @@ func (b *bench) throughput(ctx context.Context, offloads bool) (Row, error) {
 func (b *bench) connRate(ctx context.Context) (Row, error) {
 	const workers = 8
 	u, k, err := b.interleave(func(addr string) (float64, error) {
+		peer, err := netip.ParseAddrPort(addr)
+		if err != nil {
+			return 0, err
+		}
 		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		jobs := make(chan struct{}, b.cfg.Conns)
@@ -349,10 +353,6 @@ func (b *bench) connRate(ctx context.Context) (Row, error) {
 		close(jobs)
 		errs := make(chan error, workers)
 		start := time.Now()
-		peer, err := netip.ParseAddrPort(addr)
-		if err != nil {
-			return 0, err
-		}
 		for range workers {
 			go func() { errs <- b.echoOnes(ctx, jobs, peer) }()
 		}
