@@ -20,9 +20,7 @@ type Options struct {
 	Ports loader.PortRange
 	// AFXDP sizes each queue's socket.
 	AFXDP afxdp.Options
-	// NoGRO turns off coalescing of received TCP segments, which is
-	// done only where received checksums are trusted (a veth; see
-	// link.Options.GRO).
+	// NoGRO turns off coalescing of received TCP segments.
 	NoGRO bool
 	// NoKernelGSO sends TCP segments larger than the MTU as AF_XDP
 	// frames, cut by the userstack, instead of whole through the

@@ -111,6 +111,7 @@ func newSide(t *testing.T, q Queue, last byte, opts Options) *side {
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
 	})
+	opts.Stats = s.Stats()
 	ep := New([]Queue{q}, opts)
 	if err := s.CreateNIC(1, ep); err != nil {
 		t.Fatalf("CreateNIC: %v", err)
@@ -140,27 +141,28 @@ func (s *side) knows(t *testing.T, peer *side) {
 }
 
 // TestTransfer moves data both ways between two netstacks over the
-// endpoint, with and without GRO, over IPv4 and IPv6, and checks every
-// byte, every checksum, and that the netstack's 64 KiB segments left
-// as frames no larger than the MTU. GRO works only where checksums are
-// trusted, so the cases without it are the ones whose checksums the
-// netstack checks.
+// endpoint, with and without GRO, with checksums checked by the
+// endpoint or trusted, over IPv4 and IPv6, and checks every byte, every
+// checksum, that GRO coalesced, and that the netstack's 64 KiB segments
+// left as frames no larger than the MTU.
 func TestTransfer(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		gro  bool
-		mtu  uint32
-		v6   bool
+		name  string
+		gro   bool
+		trust bool
+		mtu   uint32
+		v6    bool
 	}{
-		{"plain", false, 1500, false},
-		{"gro", true, 1500, false},
-		{"jumbo", true, 4000, false},
-		{"ipv6", false, 1500, true},
-		{"ipv6 gro", true, 1500, true},
+		{"plain", false, false, 1500, false},
+		{"gro", true, false, 1500, false},
+		{"gro trusted", true, true, 1500, false},
+		{"jumbo", true, false, 4000, false},
+		{"ipv6", false, false, 1500, true},
+		{"ipv6 gro", true, false, 1500, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			qa, qb := memPair()
-			opts := Options{GRO: tc.gro, TrustChecksums: tc.gro, MTU: tc.mtu}
+			opts := Options{GRO: tc.gro, TrustChecksums: tc.trust, MTU: tc.mtu}
 			a := newSide(t, qa, 1, opts)
 			b := newSide(t, qb, 2, opts)
 			a.knows(t, b)
@@ -205,6 +207,9 @@ func TestTransfer(t *testing.T) {
 			}
 			if segs := a.stack.Stats().TCP.SegmentsSent.Value(); segs >= uint64(qa.sent) {
 				t.Errorf("netstack sent %d segments in %d frames: no segment was cut", segs, qa.sent)
+			}
+			if segs := b.stack.Stats().TCP.ValidSegmentsReceived.Value(); tc.gro && segs >= uint64(qa.sent) {
+				t.Errorf("netstack received %d segments from %d frames: GRO coalesced none", segs, qa.sent)
 			}
 		})
 	}

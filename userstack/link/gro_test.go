@@ -66,26 +66,38 @@ func TestGROFlushesEveryFlow(t *testing.T) {
 	}
 }
 
-// In-order segments of a flow are coalesced into one packet where the
-// checksums are trusted; elsewhere they go up one by one, since the
-// netstack would check the coalesced packet against its first piece's
-// checksums and drop it.
-func TestGROOnlyWithTrustedChecksums(t *testing.T) {
+// In-order segments of a flow are coalesced into one packet whether the
+// endpoint checks their checksums or trusts them. A checked frame whose
+// checksum is wrong is dropped and counted, and coalescing stops at the
+// gap it leaves; a trusted one is taken as it is.
+func TestGROChecksums(t *testing.T) {
 	var frames [][]byte
 	for i := range uint32(4) {
 		frames = append(frames, inFrame(2000, 1+100*i, header.TCPFlagAck, 100))
 	}
+	corrupt := slices.Clone(frames)
+	corrupt[2] = slices.Clone(corrupt[2])
+	corrupt[2][len(corrupt[2])-1] ^= 1
 	ipTCP := header.IPv4MinimumSize + header.TCPMinimumSize
 	for _, tc := range []struct {
-		trust bool
-		want  []int
+		name   string
+		frames [][]byte
+		trust  bool
+		want   []int
+		errors uint64
 	}{
-		{true, []int{ipTCP + 400}},
-		{false, []int{ipTCP + 100, ipTCP + 100, ipTCP + 100, ipTCP + 100}},
+		{"checked", frames, false, []int{ipTCP + 400}, 0},
+		{"trusted", frames, true, []int{ipTCP + 400}, 0},
+		{"checked, third corrupt", corrupt, false, []int{ipTCP + 200, ipTCP + 100}, 1},
+		{"trusted, third corrupt", corrupt, true, []int{ipTCP + 400}, 0},
 	} {
-		got := receiveBatch(t, Options{GRO: true, TrustChecksums: tc.trust}, frames)
+		stats := tcpip.Stats{}.FillIn()
+		got := receiveBatch(t, Options{GRO: true, TrustChecksums: tc.trust, Stats: stats}, tc.frames)
 		if !slices.Equal(got, tc.want) {
-			t.Errorf("TrustChecksums %v: delivered packets of %v bytes, want %v", tc.trust, got, tc.want)
+			t.Errorf("%s: delivered packets of %v bytes, want %v", tc.name, got, tc.want)
+		}
+		if n := stats.TCP.ChecksumErrors.Value(); n != tc.errors {
+			t.Errorf("%s: counted %d TCP checksum errors, want %d", tc.name, n, tc.errors)
 		}
 	}
 }
