@@ -22,6 +22,11 @@ type Options struct {
 	AFXDP afxdp.Options
 	// NoGRO turns off coalescing of received TCP segments.
 	NoGRO bool
+	// CheckChecksums checks received checksums on a veth too, where they
+	// are otherwise trusted; the peer must then send whole checksums
+	// (its tx checksumming off). Every other interface is checked: this
+	// runs that path on a veth, for tests and benchmarks.
+	CheckChecksums bool
 	// NoKernelGSO sends TCP segments larger than the MTU as AF_XDP
 	// frames, cut by the userstack, instead of whole through the
 	// kernel's segmentation offload (gsotx).

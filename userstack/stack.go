@@ -112,7 +112,7 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if err := s.tune(); err != nil {
 		return nil, err
 	}
-	linkOpts := link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth", Stats: s.stack.Stats(), OnResolve: s.resolveLater}
+	linkOpts := link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth" && !opts.CheckChecksums, Stats: s.stack.Stats(), OnResolve: s.resolveLater}
 	if s.gso, err = s.openGSO(opts); err != nil {
 		return nil, err
 	}
