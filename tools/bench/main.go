@@ -109,14 +109,21 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 		}
 	}
 	if only["userstack"] {
-		// Each MTU on a fresh pair of its own.
-		for _, mtu := range []int{1500, 9000} {
-			fmt.Fprintf(logOut, "userstack against the kernel, MTU %d:\n", mtu)
-			rep, err := echobench.Run(context.Background(), echobench.Config{Rounds: rounds, MTU: mtu, Log: logOut})
-			if err != nil {
-				return "", fmt.Errorf("echobench, MTU %d: %w", mtu, err)
+		// Each run on a fresh pair of its own.
+		for _, run := range []struct {
+			mtu   int
+			check bool
+		}{{1500, false}, {9000, false}, {1500, true}} {
+			title, flags := fmt.Sprintf("MTU %d", run.mtu), fmt.Sprintf("-mtu %d", run.mtu)
+			if run.check {
+				title, flags = title+", checksums checked", flags+" -check-checksums"
 			}
-			fmt.Fprintf(&r, "\n## The userstack against the kernel, MTU %d\n\n`go run ./tools/echobench -mtu %d`: the echo app on the userstack and on a kernel socket of one host, the echo tester on the peer.\n\n%s", mtu, mtu, rep.Markdown())
+			fmt.Fprintf(logOut, "userstack against the kernel, %s:\n", title)
+			rep, err := echobench.Run(context.Background(), echobench.Config{Rounds: rounds, MTU: run.mtu, CheckChecksums: run.check, Log: logOut})
+			if err != nil {
+				return "", fmt.Errorf("echobench, %s: %w", title, err)
+			}
+			fmt.Fprintf(&r, "\n## The userstack against the kernel, %s\n\n`go run ./tools/echobench %s`: the echo app on the userstack and on a kernel socket of one host, the echo tester on the peer.\n\n%s", title, flags, rep.Markdown())
 		}
 	}
 	return r.String(), nil

@@ -1,7 +1,7 @@
 // Command echobench measures the userstack against the kernel on one veth
 // pair it creates, and prints a markdown table of ratios.
 //
-//	go run ./tools/echobench [-rounds 3] [-bytes 268435456] [-mtu 9000]
+//	go run ./tools/echobench [-rounds 3] [-bytes 268435456] [-mtu 9000] [-check-checksums]
 package main
 
 import (
@@ -21,6 +21,7 @@ func main() {
 	flag.IntVar(&cfg.Conns, "conns", 2000, "connections per connection-rate round")
 	flag.IntVar(&cfg.PingPongs, "pingpongs", 5000, "round trips per latency round")
 	flag.IntVar(&cfg.MTU, "mtu", 0, "MTU of both ends of the veth pair (0: 1500)")
+	flag.BoolVar(&cfg.CheckChecksums, "check-checksums", false, "the userstack checks received checksums, as on any interface but a veth, and the peer sends them whole")
 	flag.Parse()
 	cfg.Log = os.Stderr
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
