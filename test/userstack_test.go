@@ -3,7 +3,6 @@ package test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,30 +37,6 @@ func echoClient(t *testing.T, h *testutil.Host, pinRoot string, args ...string) 
 		t.Fatalf("xdpstack %s: %v %v\n%s%s", strings.Join(args, " "), err, jerr, stdout.String(), stderr.String())
 	}
 	return r
-}
-
-// echoOnce dials addr from h, sends n random bytes and checks the echo.
-func echoOnce(t *testing.T, h *testutil.Host, addr string, n int) {
-	t.Helper()
-	h.Do(t, func() error {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		want := make([]byte, n)
-		rand.Read(want)
-		go c.Write(want)
-		got := make([]byte, n)
-		if _, err := io.ReadFull(c, got); err != nil {
-			return fmt.Errorf("echo from %s: %w", addr, err)
-		}
-		if !bytes.Equal(got, want) {
-			return fmt.Errorf("echo from %s differs from what was sent", addr)
-		}
-		return nil
-	})
 }
 
 // checkStatusXSKs checks that `xdpstack status` in h reports n AF_XDP
@@ -120,7 +95,7 @@ func TestUserstackEcho(t *testing.T) {
 
 	t.Run("go client", func(t *testing.T) {
 		for range 4 {
-			echoOnce(t, b, echoAddr, 1<<20)
+			b.EchoFrom(t, echoAddr, 1<<20)
 		}
 	})
 	t.Run("nc", func(t *testing.T) {
@@ -207,7 +182,7 @@ func TestUserstackEcho(t *testing.T) {
 		waitMetric(t, a, d, `xdpstack_userstack_endpoints{iface="`+a.Iface+`"}`, 2) // the two listeners
 	})
 	t.Run("kernel alongside", func(t *testing.T) {
-		echoOnce(t, b, kernelAddr, 1<<20)
+		b.EchoFrom(t, kernelAddr, 1<<20)
 		b.Exec(t, "ping", "-q", "-c", "5", "-i", "0.05", "-W", "2", a.Addr.String())
 	})
 
@@ -310,11 +285,11 @@ func TestUserstackKilled(t *testing.T) {
 	}
 	t.Logf("peer saw %v %.1fs after the kill", err, time.Since(killed).Seconds())
 
-	echoOnce(t, b, kernelAddr, 1<<20)
+	b.EchoFrom(t, kernelAddr, 1<<20)
 	b.Exec(t, "ping", "-q", "-c", "3", "-i", "0.05", "-W", "2", a.Addr.String())
 
 	startDaemon(t, a, root, "--metrics-addr", "", "--app", "echo=tcp://:7")
-	echoOnce(t, b, echoAddr, 1<<20)
+	b.EchoFrom(t, echoAddr, 1<<20)
 }
 
 // TestUserstackIdle checks that a daemon serving the userstack with no

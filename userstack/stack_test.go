@@ -1,11 +1,8 @@
 package userstack
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"runtime"
@@ -59,26 +56,15 @@ func startOn(t *testing.T, a *testutil.Host, opts Options) (*Stack, *loader.Atta
 	return s, att
 }
 
-func roundTrip(c net.Conn, n int) error {
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	want := make([]byte, n)
-	rand.Read(want)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Write(want)
-		errc <- err
-	}()
-	got := make([]byte, n)
-	if _, err := io.ReadFull(c, got); err != nil {
-		return fmt.Errorf("read echo: %w", err)
+// echoOn serves echo on the userstack's TCP port 7 until the test ends.
+func echoOn(t *testing.T, s *Stack) {
+	t.Helper()
+	ln, err := s.Listen("tcp", ":7")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := <-errc; err != nil {
-		return err
-	}
-	if !bytes.Equal(got, want) {
-		return fmt.Errorf("echo of %d bytes differs from what was sent", n)
-	}
-	return nil
+	t.Cleanup(func() { ln.Close() })
+	go testutil.Echo(ln)
 }
 
 // TestKernelPeers runs the userstack on one host of a two-queue veth
@@ -130,14 +116,7 @@ func TestKernelPeers(t *testing.T) {
 	t.Run("kernel client", func(t *testing.T) {
 		// Several connections, so that both queues carry some.
 		for i := range 8 {
-			b.Do(t, func() error {
-				c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:7", a.Addr), 5*time.Second)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				return roundTrip(c, 1<<20+i)
-			})
+			b.EchoFrom(t, fmt.Sprintf("%s:7", a.Addr), 1<<20+i)
 		}
 	})
 
@@ -150,7 +129,7 @@ func TestKernelPeers(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if err := roundTrip(c, 1<<20); err != nil {
+		if err := testutil.RoundTrip(c, 1<<20); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -234,7 +213,7 @@ func TestManyConnections(t *testing.T) {
 	})
 	errs := make(chan error, conns)
 	for _, c := range open {
-		go func() { errs <- roundTrip(c, 1000) }()
+		go func() { errs <- testutil.RoundTrip(c, 1000) }()
 	}
 	for range conns {
 		if err := <-errs; err != nil {
@@ -277,7 +256,7 @@ func TestUnknownNeighbour(t *testing.T) {
 		t.Fatalf("dial a peer the kernel had to resolve: %v\nkernel neighbours: %s", err, a.Exec(t, "ip", "neigh"))
 	}
 	defer c.Close()
-	if err := roundTrip(c, 1000); err != nil {
+	if err := testutil.RoundTrip(c, 1000); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -291,20 +270,8 @@ func TestJumbo(t *testing.T) {
 		h.Exec(t, "ip", "link", "set", h.Iface, "mtu", "9000")
 	}
 	s, _ := startOn(t, a, Options{})
-	ln, err := s.Listen("tcp", ":7")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go testutil.Echo(ln)
-	b.Do(t, func() error {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:7", a.Addr), 5*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		return roundTrip(c, 8<<20)
-	})
+	echoOn(t, s)
+	b.EchoFrom(t, fmt.Sprintf("%s:7", a.Addr), 8<<20)
 	var big uint64
 	for _, sock := range s.Sockets() {
 		st, _ := sock.Stats()
@@ -349,7 +316,7 @@ func TestFollowsRoutes(t *testing.T) {
 		t.Fatalf("dial through a route added after start: %v", err)
 	}
 	defer c.Close()
-	if err := roundTrip(c, 1000); err != nil {
+	if err := testutil.RoundTrip(c, 1000); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -400,7 +367,7 @@ func TestIPv6(t *testing.T) {
 		t.Fatalf("dial over IPv6 to an unresolved neighbour: %v (solicitations %d, advertisements %d)", err, st.PacketsSent.NeighborSolicit.Value(), st.PacketsReceived.NeighborAdvert.Value())
 	}
 	defer c.Close()
-	if err := roundTrip(c, 1<<20); err != nil {
+	if err := testutil.RoundTrip(c, 1<<20); err != nil {
 		t.Fatal(err)
 	}
 	if n := s.stack.Stats().ICMP.V6.PacketsReceived.NeighborAdvert.Value(); n == 0 {
@@ -411,21 +378,9 @@ func TestIPv6(t *testing.T) {
 		t.Error("no IPv6 segment went whole through the GSO socket")
 	}
 
-	ln, err := s.Listen("tcp", ":7")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go testutil.Echo(ln)
+	echoOn(t, s)
 	for _, addr := range []string{"[fd00:213::1]:7", fmt.Sprintf("%s:7", a.Addr)} {
-		b.Do(t, func() error {
-			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return roundTrip(c, 1<<20)
-		})
+		b.EchoFrom(t, addr, 1<<20)
 	}
 }
 
@@ -469,20 +424,8 @@ func TestCheckedChecksums(t *testing.T) {
 	a, b := testutil.HostPair(t, 1)
 	b.Exec(t, "ethtool", "-K", b.Iface, "tx", "off")
 	s, _ := startOn(t, a, Options{CheckChecksums: true})
-	ln, err := s.Listen("tcp", ":7")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go testutil.Echo(ln)
-	b.Do(t, func() error {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:7", a.Addr), 5*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		return roundTrip(c, 16<<20)
-	})
+	echoOn(t, s)
+	b.EchoFrom(t, fmt.Sprintf("%s:7", a.Addr), 16<<20)
 	stats := s.stack.Stats()
 	if n := stats.TCP.ChecksumErrors.Value(); n != 0 {
 		t.Fatalf("TCP checksum errors after the transfer: %d, want 0", n)

@@ -2,8 +2,11 @@ package testutil
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xdpstack/xdpstack/internal/hosts"
 )
@@ -65,4 +68,21 @@ func (h *Host) KernelEcho(tb testing.TB, addr string) string {
 	tb.Cleanup(func() { ln.Close() })
 	go Echo(ln)
 	return ln.Addr().String()
+}
+
+// EchoFrom dials addr, an echo server, from a kernel socket of the host
+// and checks that n bytes come back as sent (RoundTrip).
+func (h *Host) EchoFrom(tb testing.TB, addr string, n int) {
+	tb.Helper()
+	h.Do(tb, func() error {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if err := RoundTrip(c, n); err != nil {
+			return fmt.Errorf("echo from %s: %w", addr, err)
+		}
+		return nil
+	})
 }

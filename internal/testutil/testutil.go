@@ -4,6 +4,8 @@
 package testutil
 
 import (
+	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
@@ -73,4 +76,28 @@ func Echo(ln net.Listener) {
 			}
 		}
 	})
+}
+
+// RoundTrip sends n random bytes on c, which must echo them, and checks
+// that the same bytes come back within 10 seconds.
+func RoundTrip(c net.Conn, n int) error {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	want := make([]byte, n)
+	rand.Read(want)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Write(want)
+		errc <- err
+	}()
+	got := make([]byte, n)
+	if _, err := io.ReadFull(c, got); err != nil {
+		return fmt.Errorf("read echo: %w", err)
+	}
+	if err := <-errc; err != nil {
+		return err
+	}
+	if !bytes.Equal(got, want) {
+		return fmt.Errorf("echo of %d bytes differs from what was sent", n)
+	}
+	return nil
 }

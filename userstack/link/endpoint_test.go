@@ -1,10 +1,7 @@
 package link
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -184,16 +181,8 @@ func TestTransfer(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			want := make([]byte, 4<<20)
-			rand.Read(want)
-			go c.Write(want)
-			got := make([]byte, len(want))
-			if _, err := io.ReadFull(c, got); err != nil {
-				t.Fatalf("read echo: %v", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Fatal("echoed bytes differ from those sent")
+			if err := testutil.RoundTrip(c, 4<<20); err != nil {
+				t.Fatal(err)
 			}
 			for _, s := range []*side{a, b} {
 				if bad := s.stack.Stats().TCP.ChecksumErrors.Value(); bad != 0 {
