@@ -39,7 +39,16 @@ type TCPOptions struct {
 	// NoSACK turns off selective acknowledgements (on by default, as in
 	// Linux).
 	NoSACK bool
-	// CongestionControl is "cubic" (the default, as in Linux) or "reno".
+	// CongestionControl is "reno" (the default) or "cubic". Linux
+	// defaults to cubic, but gVisor's cubic can shut a connection's
+	// congestion window for good: when HyStart ends slow start (on a
+	// rise in RTT, as a busy CPU makes), the next ACK reaches cubic's
+	// window formula before congestion avoidance has set its reference
+	// window, which is still 0, and every packet it acknowledges takes
+	// one off cwnd. At cwnd 0 with nothing in flight no timer runs, so
+	// the connection never sends again (seen as a 16 MiB echo stalled
+	// for good, about 1 run in 20 to 50 with both cores busy: cwnd 0,
+	// nothing outstanding, the peer's window open, the send buffer full).
 	CongestionControl string
 	// SendBuffer and ReceiveBuffer are the largest buffers, in bytes, that
 	// auto-tuning may grow a connection's to; 4 MiB and 6 MiB (Linux's
@@ -59,7 +68,7 @@ func (o *Options) setDefaults() error {
 	t := &o.TCP
 	switch t.CongestionControl {
 	case "":
-		t.CongestionControl = "cubic"
+		t.CongestionControl = "reno"
 	case "cubic", "reno":
 	default:
 		return fmt.Errorf("tcp congestion control %q: want cubic or reno", t.CongestionControl)

@@ -399,7 +399,7 @@ func TestTuning(t *testing.T) {
 	}
 
 	a, _ := testutil.HostPair(t, 1)
-	s, _ := startOn(t, a, Options{TCP: TCPOptions{CongestionControl: "reno", NoSACK: true, SendBuffer: 64 << 10, ReceiveBuffer: 128 << 10}})
+	s, _ := startOn(t, a, Options{TCP: TCPOptions{CongestionControl: "cubic", NoSACK: true, SendBuffer: 64 << 10, ReceiveBuffer: 128 << 10}})
 	var (
 		cc   tcpip.CongestionControlOption
 		sack tcpip.TCPSACKEnabled
@@ -411,7 +411,7 @@ func TestTuning(t *testing.T) {
 			t.Fatalf("read %T: %s", opt, err)
 		}
 	}
-	if cc != "reno" || sack || send.Max != 64<<10 || recv.Max != 128<<10 || send.Default > send.Max {
+	if cc != "cubic" || sack || send.Max != 64<<10 || recv.Max != 128<<10 || send.Default > send.Max {
 		t.Errorf("netstack has cc %q, sack %v, send buffers %+v, receive buffers %+v", cc, sack, send, recv)
 	}
 }

@@ -9,9 +9,10 @@ import (
 )
 
 // tcpFlags tune the userstack's TCP, for attach and for the echo verbs
-// with --iface. The defaults are Linux's.
+// with --iface. The defaults are Linux's, but for the congestion control
+// (userstack.TCPOptions).
 var tcpFlags = []cli.Flag{
-	&cli.StringFlag{Name: "tcp-cc", Value: "cubic", Usage: "userstack TCP congestion control: cubic or reno"},
+	&cli.StringFlag{Name: "tcp-cc", Value: "reno", Usage: "userstack TCP congestion control: reno or cubic (gVisor's cubic can stall a connection; see README)"},
 	&cli.BoolFlag{Name: "tcp-sack", Value: true, Usage: "userstack TCP selective acknowledgements (--tcp-sack=false turns them off)"},
 	&cli.StringFlag{Name: "tcp-send-buffer", Value: "4M", Usage: "largest send buffer userstack TCP auto-tuning may give a connection (suffixes K, M, G)"},
 	&cli.StringFlag{Name: "tcp-receive-buffer", Value: "6M", Usage: "largest receive buffer userstack TCP auto-tuning may give a connection (suffixes K, M, G)"},
