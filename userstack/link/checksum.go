@@ -48,14 +48,13 @@ func checksumsValid(frame []byte, stats *tcpip.Stats) bool {
 		if !h.IsValid(len(ip)) {
 			return true
 		}
+		pkt := ip[:header.IPv6MinimumSize+int(h.PayloadLength())]
 		var off int
 		var ok bool
-		proto, off, fragment, ok = ipv6Transport(ip[:header.IPv6MinimumSize+int(h.PayloadLength())])
-		if !ok {
+		if proto, off, fragment, ok = ipv6Transport(pkt); !ok {
 			return true
 		}
-		src, dst = h.SourceAddress(), h.DestinationAddress()
-		transport = ip[off : header.IPv6MinimumSize+int(h.PayloadLength())]
+		src, dst, transport = h.SourceAddress(), h.DestinationAddress(), pkt[off:]
 	default:
 		return true
 	}
