@@ -6,4 +6,3 @@ package bpf
 
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-19 -strip llvm-strip-19 -target bpfel -cflags "-O2 -Wall -Werror -I/usr/include/x86_64-linux-gnu" -type xdp_reason -type counter -type listener_key -type listener_value -type attach_info Xdp xdp.c -- -Iinclude
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-19 -strip llvm-strip-19 -target bpfel -cflags "-O2 -Wall -Werror -I/usr/include/x86_64-linux-gnu" Pass pass.c
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-19 -strip llvm-strip-19 -target bpfel -cflags "-O2 -Wall -Werror -I/usr/include/x86_64-linux-gnu" Pktgen pktgen.c

@@ -11,8 +11,8 @@ import (
 // rxPort is where the generator's UDP frames go; steered by a listener.
 const rxPort = 9
 
-// rxRate sends 64-byte UDP frames from host B with the live-frames
-// generator and counts how many per second host A's AF_XDP sockets hand
+// rxRate sends 64-byte UDP frames from host B with the generator and
+// counts how many per second host A's AF_XDP sockets hand
 // to a consumer that only releases them.
 func (b *bench) rxRate() (Row, error) {
 	a, p := b.pair.A, b.pair.B

@@ -1,33 +1,34 @@
 // Package pktgen sends one frame over and over out of a host's interface,
-// for benchmarks: this kernel has no pktgen module, so a tiny XDP program
-// (bpf/pktgen.c) run with BPF_PROG_TEST_RUN and BPF_F_TEST_XDP_LIVE_FRAMES
-// redirects its input frame out of the interface once per repetition.
+// for benchmarks. The kernel has no pktgen module here, and it refuses
+// BPF_PROG_TEST_RUN's live frames (BPF_F_TEST_XDP_LIVE_FRAMES fails with
+// EPERM), so the frames leave through the TX ring of an AF_XDP socket,
+// which every driver takes in copy mode: one sendto per ring's worth.
 package pktgen
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
-
-	"github.com/xdpstack/xdpstack/bpf"
 	"github.com/xdpstack/xdpstack/internal/hosts"
 	"github.com/xdpstack/xdpstack/internal/packet"
+	"github.com/xdpstack/xdpstack/userstack/afxdp"
 )
 
 // FrameSize is the classic minimum: 64 bytes with the Ethernet header.
 const FrameSize = 64
 
+// batch is how many frames one Transmit queues: a kick sends them all.
+const batch = 64
+
 // Generator sends 64-byte UDP frames from one host to another.
 type Generator struct {
-	from  *hosts.Host
-	objs  bpf.PktgenObjects
+	sock  *afxdp.Socket
 	frame []byte
 }
 
-// New loads a generator that sends from host from to UDP port dstPort of
-// host to, over the veth between them.
+// New opens a generator that sends from host from to UDP port dstPort of
+// host to, over the veth between them, on from's queue 0.
 func New(from, to *hosts.Host, dstPort uint16) (*Generator, error) {
 	fromLink, err := from.Link()
 	if err != nil {
@@ -37,16 +38,14 @@ func New(from, to *hosts.Host, dstPort uint16) (*Generator, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := bpf.LoadPktgen()
+	g := &Generator{}
+	// The ifindex means something only inside from's namespace.
+	err = from.Run(func() (err error) {
+		g.sock, err = afxdp.Open(fromLink.Attrs().Index, 0, afxdp.Options{})
+		return err
+	})
 	if err != nil {
-		return nil, err
-	}
-	if err := spec.Variables[bpf.PktgenVarTargetIfindex].Set(uint32(fromLink.Attrs().Index)); err != nil {
-		return nil, err
-	}
-	g := &Generator{from: from}
-	if err := spec.LoadAndAssign(&g.objs, nil); err != nil {
-		return nil, fmt.Errorf("load generator: %w", err)
+		return nil, fmt.Errorf("generator: %w", err)
 	}
 	f := packet.EthernetTo(toMAC, fromLink.Attrs().HardwareAddr, packet.EtherTypeIPv4).
 		IPv4(packet.IPv4{Src: from.Addr, Dst: to.Addr, Protocol: packet.ProtoUDP}).
@@ -55,21 +54,26 @@ func New(from, to *hosts.Host, dstPort uint16) (*Generator, error) {
 	return g, nil
 }
 
-// Send transmits n frames and returns how long that took. An interrupted
-// run restarts, so at least n frames leave; count what arrives.
+// Send transmits n frames and returns how long that took; count what
+// arrives.
 func (g *Generator) Send(n uint32) (time.Duration, error) {
+	write := func(_ int, buf []byte) (int, afxdp.Checksum) { return copy(buf, g.frame), afxdp.Checksum{} }
 	start := time.Now()
-	// The redirect's ifindex is looked up in the namespace of the thread
-	// that runs the program.
-	err := g.from.Run(func() error {
-		_, err := g.objs.XdpPktgen.Run(&ebpf.RunOptions{Data: g.frame, Repeat: n, Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES})
-		return err
-	})
-	if err != nil {
+	for left := int(n); left > 0; {
+		sent, err := g.sock.Transmit(min(left, batch), write)
+		if err == nil && sent == 0 {
+			err = errors.New("transmit stalled")
+		}
+		if err != nil {
+			return 0, fmt.Errorf("generator: %w", err)
+		}
+		left -= sent
+	}
+	if err := g.sock.Flush(); err != nil {
 		return 0, fmt.Errorf("generator: %w", err)
 	}
 	return time.Since(start), nil
 }
 
-// Close unloads the generator.
-func (g *Generator) Close() error { return g.objs.Close() }
+// Close closes the generator's socket.
+func (g *Generator) Close() error { return g.sock.Close() }

@@ -7,9 +7,9 @@ import (
 	"github.com/xdpstack/xdpstack/internal/pktgen"
 )
 
-// passRate sends 64-byte UDP frames from host B with the live-frames
-// generator and measures how many per second host A's interface takes in
-// and passes to the kernel.
+// passRate sends 64-byte UDP frames from host B with the generator and
+// measures how many per second host A's interface takes in and passes to
+// the kernel.
 func (b *bench) passRate(rounds int, frames uint32) (map[setup]float64, error) {
 	a := b.pair.A
 	gen, err := pktgen.New(b.pair.B, a, 9)
@@ -19,9 +19,7 @@ func (b *bench) passRate(rounds int, frames uint32) (map[setup]float64, error) {
 	defer gen.Close()
 
 	fmt.Fprintln(logOut, "packets passed to the kernel (packets/s):")
-	// A veth without an XDP program drops redirected frames, so there is
-	// no "no XDP" column here.
-	return b.interleave([]setup{minimalPass, xdpstack}, rounds, func(setup) (float64, error) {
+	return b.interleave([]setup{none, minimalPass, xdpstack}, rounds, func(setup) (float64, error) {
 		before, err := a.Link()
 		if err != nil {
 			return 0, err
