@@ -146,10 +146,12 @@ const notes = `Notes:
 - **Why minimal XDP_PASS is the baseline.** As soon as any XDP program is
   attached to a veth, the veth turns off GSO/GRO for the traffic its peer
   sends it (it must hand the program single frames), so TCP moves in
-  MTU-sized segments instead of 64 KiB ones. That costs the kernel the same
-  whatever the program does; the ratio against no XDP at all shows that
-  cost, and the ratio against a program that only returns XDP_PASS shows what
-  xdpstack itself adds: parsing, the listener lookup and the per-CPU counters.
+  MTU-sized segments instead of 64 KiB ones, and it copies every frame the
+  peer sends into a page of its own before the program runs
+  (skb_pp_cow_data). That costs the kernel the same whatever the program
+  does; the ratio against no XDP at all shows that cost, and the ratio
+  against a program that only returns XDP_PASS shows what xdpstack itself
+  adds: parsing, the listener lookup and the per-CPU counters.
 - **How packets per second are generated.** This kernel has no pktgen and
   refuses BPF_PROG_TEST_RUN's live frames (EPERM), so the peer sends one
   64-byte UDP frame over and over through an AF_XDP socket's TX ring (copy
