@@ -2,11 +2,10 @@
 // for benchmarks. The kernel has no pktgen module here, and it refuses
 // BPF_PROG_TEST_RUN's live frames (BPF_F_TEST_XDP_LIVE_FRAMES fails with
 // EPERM), so the frames leave through the TX ring of an AF_XDP socket,
-// which every driver takes in copy mode: one sendto per ring's worth.
+// which every driver takes in copy mode.
 package pktgen
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -17,9 +16,6 @@ import (
 
 // FrameSize is the classic minimum: 64 bytes with the Ethernet header.
 const FrameSize = 64
-
-// batch is how many frames one Transmit queues: a kick sends them all.
-const batch = 64
 
 // Generator sends 64-byte UDP frames from one host to another.
 type Generator struct {
@@ -57,19 +53,19 @@ func New(from, to *hosts.Host, dstPort uint16) (*Generator, error) {
 // Send transmits n frames and returns how long that took; count what
 // arrives.
 func (g *Generator) Send(n uint32) (time.Duration, error) {
-	write := func(_ int, buf []byte) (int, afxdp.Checksum) { return copy(buf, g.frame), afxdp.Checksum{} }
 	start := time.Now()
-	for left := int(n); left > 0; {
-		sent, err := g.sock.Transmit(min(left, batch), write)
-		if err == nil && sent == 0 {
-			err = errors.New("transmit stalled")
-		}
-		if err != nil {
-			return 0, fmt.Errorf("generator: %w", err)
-		}
-		left -= sent
+	// Transmit waits for room as the kicker sends, and stops early only
+	// when none comes.
+	sent, err := g.sock.Transmit(int(n), func(_ int, buf []byte) (int, afxdp.Checksum) {
+		return copy(buf, g.frame), afxdp.Checksum{}
+	})
+	if err == nil && sent < int(n) {
+		err = fmt.Errorf("transmit stalled after %d of %d frames", sent, n)
 	}
-	if err := g.sock.Flush(); err != nil {
+	if err == nil {
+		err = g.sock.Flush()
+	}
+	if err != nil {
 		return 0, fmt.Errorf("generator: %w", err)
 	}
 	return time.Since(start), nil
