@@ -129,7 +129,7 @@ func existingLink(iface Interface, dir string, mode Mode) (link.Link, error) {
 	pinned, err := link.LoadPinnedLink(filepath.Join(dir, linkPinName), nil)
 	if errors.Is(err, os.ErrNotExist) {
 		if progID != 0 {
-			return nil, fmt.Errorf("%s already has XDP program %d that xdpstack did not attach (remove it: ip link set dev %s xdp off)", iface.Name, progID, iface.Name)
+			return nil, unpinnedError(iface.Name, progID, dir)
 		}
 		return nil, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -78,6 +79,11 @@ func ReadInterfaceStatus(root, ifname string) (Status, error) {
 	dir := maps.PinDir(pinRoot(root), ifname)
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
+		if iface, err := LookupInterface(ifname); err == nil {
+			if progID, _, err := xdpProgramOn(iface.Index); err == nil && progID != 0 {
+				return Status{}, unpinnedError(ifname, progID, dir)
+			}
+		}
 		return Status{}, fmt.Errorf("xdpstack is not attached to %s (no pins in %s)", ifname, dir)
 	}
 	if err != nil {
@@ -107,12 +113,7 @@ func ReadInterfaceStatus(root, ifname string) (Status, error) {
 		return s, nil
 	}
 	s.ProgramID = info.Program
-	if prog, err := ebpf.NewProgramFromID(info.Program); err == nil {
-		if pi, err := prog.Info(); err == nil {
-			s.ProgramName = pi.Name
-		}
-		prog.Close()
-	}
+	s.ProgramName = programName(info.Program)
 	// The link's ifindex means something only in the interface's own
 	// network namespace: trust it when it leads to the same program.
 	s.Mode = ModeUnknown
@@ -120,6 +121,36 @@ func ReadInterfaceStatus(root, ifname string) (Status, error) {
 		s.Mode = mode
 	}
 	return s, nil
+}
+
+// programName is the name of the program with the given id, or "" when
+// it cannot be read.
+func programName(id ebpf.ProgramID) string {
+	prog, err := ebpf.NewProgramFromID(id)
+	if err != nil {
+		return ""
+	}
+	defer prog.Close()
+	info, err := prog.Info()
+	if err != nil {
+		return ""
+	}
+	return info.Name
+}
+
+// privateBPFFSHint says how to share pins across `ip netns exec`.
+const privateBPFFSHint = "ip netns exec gives each command its own /sys, and with it its own BPF filesystem on /sys/fs/bpf; " +
+	"give every xdpstack command the same pin root on one mounted elsewhere: " +
+	"mkdir -p /run/xdpstack && mount -t bpf bpf /run/xdpstack, then XDPSTACK_PIN_ROOT=/run/xdpstack"
+
+// unpinnedError explains XDP program progID on ifname, which has no pins
+// in dir: xdpstack's own (its programs' names start with "xdpstack"),
+// pinned elsewhere, or anyone else's.
+func unpinnedError(ifname string, progID uint32, dir string) error {
+	if strings.HasPrefix(programName(ebpf.ProgramID(progID)), "xdpstack") {
+		return fmt.Errorf("%s has xdpstack's XDP program %d, but its pins are not in %s: they are under another --pin-root, or on a BPF filesystem this command does not see (%s)", ifname, progID, dir, privateBPFFSHint)
+	}
+	return fmt.Errorf("%s already has XDP program %d that xdpstack did not attach (remove it: ip link set dev %s xdp off)", ifname, progID, ifname)
 }
 
 // DetachOptions say what Detach may do.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/sys/unix"
 
 	"github.com/xdpstack/xdpstack/internal/hosts"
 	"github.com/xdpstack/xdpstack/internal/testutil"
@@ -298,11 +299,7 @@ func TestBpftoolDumpsPinnedMaps(t *testing.T) {
 // xdpAttached tells whether the host's interface has an XDP program.
 func xdpAttached(t *testing.T, h *testutil.Host) bool {
 	t.Helper()
-	l, err := h.Link()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached
+	return xdpProgramID(t, h) != 0
 }
 
 func checkClean(t *testing.T, h *testutil.Host, root string) {
@@ -367,6 +364,70 @@ func TestKillNineLeavesKernelPathWorking(t *testing.T) {
 	}
 	checkClean(t, a, root)
 	b.Exec(t, "ping", "-q", "-c", "2", "-i", "0.01", a.Addr.String())
+}
+
+// TestPinsUnderIPNetnsExec: `ip netns exec` gives each command its own
+// BPF filesystem on /sys/fs/bpf, so one command cannot see the pins of
+// another. status and attach must say so rather than call xdpstack's
+// program a foreign one, and a pin root on a BPF filesystem mounted
+// elsewhere, as the message advises, must work across commands.
+func TestPinsUnderIPNetnsExec(t *testing.T) {
+	a, _ := testutil.HostPair(t, 0)
+	netnsExec := func(args ...string) *exec.Cmd {
+		return exec.Command("ip", append([]string{"netns", "exec", a.Netns, binary}, args...)...)
+	}
+	run := func(root string, args ...string) (string, error) {
+		out, err := netnsExec(append([]string{"--pin-root", root}, args...)...).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+
+	root := testutil.PinRoot(t)
+	d := startDaemonWith(t, netnsExec, a, root, "--metrics-addr", "")
+	want := fmt.Sprintf("%s has xdpstack's XDP program %d, but its pins are not in", a.Iface, d.ready.ProgramID)
+	for _, args := range [][]string{{"status", a.Iface}, {"attach", a.Iface, "--metrics-addr", ""}, {"detach", a.Iface}} {
+		out, err := run(root, args...)
+		if err == nil || !strings.Contains(out, want) || !strings.Contains(out, "ip netns exec") {
+			t.Errorf("xdpstack %s beside a daemon under ip netns exec: got %v, %q; want an error containing %q and the advice", strings.Join(args, " "), err, out, want)
+		}
+	}
+	if id := xdpProgramID(t, a); id != d.ready.ProgramID {
+		t.Errorf("program on %s after the refused commands: %d, want the daemon's %d", a.Iface, id, d.ready.ProgramID)
+	}
+	// Its BPF filesystem, with the pinned link, goes with the process: so
+	// does the program, even after kill -9.
+	d.signal(t, syscall.SIGKILL)
+	for deadline := time.Now().Add(2 * time.Second); xdpAttached(t, a) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	checkClean(t, a, root)
+
+	shared := t.TempDir()
+	if err := unix.Mount("bpf", shared, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount a BPF filesystem on %s: %v", shared, err)
+	}
+	t.Cleanup(func() { unix.Unmount(shared, unix.MNT_DETACH) })
+	d = startDaemonWith(t, netnsExec, a, shared, "--metrics-addr", "")
+	if out, err := run(shared, "status", a.Iface); err != nil || !strings.Contains(out, fmt.Sprint(d.ready.ProgramID)) {
+		t.Errorf("status with a shared pin root: got %v, %q; want program %d", err, out, d.ready.ProgramID)
+	}
+	if err := d.signal(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("exit: %v\n%s", err, d.output)
+	}
+	checkClean(t, a, shared)
+}
+
+// xdpProgramID is the id of the XDP program on the host's interface, 0
+// when none.
+func xdpProgramID(t *testing.T, h *testutil.Host) uint32 {
+	t.Helper()
+	l, err := h.Link()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := l.Attrs().Xdp; x != nil && x.Attached {
+		return x.ProgId
+	}
+	return 0
 }
 
 func TestBadInputChangesNothing(t *testing.T) {

@@ -75,9 +75,16 @@ type daemon struct {
 // for its ready file. The process is stopped when the test ends.
 func startDaemon(t *testing.T, h *testutil.Host, pinRoot string, args ...string) *daemon {
 	t.Helper()
+	return startDaemonWith(t, func(args ...string) *exec.Cmd { return h.Command(context.Background(), binary, args...) }, h, pinRoot, args...)
+}
+
+// startDaemonWith is startDaemon with the binary run by command, which
+// gets the arguments.
+func startDaemonWith(t *testing.T, command func(args ...string) *exec.Cmd, h *testutil.Host, pinRoot string, args ...string) *daemon {
+	t.Helper()
 	readyFile := filepath.Join(t.TempDir(), "ready")
 	args = append([]string{"--pin-root", pinRoot, "attach", h.Iface, "--ready-file", readyFile}, args...)
-	d := &daemon{cmd: h.Command(context.Background(), binary, args...), output: &syncBuffer{}, exited: make(chan error, 1)}
+	d := &daemon{cmd: command(args...), output: &syncBuffer{}, exited: make(chan error, 1)}
 	d.cmd.Stdout, d.cmd.Stderr = d.output, d.output
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
