@@ -72,9 +72,15 @@ func xdpProgramOn(ifindex int) (uint32, Mode, error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("look up interface %d: %w", ifindex, err)
 	}
+	id, mode := xdpProgramOf(l)
+	return id, mode, nil
+}
+
+// xdpProgramOf is xdpProgramOn for a link already looked up.
+func xdpProgramOf(l netlink.Link) (uint32, Mode) {
 	xdp := l.Attrs().Xdp
 	if xdp == nil || !xdp.Attached {
-		return 0, 0, nil
+		return 0, 0
 	}
-	return xdp.ProgId, modeFromNetlink(xdp.AttachMode), nil
+	return xdp.ProgId, modeFromNetlink(xdp.AttachMode)
 }

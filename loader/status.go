@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 
 	"github.com/xdpstack/xdpstack/maps"
 )
@@ -79,8 +80,8 @@ func ReadInterfaceStatus(root, ifname string) (Status, error) {
 	dir := maps.PinDir(pinRoot(root), ifname)
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		if iface, err := LookupInterface(ifname); err == nil {
-			if progID, _, err := xdpProgramOn(iface.Index); err == nil && progID != 0 {
+		if l, err := netlink.LinkByName(ifname); err == nil {
+			if progID, _ := xdpProgramOf(l); progID != 0 {
 				return Status{}, unpinnedError(ifname, progID, dir)
 			}
 		}
