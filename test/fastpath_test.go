@@ -368,7 +368,7 @@ func TestKillNineLeavesKernelPathWorking(t *testing.T) {
 
 // TestPinsUnderIPNetnsExec: `ip netns exec` gives each command its own
 // BPF filesystem on /sys/fs/bpf, so one command cannot see the pins of
-// another. status and attach must say so rather than call xdpstack's
+// another. status, attach and detach must say so rather than call xdpstack's
 // program a foreign one, and a pin root on a BPF filesystem mounted
 // elsewhere, as the message advises, must work across commands.
 func TestPinsUnderIPNetnsExec(t *testing.T) {
