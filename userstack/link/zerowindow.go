@@ -116,7 +116,7 @@ func (z *zeroWindows) ackFor(frame []byte) []byte {
 	t.SetSequenceNumber(rcvNxt)
 	t.SetFlags(uint8(flags &^ (header.TCPFlagFin | header.TCPFlagPsh)))
 	setIPLength(ack[l3:l4], v6, hdrs-l3)
-	sumTCP(t, src, dst)
+	sumTCP(t, tcpPseudoHeader(src, dst, len(t)))
 	z.made.Add(1)
 	return ack
 }
