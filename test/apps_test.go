@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xdpstack/xdpstack/internal/testutil"
+	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 )
 
 // testHost is the name in the test certificate.

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xdpstack/xdpstack/internal/testutil"
+	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 	"github.com/xdpstack/xdpstack/userstack/psp/psptest"
 )
 

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/xdpstack/xdpstack/internal/echobench"
+	"github.com/xdpstack/xdpstack/tools/internal/echobench"
 	"github.com/xdpstack/xdpstack/userstack/apps"
 	"github.com/xdpstack/xdpstack/userstack/apps/httpapp"
 	"github.com/xdpstack/xdpstack/userstack/transport"

@@ -17,8 +17,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/xdpstack/xdpstack/internal/echobench"
-	"github.com/xdpstack/xdpstack/internal/hosts"
+	"github.com/xdpstack/xdpstack/internal/testing/hosts"
+	"github.com/xdpstack/xdpstack/tools/internal/echobench"
 )
 
 func main() {
@@ -155,7 +155,7 @@ const notes = `Notes:
 - **How packets per second are generated.** This kernel has no pktgen and
   refuses BPF_PROG_TEST_RUN's live frames (EPERM), so the peer sends one
   64-byte UDP frame over and over through an AF_XDP socket's TX ring (copy
-  mode, ` + "`internal/pktgen`" + `); the frames arrive on the measured veth as
+  mode, ` + "`tools/internal/pktgen`" + `); the frames arrive on the measured veth as
   any packet from the peer does, as skbs, where XDP (none, minimal or
   xdpstack) passes them to the kernel stack (UDP to a closed port). The rate
   is frames received by the measured veth divided by wall time. The

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/xdpstack/xdpstack/internal/pktgen"
+	"github.com/xdpstack/xdpstack/tools/internal/pktgen"
 )
 
 // passRate sends 64-byte UDP frames from host B with the generator and

@@ -11,7 +11,7 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/xdpstack/xdpstack/internal/echobench"
+	"github.com/xdpstack/xdpstack/tools/internal/echobench"
 )
 
 func main() {

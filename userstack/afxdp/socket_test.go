@@ -12,9 +12,9 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
-	"github.com/xdpstack/xdpstack/internal/hosts"
-	"github.com/xdpstack/xdpstack/internal/packet"
-	"github.com/xdpstack/xdpstack/internal/testutil"
+	"github.com/xdpstack/xdpstack/internal/testing/hosts"
+	"github.com/xdpstack/xdpstack/internal/testing/packet"
+	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/maps"
 )

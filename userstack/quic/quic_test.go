@@ -15,7 +15,7 @@ import (
 
 	xtls "github.com/xdpstack/xdpstack/userstack/tls"
 
-	"github.com/xdpstack/xdpstack/internal/testutil"
+	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 )
 
 const alpn = "xdpstack-test"

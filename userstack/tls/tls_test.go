@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xdpstack/xdpstack/internal/testutil"
+	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 )
 
 // serve accepts one TLS connection on loopback with cfg, echoes a line

@@ -16,7 +16,7 @@ import (
 
 	xtls "github.com/xdpstack/xdpstack/userstack/tls"
 
-	"github.com/xdpstack/xdpstack/internal/testutil"
+	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 )
 
 // echoOn serves echo on a stream listener: everything until the peer's

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xdpstack/xdpstack/internal/testutil"
+	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 )
 
 // backendServer reads a request until the client half-closes, then

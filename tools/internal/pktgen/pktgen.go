@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/xdpstack/xdpstack/internal/hosts"
-	"github.com/xdpstack/xdpstack/internal/packet"
+	"github.com/xdpstack/xdpstack/internal/testing/hosts"
+	"github.com/xdpstack/xdpstack/internal/testing/packet"
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
 )
 

@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/xdpstack/xdpstack/internal/hosts"
+	"github.com/xdpstack/xdpstack/internal/testing/hosts"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/userstack"
 	"github.com/xdpstack/xdpstack/userstack/apps"

@@ -3,8 +3,8 @@ package echobench
 import (
 	"time"
 
-	"github.com/xdpstack/xdpstack/internal/pktgen"
 	"github.com/xdpstack/xdpstack/maps"
+	"github.com/xdpstack/xdpstack/tools/internal/pktgen"
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
 )
 

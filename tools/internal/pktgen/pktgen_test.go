@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xdpstack/xdpstack/internal/pktgen"
-	"github.com/xdpstack/xdpstack/internal/testutil"
+	"github.com/xdpstack/xdpstack/internal/testing/testutil"
+	"github.com/xdpstack/xdpstack/tools/internal/pktgen"
 )
 
 // Every frame Send reports sent reaches the peer, 64 bytes each, so that

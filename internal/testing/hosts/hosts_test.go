@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xdpstack/xdpstack/internal/hosts"
-	"github.com/xdpstack/xdpstack/internal/testutil"
+	"github.com/xdpstack/xdpstack/internal/testing/hosts"
+	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 )
 
 // Sockets made inside B connect from outside its namespace, to a kernel

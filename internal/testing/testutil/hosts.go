@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xdpstack/xdpstack/internal/hosts"
+	"github.com/xdpstack/xdpstack/internal/testing/hosts"
 )
 
 // Host is a hosts.Host with helpers that fail the test.
