@@ -11,8 +11,8 @@
 #define MAX_LISTENERS 4096
 #endif
 
-#ifndef MAX_QUEUES
-#define MAX_QUEUES 256
+#ifndef MAX_LOCAL_ADDRS
+#define MAX_LOCAL_ADDRS 1024
 #endif
 
 /* Ports the userstack uses for its own outgoing connections (host order,
@@ -23,7 +23,7 @@ volatile const __u16 userstack_port_max = 0;
 /* action x reason (STATS_INDEX) -> packets and bytes, per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STATS_ACTIONS * REASON_MAX);
+	__uint(max_entries, STATS_ACTIONS * REASON_STRIDE);
 	__type(key, __u32);
 	__type(value, struct counter);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -40,7 +40,7 @@ struct {
 
 /* Destination port (host order) -> how many listeners use it, whatever
  * their protocol or address. An array read is inlined by the verifier, so
- * traffic to ports nobody listens on skips the two hash lookups. */
+ * traffic to ports nobody listens on skips the hash lookups. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 65536);
@@ -48,6 +48,17 @@ struct {
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } listen_ports SEC(".maps");
+
+/* The interface's addresses and IPv4 broadcast addresses -> their kind.
+ * Only packets to an address the userstack serves are steered, and none
+ * from any of these. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_LOCAL_ADDRS);
+	__type(key, struct local_addr_key);
+	__type(value, struct local_addr_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} local_addrs SEC(".maps");
 
 /* RX queue index -> AF_XDP socket serving that queue. */
 struct {
@@ -67,8 +78,9 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } info SEC(".maps");
 
-/* Keeps enum xdp_reason in the BTF so that bpf2go can emit its constants. */
+/* Keep the enums in the BTF so that bpf2go can emit their constants. */
 const enum xdp_reason *const reason_btf = 0;
+const enum local_addr_flags *const local_addr_flags_btf = 0;
 
 static __always_inline int count(struct xdp_md *ctx, int action, enum xdp_reason reason)
 {
@@ -82,20 +94,75 @@ static __always_inline int count(struct xdp_md *ctx, int action, enum xdp_reason
 	return action;
 }
 
-static __always_inline int listening(struct listener_key *key, __u16 port)
+/* The addresses of a packet that steering looks at, IPv4 ones
+ * IPv4-mapped. */
+struct flow {
+	struct listener_key dst; /* destination address, port and protocol */
+	struct local_addr_key src;
+	__u8 ipv6;
+};
+
+static __always_inline int listening(struct flow *f)
 {
-	__u32 host_port = bpf_ntohs(port);
+	__u32 host_port = bpf_ntohs(f->dst.port);
 	__u32 *claimed = bpf_map_lookup_elem(&listen_ports, &host_port);
 
 	if (claimed && *claimed) {
-		if (bpf_map_lookup_elem(&listeners, key))
+		if (bpf_map_lookup_elem(&listeners, &f->dst))
 			return 1;
-		__builtin_memset(key->addr, 0, sizeof(key->addr));
-		if (bpf_map_lookup_elem(&listeners, key))
+		struct listener_key any = { .port = f->dst.port, .protocol = f->dst.protocol };
+
+		if (bpf_map_lookup_elem(&listeners, &any))
 			return 1;
 	}
 	return userstack_port_max && host_port >= userstack_port_min &&
 	       host_port <= userstack_port_max;
+}
+
+static __always_inline int is_v4_mapped(const __u8 *a)
+{
+	const __u32 *w = (const __u32 *)a;
+
+	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff);
+}
+
+/* served tells whether the destination is an address the userstack
+ * serves; a wildcard listener or the port range match only those. */
+static __always_inline int served(struct flow *f)
+{
+	struct local_addr_value *v;
+
+	/* An IPv4-mapped address in an IPv6 header would otherwise pass for
+	 * the IPv4 address whose key it shares. */
+	if (f->ipv6 && is_v4_mapped(f->dst.addr))
+		return 0;
+	v = bpf_map_lookup_elem(&local_addrs, f->dst.addr);
+	return v && (v->flags & LOCAL_ADDR_SERVED);
+}
+
+/* martian tells whether the source is one that no packet from the wire
+ * may have, as the kernel's input path has it: one of the interface's
+ * own addresses or broadcast addresses, the unspecified address,
+ * loopback, multicast or limited broadcast. */
+static __always_inline int martian(struct flow *f)
+{
+	const __u8 *a = f->src.addr;
+
+	if (!f->ipv6) {
+		__u8 first = a[12];
+
+		if (first == 0 || first == 127 || (first & 0xf0) == 0xe0 ||
+		    *(const __u32 *)&a[12] == 0xffffffff)
+			return 1;
+	} else {
+		const __u32 *w = (const __u32 *)a;
+
+		if (a[0] == 0xff || is_v4_mapped(a))
+			return 1;
+		if (w[0] == 0 && w[1] == 0 && w[2] == 0 && (w[3] == 0 || w[3] == bpf_htonl(1)))
+			return 1;
+	}
+	return bpf_map_lookup_elem(&local_addrs, &f->src) != NULL;
 }
 
 static __always_inline int steer(struct xdp_md *ctx)
@@ -112,15 +179,18 @@ int xdpstack_ingress(struct xdp_md *ctx)
 		.pos = (void *)(long)ctx->data,
 		.end = (void *)(long)ctx->data_end,
 	};
-	struct listener_key key = {};
+	struct flow f = {};
 	enum l3_result l3;
 	__u8 protocol;
-	__be16 port;
-	int ethertype;
+	int ethertype, tags;
 
-	ethertype = parse_ethernet(&c);
+	ethertype = parse_ethernet(&c, &tags);
 	if (ethertype < 0)
 		return count(ctx, XDP_PASS, REASON_MALFORMED);
+	/* The userstack serves the interface's own addresses, untagged: a
+	 * tagged frame is for a VLAN device of the kernel's. */
+	if (tags)
+		return count(ctx, XDP_PASS, REASON_VLAN);
 
 	if (ethertype == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip;
@@ -128,16 +198,22 @@ int xdpstack_ingress(struct xdp_md *ctx)
 		l3 = parse_ipv4(&c, &ip);
 		if (l3 == L3_OK) {
 			protocol = ip->protocol;
-			key.addr[10] = 0xff;
-			key.addr[11] = 0xff;
-			__builtin_memcpy(&key.addr[12], &ip->daddr, 4);
+			f.dst.addr[10] = 0xff;
+			f.dst.addr[11] = 0xff;
+			__builtin_memcpy(&f.dst.addr[12], &ip->daddr, 4);
+			f.src.addr[10] = 0xff;
+			f.src.addr[11] = 0xff;
+			__builtin_memcpy(&f.src.addr[12], &ip->saddr, 4);
 		}
 	} else if (ethertype == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6;
 
 		l3 = parse_ipv6(&c, &ip6, &protocol);
-		if (l3 == L3_OK)
-			__builtin_memcpy(key.addr, &ip6->daddr, sizeof(key.addr));
+		if (l3 == L3_OK) {
+			__builtin_memcpy(f.dst.addr, &ip6->daddr, sizeof(f.dst.addr));
+			__builtin_memcpy(f.src.addr, &ip6->saddr, sizeof(f.src.addr));
+			f.ipv6 = 1;
+		}
 	} else {
 		return count(ctx, XDP_PASS, REASON_NOT_IP);
 	}
@@ -159,7 +235,7 @@ int xdpstack_ingress(struct xdp_md *ctx)
 
 		if (!tcp)
 			return count(ctx, XDP_PASS, REASON_MALFORMED);
-		port = tcp->dest;
+		f.dst.port = tcp->dest;
 		break;
 	}
 	case IPPROTO_UDP: {
@@ -167,7 +243,7 @@ int xdpstack_ingress(struct xdp_md *ctx)
 
 		if (!udp)
 			return count(ctx, XDP_PASS, REASON_MALFORMED);
-		port = udp->dest;
+		f.dst.port = udp->dest;
 		break;
 	}
 	case IPPROTO_ICMP:
@@ -179,11 +255,16 @@ int xdpstack_ingress(struct xdp_md *ctx)
 		return count(ctx, XDP_PASS, REASON_NO_MATCH);
 	}
 
-	key.port = port;
-	key.protocol = protocol;
-	if (listening(&key, port))
-		return steer(ctx);
-	return count(ctx, XDP_PASS, REASON_NO_MATCH);
+	f.dst.protocol = protocol;
+	if (!listening(&f))
+		return count(ctx, XDP_PASS, REASON_NO_MATCH);
+	/* Routed through this host (ip_forward) or sent to a broadcast or
+	 * multicast address: the kernel's. */
+	if (!served(&f))
+		return count(ctx, XDP_PASS, REASON_NOT_LOCAL);
+	if (martian(&f))
+		return count(ctx, XDP_DROP, REASON_MARTIAN);
+	return steer(ctx);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -14,12 +14,14 @@ import (
 )
 
 type XdpAttachInfo struct {
-	_            structs.HostLayout
-	AttachTimeNs uint64
-	Pid          uint32
-	Pad          uint32
-	XskQueues    uint64
-	XskZerocopy  uint64
+	_                structs.HostLayout
+	AttachTimeNs     uint64
+	Pid              uint32
+	UserstackPortMin uint16
+	UserstackPortMax uint16
+	PidStartTime     uint64
+	XskQueues        [4]uint64
+	XskZerocopy      [4]uint64
 }
 
 type XdpCounter struct {
@@ -41,6 +43,24 @@ type XdpListenerValue struct {
 	ListenerId uint32
 }
 
+type XdpLocalAddrFlags uint32
+
+const (
+	XdpLocalAddrFlagsLOCAL_ADDR_OWN       XdpLocalAddrFlags = 1
+	XdpLocalAddrFlagsLOCAL_ADDR_SERVED    XdpLocalAddrFlags = 2
+	XdpLocalAddrFlagsLOCAL_ADDR_BROADCAST XdpLocalAddrFlags = 4
+)
+
+type XdpLocalAddrKey struct {
+	_    structs.HostLayout
+	Addr [16]uint8
+}
+
+type XdpLocalAddrValue struct {
+	_     structs.HostLayout
+	Flags uint32
+}
+
 type XdpXdpReason uint32
 
 const (
@@ -51,22 +71,27 @@ const (
 	XdpXdpReasonREASON_NO_MATCH      XdpXdpReason = 4
 	XdpXdpReasonREASON_STEERED       XdpXdpReason = 5
 	XdpXdpReasonREASON_NO_SOCKET     XdpXdpReason = 6
-	XdpXdpReasonREASON_MAX           XdpXdpReason = 7
+	XdpXdpReasonREASON_NOT_LOCAL     XdpXdpReason = 7
+	XdpXdpReasonREASON_VLAN          XdpXdpReason = 8
+	XdpXdpReasonREASON_MARTIAN       XdpXdpReason = 9
+	XdpXdpReasonREASON_MAX           XdpXdpReason = 10
 )
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	XdpMapInfo             = "info"
-	XdpMapListenPorts      = "listen_ports"
-	XdpMapListeners        = "listeners"
-	XdpMapStats            = "stats"
-	XdpMapXsks             = "xsks"
-	XdpProgXdpstackIngress = "xdpstack_ingress"
-	XdpVarReasonBtf        = "reason_btf"
-	XdpVarUserstackPortMax = "userstack_port_max"
-	XdpVarUserstackPortMin = "userstack_port_min"
+	XdpMapInfo              = "info"
+	XdpMapListenPorts       = "listen_ports"
+	XdpMapListeners         = "listeners"
+	XdpMapLocalAddrs        = "local_addrs"
+	XdpMapStats             = "stats"
+	XdpMapXsks              = "xsks"
+	XdpProgXdpstackIngress  = "xdpstack_ingress"
+	XdpVarLocalAddrFlagsBtf = "local_addr_flags_btf"
+	XdpVarReasonBtf         = "reason_btf"
+	XdpVarUserstackPortMax  = "userstack_port_max"
+	XdpVarUserstackPortMin  = "userstack_port_min"
 )
 
 // LoadXdp returns the embedded CollectionSpec for Xdp.
@@ -121,6 +146,7 @@ type XdpMapSpecs struct {
 	Info        *ebpf.MapSpec `ebpf:"info"`
 	ListenPorts *ebpf.MapSpec `ebpf:"listen_ports"`
 	Listeners   *ebpf.MapSpec `ebpf:"listeners"`
+	LocalAddrs  *ebpf.MapSpec `ebpf:"local_addrs"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
 	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
 }
@@ -129,9 +155,10 @@ type XdpMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XdpVariableSpecs struct {
-	ReasonBtf        *ebpf.VariableSpec `ebpf:"reason_btf"`
-	UserstackPortMax *ebpf.VariableSpec `ebpf:"userstack_port_max"`
-	UserstackPortMin *ebpf.VariableSpec `ebpf:"userstack_port_min"`
+	LocalAddrFlagsBtf *ebpf.VariableSpec `ebpf:"local_addr_flags_btf"`
+	ReasonBtf         *ebpf.VariableSpec `ebpf:"reason_btf"`
+	UserstackPortMax  *ebpf.VariableSpec `ebpf:"userstack_port_max"`
+	UserstackPortMin  *ebpf.VariableSpec `ebpf:"userstack_port_min"`
 }
 
 // XdpObjects contains all objects after they have been loaded into the kernel.
@@ -157,6 +184,7 @@ type XdpMaps struct {
 	Info        *ebpf.Map `ebpf:"info"`
 	ListenPorts *ebpf.Map `ebpf:"listen_ports"`
 	Listeners   *ebpf.Map `ebpf:"listeners"`
+	LocalAddrs  *ebpf.Map `ebpf:"local_addrs"`
 	Stats       *ebpf.Map `ebpf:"stats"`
 	Xsks        *ebpf.Map `ebpf:"xsks"`
 }
@@ -166,6 +194,7 @@ func (m *XdpMaps) Close() error {
 		m.Info,
 		m.ListenPorts,
 		m.Listeners,
+		m.LocalAddrs,
 		m.Stats,
 		m.Xsks,
 	)
@@ -175,9 +204,10 @@ func (m *XdpMaps) Close() error {
 //
 // It can be passed to LoadXdpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XdpVariables struct {
-	ReasonBtf        *ebpf.Variable `ebpf:"reason_btf"`
-	UserstackPortMax *ebpf.Variable `ebpf:"userstack_port_max"`
-	UserstackPortMin *ebpf.Variable `ebpf:"userstack_port_min"`
+	LocalAddrFlagsBtf *ebpf.Variable `ebpf:"local_addr_flags_btf"`
+	ReasonBtf         *ebpf.Variable `ebpf:"reason_btf"`
+	UserstackPortMax  *ebpf.Variable `ebpf:"userstack_port_max"`
+	UserstackPortMin  *ebpf.Variable `ebpf:"userstack_port_min"`
 }
 
 // XdpPrograms contains all programs after they have been loaded into the kernel.

@@ -110,6 +110,9 @@ var (
 	passFragment  = maps.Verdict{Action: maps.ActionPass, Reason: maps.ReasonFragment}
 	passExtLimit  = maps.Verdict{Action: maps.ActionPass, Reason: maps.ReasonExtHdrLimit}
 	passNoSocket  = maps.Verdict{Action: maps.ActionPass, Reason: maps.ReasonNoSocket}
+	passNotLocal  = maps.Verdict{Action: maps.ActionPass, Reason: maps.ReasonNotLocal}
+	passVLAN      = maps.Verdict{Action: maps.ActionPass, Reason: maps.ReasonVLAN}
+	dropMartian   = maps.Verdict{Action: maps.ActionDrop, Reason: maps.ReasonMartian}
 )
 
 // parseCases are well-formed and malformed frames with no listener
@@ -143,10 +146,10 @@ var parseCases = []struct {
 	{"tcp data offset 4", eth4(packet.ProtoTCP).TCP(1, 80, 4), passMalformed},
 	{"tcp data offset past end", eth4(packet.ProtoTCP).TCP(1, 80, 5).Payload(0), passNoMatch},
 	{"arp", packet.Ethernet(packet.EtherTypeARP).Payload(28), passNotIP},
-	{"vlan ipv4 udp", packet.Ethernet(packet.EtherTypeVLAN).VLAN(100, packet.EtherTypeIPv4).IPv4(packet.IPv4{Src: src4, Dst: dst4, Protocol: packet.ProtoUDP}).UDP(1, 53), passNoMatch},
-	{"qinq ipv6 tcp", packet.Ethernet(packet.EtherTypeQinQ).VLAN(10, packet.EtherTypeVLAN).VLAN(20, packet.EtherTypeIPv6).IPv6(src6, dst6, packet.ProtoTCP).TCP(1, 80, 0), passNoMatch},
-	{"three vlan tags", packet.Ethernet(packet.EtherTypeQinQ).VLAN(10, packet.EtherTypeVLAN).VLAN(20, packet.EtherTypeVLAN).VLAN(30, packet.EtherTypeIPv4).IPv4(packet.IPv4{Src: src4, Dst: dst4, Protocol: packet.ProtoUDP}).UDP(1, 2), passNotIP},
-	{"vlan arp", packet.Ethernet(packet.EtherTypeVLAN).VLAN(7, packet.EtherTypeARP).Payload(28), passNotIP},
+	{"vlan ipv4 udp", packet.Ethernet(packet.EtherTypeVLAN).VLAN(100, packet.EtherTypeIPv4).IPv4(packet.IPv4{Src: src4, Dst: dst4, Protocol: packet.ProtoUDP}).UDP(1, 53), passVLAN},
+	{"qinq ipv6 tcp", packet.Ethernet(packet.EtherTypeQinQ).VLAN(10, packet.EtherTypeVLAN).VLAN(20, packet.EtherTypeIPv6).IPv6(src6, dst6, packet.ProtoTCP).TCP(1, 80, 0), passVLAN},
+	{"three vlan tags", packet.Ethernet(packet.EtherTypeQinQ).VLAN(10, packet.EtherTypeVLAN).VLAN(20, packet.EtherTypeVLAN).VLAN(30, packet.EtherTypeIPv4).IPv4(packet.IPv4{Src: src4, Dst: dst4, Protocol: packet.ProtoUDP}).UDP(1, 2), passVLAN},
+	{"vlan arp", packet.Ethernet(packet.EtherTypeVLAN).VLAN(7, packet.EtherTypeARP).Payload(28), passVLAN},
 }
 
 func TestParse(t *testing.T) {
@@ -187,8 +190,20 @@ func TestTruncated(t *testing.T) {
 	}
 }
 
+// serve makes addrs the interface's addresses that the userstack serves.
+func serve(tb testing.TB, objs *bpf.XdpObjects, addrs ...netip.Addr) {
+	tb.Helper()
+	local := maps.FromObjects(&objs.XdpMaps).LocalAddrs
+	for _, a := range addrs {
+		if err := local.Put(a, maps.AddrOwn|maps.AddrServed); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
 func TestListeners(t *testing.T) {
 	objs := loadXdp(t, 0, 0)
+	serve(t, objs, dst4, dst6)
 	listeners := maps.FromObjects(&objs.XdpMaps).Listeners
 	for _, l := range []maps.Listener{
 		{Protocol: maps.UDP, Addr: dst4, Port: 53},
@@ -212,7 +227,8 @@ func TestListeners(t *testing.T) {
 		{"tcp to udp listener port", eth4(packet.ProtoTCP).TCP(9, 53, 0), passNoMatch},
 		{"tcp wildcard v4", eth4(packet.ProtoTCP).TCP(9, 80, 0), passNoSocket},
 		{"tcp wildcard v6", eth6(packet.ProtoTCP).TCP(9, 80, 0), passNoSocket},
-		{"tcp wildcard through vlan", packet.Ethernet(packet.EtherTypeVLAN).VLAN(5, packet.EtherTypeIPv4).IPv4(packet.IPv4{Src: src4, Dst: other4, Protocol: packet.ProtoTCP}).TCP(9, 80, 0), passNoSocket},
+		{"tcp wildcard to an address not ours", packet.Ethernet(packet.EtherTypeIPv4).IPv4(packet.IPv4{Src: src4, Dst: other4, Protocol: packet.ProtoTCP}).TCP(9, 80, 0), passNotLocal},
+		{"tcp wildcard through vlan", packet.Ethernet(packet.EtherTypeVLAN).VLAN(5, packet.EtherTypeIPv4).IPv4(packet.IPv4{Src: src4, Dst: dst4, Protocol: packet.ProtoTCP}).TCP(9, 80, 0), passVLAN},
 		{"udp to tcp wildcard port", eth4(packet.ProtoUDP).UDP(9, 80), passNoMatch},
 		{"tcp v6 exact", eth6(packet.ProtoTCP).TCP(9, 443, 0), passNoSocket},
 		{"tcp v4 to v6-only listener", eth4(packet.ProtoTCP).TCP(9, 443, 0), passNoMatch},
@@ -260,6 +276,7 @@ func TestListeners(t *testing.T) {
 
 func TestUserstackPortRange(t *testing.T) {
 	objs := loadXdp(t, 40000, 40100)
+	serve(t, objs, dst4)
 	for _, tc := range []struct {
 		name  string
 		port  uint16
@@ -280,6 +297,87 @@ func TestUserstackPortRange(t *testing.T) {
 			}
 			checkVerdict(t, objs, f.Bytes(), tc.want)
 		})
+	}
+	routed := packet.Ethernet(packet.EtherTypeIPv4).IPv4(packet.IPv4{Src: src4, Dst: netip.MustParseAddr("198.51.100.7"), Protocol: packet.ProtoTCP}).TCP(9, 40000, 0)
+	checkVerdict(t, objs, routed.Bytes(), passNotLocal)
+}
+
+// TestLocalAddresses checks which destinations a wildcard listener and
+// the port range steer, and that sources no wire may carry are dropped
+// before the userstack sees them.
+func TestLocalAddresses(t *testing.T) {
+	objs := loadXdp(t, 40000, 40100)
+	local := maps.FromObjects(&objs.XdpMaps).LocalAddrs
+	linkLocal := netip.MustParseAddr("fe80::2")
+	bcast := netip.MustParseAddr("192.0.2.255")
+	for a, kind := range map[netip.Addr]maps.AddrKind{
+		dst4:      maps.AddrOwn | maps.AddrServed,
+		dst6:      maps.AddrOwn | maps.AddrServed,
+		linkLocal: maps.AddrOwn,
+		bcast:     maps.AddrBroadcast,
+	} {
+		if err := local.Put(a, kind); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := maps.FromObjects(&objs.XdpMaps).Listeners.Put(maps.Listener{Protocol: maps.UDP, Port: 53}, 1); err != nil {
+		t.Fatal(err)
+	}
+	v4 := func(src, dst string) *packet.Frame {
+		return packet.Ethernet(packet.EtherTypeIPv4).IPv4(packet.IPv4{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), Protocol: packet.ProtoUDP})
+	}
+	v6 := func(src, dst string) *packet.Frame {
+		return packet.Ethernet(packet.EtherTypeIPv6).IPv6(netip.MustParseAddr(src), netip.MustParseAddr(dst), packet.ProtoUDP)
+	}
+	for _, tc := range []struct {
+		name  string
+		frame *packet.Frame
+		want  maps.Verdict
+	}{
+		{"v4 to a served address", v4("192.0.2.1", "192.0.2.2").UDP(9, 53), passNoSocket},
+		{"v4 to the subnet broadcast", v4("192.0.2.1", "192.0.2.255").UDP(9, 53), passNotLocal},
+		{"v4 to the limited broadcast", v4("192.0.2.1", "255.255.255.255").UDP(9, 53), passNotLocal},
+		{"v4 to multicast", v4("192.0.2.1", "224.0.0.251").UDP(9, 53), passNotLocal},
+		{"v4 routed through", v4("192.0.2.1", "203.0.113.9").UDP(9, 53), passNotLocal},
+		{"v4 port range routed through", v4("192.0.2.1", "203.0.113.9").UDP(9, 40050), passNotLocal},
+		{"v4 from our own address", v4("192.0.2.2", "192.0.2.2").UDP(9, 53), dropMartian},
+		{"v4 from our broadcast", v4("192.0.2.255", "192.0.2.2").UDP(9, 53), dropMartian},
+		{"v4 from loopback", v4("127.0.0.1", "192.0.2.2").UDP(9, 53), dropMartian},
+		{"v4 from multicast", v4("239.1.1.1", "192.0.2.2").UDP(9, 53), dropMartian},
+		{"v4 from the limited broadcast", v4("255.255.255.255", "192.0.2.2").UDP(9, 53), dropMartian},
+		{"v4 from 0.0.0.0", v4("0.0.0.0", "192.0.2.2").UDP(9, 53), dropMartian},
+		{"v4 from our own address to the port range", v4("192.0.2.2", "192.0.2.2").UDP(9, 40000), dropMartian},
+		{"v4 from our own address, no listener", v4("192.0.2.2", "192.0.2.2").UDP(9, 54), passNoMatch},
+		{"v6 to a served address", v6("2001:db8::1", "2001:db8::2").UDP(9, 53), passNoSocket},
+		{"v6 to our link-local address, not served", v6("fe80::1", "fe80::2").UDP(9, 53), passNotLocal},
+		{"v6 to multicast", v6("2001:db8::1", "ff02::1").UDP(9, 53), passNotLocal},
+		{"v6 to our v4 address, mapped", v6("2001:db8::1", "::ffff:192.0.2.2").UDP(9, 53), passNotLocal},
+		{"v6 from our own address", v6("2001:db8::2", "2001:db8::2").UDP(9, 53), dropMartian},
+		{"v6 from our link-local address", v6("fe80::2", "2001:db8::2").UDP(9, 53), dropMartian},
+		{"v6 from loopback", v6("::1", "2001:db8::2").UDP(9, 53), dropMartian},
+		{"v6 from ::", v6("::", "2001:db8::2").UDP(9, 53), dropMartian},
+		{"v6 from multicast", v6("ff02::1", "2001:db8::2").UDP(9, 53), dropMartian},
+		{"v6 from a mapped v4 address", v6("::ffff:192.0.2.1", "2001:db8::2").UDP(9, 53), dropMartian},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkVerdict(t, objs, tc.frame.Bytes(), tc.want)
+		})
+	}
+}
+
+// TestStatsLayout pins the stats map's size to the stride, not to the
+// number of reasons: a build with more reasons must take over the pinned
+// map of a running one.
+func TestStatsLayout(t *testing.T) {
+	spec, err := bpf.LoadXdp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := spec.Maps[maps.StatsName].MaxEntries; got != uint32(maps.StatsEntries) {
+		t.Errorf("stats map: got %d entries, want %d (5 actions x %d reasons)", got, maps.StatsEntries, maps.ReasonStride)
+	}
+	if got := spec.Maps[maps.XSKsName].MaxEntries; got != maps.MaxQueues {
+		t.Errorf("xsks map: got %d entries, want MaxQueues %d", got, maps.MaxQueues)
 	}
 }
 

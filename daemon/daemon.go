@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/metrics"
 	"github.com/xdpstack/xdpstack/userstack"
 	"github.com/xdpstack/xdpstack/userstack/apps"
@@ -60,7 +61,7 @@ func Start(cfg Config) (*Daemon, error) {
 		}
 	}
 	if cfg.NeedUserstack = cfg.NeedUserstack || len(cfg.Apps) > 0; cfg.NeedUserstack {
-		if cfg.Userstack.Ports == (loader.PortRange{}) {
+		if cfg.Userstack.Ports == (maps.PortRange{}) {
 			cfg.Userstack.Ports = userstack.DefaultPorts
 		}
 		cfg.Attach.UserPorts = cfg.Userstack.Ports

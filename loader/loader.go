@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -32,11 +33,8 @@ type Options struct {
 	PinRoot string
 	// UserPorts is the inclusive range of local ports the userstack
 	// dials from, steered to it whatever the listeners; zero steers none.
-	UserPorts PortRange
+	UserPorts maps.PortRange
 }
-
-// PortRange is an inclusive range of ports; the zero value is empty.
-type PortRange struct{ Min, Max uint16 }
 
 // Attachment is xdpstack's program loaded, pinned and attached to one
 // interface. Close detaches it and removes its pins.
@@ -53,8 +51,9 @@ type Attachment struct {
 	Maps      *maps.Set
 	PinDir    string
 
-	objs bpf.XdpObjects
-	link link.Link
+	objs      bpf.XdpObjects
+	link      link.Link
+	userPorts maps.PortRange
 }
 
 func pinRoot(root string) string {
@@ -112,7 +111,7 @@ func Attach(ifname string, opts Options) (*Attachment, error) {
 		return nil, fmt.Errorf("read program info: %w", err)
 	}
 	a.ProgramID, _ = info.ID()
-	if err := a.Maps.Info.Put(maps.AttachInfo{Time: time.Now(), PID: os.Getpid()}); err != nil {
+	if err := a.Maps.Info.Put(maps.AttachInfo{Time: time.Now(), PID: os.Getpid(), UserPorts: a.userPorts}); err != nil {
 		a.abort()
 		return nil, err
 	}
@@ -152,10 +151,20 @@ func existingLink(iface Interface, dir string, mode Mode) (link.Link, error) {
 	return pinned, nil
 }
 
+// loadSpec reads the program to attach; the upgrade test swaps in
+// another build.
+var loadSpec = bpf.LoadXdp
+
+// rebuiltMaps are filled anew by every attach (the record, the sockets,
+// the addresses), so a pinned one of another layout is replaced rather
+// than refused. The others hold what must outlive the process: the
+// counters and the steering table with its per-port counts.
+var rebuiltMaps = []string{maps.InfoName, maps.XSKsName, maps.LocalAddrsName}
+
 // load loads the collection, reusing maps already pinned in the pin
 // folder so that counters and listeners survive a replace.
-func (a *Attachment) load(ports PortRange) error {
-	spec, err := bpf.LoadXdp()
+func (a *Attachment) load(ports maps.PortRange) error {
+	spec, err := loadSpec()
 	if err != nil {
 		return fmt.Errorf("read embedded BPF objects: %w", err)
 	}
@@ -167,10 +176,10 @@ func (a *Attachment) load(ports PortRange) error {
 			return fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-	err = spec.LoadAndAssign(&a.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: a.PinDir}})
-	if errors.Is(err, ebpf.ErrMapIncompatible) {
-		return fmt.Errorf("maps pinned in %s do not match this build of xdpstack: %w (clean up: xdpstack detach %s)", a.PinDir, err, a.Iface.Name)
+	if err := a.checkPinnedLayouts(spec); err != nil {
+		return err
 	}
+	err = spec.LoadAndAssign(&a.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: a.PinDir}})
 	var verr *ebpf.VerifierError
 	if errors.As(err, &verr) {
 		return fmt.Errorf("kernel verifier rejected the XDP program: %w", verr)
@@ -179,6 +188,40 @@ func (a *Attachment) load(ports PortRange) error {
 		return fmt.Errorf("load XDP program: %w", err)
 	}
 	a.Maps = maps.FromObjects(&a.objs.XdpMaps)
+	a.userPorts = ports
+	return nil
+}
+
+// checkPinnedLayouts compares the maps pinned in the pin folder with
+// this build's: one of the rebuilt maps with another layout is unpinned,
+// for the load to make a new one (a program still attached keeps using
+// its own); any other is refused with what to do.
+func (a *Attachment) checkPinnedLayouts(spec *ebpf.CollectionSpec) error {
+	for name, ms := range spec.Maps {
+		if ms.Pinning != ebpf.PinByName {
+			continue
+		}
+		path := filepath.Join(a.PinDir, name)
+		m, err := ebpf.LoadPinnedMap(path, nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("open pinned map %s: %w (clean up: xdpstack detach %s)", path, err, a.Iface.Name)
+		}
+		err = ms.Compatible(m)
+		m.Close()
+		if err == nil {
+			continue
+		}
+		if !slices.Contains(rebuiltMaps, name) {
+			return fmt.Errorf("the %s map pinned in %s has another layout than this build's (%v): an incompatible xdpstack made it; "+
+				"to take over, detach first with xdpstack detach %s, which resets its contents", name, a.PinDir, err, a.Iface.Name)
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("replace the %s map pinned in %s: %w", name, a.PinDir, err)
+		}
+	}
 	return nil
 }
 
@@ -245,7 +288,7 @@ func (a *Attachment) Close() error {
 
 func (a *Attachment) unpinMaps() error {
 	var errs []error
-	for _, m := range []*ebpf.Map{a.objs.Stats, a.objs.Listeners, a.objs.ListenPorts, a.objs.Info, a.objs.Xsks} {
+	for _, m := range []*ebpf.Map{a.objs.Stats, a.objs.Listeners, a.objs.ListenPorts, a.objs.LocalAddrs, a.objs.Info, a.objs.Xsks} {
 		if m != nil {
 			errs = append(errs, m.Unpin())
 		}

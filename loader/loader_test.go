@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/xdpstack/xdpstack/bpf"
+	"github.com/xdpstack/xdpstack/bpf/upgradetest"
 	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 	"github.com/xdpstack/xdpstack/maps"
 )
@@ -76,7 +77,7 @@ func TestAttachAndClose(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantPins := []string{"info", "link", "listen_ports", "listeners", "stats", "xsks"}
+			wantPins := []string{"info", "link", "listen_ports", "listeners", "local_addrs", "stats", "xsks"}
 			if !slices.Equal(st.Pins, wantPins) || st.ProgramID != a.ProgramID || st.Mode != tc.want ||
 				st.PID != os.Getpid() || !st.Running || st.ProgramName != "xdpstack_ingress" {
 				t.Errorf("ReadInterfaceStatus: got %+v", st)
@@ -147,6 +148,112 @@ func TestAttachReplacesDeadProcess(t *testing.T) {
 	if _, err := Attach(ifname, Options{PinRoot: root}); err == nil || !strings.Contains(err.Error(), "already attached") {
 		t.Errorf("Attach while attached by a live process: got %v, want a refusal", err)
 	}
+}
+
+// TestReplaceByAnotherBuild replaces a dead process's program with a
+// build that has more counter reasons, and that one with this build
+// again: each takes over the pins, counters and listeners kept.
+func TestReplaceByAnotherBuild(t *testing.T) {
+	ifname, _ := testutil.Veth(t)
+	root := testutil.PinRoot(t)
+	listener := maps.Listener{Protocol: maps.TCP, Port: 7}
+	counted := maps.Verdict{Action: maps.ActionPass, Reason: maps.ReasonNotIP}
+
+	first := attach(t, ifname, Options{PinRoot: root})
+	if err := first.Maps.Listeners.Put(listener, 42); err != nil {
+		t.Fatal(err)
+	}
+	// A counter to keep: one frame through the attached program's maps.
+	frame := make([]byte, 64)
+	frame[12], frame[13] = 0x08, 0x06 // ARP
+	if _, err := first.objs.XdpstackIngress.Run(&ebpf.RunOptions{Data: frame}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := first.Maps.Stats.Sum()
+	if err != nil {
+		t.Fatal(err)
+	}
+	die(t, first)
+
+	for _, build := range []struct {
+		name string
+		load func() (*ebpf.CollectionSpec, error)
+	}{{"more reasons", upgradetest.LoadXdp}, {"this build again", bpf.LoadXdp}} {
+		loadSpec = build.load
+		a, err := Attach(ifname, Options{PinRoot: root})
+		loadSpec = bpf.LoadXdp
+		if err != nil {
+			t.Fatalf("%s: Attach over a dead process's pins: %v", build.name, err)
+		}
+		if !a.Replaced {
+			t.Errorf("%s: Replaced is false", build.name)
+		}
+		if id, _ := programOn(t, ifname); id != uint32(a.ProgramID) {
+			t.Errorf("%s: netlink: got program %d, want %d", build.name, id, a.ProgramID)
+		}
+		after, err := a.Maps.Stats.Sum()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after[counted].Packets < before[counted].Packets || before[counted].Packets == 0 {
+			t.Errorf("%s: %v counter: got %v after, %v before; want it kept", build.name, counted, after[counted], before[counted])
+		}
+		if all, err := a.Maps.Listeners.All(); err != nil || all[listener] != 42 {
+			t.Errorf("%s: listeners: got %v, %v; want the old entry kept", build.name, all, err)
+		}
+		die(t, a)
+	}
+	if err := Detach(ifname, DetachOptions{PinRoot: root}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPinnedLayoutChanged puts maps of another layout where the program
+// pins its own: a record that attach rewrites anyway is replaced, the
+// counters are refused with what to do, and nothing is left attached.
+func TestPinnedLayoutChanged(t *testing.T) {
+	ifname, _ := testutil.Veth(t)
+	root := testutil.PinRoot(t)
+	dir := maps.PinDir(root, ifname)
+	if err := ensureBPFFS(dir); err != nil {
+		t.Fatal(err)
+	}
+	pin := func(name string, spec *ebpf.MapSpec) {
+		t.Helper()
+		m, err := ebpf.NewMap(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		if err := m.Pin(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The layouts of the build before REASON_STRIDE and 256 queues.
+	pin(maps.InfoName, &ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 32, MaxEntries: 1})
+	a := attach(t, ifname, Options{PinRoot: root})
+	if _, err := a.Maps.Info.Get(); err != nil {
+		t.Errorf("info after replacing the old record: %v", err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := ensureBPFFS(dir); err != nil {
+		t.Fatal(err)
+	}
+	pin(maps.StatsName, &ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 16, MaxEntries: 35})
+	_, err := Attach(ifname, Options{PinRoot: root})
+	if err == nil || !strings.Contains(err.Error(), "stats map") || !strings.Contains(err.Error(), "xdpstack detach "+ifname) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("Attach over old counters: got %v, want one line naming the stats map and the detach", err)
+	}
+	if id, _ := programOn(t, ifname); id != 0 {
+		t.Errorf("program %d attached after a refused attach", id)
+	}
+	if err := Detach(ifname, DetachOptions{PinRoot: root}); err != nil {
+		t.Fatalf("Detach of the old pins: %v", err)
+	}
+	checkGone(t, ifname, root)
 }
 
 func TestDetach(t *testing.T) {

@@ -43,10 +43,8 @@ type XSK struct {
 // xsksOf lists the sockets an AttachInfo records.
 func xsksOf(info maps.AttachInfo) []XSK {
 	var xsks []XSK
-	for q := range 64 {
-		if info.XSKQueues&(1<<q) != 0 {
-			xsks = append(xsks, XSK{Queue: q, ZeroCopy: info.XSKZeroCopy&(1<<q) != 0})
-		}
+	for _, q := range info.XSKQueues.Queues() {
+		xsks = append(xsks, XSK{Queue: q, ZeroCopy: info.XSKZeroCopy.Has(q)})
 	}
 	return xsks
 }

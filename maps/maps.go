@@ -24,10 +24,11 @@ const (
 	ListenPortsName = bpf.XdpMapListenPorts
 	XSKsName        = bpf.XdpMapXsks
 	InfoName        = bpf.XdpMapInfo
+	LocalAddrsName  = bpf.XdpMapLocalAddrs
 )
 
 // PinnedNames lists every map the XDP program pins, in a stable order.
-var PinnedNames = []string{InfoName, ListenPortsName, ListenersName, StatsName, XSKsName}
+var PinnedNames = []string{InfoName, ListenPortsName, ListenersName, LocalAddrsName, StatsName, XSKsName}
 
 // ErrNotFound is returned by lookups of a key that is not in a map.
 var ErrNotFound = errors.New("not found")
@@ -39,20 +40,22 @@ func PinDir(root, iface string) string {
 
 // Set is the program's maps of one interface.
 type Set struct {
-	Stats     Stats
-	Listeners Listeners
-	Info      Info
-	XSKs      XSKs
+	Stats      Stats
+	Listeners  Listeners
+	LocalAddrs LocalAddrs
+	Info       Info
+	XSKs       XSKs
 }
 
 // FromObjects wraps the maps of a loaded collection; the collection keeps
 // owning them.
 func FromObjects(m *bpf.XdpMaps) *Set {
 	return &Set{
-		Stats:     Stats{m.Stats},
-		Listeners: Listeners{m.Listeners, m.ListenPorts},
-		Info:      Info{m.Info},
-		XSKs:      XSKs{m.Xsks},
+		Stats:      Stats{m.Stats},
+		Listeners:  Listeners{m.Listeners, m.ListenPorts},
+		LocalAddrs: LocalAddrs{m.LocalAddrs},
+		Info:       Info{m.Info},
+		XSKs:       XSKs{m.Xsks},
 	}
 }
 
@@ -72,16 +75,17 @@ func OpenPinned(dir string) (*Set, error) {
 		opened[name] = m
 	}
 	return &Set{
-		Stats:     Stats{opened[StatsName]},
-		Listeners: Listeners{opened[ListenersName], opened[ListenPortsName]},
-		Info:      Info{opened[InfoName]},
-		XSKs:      XSKs{opened[XSKsName]},
+		Stats:      Stats{opened[StatsName]},
+		Listeners:  Listeners{opened[ListenersName], opened[ListenPortsName]},
+		LocalAddrs: LocalAddrs{opened[LocalAddrsName]},
+		Info:       Info{opened[InfoName]},
+		XSKs:       XSKs{opened[XSKsName]},
 	}, nil
 }
 
 // Close closes the maps of a Set from OpenPinned.
 func (s *Set) Close() error {
-	return errors.Join(s.Stats.m.Close(), s.Listeners.m.Close(), s.Listeners.ports.Close(), s.Info.m.Close(), s.XSKs.m.Close())
+	return errors.Join(s.Stats.m.Close(), s.Listeners.m.Close(), s.Listeners.ports.Close(), s.LocalAddrs.m.Close(), s.Info.m.Close(), s.XSKs.m.Close())
 }
 
 func notFound(err error) error {

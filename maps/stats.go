@@ -41,8 +41,18 @@ const (
 	ReasonNoMatch     = Reason(bpf.XdpXdpReasonREASON_NO_MATCH)
 	ReasonSteered     = Reason(bpf.XdpXdpReasonREASON_STEERED)
 	ReasonNoSocket    = Reason(bpf.XdpXdpReasonREASON_NO_SOCKET)
+	ReasonNotLocal    = Reason(bpf.XdpXdpReasonREASON_NOT_LOCAL)
+	ReasonVLAN        = Reason(bpf.XdpXdpReasonREASON_VLAN)
+	ReasonMartian     = Reason(bpf.XdpXdpReasonREASON_MARTIAN)
 	numReasons        = Reason(bpf.XdpXdpReasonREASON_MAX)
 )
+
+// ReasonStride is REASON_STRIDE in xdpstack.h: the stats map has room
+// for this many reasons per action, so that adding one changes no layout.
+const ReasonStride = 64
+
+// StatsEntries is the size of the stats map.
+const StatsEntries = int(numActions) * ReasonStride
 
 // An array sized by the C enum fails to compile when a reason is added
 // there and not named here.
@@ -54,6 +64,9 @@ var reasonNames = [numReasons]string{
 	ReasonNoMatch:     "no_match",
 	ReasonSteered:     "steered",
 	ReasonNoSocket:    "no_socket",
+	ReasonNotLocal:    "not_local",
+	ReasonVLAN:        "vlan",
+	ReasonMartian:     "martian",
 }
 
 func (r Reason) String() string {
@@ -69,10 +82,11 @@ type Verdict struct {
 	Reason Reason
 }
 
-// verdictAt reads a stats map index, action * REASON_MAX + reason
-// (STATS_INDEX in xdpstack.h).
+// verdictAt reads a stats map index, action * REASON_STRIDE + reason
+// (STATS_INDEX in xdpstack.h). A reason this build has no name for, left
+// by a newer one, keeps its number.
 func verdictAt(index uint32) Verdict {
-	return Verdict{Action(index / uint32(numReasons)), Reason(index % uint32(numReasons))}
+	return Verdict{Action(index / ReasonStride), Reason(index % ReasonStride)}
 }
 
 // Counter is what the program counts for each verdict.

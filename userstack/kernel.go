@@ -14,7 +14,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 
-	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/maps"
 )
 
 const reservedPortsFile = "/proc/sys/net/ipv4/ip_local_reserved_ports"
@@ -24,7 +24,7 @@ const reservedPortsFile = "/proc/sys/net/ipv4/ip_local_reserved_ports"
 // the userstack. It returns a function that puts back the old value.
 // The file stays open for that: a sysctl belongs to the network
 // namespace of the thread that opened it, whichever thread restores.
-func reservePorts(ports loader.PortRange) (func() error, error) {
+func reservePorts(ports maps.PortRange) (func() error, error) {
 	f, err := os.OpenFile(reservedPortsFile, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open reserved ports: %w", err)
@@ -257,3 +257,30 @@ func addrProto(a netip.Addr) tcpip.NetworkProtocolNumber {
 	}
 	return ipv6.ProtocolNumber
 }
+
+// localAddrs is what the XDP program must know of the interface's
+// addresses: each is its own, those the netstack serves (all but
+// link-local ones) are steered to, and the broadcast address of each
+// IPv4 subnet is no packet's source.
+func localAddrs(prefixes []netip.Prefix) map[netip.Addr]maps.AddrKind {
+	addrs := make(map[netip.Addr]maps.AddrKind, len(prefixes))
+	for _, p := range prefixes {
+		a := p.Addr().Unmap()
+		kind := maps.AddrOwn
+		if served(a) {
+			kind |= maps.AddrServed
+		}
+		addrs[a] |= kind
+		if a.Is4() && p.Bits() < 31 {
+			b := a.As4()
+			host := uint32(1)<<(32-p.Bits()) - 1
+			v := (uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])) | host
+			addrs[netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})] |= maps.AddrBroadcast
+		}
+	}
+	return addrs
+}
+
+// served tells whether the netstack takes an address of the interface:
+// link-local ones stay with the kernel.
+func served(a netip.Addr) bool { return !a.IsLinkLocalUnicast() }

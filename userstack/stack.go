@@ -130,7 +130,7 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 		return nil, fmt.Errorf("create netstack nic: %s", err)
 	}
 	for _, p := range iface.Addrs {
-		if p.Addr().IsLinkLocalUnicast() {
+		if !served(p.Addr()) {
 			continue
 		}
 		pa := tcpip.ProtocolAddress{Protocol: addrProto(p.Addr()), AddressWithPrefix: tcpip.AddressWithPrefix{Address: tcpip.AddrFromSlice(p.Addr().AsSlice()), PrefixLen: p.Bits()}}
@@ -142,15 +142,19 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 		return nil, err
 	}
 	// Steer only once the netstack is ready for what comes.
-	var served, zeroCopy uint64
+	if err := m.LocalAddrs.Sync(localAddrs(iface.Addrs)); err != nil {
+		return nil, err
+	}
+	var served, zeroCopy maps.QueueSet
 	for q, sock := range s.sockets {
 		if err := m.XSKs.Register(q, sock.FD()); err != nil {
 			return nil, err
 		}
-		// The record has room for 64 queues.
-		served |= 1 << q
+		if err := served.Add(q); err != nil {
+			return nil, err
+		}
 		if sock.Mode == afxdp.ModeZeroCopy {
-			zeroCopy |= 1 << q
+			zeroCopy.Add(q)
 		}
 	}
 	// For `xdpstack status`, which runs in another process.
@@ -251,7 +255,7 @@ func (s *Stack) Close() error {
 			errs = append(errs, s.xsks.Unregister(q))
 		}
 		if len(s.sockets) != 0 {
-			errs = append(errs, s.info.SetSockets(0, 0))
+			errs = append(errs, s.info.SetSockets(maps.QueueSet{}, maps.QueueSet{}))
 		}
 		close(s.done)
 		if s.link != nil {

@@ -82,9 +82,9 @@ static __always_inline int cursor_skip(struct cursor *c, __u32 len)
 }
 
 /* parse_ethernet skips the Ethernet header and up to MAX_VLAN_TAGS
- * 802.1Q/802.1ad tags. It returns the ethertype (network order) of what
- * follows, or -1 when the frame is too short. */
-static __always_inline int parse_ethernet(struct cursor *c)
+ * 802.1Q/802.1ad tags, counting them in *tags. It returns the ethertype
+ * (network order) of what follows, or -1 when the frame is too short. */
+static __always_inline int parse_ethernet(struct cursor *c, int *tags)
 {
 	struct ethhdr *eth = cursor_pull(c, sizeof(*eth));
 	__be16 proto;
@@ -92,6 +92,7 @@ static __always_inline int parse_ethernet(struct cursor *c)
 	if (!eth)
 		return -1;
 	proto = eth->h_proto;
+	*tags = 0;
 
 #pragma unroll
 	for (int i = 0; i < MAX_VLAN_TAGS; i++) {
@@ -103,6 +104,7 @@ static __always_inline int parse_ethernet(struct cursor *c)
 		if (!vlan)
 			return -1;
 		proto = vlan->encapsulated_proto;
+		(*tags)++;
 	}
 	return proto;
 }
