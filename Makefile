@@ -7,6 +7,9 @@ RUN_PKGS := iproute2 iperf3 iputils-ping bpftool curl util-linux ethtool netcat-
 # What `make generate` needs: the pinned compiler and the headers.
 GEN_PKGS := clang-19 llvm-19 libbpf-dev linux-libc-dev
 TEST_FLAGS ?= -count=1 -timeout 30m
+# The unit packages run under the race detector; test/ runs the real
+# binary between namespaces, where -race would only slow the peers.
+UNIT_PKGS = $$($(GO) list ./... | grep -v '/test$$')
 
 .DEFAULT_GOAL := help
 
@@ -35,7 +38,8 @@ build: ## build bin/xdpstack
 .PHONY: test
 test: deps ## install what is needed and run every test (needs root for BPF and namespaces)
 	$(GO) vet ./...
-	$(GO) test $(TEST_FLAGS) ./...
+	$(GO) test -race $(TEST_FLAGS) $(UNIT_PKGS)
+	$(GO) test $(TEST_FLAGS) ./test/
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target briefly (FUZZTIME, default 20s)
@@ -55,9 +59,10 @@ bench: deps build ## measure against the kernel side by side and write BENCHMARK
 	$(GO) run ./tools/pspbench | tee -a BENCHMARKS.md
 
 .PHONY: lint
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 
 .PHONY: clean
 clean: ## remove build output

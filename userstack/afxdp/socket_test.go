@@ -53,6 +53,10 @@ func TestSocketTraffic(t *testing.T) {
 	if err := att.Maps.Listeners.Put(maps.Listener{Protocol: maps.UDP, Port: 9000}, 1); err != nil {
 		t.Fatal(err)
 	}
+	src, dst := netip.MustParseAddr("10.9.0.2"), netip.MustParseAddr("10.9.0.1")
+	if err := att.Maps.LocalAddrs.Put(dst, maps.AddrOwn|maps.AddrServed); err != nil {
+		t.Fatal(err)
+	}
 	s, err := Open(att.Iface.Index, 0, Options{Frames: 256})
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +73,6 @@ func TestSocketTraffic(t *testing.T) {
 	const frames, burst = 2000, 100
 	const txEtherType = 0x88b5
 	peer := rawSocket(t, b, txEtherType)
-	src, dst := netip.MustParseAddr("10.9.0.2"), netip.MustParseAddr("10.9.0.1")
 	got := 0
 	for sent := 0; sent < frames; {
 		for range burst {

@@ -27,6 +27,11 @@ func (b *bench) rxRate() (Row, error) {
 		return Row{}, err
 	}
 	defer b.att.Maps.Listeners.Delete(steer)
+	// No userstack runs to fill in the interface's address.
+	if err := b.att.Maps.LocalAddrs.Put(a.Addr, maps.AddrOwn|maps.AddrServed); err != nil {
+		return Row{}, err
+	}
+	defer b.att.Maps.LocalAddrs.Delete(a.Addr)
 	var socks []*afxdp.Socket
 	done := make(chan struct{})
 	for q := range b.att.Iface.RxQueues {
