@@ -493,7 +493,7 @@ func TestAutoModeWarnsOnGenericFallback(t *testing.T) {
 	a.Exec(t, "ip", "link", "add", bridge.Iface, "type", "bridge")
 	a.Exec(t, "ip", "link", "set", bridge.Iface, "up")
 	d := startDaemon(t, bridge, root, "--metrics-addr", "")
-	if d.ready.Mode != "generic" || !strings.Contains(d.output.String(), "warning: native XDP failed on xsbr0") {
+	if d.ready.Mode != "generic" || !strings.Contains(d.output.String(), "level=WARN msg=\"native XDP failed; attached in generic mode\" iface=xsbr0") {
 		t.Errorf("auto on a bridge: ready %+v, output %q; want generic with a warning", d.ready, d.output)
 	}
 	if out := mustXdpstack(t, root, "status", bridge.Iface); !strings.Contains(out, "unknown") {

@@ -70,7 +70,7 @@ func (s *Stack) follow(done chan struct{}) error {
 		select {
 		case <-done: // the subscription ends with an error when closed
 		default:
-			s.logf("netlink subscription: %v", err)
+			s.log.Warn("netlink subscription failed", "err", err)
 		}
 	}
 	if err := netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{ErrorCallback: errs}); err != nil {
@@ -109,7 +109,7 @@ func (s *Stack) follow(done chan struct{}) error {
 				}
 				if u.LinkIndex == s.iface.Index {
 					if err := s.syncRoutes(); err != nil {
-						s.logf("%v", err)
+						s.log.Warn("cannot follow the kernel's routes", "err", err)
 					}
 				}
 			case <-done:
@@ -220,7 +220,7 @@ func (s *Stack) resolve(addr tcpip.Address) {
 		to = &unix.SockaddrInet4{Port: discardPort, Addr: addr.As4()}
 	}
 	if err := unix.Sendto(fd, nil, unix.MSG_DONTWAIT, to); err != nil {
-		s.logf("ask the kernel to resolve %s: %v", addr, err)
+		s.log.Warn("cannot ask the kernel to resolve a neighbour", "addr", addr, "err", err)
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -60,6 +60,7 @@ type Stack struct {
 	// whatever thread a goroutine runs on.
 	nl *netlink.Handle
 
+	log          *slog.Logger
 	restorePorts func() error
 	done         chan struct{}
 	wg           sync.WaitGroup
@@ -77,7 +78,7 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 		return nil, err
 	}
 	opts.AFXDP.FitMTU(iface.MTU)
-	s = &Stack{iface: iface, opts: opts, xsks: m.XSKs, sessions: session.NewTable(m.Listeners), resolving: map[tcpip.Address]bool{}, done: make(chan struct{}), info: m.Info}
+	s = &Stack{iface: iface, opts: opts, log: slog.With("iface", iface.Name), xsks: m.XSKs, sessions: session.NewTable(m.Listeners), resolving: map[tcpip.Address]bool{}, done: make(chan struct{}), info: m.Info}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -192,7 +193,7 @@ func (s *Stack) refreshGSO() {
 			return
 		case <-t.C:
 			if err := s.gso.Refresh(); err != nil && !logged {
-				s.logf("%v (kept the last setting)", err)
+				s.log.Warn("cannot read the interface's segmentation offload; kept the last setting", "err", err)
 				logged = true
 			}
 		}
@@ -238,10 +239,6 @@ func (s *Stack) Sessions() *session.Table { return s.sessions }
 // Endpoints counts the netstack's transport endpoints: listeners,
 // connections, and connections in TIME-WAIT.
 func (s *Stack) Endpoints() int { return len(s.stack.RegisteredEndpoints()) }
-
-func (s *Stack) logf(format string, args ...any) {
-	log.Printf("userstack %s: "+format, append([]any{s.iface.Name}, args...)...)
-}
 
 // Close stops steering, then stops the netstack and closes the sockets;
 // the kernel gets the interface's traffic back.

@@ -15,6 +15,8 @@ func TestFlagsFirst(t *testing.T) {
 		{"x detach eth0 --force", "x detach --force eth0"},
 		{"x attach -- -weird", "x attach -- -weird"},
 		{"x help attach", "x help attach"},
+		{"x attach eth0 --log-level debug --mode native", "x --log-level debug attach --mode native eth0"},
+		{"x stats eth0 --pin-root=/p --rate", "x --pin-root=/p stats --rate eth0"},
 	} {
 		got := flagsFirst(newApp(), strings.Fields(tc.in))
 		if !slices.Equal(got, strings.Fields(tc.want)) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -104,7 +105,7 @@ func runAttach(c *cli.Context) error {
 		return err
 	}
 	if d.NativeErr != nil {
-		fmt.Fprintf(c.App.ErrWriter, "warning: native XDP failed on %s (%v); attached in generic mode\n", ifname, d.NativeErr)
+		slog.Warn("native XDP failed; attached in generic mode", "iface", ifname, "err", d.NativeErr)
 	}
 	verb := "attached to"
 	if d.Replaced {

@@ -39,7 +39,8 @@ func newApp() *cli.App {
 		Name:                 "xdpstack",
 		Usage:                "a kernel-cooperative XDP dataplane",
 		Version:              fmt.Sprintf("%s (%s, %s)", bi.Version, bi.Revision, bi.GoVersion),
-		Flags:                []cli.Flag{pinRootFlag},
+		Flags:                append([]cli.Flag{pinRootFlag}, logFlags...),
+		Before:               func(c *cli.Context) error { return setupLogging(c, c.App.ErrWriter) },
 		EnableBashCompletion: true,
 		// App specs carry commas of their own (echo=tcp://:7,opt=val).
 		DisableSliceFlagSeparator: true,
