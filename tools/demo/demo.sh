@@ -78,9 +78,9 @@ step "xdpstack stats $IF_A (read from the pinned maps)"
 step "/metrics (excerpt)"
 in_a curl -s "http://$METRICS/metrics" | grep -E '^xdpstack_'
 
-# The stats key is action * 7 + reason: pass (2) x no_match (4) = 18.
-step "bpftool map lookup pinned /sys/fs/bpf/xdpstack/$IF_A/stats key 18 0 0 0 (pass, no_match)"
-bpftool map lookup pinned "/sys/fs/bpf/xdpstack/$IF_A/stats" key 18 0 0 0
+# The stats key is action * 64 + reason: pass (2) x 64 + no_match (4) = 132.
+step "bpftool map lookup pinned /sys/fs/bpf/xdpstack/$IF_A/stats key 132 0 0 0 (pass, no_match)"
+bpftool map lookup pinned "/sys/fs/bpf/xdpstack/$IF_A/stats" key 132 0 0 0
 step "bpftool map dump pinned /sys/fs/bpf/xdpstack/$IF_A/info"
 bpftool map dump pinned "/sys/fs/bpf/xdpstack/$IF_A/info"
 
