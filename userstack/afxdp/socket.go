@@ -114,7 +114,10 @@ type Socket struct {
 	// told to (XDP_USE_NEED_WAKEUP), which lets it sleep at idle.
 	NeedWakeup bool
 
-	fd int
+	// fdMu guards fd and txFD against Stats, which a metrics scrape
+	// may call while Close closes them.
+	fdMu sync.Mutex
+	fd   int
 	// file hands the descriptor to Go's network poller, so that Wait
 	// parks the goroutine instead of a thread, and Stop can end it.
 	file *os.File
@@ -165,6 +168,9 @@ type Socket struct {
 	rxFreeN, txFreeN       atomic.Int64
 	// lost counts frames the kernel still held at Close.
 	lost atomic.Int64
+	// closedKernel is the kernel's counters read at Close, which Stats
+	// reports from then on.
+	closedKernel unix.XDPStatistics
 
 	rxPackets, rxBytes, txPackets, txBytes atomic.Uint64
 }
@@ -354,8 +360,14 @@ func (s *Socket) closeSocket() {
 	s.mmaps = nil
 }
 
-// closeFDs closes the receiving socket and, when apart, the TX socket.
+// closeFDs closes the receiving socket and, when apart, the TX socket,
+// keeping their last counters for Stats.
 func (s *Socket) closeFDs() error {
+	s.fdMu.Lock()
+	defer s.fdMu.Unlock()
+	if s.fd >= 0 {
+		s.closedKernel, _ = s.kernelStats()
+	}
 	if s.txFD >= 0 && s.txFD != s.fd {
 		unix.Close(s.txFD)
 	}
@@ -671,14 +683,30 @@ type Stats struct {
 	Kernel unix.XDPStatistics
 }
 
+// Stats reads the counters, from any goroutine; after Close, the last
+// ones.
 func (s *Socket) Stats() (Stats, error) {
 	st := Stats{RxPackets: s.rxPackets.Load(), RxBytes: s.rxBytes.Load(), TxPackets: s.txPackets.Load(), TxBytes: s.txBytes.Load()}
+	s.fdMu.Lock()
+	defer s.fdMu.Unlock()
+	if s.fd < 0 {
+		st.Kernel = s.closedKernel
+		return st, nil
+	}
 	var err error
-	if st.Kernel, err = xdpStatistics(s.fd); err != nil || s.txFD == s.fd {
+	st.Kernel, err = s.kernelStats()
+	return st, err
+}
+
+// kernelStats reads XDP_STATISTICS, the TX counters from the TX socket;
+// fdMu held.
+func (s *Socket) kernelStats() (unix.XDPStatistics, error) {
+	st, err := xdpStatistics(s.fd)
+	if err != nil || s.txFD == s.fd {
 		return st, err
 	}
 	tx, err := xdpStatistics(s.txFD)
-	st.Kernel.Tx_invalid_descs, st.Kernel.Tx_ring_empty_descs = tx.Tx_invalid_descs, tx.Tx_ring_empty_descs
+	st.Tx_invalid_descs, st.Tx_ring_empty_descs = tx.Tx_invalid_descs, tx.Tx_ring_empty_descs
 	return st, err
 }
 
