@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -369,13 +370,28 @@ type listener struct {
 	net.Listener
 	release func() error
 	once    sync.Once
+	closed  atomic.Bool
+}
+
+// Accept says net.ErrClosed once the listener is closed, as the net
+// package's listeners do, where gonet's says "endpoint is in invalid
+// state": servers end quietly on the one and fail on the other.
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil && l.closed.Load() {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed}
+	}
+	return c, err
 }
 
 // Close stops steering first, so that new connections meet the
 // kernel's refusal instead of a closed listener.
 func (l *listener) Close() error {
 	var err error
-	l.once.Do(func() { err = errors.Join(l.release(), l.Listener.Close()) })
+	l.once.Do(func() {
+		l.closed.Store(true)
+		err = errors.Join(l.release(), l.Listener.Close())
+	})
 	return err
 }
 
