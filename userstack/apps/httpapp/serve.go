@@ -6,10 +6,10 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/xdpstack/xdpstack/internal/httpserver"
 	"github.com/xdpstack/xdpstack/userstack/quic"
 	"github.com/xdpstack/xdpstack/userstack/transport"
 )
@@ -17,11 +17,12 @@ import (
 // Server serves a handler on one endpoint: HTTP/1.1 on tcp://, HTTP/1.1
 // and HTTP/2 on tls://, HTTP/3 on quic://.
 type Server struct {
-	http  *http.Server
+	http  *httpserver.Server
 	http3 *http3.Server
 	// pc is the UDP socket under HTTP/3, which http3.Server leaves open.
 	pc   net.PacketConn
 	addr net.Addr
+	// done is http3.Server.Serve's end.
 	done chan error
 }
 
@@ -54,20 +55,17 @@ func Listen(n transport.Network, u transport.URI, tlsConf *tls.Config, h http.Ha
 		return nil, err
 	}
 	s.addr = ln.Addr()
-	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go func() { s.done <- s.http.Serve(ln) }()
+	s.http = httpserver.Serve(ln, h)
 	return s, nil
 }
 
 // Close stops serving, letting requests in flight finish for a while.
 func (s *Server) Close(ctx context.Context) error {
-	var err error
-	if s.http3 != nil {
-		err = s.http3.Shutdown(ctx)
-		defer s.pc.Close()
-	} else {
-		err = s.http.Shutdown(ctx)
+	if s.http != nil {
+		return s.http.Shutdown(ctx)
 	}
+	err := s.http3.Shutdown(ctx)
+	defer s.pc.Close()
 	if serveErr := <-s.done; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		err = errors.Join(err, serveErr)
 	}
