@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xdpstack/xdpstack/internal/httpserver"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/metrics"
@@ -47,7 +48,7 @@ type Daemon struct {
 	Stack   *userstack.Stack
 	Apps    []apps.App
 	specs   []apps.Spec
-	metrics *metrics.Server
+	metrics *httpserver.Server
 }
 
 // Start binds the metrics listener first, so that a taken port changes
@@ -147,19 +148,21 @@ func (d *Daemon) status() (httpapp.Snapshot, error) {
 	return snap, nil
 }
 
-// Close stops serving and detaches, in the reverse order of Start.
+// Close stops serving and detaches, in the reverse order of Start:
+// /metrics first, while everything it reads is still there, then the
+// apps, last started first, the userstack, and the program.
 func (d *Daemon) Close() error {
 	var errs []error
-	for _, app := range d.Apps {
-		errs = append(errs, app.Close())
-	}
-	if d.Stack != nil {
-		errs = append(errs, d.Stack.Close())
-	}
 	if d.metrics != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		errs = append(errs, d.metrics.Shutdown(ctx))
+	}
+	for i := len(d.Apps) - 1; i >= 0; i-- {
+		errs = append(errs, d.Apps[i].Close())
+	}
+	if d.Stack != nil {
+		errs = append(errs, d.Stack.Close())
 	}
 	return errors.Join(append(errs, d.Attachment.Close())...)
 }
