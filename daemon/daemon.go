@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,7 +51,15 @@ type Daemon struct {
 	Apps    []apps.App
 	specs   []apps.Spec
 	metrics *httpserver.Server
+
+	lost      chan error
+	stopWatch chan struct{}
+	watching  sync.WaitGroup
 }
+
+// checkInterval is how often the daemon checks that its program is
+// still attached.
+const checkInterval = time.Second
 
 // Start binds the metrics listener first, so that a taken port changes
 // nothing, then attaches and serves.
@@ -89,7 +99,39 @@ func Start(cfg Config) (*Daemon, error) {
 		d.MetricsAddr = ln.Addr()
 		d.metrics = metrics.Serve(ln, metrics.NewRegistry(a.Iface.Name, a.Maps.Stats, extra...))
 	}
+	d.lost, d.stopWatch = make(chan error, 1), make(chan struct{})
+	d.watching.Add(1)
+	go d.watch()
 	return d, nil
+}
+
+// Lost receives, once, why the program left the interface while the
+// daemon ran: loader.ErrDetached or loader.ErrInterfaceGone. What is
+// still running keeps running until Close.
+func (d *Daemon) Lost() <-chan error { return d.lost }
+
+func (d *Daemon) watch() {
+	defer d.watching.Done()
+	t := time.NewTicker(checkInterval)
+	defer t.Stop()
+	warned := false
+	for {
+		select {
+		case <-d.stopWatch:
+			return
+		case <-t.C:
+		}
+		err := d.Check()
+		switch {
+		case err == nil:
+		case errors.Is(err, loader.ErrDetached), errors.Is(err, loader.ErrInterfaceGone):
+			d.lost <- err
+			return
+		case !warned:
+			slog.Warn("cannot check that the program is still attached", "iface", d.Iface.Name, "err", err)
+			warned = true
+		}
+	}
 }
 
 func (d *Daemon) startApps(cfg Config) error {
@@ -149,9 +191,13 @@ func (d *Daemon) status() (httpapp.Snapshot, error) {
 }
 
 // Close stops serving and detaches, in the reverse order of Start:
-// /metrics first, while everything it reads is still there, then the
+// the check that the program is still attached, /metrics, while everything it reads is still there, then the
 // apps, last started first, the userstack, and the program.
 func (d *Daemon) Close() error {
+	if d.stopWatch != nil {
+		close(d.stopWatch)
+		d.watching.Wait()
+	}
 	var errs []error
 	if d.metrics != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -2,7 +2,10 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"syscall"
@@ -10,6 +13,7 @@ import (
 	"time"
 
 	"github.com/xdpstack/xdpstack/internal/testing/testutil"
+	"github.com/xdpstack/xdpstack/maps"
 )
 
 // TestSIGTERMStopsEveryApp runs each app on each of its transports,
@@ -65,6 +69,70 @@ func TestSIGTERMStopsEveryApp(t *testing.T) {
 				t.Errorf("SIGTERM: exit took %v, want under 2s", took)
 			}
 			checkClean(t, a, root)
+		})
+	}
+}
+
+// waitExit waits for the daemon to exit on its own.
+func (d *daemon) waitExit(t *testing.T, within time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-d.exited:
+		d.exited <- err
+		return err
+	case <-time.After(within):
+		t.Fatalf("xdpstack attach still runs %v later:\n%s", within, d.output)
+		return nil
+	}
+}
+
+// TestDetachedFromOutside takes the program away from a running attach
+// process, with `xdpstack detach --force` and by deleting the interface,
+// and checks that the process says so in one line, cleans up and exits:
+// 0 for the operator's detach (so that systemd's Restart=on-failure
+// does not undo it), 1 for the interface gone.
+func TestDetachedFromOutside(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+		code       int
+	}{
+		{"detach --force", "level=WARN msg=\"the program was detached from outside (xdpstack detach --force); stopping\"", 0},
+		{"interface deleted", "xdpstack: stop serving %s: the interface was deleted", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := testutil.HostPair(t, 0)
+			root := testutil.PinRoot(t)
+			d := startDaemon(t, a, root, "--metrics-addr", "", "--app", "echo=tcp://:7")
+			if tc.code == 0 {
+				if out, err := xdpstack(t, root, "detach", "--force", a.Iface); err != nil {
+					t.Fatalf("detach --force: %v\n%s", err, out)
+				}
+			} else {
+				a.Exec(t, "ip", "link", "del", a.Iface)
+			}
+			err := d.waitExit(t, 5*time.Second)
+			code := 0
+			if exit, ok := err.(*exec.ExitError); ok {
+				code = exit.ExitCode()
+			}
+			out := d.output.String()
+			want := tc.want
+			if strings.Contains(want, "%s") {
+				want = fmt.Sprintf(want, a.Iface)
+			}
+			if code != tc.code || !strings.Contains(out, want) {
+				t.Errorf("exit %v, want %d and %q:\n%s", err, tc.code, want, out)
+			}
+			if _, err := os.Stat(d.readyFile); !os.IsNotExist(err) {
+				t.Errorf("ready file after exit: %v, want it gone", err)
+			}
+			if _, err := os.Stat(maps.PinDir(root, a.Iface)); !os.IsNotExist(err) {
+				t.Errorf("pins after exit: %v, want them gone", err)
+			}
+			if tc.code == 0 {
+				checkClean(t, a, root)
+				b.Exec(t, "ping", "-q", "-c", "2", "-i", "0.01", a.Addr.String())
+			}
 		})
 	}
 }

@@ -137,7 +137,14 @@ func runAttach(c *cli.Context) error {
 		defer os.Remove(readyFile)
 	}
 
-	<-c.Context.Done()
+	select {
+	case <-c.Context.Done():
+	case lost := <-d.Lost():
+		if errors.Is(lost, loader.ErrInterfaceGone) {
+			return errors.Join(fmt.Errorf("stop serving %s: %w", ifname, lost), d.Close())
+		}
+		slog.Warn("the program was detached from outside (xdpstack detach --force); stopping", "iface", ifname)
+	}
 	if err := d.Close(); err != nil {
 		return fmt.Errorf("detach from %s: %w", ifname, err)
 	}
