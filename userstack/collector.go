@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"gvisor.dev/gvisor/pkg/tcpip"
+
+	"github.com/xdpstack/xdpstack/userstack/afxdp"
 )
 
 var (
@@ -21,6 +23,12 @@ var (
 	afxdpDrops = prometheus.NewDesc("xdpstack_afxdp_kernel_drops_total",
 		"Frames the kernel could not hand to a queue's socket, by why (XDP_STATISTICS).",
 		[]string{"iface", "queue", "reason"}, nil)
+	afxdpTxFailures = prometheus.NewDesc("xdpstack_afxdp_tx_failures_total",
+		"Transmit failures of a queue's socket, by kind: kick (the kernel refused a kick of the TX ring), stuck (kicks took no frame for 20 ms), full (no TX frame or ring room for 20 ms: packets given up).",
+		[]string{"iface", "queue", "reason"}, nil)
+	afxdpTxDropped = prometheus.NewDesc("xdpstack_afxdp_tx_dropped_total",
+		"Packets a queue's socket gave up on, its TX ring or frames full for 20 ms; the netstack sees a failed send (TCP sends them again).",
+		[]string{"iface", "queue"}, nil)
 	gsoSegments = prometheus.NewDesc("xdpstack_userstack_gso_segments_total",
 		"TCP segments larger than the MTU sent whole for the kernel or the NIC to cut (AF_PACKET with GSO), instead of as AF_XDP frames.",
 		[]string{"iface"}, nil)
@@ -124,7 +132,7 @@ func (s *Stack) Collector() prometheus.Collector { return collector{s} }
 type collector struct{ s *Stack }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{afxdpInfo, afxdpFrames, afxdpPackets, afxdpDrops, gsoSegments, gsoBytes, endpoints} {
+	for _, d := range []*prometheus.Desc{afxdpInfo, afxdpFrames, afxdpPackets, afxdpDrops, afxdpTxFailures, afxdpTxDropped, gsoSegments, gsoBytes, endpoints} {
 		ch <- d
 	}
 	for _, m := range netstackMetrics {
@@ -159,6 +167,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(afxdpDrops, st.Kernel.Rx_fill_ring_empty_descs, iface, q, "fill_ring_empty")
 		counter(afxdpDrops, st.Kernel.Rx_invalid_descs, iface, q, "rx_invalid")
 		counter(afxdpDrops, st.Kernel.Tx_invalid_descs, iface, q, "tx_invalid")
+		for kind, n := range st.TxFailures {
+			counter(afxdpTxFailures, n, iface, q, afxdp.TxFailure(kind).String())
+		}
+		counter(afxdpTxDropped, st.TxDropped, iface, q)
 	}
 	if c.s.gso != nil {
 		counter(gsoSegments, c.s.gso.Segments.Load(), iface)

@@ -94,6 +94,7 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if s.restorePorts, err = reservePorts(opts.Ports); err != nil {
 		return nil, err
 	}
+	opts.AFXDP.Log = s.log
 	queues := make([]link.Queue, 0, iface.RxQueues)
 	for q := range max(iface.RxQueues, 1) {
 		sock, err := afxdp.Open(iface.Index, q, opts.AFXDP)
