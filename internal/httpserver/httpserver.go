@@ -1,8 +1,9 @@
 // Package httpserver serves HTTP on a listener bound beforehand and
-// shuts down without waiting for clients that connected and sent
-// nothing: http.Server.Shutdown waits up to 5 s for those, as if a
-// request were on its way, so one quiet client held attach's exit that
-// long and then made it fail.
+// shuts down without waiting for connections that have no request in
+// flight. http.Server.Shutdown waits up to 5 s for a connection that
+// has sent nothing yet, as if a request were on its way, and an HTTP/2
+// connection lingers a second after its GOAWAY: one quiet client held
+// attach's exit that long, and with a 5 s limit made it fail.
 package httpserver
 
 import (
@@ -12,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,37 +22,65 @@ type Server struct {
 	srv  *http.Server
 	done chan error
 
-	mu sync.Mutex
-	// fresh are the connections that have sent no request yet.
-	fresh map[net.Conn]struct{}
+	mu    sync.Mutex
+	conns map[net.Conn]*conn
 }
+
+// conn is an open connection and how many of its requests are being
+// served.
+type conn struct {
+	net.Conn
+	requests atomic.Int32
+}
+
+type connKey struct{}
 
 // Serve starts serving h on ln.
 func Serve(ln net.Listener, h http.Handler) *Server {
-	s := &Server{done: make(chan error, 1), fresh: map[net.Conn]struct{}{}}
-	s.srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnState: s.track}
-	// Shutdown runs this once its listeners are closed, so no fresh
+	s := &Server{done: make(chan error, 1), conns: map[net.Conn]*conn{}}
+	s.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c := r.Context().Value(connKey{}).(*conn)
+			c.requests.Add(1)
+			defer c.requests.Add(-1)
+			h.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext:       s.track,
+		ConnState:         s.forget,
+	}
+	// Shutdown runs this once its listeners are closed, so no
 	// connection comes after.
-	s.srv.RegisterOnShutdown(s.closeFresh)
+	s.srv.RegisterOnShutdown(s.closeUnused)
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return s
 }
 
-func (s *Server) track(c net.Conn, state http.ConnState) {
+func (s *Server) track(ctx context.Context, c net.Conn) context.Context {
+	tc := &conn{Conn: c}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if state == http.StateNew {
-		s.fresh[c] = struct{}{}
-	} else {
-		delete(s.fresh, c)
-	}
+	s.conns[c] = tc
+	s.mu.Unlock()
+	return context.WithValue(ctx, connKey{}, tc)
 }
 
-func (s *Server) closeFresh() {
+func (s *Server) forget(c net.Conn, state http.ConnState) {
+	if state != http.StateClosed && state != http.StateHijacked {
+		return
+	}
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// closeUnused closes the connections with no request being served.
+func (s *Server) closeUnused() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for c := range s.fresh {
-		c.Close()
+	for _, c := range s.conns {
+		if c.requests.Load() == 0 {
+			c.Close()
+		}
 	}
 }
 

@@ -70,8 +70,12 @@ func TestServeEveryTransport(t *testing.T) {
 			defer func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
+				start := time.Now()
 				if err := srv.Close(ctx); err != nil {
 					t.Errorf("Close: %v", err)
+				}
+				if took := time.Since(start); took > time.Second {
+					t.Errorf("Close with the client's connection idle: took %v, want under 1s", took)
 				}
 			}()
 			web := "http"
