@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 
+	quicgo "github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/xdpstack/xdpstack/internal/httpserver"
@@ -19,11 +20,8 @@ import (
 type Server struct {
 	http  *httpserver.Server
 	http3 *http3.Server
-	// pc is the UDP socket under HTTP/3, which http3.Server leaves open.
-	pc   net.PacketConn
-	addr net.Addr
-	// done is http3.Server.Serve's end.
-	done chan error
+	quic  *quic.Server
+	addr  net.Addr
 }
 
 // Addr is where the server listens.
@@ -32,7 +30,7 @@ func (s *Server) Addr() net.Addr { return s.addr }
 // Listen opens u on n and starts serving h there. tlsConf is the server's
 // certificate for tls and quic; the ALPN protocols are set here.
 func Listen(n transport.Network, u transport.URI, tlsConf *tls.Config, h http.Handler) (*Server, error) {
-	s := &Server{done: make(chan error, 1)}
+	s := &Server{}
 	switch u.Scheme {
 	case transport.QUIC:
 		if tlsConf == nil {
@@ -42,9 +40,13 @@ func Listen(n transport.Network, u transport.URI, tlsConf *tls.Config, h http.Ha
 		if err != nil {
 			return nil, err
 		}
-		s.pc, s.addr = pc, pc.LocalAddr()
-		s.http3 = &http3.Server{Handler: h, TLSConfig: http3.ConfigureTLSConfig(tlsConf), QUICConfig: quic.Config()}
-		go func() { s.done <- s.http3.Serve(pc) }()
+		s.http3 = &http3.Server{Handler: h}
+		serve := func(_ context.Context, conn *quicgo.Conn) { s.http3.ServeQUICConn(conn) }
+		if s.quic, err = quic.Serve(pc, http3.ConfigureTLSConfig(tlsConf), serve); err != nil {
+			pc.Close()
+			return nil, err
+		}
+		s.addr = s.quic.Addr()
 		return s, nil
 	case transport.TLS:
 		tlsConf = tlsConf.Clone()
@@ -59,15 +61,17 @@ func Listen(n transport.Network, u transport.URI, tlsConf *tls.Config, h http.Ha
 	return s, nil
 }
 
-// Close stops serving, letting requests in flight finish for a while.
+// Close stops serving, letting requests in flight finish until ctx
+// ends.
 func (s *Server) Close(ctx context.Context) error {
 	if s.http != nil {
 		return s.http.Shutdown(ctx)
 	}
+	// Shutdown sends every connection a GOAWAY and waits for their
+	// requests; closing the QUIC server then ends the connections.
 	err := s.http3.Shutdown(ctx)
-	defer s.pc.Close()
-	if serveErr := <-s.done; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		err = errors.Join(err, serveErr)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
 	}
-	return err
+	return errors.Join(err, s.quic.Close())
 }
