@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +29,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
+	"github.com/xdpstack/xdpstack/internal/hostport"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
@@ -298,13 +298,9 @@ func parseAddr(network, address string) (netip.AddrPort, maps.Protocol, error) {
 	default:
 		return netip.AddrPort{}, 0, fmt.Errorf("network %q: want tcp or udp", network)
 	}
-	host, port, err := net.SplitHostPort(address)
+	host, port, err := hostport.Split(address)
 	if err != nil {
 		return netip.AddrPort{}, 0, err
-	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil {
-		return netip.AddrPort{}, 0, fmt.Errorf("port %q is not a number from 0 to 65535", port)
 	}
 	var addr netip.Addr
 	if host != "" {
@@ -313,7 +309,7 @@ func parseAddr(network, address string) (netip.AddrPort, maps.Protocol, error) {
 		}
 		addr = addr.Unmap()
 	}
-	return netip.AddrPortFrom(addr, uint16(p)), proto, nil
+	return netip.AddrPortFrom(addr, port), proto, nil
 }
 
 // fullAddr turns an address into the netstack's, choosing the network

@@ -5,16 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
 	"github.com/urfave/cli/v2"
 
 	"github.com/xdpstack/xdpstack/daemon"
+	"github.com/xdpstack/xdpstack/internal/hostport"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/userstack/apps"
 )
@@ -63,7 +62,7 @@ func runAttach(c *cli.Context) error {
 		return fmt.Errorf("--mode: %w", err)
 	}
 	if addr := c.String("metrics-addr"); addr != "" {
-		if err := checkHostPort(addr); err != nil {
+		if _, _, err := hostport.Split(addr); err != nil {
 			return fmt.Errorf("--metrics-addr %q: %w", addr, err)
 		}
 	}
@@ -165,17 +164,6 @@ func parseApps(args []string) ([]apps.Spec, error) {
 		return nil, fmt.Errorf("--app: %w", err)
 	}
 	return specs, nil
-}
-
-func checkHostPort(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
-	}
-	return nil
 }
 
 // writeReadyFile writes the file whole or not at all, so that a waiting
