@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -21,7 +22,6 @@ import (
 	"github.com/xdpstack/xdpstack/metrics"
 	"github.com/xdpstack/xdpstack/userstack"
 	"github.com/xdpstack/xdpstack/userstack/apps"
-	"github.com/xdpstack/xdpstack/userstack/apps/httpapp"
 )
 
 // Config is what to run.
@@ -51,6 +51,7 @@ type Daemon struct {
 	Apps    []apps.App
 	specs   []apps.Spec
 	metrics *httpserver.Server
+	rates   rates
 
 	lost      chan error
 	stopWatch chan struct{}
@@ -143,7 +144,7 @@ func (d *Daemon) startApps(cfg Config) error {
 		return err
 	}
 	for _, spec := range cfg.Apps {
-		app, err := apps.Start(apps.Env{Network: d.Stack, Status: d.status, Root: cfg.AppRoot}, spec)
+		app, err := apps.Start(apps.Env{Network: d.Stack, Status: d.StatusHandler(), Local: d.isLocal, Root: cfg.AppRoot}, spec)
 		if err != nil {
 			return fmt.Errorf("start app %s: %w", spec, err)
 		}
@@ -152,42 +153,15 @@ func (d *Daemon) startApps(cfg Config) error {
 	return nil
 }
 
-// status is what the HTTP app's status page shows: the XDP verdicts, the
-// AF_XDP queues, the netstack's counters, the listeners of the session
-// layer, and the apps.
-func (d *Daemon) status() (httpapp.Snapshot, error) {
-	counters, err := d.Maps.Stats.Sum()
-	if err != nil {
-		return httpapp.Snapshot{}, err
-	}
-	snap := httpapp.Snapshot{Iface: d.Iface.Name, Mode: d.Mode.String(), Counters: counters, Sections: map[string][]map[string]any{}}
-	for _, s := range d.Stack.Sockets() {
-		st, err := s.Stats()
-		if err != nil {
-			return httpapp.Snapshot{}, err
+// isLocal tells whether a client is on one of the interface's own
+// networks, for the http apps' status=local.
+func (d *Daemon) isLocal(addr netip.Addr) bool {
+	for _, p := range d.Iface.Addrs {
+		if p.Masked().Contains(addr) {
+			return true
 		}
-		frames := s.Frames()
-		snap.Sections["queues"] = append(snap.Sections["queues"], map[string]any{
-			"queue": s.Queue, "af_xdp_mode": s.Mode.String(),
-			"rx_packets": st.RxPackets, "rx_bytes": st.RxBytes, "tx_packets": st.TxPackets, "tx_bytes": st.TxBytes,
-			"rx_dropped": st.Kernel.Rx_dropped, "rx_fill_ring_empty": st.Kernel.Rx_fill_ring_empty_descs,
-			"frames_free": frames.Free, "frames_in_kernel": frames.InKernel,
-		})
 	}
-	snap.Sections["netstack"] = d.Stack.NetstackCounters()
-	for l, id := range d.Stack.Sessions().Listeners() {
-		snap.Sections["listeners"] = append(snap.Sections["listeners"], map[string]any{"id": id, "listener": l.String()})
-	}
-	for i, app := range d.Apps {
-		row := map[string]any{"app": d.specs[i].String(), "addr": app.Addr().String()}
-		if p, ok := app.(*apps.ProxyApp); ok {
-			st := p.Stats()
-			row["backend"], row["accepted"], row["active"] = d.specs[i].Backend.String(), st.Accepted, st.Active
-			row["backend_errors"], row["bytes_in"], row["bytes_out"] = st.BackendErrors, st.BytesIn, st.BytesOut
-		}
-		snap.Sections["apps"] = append(snap.Sections["apps"], row)
-	}
-	return snap, nil
+	return false
 }
 
 // Close stops serving and detaches, in the reverse order of Start:

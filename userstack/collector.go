@@ -6,8 +6,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"gvisor.dev/gvisor/pkg/tcpip"
-
-	"github.com/xdpstack/xdpstack/userstack/afxdp"
 )
 
 var (
@@ -108,22 +106,28 @@ func describe(metrics []netstackMetric) []netstackMetric {
 	return metrics
 }
 
+// Counter is one of the netstack's counters, named as in /metrics.
+type Counter struct {
+	Name  string `json:"name"`
+	Value uint64 `json:"value"`
+}
+
 // NetstackCounters are the netstack's counters as /metrics shows them,
-// for the HTTP app's status page: one row per series, named as in
-// /metrics without the iface label.
-func (s *Stack) NetstackCounters() []map[string]any {
+// for the status pages: one per series, named as in /metrics without
+// the iface label.
+func (s *Stack) NetstackCounters() []Counter {
 	st := s.stack.Stats()
-	var rows []map[string]any
+	var counters []Counter
 	for _, m := range netstackMetrics {
 		for _, series := range m.series {
 			name := m.name
 			if m.label != "" {
 				name = fmt.Sprintf("%s{%s=%q}", m.name, m.label, series.value)
 			}
-			rows = append(rows, map[string]any{"counter": name, "value": series.counter(&st).Value()})
+			counters = append(counters, Counter{Name: name, Value: series.counter(&st).Value()})
 		}
 	}
-	return rows
+	return counters
 }
 
 // Collector reads the userstack's counters at scrape time.
@@ -162,13 +166,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(afxdpPackets, st.RxPackets, iface, q, "rx")
 		counter(afxdpPackets, st.TxPackets, iface, q, "tx")
-		counter(afxdpDrops, st.Kernel.Rx_dropped, iface, q, "rx_dropped")
-		counter(afxdpDrops, st.Kernel.Rx_ring_full, iface, q, "rx_ring_full")
-		counter(afxdpDrops, st.Kernel.Rx_fill_ring_empty_descs, iface, q, "fill_ring_empty")
-		counter(afxdpDrops, st.Kernel.Rx_invalid_descs, iface, q, "rx_invalid")
-		counter(afxdpDrops, st.Kernel.Tx_invalid_descs, iface, q, "tx_invalid")
-		for kind, n := range st.TxFailures {
-			counter(afxdpTxFailures, n, iface, q, afxdp.TxFailure(kind).String())
+		for reason, n := range st.KernelDrops() {
+			counter(afxdpDrops, n, iface, q, reason)
+		}
+		for kind, n := range st.TxFailuresByKind() {
+			counter(afxdpTxFailures, n, iface, q, kind)
 		}
 		counter(afxdpTxDropped, st.TxDropped, iface, q)
 	}

@@ -751,6 +751,28 @@ type Stats struct {
 	Kernel unix.XDPStatistics
 }
 
+// KernelDrops are the kernel's drop counters by reason, as /metrics and
+// the status pages name them.
+func (st Stats) KernelDrops() map[string]uint64 {
+	k := st.Kernel
+	return map[string]uint64{
+		"rx_dropped":      k.Rx_dropped,
+		"rx_ring_full":    k.Rx_ring_full,
+		"fill_ring_empty": k.Rx_fill_ring_empty_descs,
+		"rx_invalid":      k.Rx_invalid_descs,
+		"tx_invalid":      k.Tx_invalid_descs,
+	}
+}
+
+// TxFailuresByKind are TxFailures by the kinds' names.
+func (st Stats) TxFailuresByKind() map[string]uint64 {
+	m := make(map[string]uint64, NumTxFailures)
+	for kind, n := range st.TxFailures {
+		m[TxFailure(kind).String()] = n
+	}
+	return m
+}
+
 // Stats reads the counters, from any goroutine; after Close, the last
 // ones.
 func (s *Socket) Stats() (Stats, error) {

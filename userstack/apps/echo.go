@@ -66,6 +66,9 @@ func (s *EchoServer) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
+// Counters: the echo app keeps none.
+func (s *EchoServer) Counters() map[string]uint64 { return nil }
+
 func (s *EchoServer) run(f func()) {
 	s.wg.Add(1)
 	go func() {

@@ -36,10 +36,7 @@ func freePort(t *testing.T, network string) int {
 }
 
 func TestServeEveryTransport(t *testing.T) {
-	h, err := New(fakeSource(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newHandler(t, Options{Status: fakeStatus, Access: AccessAll})
 	server, err := xtls.ServerConfig(xtls.ServerOptions{TestCertHost: "127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)

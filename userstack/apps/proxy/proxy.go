@@ -62,12 +62,12 @@ func (b Backend) String() string {
 
 // Stats are a proxy's counters.
 type Stats struct {
-	Accepted      uint64 `json:"accepted"`
-	Active        int64  `json:"active"`
-	BackendErrors uint64 `json:"backend_errors"`
+	Accepted      uint64
+	Active        int64
+	BackendErrors uint64
 	// BytesIn went from clients to the backend, BytesOut back.
-	BytesIn  uint64 `json:"bytes_in"`
-	BytesOut uint64 `json:"bytes_out"`
+	BytesIn  uint64
+	BytesOut uint64
 }
 
 // Proxy forwards every accepted connection to its backend.
