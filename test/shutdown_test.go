@@ -68,6 +68,9 @@ func TestSIGTERMStopsEveryApp(t *testing.T) {
 			if took > 2*time.Second {
 				t.Errorf("SIGTERM: exit took %v, want under 2s", took)
 			}
+			if _, err := os.Stat(d.readyFile); !os.IsNotExist(err) {
+				t.Errorf("ready file after exit: %v, want it gone", err)
+			}
 			checkClean(t, a, root)
 		})
 	}
