@@ -8,17 +8,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xdpstack/xdpstack/internal/httpserver"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/metrics"
 	"github.com/xdpstack/xdpstack/userstack"
 	"github.com/xdpstack/xdpstack/userstack/apps"
-	"github.com/xdpstack/xdpstack/userstack/apps/httpapp"
 )
 
 // Config is what to run.
@@ -47,8 +50,17 @@ type Daemon struct {
 	Stack   *userstack.Stack
 	Apps    []apps.App
 	specs   []apps.Spec
-	metrics *metrics.Server
+	metrics *httpserver.Server
+	rates   rates
+
+	lost      chan error
+	stopWatch chan struct{}
+	watching  sync.WaitGroup
 }
+
+// checkInterval is how often the daemon checks that its program is
+// still attached.
+const checkInterval = time.Second
 
 // Start binds the metrics listener first, so that a taken port changes
 // nothing, then attaches and serves.
@@ -88,7 +100,39 @@ func Start(cfg Config) (*Daemon, error) {
 		d.MetricsAddr = ln.Addr()
 		d.metrics = metrics.Serve(ln, metrics.NewRegistry(a.Iface.Name, a.Maps.Stats, extra...))
 	}
+	d.lost, d.stopWatch = make(chan error, 1), make(chan struct{})
+	d.watching.Add(1)
+	go d.watch()
 	return d, nil
+}
+
+// Lost receives, once, why the program left the interface while the
+// daemon ran: loader.ErrDetached or loader.ErrInterfaceGone. What is
+// still running keeps running until Close.
+func (d *Daemon) Lost() <-chan error { return d.lost }
+
+func (d *Daemon) watch() {
+	defer d.watching.Done()
+	t := time.NewTicker(checkInterval)
+	defer t.Stop()
+	warned := false
+	for {
+		select {
+		case <-d.stopWatch:
+			return
+		case <-t.C:
+		}
+		err := d.Check()
+		switch {
+		case err == nil:
+		case errors.Is(err, loader.ErrDetached), errors.Is(err, loader.ErrInterfaceGone):
+			d.lost <- err
+			return
+		case !warned:
+			slog.Warn("cannot check that the program is still attached", "iface", d.Iface.Name, "err", err)
+			warned = true
+		}
+	}
 }
 
 func (d *Daemon) startApps(cfg Config) error {
@@ -100,7 +144,7 @@ func (d *Daemon) startApps(cfg Config) error {
 		return err
 	}
 	for _, spec := range cfg.Apps {
-		app, err := apps.Start(apps.Env{Network: d.Stack, Status: d.status, Root: cfg.AppRoot}, spec)
+		app, err := apps.Start(apps.Env{Network: d.Stack, Status: d.StatusHandler(), Local: d.isLocal, Root: cfg.AppRoot}, spec)
 		if err != nil {
 			return fmt.Errorf("start app %s: %w", spec, err)
 		}
@@ -109,57 +153,36 @@ func (d *Daemon) startApps(cfg Config) error {
 	return nil
 }
 
-// status is what the HTTP app's status page shows: the XDP verdicts, the
-// AF_XDP queues, the netstack's counters, the listeners of the session
-// layer, and the apps.
-func (d *Daemon) status() (httpapp.Snapshot, error) {
-	counters, err := d.Maps.Stats.Sum()
-	if err != nil {
-		return httpapp.Snapshot{}, err
-	}
-	snap := httpapp.Snapshot{Iface: d.Iface.Name, Mode: d.Mode.String(), Counters: counters, Sections: map[string][]map[string]any{}}
-	for _, s := range d.Stack.Sockets() {
-		st, err := s.Stats()
-		if err != nil {
-			return httpapp.Snapshot{}, err
+// isLocal tells whether a client is on one of the interface's own
+// networks, for the http apps' status=local.
+func (d *Daemon) isLocal(addr netip.Addr) bool {
+	for _, p := range d.Iface.Addrs {
+		if p.Masked().Contains(addr) {
+			return true
 		}
-		frames := s.Frames()
-		snap.Sections["queues"] = append(snap.Sections["queues"], map[string]any{
-			"queue": s.Queue, "af_xdp_mode": s.Mode.String(),
-			"rx_packets": st.RxPackets, "rx_bytes": st.RxBytes, "tx_packets": st.TxPackets, "tx_bytes": st.TxBytes,
-			"rx_dropped": st.Kernel.Rx_dropped, "rx_fill_ring_empty": st.Kernel.Rx_fill_ring_empty_descs,
-			"frames_free": frames.Free, "frames_in_kernel": frames.InKernel,
-		})
 	}
-	snap.Sections["netstack"] = d.Stack.NetstackCounters()
-	for l, id := range d.Stack.Sessions().Listeners() {
-		snap.Sections["listeners"] = append(snap.Sections["listeners"], map[string]any{"id": id, "listener": l.String()})
-	}
-	for i, app := range d.Apps {
-		row := map[string]any{"app": d.specs[i].String(), "addr": app.Addr().String()}
-		if p, ok := app.(*apps.ProxyApp); ok {
-			st := p.Stats()
-			row["backend"], row["accepted"], row["active"] = d.specs[i].Backend.String(), st.Accepted, st.Active
-			row["backend_errors"], row["bytes_in"], row["bytes_out"] = st.BackendErrors, st.BytesIn, st.BytesOut
-		}
-		snap.Sections["apps"] = append(snap.Sections["apps"], row)
-	}
-	return snap, nil
+	return false
 }
 
-// Close stops serving and detaches, in the reverse order of Start.
+// Close stops serving and detaches, in the reverse order of Start:
+// the check that the program is still attached, /metrics, while everything it reads is still there, then the
+// apps, last started first, the userstack, and the program.
 func (d *Daemon) Close() error {
+	if d.stopWatch != nil {
+		close(d.stopWatch)
+		d.watching.Wait()
+	}
 	var errs []error
-	for _, app := range d.Apps {
-		errs = append(errs, app.Close())
-	}
-	if d.Stack != nil {
-		errs = append(errs, d.Stack.Close())
-	}
 	if d.metrics != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		errs = append(errs, d.metrics.Shutdown(ctx))
+	}
+	for i := len(d.Apps) - 1; i >= 0; i-- {
+		errs = append(errs, d.Apps[i].Close())
+	}
+	if d.Stack != nil {
+		errs = append(errs, d.Stack.Close())
 	}
 	return errors.Join(append(errs, d.Attachment.Close())...)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,6 +55,8 @@ type Attachment struct {
 	objs      bpf.XdpObjects
 	link      link.Link
 	userPorts maps.PortRange
+	// detachedOutside: see Check.
+	detachedOutside atomic.Bool
 }
 
 func pinRoot(root string) string {
@@ -281,6 +284,9 @@ func (a *Attachment) abort() {
 // Close detaches the program and removes every pin, in the reverse order
 // of Attach.
 func (a *Attachment) Close() error {
+	if a.detachedOutside.Load() {
+		return errors.Join(a.link.Close(), a.objs.Close())
+	}
 	errs := []error{a.link.Unpin(), a.link.Close()}
 	errs = append(errs, a.unpinMaps(), a.objs.Close())
 	return errors.Join(errs...)

@@ -4,18 +4,16 @@
 package metrics
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/xdpstack/xdpstack/internal/buildinfo"
+	"github.com/xdpstack/xdpstack/internal/httpserver"
 	"github.com/xdpstack/xdpstack/maps"
 )
 
@@ -74,30 +72,10 @@ func NewRegistry(iface string, stats maps.Stats, extra ...prometheus.Collector) 
 	return reg
 }
 
-// Server serves /metrics on a listener that is bound before it starts,
+// Serve starts serving reg's /metrics on ln, a listener bound before,
 // so that a caller can report the address as ready.
-type Server struct {
-	srv  *http.Server
-	done chan error
-}
-
-// Serve starts serving reg on ln.
-func Serve(ln net.Listener, reg *prometheus.Registry) *Server {
+func Serve(ln net.Listener, reg *prometheus.Registry) *httpserver.Server {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
-	s := &Server{
-		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
-		done: make(chan error, 1),
-	}
-	go func() { s.done <- s.srv.Serve(ln) }()
-	return s
-}
-
-// Shutdown stops the server, waiting for scrapes in flight.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	if serveErr := <-s.done; !errors.Is(serveErr, http.ErrServerClosed) {
-		err = errors.Join(err, serveErr)
-	}
-	return err
+	return httpserver.Serve(ln, mux)
 }

@@ -65,10 +65,11 @@ func (s *syncBuffer) String() string {
 
 // daemon is a running `xdpstack attach`.
 type daemon struct {
-	cmd    *exec.Cmd
-	ready  readyInfo
-	output *syncBuffer
-	exited chan error
+	cmd       *exec.Cmd
+	ready     readyInfo
+	readyFile string
+	output    *syncBuffer
+	exited    chan error
 }
 
 // startDaemon runs `xdpstack attach` on the host's interface and waits
@@ -84,7 +85,7 @@ func startDaemonWith(t *testing.T, command func(args ...string) *exec.Cmd, h *te
 	t.Helper()
 	readyFile := filepath.Join(t.TempDir(), "ready")
 	args = append([]string{"--pin-root", pinRoot, "attach", h.Iface, "--ready-file", readyFile}, args...)
-	d := &daemon{cmd: command(args...), output: &syncBuffer{}, exited: make(chan error, 1)}
+	d := &daemon{cmd: command(args...), readyFile: readyFile, output: &syncBuffer{}, exited: make(chan error, 1)}
 	d.cmd.Stdout, d.cmd.Stderr = d.output, d.output
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

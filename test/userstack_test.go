@@ -193,6 +193,10 @@ func TestUserstackEcho(t *testing.T) {
 		if free+kernel != 4096 {
 			t.Errorf("queue %d: %v free + %v in the kernel, want 4096 frames", q, free, kernel)
 		}
+		for _, reason := range []string{"kick", "stuck", "full"} {
+			n := metric(t, a, d, fmt.Sprintf(`xdpstack_afxdp_tx_failures_total{iface="%s",queue="%d",reason="%s"}`, a.Iface, q, reason))
+			t.Logf("queue %d: %v transmit failures (%s)", q, n, reason)
+		}
 	}
 }
 

@@ -21,6 +21,12 @@ var (
 	afxdpDrops = prometheus.NewDesc("xdpstack_afxdp_kernel_drops_total",
 		"Frames the kernel could not hand to a queue's socket, by why (XDP_STATISTICS).",
 		[]string{"iface", "queue", "reason"}, nil)
+	afxdpTxFailures = prometheus.NewDesc("xdpstack_afxdp_tx_failures_total",
+		"Transmit failures of a queue's socket, by kind: kick (the kernel refused a kick of the TX ring), stuck (kicks took no frame for 20 ms), full (no TX frame or ring room for 20 ms: packets given up).",
+		[]string{"iface", "queue", "reason"}, nil)
+	afxdpTxDropped = prometheus.NewDesc("xdpstack_afxdp_tx_dropped_total",
+		"Packets a queue's socket gave up on, its TX ring or frames full for 20 ms; the netstack sees a failed send (TCP sends them again).",
+		[]string{"iface", "queue"}, nil)
 	gsoSegments = prometheus.NewDesc("xdpstack_userstack_gso_segments_total",
 		"TCP segments larger than the MTU sent whole for the kernel or the NIC to cut (AF_PACKET with GSO), instead of as AF_XDP frames.",
 		[]string{"iface"}, nil)
@@ -100,22 +106,28 @@ func describe(metrics []netstackMetric) []netstackMetric {
 	return metrics
 }
 
+// Counter is one of the netstack's counters, named as in /metrics.
+type Counter struct {
+	Name  string `json:"name"`
+	Value uint64 `json:"value"`
+}
+
 // NetstackCounters are the netstack's counters as /metrics shows them,
-// for the HTTP app's status page: one row per series, named as in
-// /metrics without the iface label.
-func (s *Stack) NetstackCounters() []map[string]any {
+// for the status pages: one per series, named as in /metrics without
+// the iface label.
+func (s *Stack) NetstackCounters() []Counter {
 	st := s.stack.Stats()
-	var rows []map[string]any
+	var counters []Counter
 	for _, m := range netstackMetrics {
 		for _, series := range m.series {
 			name := m.name
 			if m.label != "" {
 				name = fmt.Sprintf("%s{%s=%q}", m.name, m.label, series.value)
 			}
-			rows = append(rows, map[string]any{"counter": name, "value": series.counter(&st).Value()})
+			counters = append(counters, Counter{Name: name, Value: series.counter(&st).Value()})
 		}
 	}
-	return rows
+	return counters
 }
 
 // Collector reads the userstack's counters at scrape time.
@@ -124,7 +136,7 @@ func (s *Stack) Collector() prometheus.Collector { return collector{s} }
 type collector struct{ s *Stack }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{afxdpInfo, afxdpFrames, afxdpPackets, afxdpDrops, gsoSegments, gsoBytes, endpoints} {
+	for _, d := range []*prometheus.Desc{afxdpInfo, afxdpFrames, afxdpPackets, afxdpDrops, afxdpTxFailures, afxdpTxDropped, gsoSegments, gsoBytes, endpoints} {
 		ch <- d
 	}
 	for _, m := range netstackMetrics {
@@ -154,11 +166,13 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(afxdpPackets, st.RxPackets, iface, q, "rx")
 		counter(afxdpPackets, st.TxPackets, iface, q, "tx")
-		counter(afxdpDrops, st.Kernel.Rx_dropped, iface, q, "rx_dropped")
-		counter(afxdpDrops, st.Kernel.Rx_ring_full, iface, q, "rx_ring_full")
-		counter(afxdpDrops, st.Kernel.Rx_fill_ring_empty_descs, iface, q, "fill_ring_empty")
-		counter(afxdpDrops, st.Kernel.Rx_invalid_descs, iface, q, "rx_invalid")
-		counter(afxdpDrops, st.Kernel.Tx_invalid_descs, iface, q, "tx_invalid")
+		for reason, n := range st.KernelDrops() {
+			counter(afxdpDrops, n, iface, q, reason)
+		}
+		for kind, n := range st.TxFailuresByKind() {
+			counter(afxdpTxFailures, n, iface, q, kind)
+		}
+		counter(afxdpTxDropped, st.TxDropped, iface, q)
 	}
 	if c.s.gso != nil {
 		counter(gsoSegments, c.s.gso.Segments.Load(), iface)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -34,6 +35,7 @@ type packetConn struct {
 
 	release func() error
 	once    sync.Once
+	closed  atomic.Bool
 }
 
 func newPacketConn(s *stack.Stack, laddr tcpip.FullAddress, netProto tcpip.NetworkProtocolNumber) (*packetConn, error) {
@@ -151,8 +153,21 @@ func (c *packetConn) SetDeadline(t time.Time) error {
 	return c.UDPConn.SetDeadline(t)
 }
 
+// ReadFrom says net.ErrClosed once the conn is closed, as a kernel
+// socket's does, where gonet's says EOF.
+func (c *packetConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, addr, err := c.UDPConn.ReadFrom(b)
+	if err != nil && c.closed.Load() {
+		return 0, nil, &net.OpError{Op: "read", Net: "udp", Addr: c.LocalAddr(), Err: net.ErrClosed}
+	}
+	return n, addr, err
+}
+
 func (c *packetConn) Close() error {
 	var err error
-	c.once.Do(func() { err = errors.Join(c.release(), c.UDPConn.Close()) })
+	c.once.Do(func() {
+		c.closed.Store(true)
+		err = errors.Join(c.release(), c.UDPConn.Close())
+	})
 	return err
 }

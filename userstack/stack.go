@@ -13,8 +13,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -29,6 +29,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
+	"github.com/xdpstack/xdpstack/internal/hostport"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
@@ -93,6 +94,7 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if s.restorePorts, err = reservePorts(opts.Ports); err != nil {
 		return nil, err
 	}
+	opts.AFXDP.Log = s.log
 	queues := make([]link.Queue, 0, iface.RxQueues)
 	for q := range max(iface.RxQueues, 1) {
 		sock, err := afxdp.Open(iface.Index, q, opts.AFXDP)
@@ -296,13 +298,9 @@ func parseAddr(network, address string) (netip.AddrPort, maps.Protocol, error) {
 	default:
 		return netip.AddrPort{}, 0, fmt.Errorf("network %q: want tcp or udp", network)
 	}
-	host, port, err := net.SplitHostPort(address)
+	host, port, err := hostport.Split(address)
 	if err != nil {
 		return netip.AddrPort{}, 0, err
-	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil {
-		return netip.AddrPort{}, 0, fmt.Errorf("port %q is not a number from 0 to 65535", port)
 	}
 	var addr netip.Addr
 	if host != "" {
@@ -311,7 +309,7 @@ func parseAddr(network, address string) (netip.AddrPort, maps.Protocol, error) {
 		}
 		addr = addr.Unmap()
 	}
-	return netip.AddrPortFrom(addr, uint16(p)), proto, nil
+	return netip.AddrPortFrom(addr, port), proto, nil
 }
 
 // fullAddr turns an address into the netstack's, choosing the network
@@ -369,13 +367,28 @@ type listener struct {
 	net.Listener
 	release func() error
 	once    sync.Once
+	closed  atomic.Bool
+}
+
+// Accept says net.ErrClosed once the listener is closed, as the net
+// package's listeners do, where gonet's says "endpoint is in invalid
+// state": servers end quietly on the one and fail on the other.
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil && l.closed.Load() {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed}
+	}
+	return c, err
 }
 
 // Close stops steering first, so that new connections meet the
 // kernel's refusal instead of a closed listener.
 func (l *listener) Close() error {
 	var err error
-	l.once.Do(func() { err = errors.Join(l.release(), l.Listener.Close()) })
+	l.once.Do(func() {
+		l.closed.Store(true)
+		err = errors.Join(l.release(), l.Listener.Close())
+	})
 	return err
 }
 

@@ -5,18 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
 	"github.com/urfave/cli/v2"
 
 	"github.com/xdpstack/xdpstack/daemon"
+	"github.com/xdpstack/xdpstack/internal/hostport"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/userstack/apps"
+	"github.com/xdpstack/xdpstack/userstack/apps/httpapp"
 )
 
 func attachCommand() *cli.Command {
@@ -63,7 +63,7 @@ func runAttach(c *cli.Context) error {
 		return fmt.Errorf("--mode: %w", err)
 	}
 	if addr := c.String("metrics-addr"); addr != "" {
-		if err := checkHostPort(addr); err != nil {
+		if _, _, err := hostport.Split(addr); err != nil {
 			return fmt.Errorf("--metrics-addr %q: %w", addr, err)
 		}
 	}
@@ -82,8 +82,8 @@ func runAttach(c *cli.Context) error {
 		return err
 	}
 	if root := c.String("root"); root != "" {
-		if st, err := os.Stat(root); err != nil || !st.IsDir() {
-			return fmt.Errorf("--root %s is not a folder", root)
+		if err := httpapp.CheckRoot(root); err != nil {
+			return fmt.Errorf("--root %w", err)
 		}
 	}
 	if err := features.HaveProgramType(ebpf.XDP); err != nil {
@@ -107,27 +107,31 @@ func runAttach(c *cli.Context) error {
 	if d.NativeErr != nil {
 		slog.Warn("native XDP failed; attached in generic mode", "iface", ifname, "err", d.NativeErr)
 	}
+	st, err := d.Status()
+	if err != nil {
+		return errors.Join(err, d.Close())
+	}
 	verb := "attached to"
 	if d.Replaced {
 		verb = "replaced the program on"
 	}
-	fmt.Fprintf(c.App.Writer, "%s %s (%s mode, program %d, pins in %s)\n", verb, ifname, d.Mode, d.ProgramID, d.PinDir)
-	ready := readyInfo{PID: os.Getpid(), Iface: ifname, Mode: d.Mode.String(), ProgramID: uint32(d.ProgramID)}
+	fmt.Fprintf(c.App.Writer, "%s %s (%s mode, program %d, pins in %s)\n", verb, ifname, st.XDP.Mode, st.XDP.ProgramID, st.XDP.PinDir)
+	ready := readyInfo{PID: os.Getpid(), Iface: ifname, Mode: st.XDP.Mode, ProgramID: st.XDP.ProgramID}
 	if d.MetricsAddr != nil {
 		ready.MetricsAddr = d.MetricsAddr.String()
 		fmt.Fprintf(c.App.Writer, "metrics on http://%s/metrics\n", d.MetricsAddr)
 	}
-	if d.Stack != nil {
-		ready.Queues = len(d.Stack.Sockets())
-		ready.AFXDPMode = d.Stack.Sockets()[0].Mode.String()
+	if len(st.Queues) > 0 {
+		ready.Queues = len(st.Queues)
+		ready.AFXDPMode = st.Queues[0].AFXDPMode
 		queues := "queues"
 		if ready.Queues == 1 {
 			queues = "queue"
 		}
 		fmt.Fprintf(c.App.Writer, "userstack on %d %s (AF_XDP %s mode)\n", ready.Queues, queues, ready.AFXDPMode)
-		for i, app := range d.Apps {
-			ready.Apps = append(ready.Apps, specs[i].String())
-			fmt.Fprintf(c.App.Writer, "app %s serving on %s\n", specs[i], app.Addr())
+		for _, app := range st.Apps {
+			ready.Apps = append(ready.Apps, app.Spec)
+			fmt.Fprintf(c.App.Writer, "app %s serving on %s\n", app.Spec, app.Addr)
 		}
 	}
 	if readyFile != "" {
@@ -137,7 +141,14 @@ func runAttach(c *cli.Context) error {
 		defer os.Remove(readyFile)
 	}
 
-	<-c.Context.Done()
+	select {
+	case <-c.Context.Done():
+	case lost := <-d.Lost():
+		if errors.Is(lost, loader.ErrInterfaceGone) {
+			return errors.Join(fmt.Errorf("stop serving %s: %w", ifname, lost), d.Close())
+		}
+		slog.Warn("the program was detached from outside (xdpstack detach --force); stopping", "iface", ifname)
+	}
 	if err := d.Close(); err != nil {
 		return fmt.Errorf("detach from %s: %w", ifname, err)
 	}
@@ -158,17 +169,6 @@ func parseApps(args []string) ([]apps.Spec, error) {
 		return nil, fmt.Errorf("--app: %w", err)
 	}
 	return specs, nil
-}
-
-func checkHostPort(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
-	}
-	return nil
 }
 
 // writeReadyFile writes the file whole or not at all, so that a waiting

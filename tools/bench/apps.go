@@ -125,15 +125,15 @@ func (b *bench) kernelApps(root string) (func() error, error) {
 		}
 		closers = append(closers, srv.Close)
 	}
-	h, err := httpapp.New(func() (httpapp.Snapshot, error) { return httpapp.Snapshot{}, nil }, root)
+	h, err := httpapp.New(httpapp.Options{Root: root})
 	if err != nil {
 		return nil, errors.Join(err, stop())
 	}
 	srv, err := httpapp.Listen(a, transport.URI{Scheme: transport.TCP, Addr: a.Addr, Port: kernelHTTP}, nil, h)
 	if err != nil {
-		return nil, errors.Join(err, stop())
+		return nil, errors.Join(err, h.Close(), stop())
 	}
-	closers = append(closers, func() error { return srv.Close(context.Background()) })
+	closers = append(closers, func() error { return srv.Close(context.Background()) }, h.Close)
 	return stop, nil
 }
 

@@ -2,7 +2,11 @@ package afxdp
 
 import (
 	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -111,14 +115,133 @@ func TestMultiBuffer(t *testing.T) {
 }
 
 // TestTransmitFull checks that Transmit gives up on a batch that can
-// never fit, after a bounded wait, and loses no frame doing so.
+// never fit, after a bounded wait, loses no frame doing so, and counts
+// and logs the packets it gave up on.
 func TestTransmitFull(t *testing.T) {
 	s := memSocket(64, 2048, false)
+	logged := logTo(s)
 	n, err := s.Transmit(100, func(i int, buf []byte) (int, Checksum) { return 60, Checksum{} })
 	if err != nil || n != 32 {
 		t.Fatalf("Transmit(100) into 32 frames: %d, %v; want 32", n, err)
 	}
 	if err := s.audit(); err != nil {
 		t.Fatal(err)
+	}
+	st, _ := s.Stats()
+	if st.TxFailures[TxFull] != 1 || st.TxDropped != 68 {
+		t.Errorf("Stats() after giving up: %d full, %d dropped; want 1 and 68", st.TxFailures[TxFull], st.TxDropped)
+	}
+	if !strings.Contains(logged.String(), "reason=full") || !strings.Contains(logged.String(), "gave up on 68 packets") {
+		t.Errorf("log after giving up: %q", logged)
+	}
+}
+
+// logTo sends s's log lines to the buffer it returns.
+func logTo(s *Socket) *bytes.Buffer {
+	var b bytes.Buffer
+	s.logger = slog.New(slog.NewTextHandler(&b, nil))
+	return &b
+}
+
+// kickable gives s a TX descriptor that takes kicks and does nothing
+// with them, as a kernel that never sends would, and asks for kicks.
+func kickable(t *testing.T, s *Socket) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
+	s.txFD = fds[0]
+	s.tx.flags.Store(unix.XDP_RING_NEED_WAKEUP)
+}
+
+// sendAll plays the kernel's transmit: it takes every frame in the TX
+// ring and completes it.
+func sendAll(s *Socket) {
+	for i := s.tx.consumer.Load(); i != s.tx.producer.Load(); i++ {
+		c := s.comp.producer.Load()
+		*s.comp.at(c) = s.tx.at(i).Addr
+		s.comp.producer.Store(c + 1)
+		s.tx.consumer.Store(i + 1)
+	}
+}
+
+func transmit(t *testing.T, s *Socket, n int) {
+	t.Helper()
+	if sent, err := s.Transmit(n, func(i int, buf []byte) (int, Checksum) { return 60, Checksum{} }); sent != n || err != nil {
+		t.Fatalf("Transmit(%d): %d, %v", n, sent, err)
+	}
+}
+
+// TestFlushWaitsForTheKernel checks Flush's promise: it returns once the
+// kernel has taken the frames queued before it, however many kicks that
+// takes; before, it gave up after a burst of kicks and returned nil.
+func TestFlushWaitsForTheKernel(t *testing.T) {
+	s := memSocket(64, 2048, false)
+	kickable(t, s)
+	transmit(t, s, 4)
+	start := time.Now()
+	go func() {
+		time.Sleep(5 * time.Millisecond)
+		sendAll(s)
+	}()
+	if err := s.Flush(); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if pending := s.tx.pending(); pending != 0 || time.Since(start) < 5*time.Millisecond {
+		t.Errorf("Flush returned after %v with %d frames in the TX ring; want none left", time.Since(start), pending)
+	}
+	if st, _ := s.Stats(); st.TxFailures != [NumTxFailures]uint64{} {
+		t.Errorf("failures after a good Flush: %v", st.TxFailures)
+	}
+}
+
+// TestFlushFails checks that Flush says so, counted and logged, when the
+// kernel takes no frame or refuses the kick.
+func TestFlushFails(t *testing.T) {
+	s := memSocket(64, 2048, false)
+	logged := logTo(s)
+	kickable(t, s)
+	transmit(t, s, 4)
+	if err := s.Flush(); err == nil || !strings.Contains(err.Error(), "took none of 4 frames") {
+		t.Errorf("Flush with a kernel that sends nothing: got %v", err)
+	}
+	unix.Close(s.txFD)
+	if err := s.Flush(); !errors.Is(err, unix.EBADF) {
+		t.Errorf("Flush with a kick the kernel refuses: got %v, want EBADF", err)
+	}
+	st, _ := s.Stats()
+	if st.TxFailures[TxStuck] != 1 || st.TxFailures[TxKick] != 1 {
+		t.Errorf("failures: %v, want 1 stuck and 1 kick", st.TxFailures)
+	}
+	for _, want := range []string{"reason=stuck", "reason=kick"} {
+		if !strings.Contains(logged.String(), want) {
+			t.Errorf("log: %q, want a line with %s", logged, want)
+		}
+	}
+}
+
+// TestTxFailureLogRateLimited checks that a kind of failure is logged
+// at most once per txLogInterval, the next line counting what happened
+// in between, and that kinds are limited apart.
+func TestTxFailureLogRateLimited(t *testing.T) {
+	s := memSocket(64, 2048, false)
+	logged := logTo(s)
+	for range 5 {
+		s.txFailed(TxKick, unix.ENETDOWN)
+	}
+	s.txFailed(TxStuck, errors.New("stuck"))
+	if n := strings.Count(logged.String(), "\n"); n != 2 {
+		t.Fatalf("5 kick and 1 stuck failures logged in %d lines, want 2:\n%s", n, logged)
+	}
+	s.txLog.last[TxKick] = s.txLog.last[TxKick].Add(-txLogInterval)
+	s.txFailed(TxKick, unix.ENETDOWN)
+	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[2], "reason=kick") || !strings.Contains(lines[2], "failures=5") {
+		t.Errorf("line after the interval: %q, want kick with failures=5", lines[len(lines)-1])
+	}
+	if st, _ := s.Stats(); st.TxFailures[TxKick] != 6 || st.TxFailures[TxStuck] != 1 {
+		t.Errorf("counted %v, want 6 kick and 1 stuck", st.TxFailures)
 	}
 }

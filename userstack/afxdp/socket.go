@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/bits"
 	"os"
 	"sync"
@@ -43,6 +44,9 @@ type Options struct {
 	// MultiBuffer lets a packet span several frames (XDP_USE_SG), for an
 	// MTU larger than a frame; Open fails where the kernel cannot.
 	MultiBuffer bool
+	// Log is where transmit failures are logged, rate-limited;
+	// slog.Default() when nil.
+	Log *slog.Logger
 }
 
 // framesFor is how many frames of room bytes each a packet of size takes.
@@ -114,7 +118,10 @@ type Socket struct {
 	// told to (XDP_USE_NEED_WAKEUP), which lets it sleep at idle.
 	NeedWakeup bool
 
-	fd int
+	// fdMu guards fd and txFD against Stats, which a metrics scrape
+	// may call while Close closes them.
+	fdMu sync.Mutex
+	fd   int
 	// file hands the descriptor to Go's network poller, so that Wait
 	// parks the goroutine instead of a thread, and Stop can end it.
 	file *os.File
@@ -165,8 +172,15 @@ type Socket struct {
 	rxFreeN, txFreeN       atomic.Int64
 	// lost counts frames the kernel still held at Close.
 	lost atomic.Int64
+	// closedKernel is the kernel's counters read at Close, which Stats
+	// reports from then on.
+	closedKernel unix.XDPStatistics
 
 	rxPackets, rxBytes, txPackets, txBytes atomic.Uint64
+	// txDropped counts the packets Transmit gave up on.
+	txDropped atomic.Uint64
+	txLog     txLog
+	logger    *slog.Logger
 }
 
 // Open creates a socket on queue of the interface with index ifindex,
@@ -179,7 +193,7 @@ func Open(ifindex, queue int, opts Options) (*Socket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("allocate umem: %w", err)
 	}
-	s := &Socket{Queue: queue, umem: umem, frameSize: opts.FrameSize, frames: opts.Frames, fd: -1, txFD: -1, sg: opts.MultiBuffer, txHeadroom: txMetadataLen}
+	s := &Socket{Queue: queue, umem: umem, frameSize: opts.FrameSize, frames: opts.Frames, fd: -1, txFD: -1, sg: opts.MultiBuffer, txHeadroom: txMetadataLen, logger: opts.Log}
 	var sg uint16
 	if s.sg {
 		sg = unix.XDP_USE_SG
@@ -354,8 +368,14 @@ func (s *Socket) closeSocket() {
 	s.mmaps = nil
 }
 
-// closeFDs closes the receiving socket and, when apart, the TX socket.
+// closeFDs closes the receiving socket and, when apart, the TX socket,
+// keeping their last counters for Stats.
 func (s *Socket) closeFDs() error {
+	s.fdMu.Lock()
+	defer s.fdMu.Unlock()
+	if s.fd >= 0 {
+		s.closedKernel, _ = s.kernelStats()
+	}
 	if s.txFD >= 0 && s.txFD != s.fd {
 		unix.Close(s.txFD)
 	}
@@ -465,9 +485,9 @@ type Checksum struct{ Start, Offset uint16 }
 // returns its length and the checksum it leaves to the kernel. buf is a
 // UMEM frame, or with MultiBuffer a buffer of maxPacket bytes that
 // Transmit then cuts into frames. It returns how many it queued; fewer
-// than n when the TX ring and frames stay full, with the kernel's error
-// if it refuses to send. The kicker goroutine sends them right after,
-// in order.
+// than n when the TX ring and frames stay full (counted as TxFull), with
+// the kernel's error if it refuses to send. The kicker goroutine sends
+// them right after, in order.
 func (s *Socket) Transmit(n int, write func(i int, buf []byte) (int, Checksum)) (int, error) {
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
@@ -493,8 +513,15 @@ func (s *Socket) Transmit(n int, write func(i int, buf []byte) (int, Checksum)) 
 			if stalled.IsZero() {
 				stalled = time.Now()
 			} else if time.Since(stalled) > txStallLimit {
+				s.txDropped.Add(uint64(n - sent))
+				s.txFailed(TxFull, fmt.Errorf("transmit on queue %d: no tx frame or ring room for %v; gave up on %d packets", s.Queue, txStallLimit, n-sent))
 				// Say why the frames do not leave, where the kernel knows.
-				return sent, s.kick()
+				if s.needsKick() {
+					if err := s.kickOnce(); err != nil {
+						return sent, s.txFailed(TxKick, err)
+					}
+				}
+				return sent, nil
 			}
 			s.wakeKicker()
 			time.Sleep(50 * time.Microsecond)
@@ -547,6 +574,7 @@ func (s *Socket) wakeKicker() {
 // one sending goroutine spent half its time in it); here it overlaps
 // with the making of the next packets, and one kick takes every frame
 // queued meanwhile.
+// Its failures are counted and logged (txFailed).
 func (s *Socket) kicker() {
 	defer close(s.kickerDone)
 	for range s.kicks {
@@ -556,8 +584,29 @@ func (s *Socket) kicker() {
 
 // Flush returns once the kernel has taken every frame Transmit queued
 // before the call: for a caller whose next packet leaves another way
-// (gsotx) and must not overtake them. Transmit itself only queues.
-func (s *Socket) Flush() error { return s.kick() }
+// (gsotx) and must not overtake them. Transmit itself only queues. It
+// returns an error, counted, when the kernel refuses a kick or takes
+// none of the frames for txStallLimit.
+func (s *Socket) Flush() error {
+	target := s.tx.producer.Load()
+	taken := func() bool { return int32(s.tx.consumer.Load()-target) >= 0 }
+	start := time.Now()
+	for {
+		err := s.kick()
+		if taken() {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		// The kernel needs no kick (zero-copy: the driver sends on its
+		// own time) yet holds the frames.
+		if time.Since(start) > txStallLimit {
+			return s.txFailed(TxStuck, fmt.Errorf("flush af_xdp tx on queue %d: %d frames still in the ring after %v", s.Queue, target-s.tx.consumer.Load(), txStallLimit))
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
 
 // cut copies a packet into as many free frames as it needs, after the
 // used frames already taken in this batch, and writes their
@@ -597,27 +646,54 @@ func (s *Socket) requestChecksum(d *unix.XDPDesc, csum Checksum) {
 	d.Options |= unix.XDP_TX_METADATA
 }
 
-// kick tells the kernel to send what the TX ring holds. In copy mode a
-// sendto sends at most 32 frames and answers EAGAIN while more are
-// left, which means "kick again", not "try later".
+// kick tells the kernel to send what the TX ring holds, and returns once
+// the ring is empty or the kernel needs no more kicks (need_wakeup
+// clear). In copy mode a sendto sends at most 32 frames and answers
+// EAGAIN while more are left, which means "kick again", not "try
+// later". Kicks that take no frame (the driver's queue full) are tried
+// again for txStallLimit before it gives up with TxStuck; errors are
+// counted.
 func (s *Socket) kick() error {
-	for range s.frames/32 + 8 {
-		if s.NeedWakeup && !s.tx.needWakeup() {
+	var still time.Time // since when kicks take no frame
+	for {
+		if !s.needsKick() {
 			return nil
 		}
-		switch err := kickTX(s.txFD); err {
-		case nil, unix.EAGAIN, unix.EBUSY, unix.ENOBUFS:
-			// EAGAIN: a copy-mode kick sends at most 32 frames. The
-			// completion ring has room for every TX frame, so it
-			// never needs reaping for the kernel to go on.
-			if s.tx.pending() == 0 {
-				return nil
-			}
+		before := s.tx.consumer.Load()
+		if err := s.kickOnce(); err != nil {
+			return s.txFailed(TxKick, err)
+		}
+		// The completion ring has room for every TX frame, so it never
+		// needs reaping for the kernel to go on.
+		pending := s.tx.pending()
+		switch {
+		case pending == 0:
+			return nil
+		case s.tx.consumer.Load() != before:
+			still = time.Time{}
+		case still.IsZero():
+			still = time.Now()
+		case time.Since(still) > txStallLimit:
+			return s.txFailed(TxStuck, fmt.Errorf("kick af_xdp tx on queue %d: the kernel took none of %d frames in %v", s.Queue, pending, txStallLimit))
 		default:
-			return fmt.Errorf("kick af_xdp tx on queue %d: %w", s.Queue, err)
+			time.Sleep(50 * time.Microsecond)
 		}
 	}
-	return nil
+}
+
+// needsKick tells whether the kernel sends only when kicked.
+func (s *Socket) needsKick() bool { return !s.NeedWakeup || s.tx.needWakeup() }
+
+// kickOnce kicks the TX ring once; nil when the kernel took the kick,
+// even if it sent only some frames (EAGAIN: copy mode sends 32 at most;
+// EBUSY: the driver dropped one; ENOBUFS: no skb for one).
+func (s *Socket) kickOnce() error {
+	switch err := kickTX(s.txFD); err {
+	case nil, unix.EAGAIN, unix.EBUSY, unix.ENOBUFS:
+		return nil
+	default:
+		return fmt.Errorf("kick af_xdp tx on queue %d: %w", s.Queue, err)
+	}
 }
 
 // kickTX is sendto(fd, NULL, 0, MSG_DONTWAIT), made as a raw system
@@ -667,18 +743,61 @@ func (s *Socket) Frames() FrameCount {
 // Stats counts what went through the socket.
 type Stats struct {
 	RxPackets, RxBytes, TxPackets, TxBytes uint64
+	// TxFailures counts the transmit failures by kind; TxDropped, the
+	// packets Transmit gave up on.
+	TxFailures [NumTxFailures]uint64
+	TxDropped  uint64
 	// Kernel is the kernel's own drop counters (XDP_STATISTICS).
 	Kernel unix.XDPStatistics
 }
 
+// KernelDrops are the kernel's drop counters by reason, as /metrics and
+// the status pages name them.
+func (st Stats) KernelDrops() map[string]uint64 {
+	k := st.Kernel
+	return map[string]uint64{
+		"rx_dropped":      k.Rx_dropped,
+		"rx_ring_full":    k.Rx_ring_full,
+		"fill_ring_empty": k.Rx_fill_ring_empty_descs,
+		"rx_invalid":      k.Rx_invalid_descs,
+		"tx_invalid":      k.Tx_invalid_descs,
+	}
+}
+
+// TxFailuresByKind are TxFailures by the kinds' names.
+func (st Stats) TxFailuresByKind() map[string]uint64 {
+	m := make(map[string]uint64, NumTxFailures)
+	for kind, n := range st.TxFailures {
+		m[TxFailure(kind).String()] = n
+	}
+	return m
+}
+
+// Stats reads the counters, from any goroutine; after Close, the last
+// ones.
 func (s *Socket) Stats() (Stats, error) {
-	st := Stats{RxPackets: s.rxPackets.Load(), RxBytes: s.rxBytes.Load(), TxPackets: s.txPackets.Load(), TxBytes: s.txBytes.Load()}
+	st := Stats{RxPackets: s.rxPackets.Load(), RxBytes: s.rxBytes.Load(), TxPackets: s.txPackets.Load(), TxBytes: s.txBytes.Load(),
+		TxFailures: s.txFailures(), TxDropped: s.txDropped.Load()}
+	s.fdMu.Lock()
+	defer s.fdMu.Unlock()
+	if s.fd < 0 {
+		st.Kernel = s.closedKernel
+		return st, nil
+	}
 	var err error
-	if st.Kernel, err = xdpStatistics(s.fd); err != nil || s.txFD == s.fd {
+	st.Kernel, err = s.kernelStats()
+	return st, err
+}
+
+// kernelStats reads XDP_STATISTICS, the TX counters from the TX socket;
+// fdMu held.
+func (s *Socket) kernelStats() (unix.XDPStatistics, error) {
+	st, err := xdpStatistics(s.fd)
+	if err != nil || s.txFD == s.fd {
 		return st, err
 	}
 	tx, err := xdpStatistics(s.txFD)
-	st.Kernel.Tx_invalid_descs, st.Kernel.Tx_ring_empty_descs = tx.Tx_invalid_descs, tx.Tx_ring_empty_descs
+	st.Tx_invalid_descs, st.Tx_ring_empty_descs = tx.Tx_invalid_descs, tx.Tx_ring_empty_descs
 	return st, err
 }
 

@@ -241,3 +241,38 @@ func TestSocketChecksumOffload(t *testing.T) {
 		t.Errorf("peer received a %d-byte datagram first, want only the 20-byte one sent with offload (a partial checksum without it must be dropped)", n)
 	}
 }
+
+// TestStatsDuringClose reads a socket's statistics, as a /metrics scrape
+// does, while the socket closes: the race detector must see no race on
+// its descriptors, and Stats after Close gives the last values, no error.
+func TestStatsDuringClose(t *testing.T) {
+	a, _ := testutil.Veth(t)
+	iface, err := net.InterfaceByName(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(iface.Index, 0, Options{Frames: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	scraped := make(chan error)
+	go func() {
+		var err error
+		for range 1000 {
+			if _, err = s.Stats(); err != nil {
+				break
+			}
+		}
+		scraped <- err
+	}()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-scraped; err != nil {
+		t.Errorf("Stats() during Close: %v", err)
+	}
+	if _, err := s.Stats(); err != nil {
+		t.Errorf("Stats() after Close: %v", err)
+	}
+}

@@ -7,10 +7,12 @@
 package apps
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"net"
-	"os"
+	"net/http"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -40,6 +42,8 @@ type Spec struct {
 	TLS *tls.Config
 	// Backend is where a proxy forwards to.
 	Backend proxy.Backend
+	// Access says who may read an http app's status pages.
+	Access httpapp.Access
 }
 
 func (s Spec) String() string { return s.Name + "=" + s.URI.String() }
@@ -47,7 +51,7 @@ func (s Spec) String() string { return s.Name + "=" + s.URI.String() }
 // appOptions lists the options each app accepts.
 var appOptions = map[string][]string{
 	"echo":  {"cert", "key", "test-cert"},
-	"http":  {"cert", "key", "test-cert", "root"},
+	"http":  {"cert", "key", "test-cert", "root", "status"},
 	"proxy": {"cert", "key", "test-cert", "backend", "alpn"},
 }
 
@@ -121,9 +125,12 @@ func NewSpec(name string, uri transport.URI, opts map[string]string) (Spec, erro
 		}
 	case "http":
 		if root := opts["root"]; root != "" {
-			if st, err := os.Stat(root); err != nil || !st.IsDir() {
-				return Spec{}, fmt.Errorf("root %s is not a folder", root)
+			if err := httpapp.CheckRoot(root); err != nil {
+				return Spec{}, fmt.Errorf("root %w", err)
 			}
+		}
+		if spec.Access, err = httpapp.ParseAccess(cmp.Or(opts["status"], "local")); err != nil {
+			return Spec{}, err
 		}
 	}
 	if spec.TLS, err = serverTLS(spec); err != nil {
@@ -175,14 +182,20 @@ func CheckSpecs(specs []Spec) error {
 type App interface {
 	// Addr is where it serves.
 	Addr() net.Addr
+	// Counters are the app's own counters by name, for the status; nil
+	// for an app that keeps none.
+	Counters() map[string]uint64
 	Close() error
 }
 
 // Env is what apps run with.
 type Env struct {
 	Network transport.Network
-	// Status feeds the http app's status page.
-	Status httpapp.Source
+	// Status serves the http apps' /status and /status.json.
+	Status http.Handler
+	// Local tells whether a client's address is local, for the http
+	// apps' status=local: loopback always is.
+	Local func(netip.Addr) bool
 	// Root is the folder of files for the http apps without a root= of
 	// their own; empty serves none.
 	Root string

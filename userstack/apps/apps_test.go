@@ -27,6 +27,8 @@ func TestParseSpec(t *testing.T) {
 		{"echo=quic://:7,test-cert=echo.test", "echo=quic://:7", true},
 		{"http=tcp://:80", "http=tcp://:80", true},
 		{"http=tcp://:80,root=" + root, "http=tcp://:80", true},
+		{"http=tcp://:80,status=off", "http=tcp://:80", true},
+		{"http=tcp://:80,status=public", `status "public": want local, all or off`, false},
 		{"proxy=tls://:443,backend=tcp://127.0.0.1:8080,test-cert=a.test", "proxy=tls://:443", true},
 		{"proxy=tcp://:80,backend=unix:///run/app.sock", "proxy=tcp://:80", true},
 		{"echo", "want NAME=URI", false},

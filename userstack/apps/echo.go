@@ -22,7 +22,7 @@ import (
 type EchoServer struct {
 	ln   net.Listener
 	pc   net.PacketConn
-	ql   *quicgo.Listener
+	quic *quic.Server
 	wg   sync.WaitGroup
 	open conns.Set
 }
@@ -39,14 +39,14 @@ func StartEcho(n transport.Network, uri transport.URI, tlsConf *tls.Config) (*Ec
 		}
 		s.run(s.serveUDP)
 	case transport.QUIC:
-		if s.pc, err = n.ListenPacket("udp", uri.HostPort()); err != nil {
+		pc, err := n.ListenPacket("udp", uri.HostPort())
+		if err != nil {
 			return nil, err
 		}
-		if s.ql, err = quicgo.Listen(s.pc, tlsConf, quic.Config()); err != nil {
-			s.pc.Close()
+		if s.quic, err = quic.Serve(pc, tlsConf, s.echoQUIC); err != nil {
+			pc.Close()
 			return nil, err
 		}
-		s.run(s.serveQUIC)
 	default:
 		if s.ln, err = transport.Listen(n, uri, tlsConf); err != nil {
 			return nil, err
@@ -57,11 +57,17 @@ func StartEcho(n transport.Network, uri transport.URI, tlsConf *tls.Config) (*Ec
 }
 
 func (s *EchoServer) Addr() net.Addr {
-	if s.pc != nil {
+	switch {
+	case s.quic != nil:
+		return s.quic.Addr()
+	case s.pc != nil:
 		return s.pc.LocalAddr()
 	}
 	return s.ln.Addr()
 }
+
+// Counters: the echo app keeps none.
+func (s *EchoServer) Counters() map[string]uint64 { return nil }
 
 func (s *EchoServer) run(f func()) {
 	s.wg.Add(1)
@@ -120,45 +126,28 @@ func (s *EchoServer) serveUDP() {
 	}
 }
 
-// quicConn lets Close end a QUIC connection like any other.
-type quicConn struct{ *quicgo.Conn }
-
-func (c quicConn) Close() error { return c.CloseWithError(0, "echo server closing") }
-
-func (s *EchoServer) serveQUIC() {
+// echoQUIC echoes every stream a client opens on conn until it closes.
+func (s *EchoServer) echoQUIC(ctx context.Context, conn *quicgo.Conn) {
+	s.run(func() { s.echoUniStreams(ctx, conn) })
 	for {
-		conn, err := s.ql.Accept(context.Background())
+		st, err := conn.AcceptStream(ctx)
 		if err != nil {
 			return
 		}
-		qc := quicConn{conn}
-		if !s.open.Add(qc) {
-			return
-		}
-		s.run(func() {
-			defer s.open.Remove(qc)
-			s.run(func() { s.echoUniStreams(conn) })
-			for {
-				st, err := conn.AcceptStream(context.Background())
-				if err != nil {
-					return
-				}
-				s.run(func() { echoStream(quic.NewStreamConn(conn, st)) })
-			}
-		})
+		s.run(func() { echoStream(quic.NewStreamConn(conn, st)) })
 	}
 }
 
 // echoUniStreams reads each stream the client opens for sending to its
 // end and sends it back on a stream of the server's own.
-func (s *EchoServer) echoUniStreams(conn *quicgo.Conn) {
+func (s *EchoServer) echoUniStreams(ctx context.Context, conn *quicgo.Conn) {
 	for {
-		in, err := conn.AcceptUniStream(context.Background())
+		in, err := conn.AcceptUniStream(ctx)
 		if err != nil {
 			return
 		}
 		s.run(func() {
-			out, err := conn.OpenUniStreamSync(context.Background())
+			out, err := conn.OpenUniStreamSync(ctx)
 			if err != nil {
 				in.CancelRead(0)
 				return
@@ -176,8 +165,8 @@ func (s *EchoServer) echoUniStreams(conn *quicgo.Conn) {
 func (s *EchoServer) Close() error {
 	var err error
 	switch {
-	case s.ql != nil:
-		err = errors.Join(s.ql.Close(), s.pc.Close())
+	case s.quic != nil:
+		err = s.quic.Close()
 	case s.pc != nil:
 		err = s.pc.Close()
 	default:

@@ -7,8 +7,8 @@ import (
 	"github.com/xdpstack/xdpstack/userstack/transport"
 )
 
-// ProxyApp is the proxy app; its Stats are the proxy's counters.
-type ProxyApp struct {
+// proxyApp is the proxy app.
+type proxyApp struct {
 	*proxy.Proxy
 	addr net.Addr
 	done chan error
@@ -19,14 +19,22 @@ func startProxy(n transport.Network, spec Spec) (App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &ProxyApp{Proxy: proxy.New(spec.Backend), addr: ln.Addr(), done: make(chan error, 1)}
+	a := &proxyApp{Proxy: proxy.New(spec.Backend), addr: ln.Addr(), done: make(chan error, 1)}
 	go func() { a.done <- a.Serve(ln) }()
 	return a, nil
 }
 
-func (a *ProxyApp) Addr() net.Addr { return a.addr }
+func (a *proxyApp) Addr() net.Addr { return a.addr }
 
-func (a *ProxyApp) Close() error {
+func (a *proxyApp) Counters() map[string]uint64 {
+	st := a.Stats()
+	return map[string]uint64{
+		"accepted": st.Accepted, "active": uint64(st.Active), "backend_errors": st.BackendErrors,
+		"bytes_in": st.BytesIn, "bytes_out": st.BytesOut,
+	}
+}
+
+func (a *proxyApp) Close() error {
 	err := a.Proxy.Close()
 	if serveErr := <-a.done; serveErr != nil {
 		return serveErr

@@ -304,10 +304,10 @@ func (e *Endpoint) send(packets []*outPacket) (unsent []*outPacket) {
 			q = int(p.pkt.Hash % uint32(len(e.queues)))
 		}
 		if p.segs > 1 && e.opts.Segmenter != nil && e.opts.Segmenter.TSO() {
-			// The flow's frames before it go first.
+			// The flow's frames before it go first; while they cannot
+			// (the queue counts and logs why), neither can it go aside.
 			transmit(q)
-			e.queues[q].Flush()
-			if e.opts.Segmenter.Send(p.gso()) == nil {
+			if e.queues[q].Flush() == nil && e.opts.Segmenter.Send(p.gso()) == nil {
 				continue
 			}
 		}

@@ -30,6 +30,8 @@ type memQueue struct {
 	sent    int
 	// largest is the longest frame sent.
 	largest int
+	// flushErr is what Flush returns.
+	flushErr error
 }
 
 func memPair() (*memQueue, *memQueue) {
@@ -70,7 +72,7 @@ func (q *memQueue) Stop() {
 func (q *memQueue) OffloadsChecksum() bool { return false }
 
 // Flush has nothing to wait for: Transmit delivers at once.
-func (q *memQueue) Flush() error { return nil }
+func (q *memQueue) Flush() error { return q.flushErr }
 
 func (q *memQueue) Transmit(n int, write func(int, []byte) (int, afxdp.Checksum)) (int, error) {
 	frames := make([][]byte, n)

@@ -1,6 +1,7 @@
 package link
 
 import (
+	"errors"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -51,5 +52,20 @@ func TestSegmenter(t *testing.T) {
 		if got := seg.sent[0]; got.MSS != 1460 || got.TCPOffset != 34 || got.Headers != 54 || got.IPv6 {
 			t.Errorf("segment handed over as %+v", got)
 		}
+	}
+}
+
+// TestSegmenterAfterFailedFlush checks that a segment is cut into frames
+// behind the flow's earlier ones when the queue cannot flush them:
+// handed aside, it would overtake them.
+func TestSegmenterAfterFailedFlush(t *testing.T) {
+	qa, qb := memPair()
+	qa.flushErr = errors.New("the kernel took none of 1 frames")
+	seg := &segmenter{tso: true, peer: qb}
+	ep := New([]Queue{qa}, Options{MTU: 1500, Segmenter: seg})
+	t.Cleanup(ep.Stop)
+	write(t, ep, tcpOut(1, header.TCPFlagAck|header.TCPFlagPsh, 100, nil), tcpOut(1, header.TCPFlagAck|header.TCPFlagPsh, 10000, nil))
+	if frames := len(received(qb)); len(seg.sent) != 0 || frames != 1+7 {
+		t.Errorf("after a failed Flush: %d segments handed over, %d frames sent; want none and 8", len(seg.sent), frames)
 	}
 }

@@ -31,8 +31,7 @@ func TestStreamsAsConns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pc.Close()
-	ln, err := Listen(pc, serverConf, Config())
+	ln, err := Listen(pc, serverConf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,23 +56,15 @@ func Listen(n Network, u URI, tlsConf *tls.Config) (net.Listener, error) {
 		if err != nil {
 			return nil, err
 		}
-		ln, err := quic.Listen(pc, tlsConf, quic.Config())
+		ln, err := quic.Listen(pc, tlsConf)
 		if err != nil {
 			pc.Close()
 			return nil, fmt.Errorf("listen on %s: %w", u, err)
 		}
-		return &quicListener{ln, pc}, nil
+		return ln, nil
 	}
 	return nil, fmt.Errorf("listen on %s: %s carries datagrams, not streams", u, u.Scheme)
 }
-
-// quicListener closes the packet conn it owns after the QUIC listener.
-type quicListener struct {
-	*quic.Listener
-	pc net.PacketConn
-}
-
-func (l *quicListener) Close() error { return errors.Join(l.Listener.Close(), l.pc.Close()) }
 
 // Dial opens a stream to a tcp or tls URI; tlsConf is the client's
 // configuration for tls (its ServerName defaults to the URI's).

@@ -6,10 +6,11 @@ package transport
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/xdpstack/xdpstack/internal/hostport"
 )
 
 // Scheme is a transport.
@@ -54,15 +55,11 @@ func ParseURI(s string) (URI, error) {
 			}
 		}
 	}
-	host, port, err := net.SplitHostPort(rest)
+	host, port, err := hostport.Split(rest)
 	if err != nil {
 		return URI{}, fmt.Errorf("uri %q: %w", s, err)
 	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil {
-		return URI{}, fmt.Errorf("uri %q: port %q is not a number from 0 to 65535", s, port)
-	}
-	u.Port = uint16(p)
+	u.Port = port
 	if host != "" {
 		if u.Addr, err = netip.ParseAddr(host); err != nil {
 			return URI{}, fmt.Errorf("uri %q: %q is not an IP address", s, host)

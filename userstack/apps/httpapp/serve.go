@@ -6,10 +6,11 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"time"
 
+	quicgo "github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/xdpstack/xdpstack/internal/httpserver"
 	"github.com/xdpstack/xdpstack/userstack/quic"
 	"github.com/xdpstack/xdpstack/userstack/transport"
 )
@@ -17,12 +18,10 @@ import (
 // Server serves a handler on one endpoint: HTTP/1.1 on tcp://, HTTP/1.1
 // and HTTP/2 on tls://, HTTP/3 on quic://.
 type Server struct {
-	http  *http.Server
+	http  *httpserver.Server
 	http3 *http3.Server
-	// pc is the UDP socket under HTTP/3, which http3.Server leaves open.
-	pc   net.PacketConn
-	addr net.Addr
-	done chan error
+	quic  *quic.Server
+	addr  net.Addr
 }
 
 // Addr is where the server listens.
@@ -31,7 +30,7 @@ func (s *Server) Addr() net.Addr { return s.addr }
 // Listen opens u on n and starts serving h there. tlsConf is the server's
 // certificate for tls and quic; the ALPN protocols are set here.
 func Listen(n transport.Network, u transport.URI, tlsConf *tls.Config, h http.Handler) (*Server, error) {
-	s := &Server{done: make(chan error, 1)}
+	s := &Server{}
 	switch u.Scheme {
 	case transport.QUIC:
 		if tlsConf == nil {
@@ -41,9 +40,13 @@ func Listen(n transport.Network, u transport.URI, tlsConf *tls.Config, h http.Ha
 		if err != nil {
 			return nil, err
 		}
-		s.pc, s.addr = pc, pc.LocalAddr()
-		s.http3 = &http3.Server{Handler: h, TLSConfig: http3.ConfigureTLSConfig(tlsConf), QUICConfig: quic.Config()}
-		go func() { s.done <- s.http3.Serve(pc) }()
+		s.http3 = &http3.Server{Handler: h}
+		serve := func(_ context.Context, conn *quicgo.Conn) { s.http3.ServeQUICConn(conn) }
+		if s.quic, err = quic.Serve(pc, http3.ConfigureTLSConfig(tlsConf), serve); err != nil {
+			pc.Close()
+			return nil, err
+		}
+		s.addr = s.quic.Addr()
 		return s, nil
 	case transport.TLS:
 		tlsConf = tlsConf.Clone()
@@ -54,22 +57,21 @@ func Listen(n transport.Network, u transport.URI, tlsConf *tls.Config, h http.Ha
 		return nil, err
 	}
 	s.addr = ln.Addr()
-	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go func() { s.done <- s.http.Serve(ln) }()
+	s.http = httpserver.Serve(ln, h)
 	return s, nil
 }
 
-// Close stops serving, letting requests in flight finish for a while.
+// Close stops serving, letting requests in flight finish until ctx
+// ends.
 func (s *Server) Close(ctx context.Context) error {
-	var err error
-	if s.http3 != nil {
-		err = s.http3.Shutdown(ctx)
-		defer s.pc.Close()
-	} else {
-		err = s.http.Shutdown(ctx)
+	if s.http != nil {
+		return s.http.Shutdown(ctx)
 	}
-	if serveErr := <-s.done; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		err = errors.Join(err, serveErr)
+	// Shutdown sends every connection a GOAWAY and waits for their
+	// requests; closing the QUIC server then ends the connections.
+	err := s.http3.Shutdown(ctx)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
 	}
-	return err
+	return errors.Join(err, s.quic.Close())
 }

@@ -36,10 +36,7 @@ func freePort(t *testing.T, network string) int {
 }
 
 func TestServeEveryTransport(t *testing.T) {
-	h, err := New(fakeSource(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newHandler(t, Options{Status: fakeStatus, Access: AccessAll})
 	server, err := xtls.ServerConfig(xtls.ServerOptions{TestCertHost: "127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
@@ -70,8 +67,12 @@ func TestServeEveryTransport(t *testing.T) {
 			defer func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
+				start := time.Now()
 				if err := srv.Close(ctx); err != nil {
 					t.Errorf("Close: %v", err)
+				}
+				if took := time.Since(start); took > time.Second {
+					t.Errorf("Close with the client's connection idle: took %v, want under 1s", took)
 				}
 			}()
 			web := "http"

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xdpstack/xdpstack/internal/hostport"
 	"github.com/xdpstack/xdpstack/userstack/apps/conns"
 )
 
@@ -33,8 +34,14 @@ func ParseBackend(s string) (Backend, error) {
 	}
 	switch u.Scheme {
 	case "tcp":
-		if _, _, err := net.SplitHostPort(u.Host); err != nil || u.Path != "" {
+		if u.Path != "" {
 			return Backend{}, fmt.Errorf("backend %q: want tcp://HOST:PORT", s)
+		}
+		if _, port, err := hostport.Split(u.Host); err != nil || port == 0 {
+			if err == nil {
+				err = errors.New("port 0 is no port to dial")
+			}
+			return Backend{}, fmt.Errorf("backend %q: %w (want tcp://HOST:PORT)", s, err)
 		}
 		return Backend{"tcp", u.Host}, nil
 	case "unix":
@@ -55,12 +62,12 @@ func (b Backend) String() string {
 
 // Stats are a proxy's counters.
 type Stats struct {
-	Accepted      uint64 `json:"accepted"`
-	Active        int64  `json:"active"`
-	BackendErrors uint64 `json:"backend_errors"`
+	Accepted      uint64
+	Active        int64
+	BackendErrors uint64
 	// BytesIn went from clients to the backend, BytesOut back.
-	BytesIn  uint64 `json:"bytes_in"`
-	BytesOut uint64 `json:"bytes_out"`
+	BytesIn  uint64
+	BytesOut uint64
 }
 
 // Proxy forwards every accepted connection to its backend.

@@ -124,6 +124,9 @@ func TestParseBackend(t *testing.T) {
 		{"tcp://[::1]:80", Backend{"tcp", "[::1]:80"}, ""},
 		{"unix:///run/app.sock", Backend{"unix", "/run/app.sock"}, ""},
 		{"tcp://127.0.0.1", Backend{}, "want tcp://HOST:PORT"},
+		{"tcp://127.0.0.1:99999", Backend{}, `port "99999" is not a number from 0 to 65535`},
+		{"tcp://:", Backend{}, `port "" is not a number from 0 to 65535`},
+		{"tcp://127.0.0.1:0", Backend{}, "port 0 is no port to dial"},
 		{"unix://relative", Backend{}, "want unix:///PATH"},
 		{"http://x:1", Backend{}, "want tcp://HOST:PORT or unix:///PATH"},
 	} {

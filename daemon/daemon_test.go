@@ -1,0 +1,144 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xdpstack/xdpstack/internal/testing/testutil"
+	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/maps"
+	"github.com/xdpstack/xdpstack/userstack/apps"
+)
+
+// start runs a daemon on a's interface, inside a's namespace, with the
+// given apps and /metrics on a free port.
+func start(t *testing.T, a *testutil.Host, specs ...string) *Daemon {
+	t.Helper()
+	cfg := Config{Iface: a.Iface, Attach: loader.Options{PinRoot: testutil.PinRoot(t)}, MetricsAddr: "127.0.0.1:0"}
+	for _, s := range specs {
+		spec, err := apps.ParseSpec(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Apps = append(cfg.Apps, spec)
+	}
+	var d *Daemon
+	a.Do(t, func() (err error) {
+		d, err = Start(cfg)
+		return err
+	})
+	return d
+}
+
+// TestScrapeDuringClose scrapes /metrics without pause while the daemon
+// closes: under the race detector, nothing Close takes down may be read
+// by a scrape (the AF_XDP sockets' descriptors were), and every scrape
+// either succeeds whole or cannot connect.
+func TestScrapeDuringClose(t *testing.T) {
+	a, _ := testutil.HostPair(t, 2)
+	d := start(t, a, "echo=tcp://:7")
+	client := &http.Client{Transport: &http.Transport{DialContext: a.DialContext}, Timeout: 5 * time.Second}
+	url := "http://" + d.MetricsAddr.String() + "/metrics"
+	ctx, cancel := context.WithCancel(context.Background())
+	scraped := make(chan int)
+	go func() {
+		n := 0
+		defer func() { scraped <- n }()
+		for ctx.Err() == nil {
+			resp, err := client.Get(url)
+			if err != nil {
+				continue
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 {
+				t.Errorf("scrape during Close: %v, %d\n%s", err, resp.StatusCode, body)
+			}
+			n++
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if err := d.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	cancel()
+	if n := <-scraped; n == 0 {
+		t.Error("no scrape succeeded before Close")
+	}
+}
+
+// TestStatus reads the typed status of a daemon with apps, and checks
+// that the status pages render it.
+func TestStatus(t *testing.T) {
+	a, b := testutil.HostPair(t, 2)
+	d := start(t, a, "echo=tcp://:7", "proxy=tcp://:8000,backend=tcp://127.0.0.1:8080", "http=tcp://:80")
+	t.Cleanup(func() { d.Close() })
+	b.Exec(t, "ping", "-q", "-c", "2", "-i", "0.01", a.Addr.String()) // some verdicts
+	st, err := d.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Iface != a.Iface || st.XDP.ProgramID == 0 || st.XDP.Mode == "" || len(st.Verdicts) == 0 {
+		t.Errorf("Status(): %+v", st)
+	}
+	if len(st.Queues) != 2 || st.Queues[1].Queue != 1 || st.Queues[0].Frames.Free == 0 || len(st.Queues[0].KernelDrops) == 0 || len(st.Queues[0].TxFailures) != 3 {
+		t.Errorf("Status().Queues: %+v", st.Queues)
+	}
+	if len(st.Netstack) == 0 || len(st.Listeners) != 3 {
+		t.Errorf("Status(): netstack %v, listeners %v; want counters and 3 listeners", st.Netstack, st.Listeners)
+	}
+	if len(st.Apps) != 3 || st.Apps[1].Backend != "tcp://127.0.0.1:8080" || len(st.Apps[1].Counters) == 0 || st.Apps[0].Counters != nil {
+		t.Errorf("Status().Apps: %+v", st.Apps)
+	}
+
+	srv := httptest.NewServer(d.StatusHandler())
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL + "/status.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Status
+	err = json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if err != nil || got.Iface != a.Iface || len(got.Queues) != 2 || len(got.Apps) != 3 {
+		t.Errorf("GET /status.json: %v, %+v", err, got)
+	}
+	resp, err = srv.Client().Get(srv.URL + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"XDP verdicts", "<td class=\"l\">no_match</td>", "AF_XDP queues", "Netstack", "Listeners", "tcp://127.0.0.1:8080", "bytes_out 0"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("GET /status: no %q in\n%s", want, page)
+		}
+	}
+}
+
+// TestRates checks that rates come from the last sample at least
+// minSampleGap old.
+func TestRates(t *testing.T) {
+	v := maps.Verdict{Action: maps.ActionPass, Reason: maps.ReasonNoMatch}
+	sample := func(n uint64) map[maps.Verdict]maps.Counter {
+		return map[maps.Verdict]maps.Counter{v: {Packets: n, Bytes: n * 100}}
+	}
+	var r rates
+	t0 := time.Now()
+	if rs := r.since(sample(100), t0); rs != nil {
+		t.Errorf("first sample: rates %v, want none", rs)
+	}
+	// Too soon to replace the first sample: rates still run from it.
+	if rs := r.since(sample(150), t0.Add(minSampleGap/2)); rs[v].PacketsPerSecond != 100 {
+		t.Errorf("half a gap later: %v packets/s, want 100", rs[v].PacketsPerSecond)
+	}
+	if rs := r.since(sample(300), t0.Add(2*minSampleGap)); rs[v].PacketsPerSecond != 100 || rs[v].BitsPerSecond != 80000 {
+		t.Errorf("two gaps later: %+v, want 100 packets/s, 80000 bits/s", rs[v])
+	}
+}
