@@ -21,6 +21,9 @@ var (
 	afxdpDrops = prometheus.NewDesc("xdpstack_afxdp_kernel_drops_total",
 		"Frames the kernel could not hand to a queue's socket, by why (XDP_STATISTICS).",
 		[]string{"iface", "queue", "reason"}, nil)
+	afxdpTooLong = prometheus.NewDesc("xdpstack_afxdp_tx_too_long_total",
+		"Packets dropped for being longer than a frame of a queue's socket, one the kernel gave no multi-buffer (before Linux 6.6, or a zero-copy driver without it) whose interface's MTU grew.",
+		[]string{"iface", "queue"}, nil)
 	gsoSegments = prometheus.NewDesc("xdpstack_userstack_gso_segments_total",
 		"TCP segments larger than the MTU sent whole for the kernel or the NIC to cut (AF_PACKET with GSO), instead of as AF_XDP frames.",
 		[]string{"iface"}, nil)
@@ -124,7 +127,7 @@ func (s *Stack) Collector() prometheus.Collector { return collector{s} }
 type collector struct{ s *Stack }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{afxdpInfo, afxdpFrames, afxdpPackets, afxdpDrops, gsoSegments, gsoBytes, endpoints} {
+	for _, d := range []*prometheus.Desc{afxdpInfo, afxdpFrames, afxdpPackets, afxdpDrops, afxdpTooLong, gsoSegments, gsoBytes, endpoints} {
 		ch <- d
 	}
 	for _, m := range netstackMetrics {
@@ -159,6 +162,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(afxdpDrops, st.Kernel.Rx_fill_ring_empty_descs, iface, q, "fill_ring_empty")
 		counter(afxdpDrops, st.Kernel.Rx_invalid_descs, iface, q, "rx_invalid")
 		counter(afxdpDrops, st.Kernel.Tx_invalid_descs, iface, q, "tx_invalid")
+		counter(afxdpTooLong, st.TxTooLong, iface, q)
 	}
 	if c.s.gso != nil {
 		counter(gsoSegments, c.s.gso.Segments.Load(), iface)
