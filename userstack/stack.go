@@ -79,6 +79,15 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 			s.Close()
 		}
 	}()
+	// Before our sockets take the packets: a stale listener would steer
+	// them to a netstack that does not listen.
+	stale, err := s.sessions.TakeOver()
+	if err != nil {
+		return nil, fmt.Errorf("take over the listeners map: %w", err)
+	}
+	if len(stale) != 0 {
+		s.log.Info("removed the listeners a daemon that is gone left behind", "listeners", stale)
+	}
 	if s.view, err = kernelview.Open(iface.Index, iface.Name); err != nil {
 		return nil, err
 	}
