@@ -63,17 +63,20 @@ func (k *kernel) RouteListFiltered(family int, filter *netlink.Route, mask uint6
 
 // recorder is the netstack, the XDP table and the prober at once: it
 // writes down every call, in order, as a line.
-type recorder struct {
-	events chan string
-	// local is the XDP table as last synced.
-	mu    sync.Mutex
-	local map[netip.Addr]xmaps.AddrKind
-}
+type recorder struct{ events chan string }
 
 func newRecorder() *recorder { return &recorder{events: make(chan string, 100)} }
 
-func (r *recorder) AddAddress(p netip.Prefix) error    { r.events <- "add " + p.String(); return nil }
-func (r *recorder) RemoveAddress(p netip.Prefix) error { r.events <- "remove " + p.String(); return nil }
+func (r *recorder) AddAddress(p netip.Prefix) error {
+	r.events <- "add " + p.String()
+	return nil
+}
+
+func (r *recorder) RemoveAddress(p netip.Prefix) error {
+	r.events <- "remove " + p.String()
+	return nil
+}
+
 func (r *recorder) SetRoutes(routes []Route) {
 	var s []string
 	for _, rt := range routes {
@@ -86,12 +89,13 @@ func (r *recorder) SetNeighbour(a netip.Addr, mac net.HardwareAddr, asked bool) 
 }
 func (r *recorder) RemoveNeighbour(a netip.Addr) { r.events <- "forget " + a.String() }
 func (r *recorder) SetMTU(mtu int)               { r.events <- fmt.Sprintf("mtu %d", mtu) }
-func (r *recorder) Probe(a netip.Addr) error     { r.events <- "probe " + a.String(); return nil }
+
+func (r *recorder) Probe(a netip.Addr) error {
+	r.events <- "probe " + a.String()
+	return nil
+}
 
 func (r *recorder) Sync(want map[netip.Addr]xmaps.AddrKind) error {
-	r.mu.Lock()
-	r.local = maps.Clone(want)
-	r.mu.Unlock()
 	var s []string
 	for _, a := range slices.SortedFunc(maps.Keys(want), netip.Addr.Compare) {
 		s = append(s, fmt.Sprintf("%s=%s", a, want[a]))
