@@ -1,10 +1,13 @@
 package link
 
 import (
+	"bytes"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/xdpstack/xdpstack/userstack/afxdp"
 	"github.com/xdpstack/xdpstack/userstack/gsotx"
 )
 
@@ -51,5 +54,40 @@ func TestSegmenter(t *testing.T) {
 		if got := seg.sent[0]; got.MSS != 1460 || got.TCPOffset != 34 || got.Headers != 54 || got.IPv6 {
 			t.Errorf("segment handed over as %+v", got)
 		}
+	}
+}
+
+// TestWriteTooLong: a packet or piece longer than the buffer is left
+// unwritten, and write says how long it is, for Transmit to find it a
+// larger buffer (multi-buffer) or drop it.
+func TestWriteTooLong(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mss  uint16
+		want int
+	}{
+		{"piece of a segment", 3000, 14 + 20 + 20 + 3000},
+		{"whole packet", 0, 14 + 20 + 20 + 3000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pkt := tcpOut(1, header.TCPFlagAck, 3000, nil)
+			defer pkt.DecRef()
+			pkt.GSOOptions.MSS = tc.mss
+			if tc.mss == 0 {
+				pkt.GSOOptions = stack.GSO{}
+			}
+			p := newOutPacket(pkt)
+			buf := make([]byte, 2048)
+			if n, csum := p.write(buf, 0, false); n != tc.want || csum != (afxdp.Checksum{}) {
+				t.Errorf("write into %d bytes: %d, %+v; want %d and no checksum", len(buf), n, csum, tc.want)
+			}
+			if !bytes.Equal(buf, make([]byte, len(buf))) {
+				t.Error("write wrote into a buffer too short")
+			}
+			big := make([]byte, tc.want)
+			if n, _ := p.write(big, 0, false); n != tc.want {
+				t.Errorf("write into %d bytes: %d, want %d", len(big), n, tc.want)
+			}
+		})
 	}
 }
