@@ -22,10 +22,10 @@ var (
 		"Frames the kernel could not hand to a queue's socket, by why (XDP_STATISTICS).",
 		[]string{"iface", "queue", "reason"}, nil)
 	afxdpTxFailures = prometheus.NewDesc("xdpstack_afxdp_tx_failures_total",
-		"Transmit failures of a queue's socket, by kind: kick (the kernel refused a kick of the TX ring), stuck (kicks took no frame for 20 ms), full (no TX frame or ring room for 20 ms: packets given up).",
+		"Transmit failures of a queue's socket, by kind: kick (the kernel refused a kick of the TX ring), stuck (kicks took no frame for 20 ms), full (no TX frame or ring room for 20 ms: packets given up), too_long (a packet longer than a frame on a socket without multi-buffer: dropped).",
 		[]string{"iface", "queue", "reason"}, nil)
 	afxdpTxDropped = prometheus.NewDesc("xdpstack_afxdp_tx_dropped_total",
-		"Packets a queue's socket gave up on, its TX ring or frames full for 20 ms; the netstack sees a failed send (TCP sends them again).",
+		"Packets a queue's socket gave up on: its TX ring or frames full for 20 ms (the netstack sees a failed send; TCP sends them again), or longer than a frame without multi-buffer.",
 		[]string{"iface", "queue"}, nil)
 	gsoSegments = prometheus.NewDesc("xdpstack_userstack_gso_segments_total",
 		"TCP segments larger than the MTU sent whole for the kernel or the NIC to cut (AF_PACKET with GSO), instead of as AF_XDP frames.",

@@ -1,9 +1,10 @@
 // Package userstack is the engine: a gVisor netstack that serves the
 // flows the XDP program steers into AF_XDP sockets, next to the kernel
 // and sharing the interface's addresses with it. It follows the
-// kernel's neighbours and routes, reserves its ephemeral ports in the
-// kernel, and offers Listen, Dial and ListenPacket in the shape of the
-// net package, each listener steering its packets to itself.
+// kernel's addresses, neighbours, routes and MTU (kernelview), reserves
+// its ephemeral ports in the kernel, and offers Listen, Dial and
+// ListenPacket in the shape of the net package, each listener steering
+// its packets to itself.
 package userstack
 
 import (
@@ -11,14 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
@@ -34,6 +34,7 @@ import (
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
 	"github.com/xdpstack/xdpstack/userstack/gsotx"
+	"github.com/xdpstack/xdpstack/userstack/kernelview"
 	"github.com/xdpstack/xdpstack/userstack/link"
 	"github.com/xdpstack/xdpstack/userstack/session"
 )
@@ -52,14 +53,8 @@ type Stack struct {
 	info     maps.Info
 	sessions *session.Table
 	link     *link.Endpoint
-	// resolving are the neighbours the netstack asked the kernel for.
-	resolvingMu sync.Mutex
-	resolving   map[tcpip.Address]bool
-	// probe4 and probe6 make the kernel resolve neighbours (resolve).
-	probe4, probe6 int
-	// nl talks to the kernel of the interface's network namespace from
-	// whatever thread a goroutine runs on.
-	nl *netlink.Handle
+	// view follows the kernel's addresses, neighbours, routes and MTU.
+	view *kernelview.View
 
 	log          *slog.Logger
 	restorePorts func() error
@@ -79,16 +74,22 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 		return nil, err
 	}
 	opts.AFXDP.FitMTU(iface.MTU)
-	s = &Stack{iface: iface, opts: opts, log: slog.With("iface", iface.Name), xsks: m.XSKs, sessions: session.NewTable(m.Listeners), resolving: map[tcpip.Address]bool{}, done: make(chan struct{}), info: m.Info}
+	s = &Stack{iface: iface, opts: opts, log: slog.With("iface", iface.Name), xsks: m.XSKs, sessions: session.NewTable(m.Listeners), done: make(chan struct{}), info: m.Info}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-	if s.nl, err = netlink.NewHandle(); err != nil {
-		return nil, fmt.Errorf("open netlink: %w", err)
+	// Before our sockets take the packets: a stale listener would steer
+	// them to a netstack that does not listen.
+	stale, err := s.sessions.TakeOver()
+	if err != nil {
+		return nil, fmt.Errorf("take over the listeners map: %w", err)
 	}
-	if err := s.openProbes(); err != nil {
+	if len(stale) != 0 {
+		s.log.Info("removed the listeners a daemon that is gone left behind", "listeners", stale)
+	}
+	if s.view, err = kernelview.Open(iface.Index, iface.Name); err != nil {
 		return nil, err
 	}
 	if s.restorePorts, err = reservePorts(opts.Ports); err != nil {
@@ -115,7 +116,7 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if err := s.tune(); err != nil {
 		return nil, err
 	}
-	linkOpts := link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth" && !opts.CheckChecksums, Stats: s.stack.Stats(), OnResolve: s.resolveLater}
+	linkOpts := link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth" && !opts.CheckChecksums, Stats: s.stack.Stats(), OnResolve: s.resolve}
 	if s.gso, err = s.openGSO(opts); err != nil {
 		return nil, err
 	}
@@ -132,20 +133,9 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if err := s.stack.CreateNIC(nicID, ep); err != nil {
 		return nil, fmt.Errorf("create netstack nic: %s", err)
 	}
-	for _, p := range iface.Addrs {
-		if !served(p.Addr()) {
-			continue
-		}
-		pa := tcpip.ProtocolAddress{Protocol: addrProto(p.Addr()), AddressWithPrefix: tcpip.AddressWithPrefix{Address: tcpip.AddrFromSlice(p.Addr().AsSlice()), PrefixLen: p.Bits()}}
-		if err := s.stack.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); err != nil {
-			return nil, fmt.Errorf("add address %s to the netstack: %s", p, err)
-		}
-	}
-	if err := s.follow(s.done); err != nil {
-		return nil, err
-	}
-	// Steer only once the netstack is ready for what comes.
-	if err := m.LocalAddrs.Sync(localAddrs(iface.Addrs)); err != nil {
+	// Steer only once the netstack is ready for what comes: the view
+	// fills local_addrs after the netstack has the addresses.
+	if err := s.view.Follow(nic{s}, m.LocalAddrs); err != nil {
 		return nil, err
 	}
 	var served, zeroCopy maps.QueueSet
@@ -202,14 +192,11 @@ func (s *Stack) refreshGSO() {
 	}
 }
 
-// resolveLater runs resolve on its own goroutine: the netstack calls
-// OnResolve with its neighbour entry locked, and the answer may come at once.
-func (s *Stack) resolveLater(addr tcpip.Address) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.resolve(addr)
-	}()
+// resolve asks the kernel for a neighbour the netstack lacks.
+func (s *Stack) resolve(addr tcpip.Address) {
+	if a, ok := netip.AddrFromSlice(addr.AsSlice()); ok {
+		s.view.Resolve(a)
+	}
 }
 
 func (s *Stack) tune() error {
@@ -230,6 +217,15 @@ func (s *Stack) tune() error {
 		}
 	}
 	return nil
+}
+
+// maxMTU is the largest MTU whose packets every AF_XDP socket carries.
+func (s *Stack) maxMTU() int {
+	most := math.MaxInt
+	for _, sock := range s.sockets {
+		most = min(most, sock.MaxMTU())
+	}
+	return most
 }
 
 // Sockets are the AF_XDP sockets, one per queue, for status and metrics.
@@ -257,6 +253,10 @@ func (s *Stack) Close() error {
 			errs = append(errs, s.info.SetSockets(maps.QueueSet{}, maps.QueueSet{}))
 		}
 		close(s.done)
+		// The view hands the netstack what it learns: it stops first.
+		if s.view != nil {
+			errs = append(errs, s.view.Close())
+		}
 		if s.link != nil {
 			s.link.Stop()
 		}
@@ -273,14 +273,6 @@ func (s *Stack) Close() error {
 		}
 		if s.restorePorts != nil {
 			errs = append(errs, s.restorePorts())
-		}
-		if s.nl != nil {
-			s.nl.Close()
-		}
-		for _, fd := range []int{s.probe4, s.probe6} {
-			if fd > 0 {
-				unix.Close(fd)
-			}
 		}
 		s.closeErr = errors.Join(errs...)
 	})
@@ -321,8 +313,8 @@ func (s *Stack) fullAddr(ap netip.AddrPort) (tcpip.FullAddress, tcpip.NetworkPro
 		fa.Addr = tcpip.AddrFromSlice(ap.Addr().AsSlice())
 		return fa, addrProto(ap.Addr())
 	}
-	for _, p := range s.iface.Addrs {
-		if p.Addr().Is6() && !p.Addr().IsLinkLocalUnicast() {
+	for _, p := range s.view.Addrs() {
+		if p.Addr().Is6() && kernelview.Served(p.Addr()) {
 			return fa, ipv6.ProtocolNumber
 		}
 	}

@@ -24,15 +24,29 @@ import (
 // a's namespace; both are closed when the test ends.
 func startOn(t *testing.T, a *testutil.Host, opts Options) (*Stack, *loader.Attachment) {
 	t.Helper()
+	return startOnAttached(t, a, attachOn(t, a), opts)
+}
+
+// attachOn attaches to a's interface, inside a's namespace, until the
+// test ends.
+func attachOn(t *testing.T, a *testutil.Host) *loader.Attachment {
+	t.Helper()
 	root := testutil.PinRoot(t)
-	var (
-		att *loader.Attachment
-		s   *Stack
-	)
+	var att *loader.Attachment
 	a.Do(t, func() (err error) {
-		if att, err = loader.Attach(a.Iface, loader.Options{PinRoot: root, UserPorts: DefaultPorts}); err != nil {
-			return err
-		}
+		att, err = loader.Attach(a.Iface, loader.Options{PinRoot: root, UserPorts: DefaultPorts})
+		return err
+	})
+	t.Cleanup(func() { att.Close() })
+	return att
+}
+
+// startOnAttached starts a userstack on att inside a's namespace until
+// the test ends.
+func startOnAttached(t *testing.T, a *testutil.Host, att *loader.Attachment, opts Options) (*Stack, *loader.Attachment) {
+	t.Helper()
+	var s *Stack
+	a.Do(t, func() (err error) {
 		s, err = Start(att.Iface, att.Maps, opts)
 		return err
 	})
@@ -51,9 +65,29 @@ func startOn(t *testing.T, a *testutil.Host, opts Options) (*Stack, *loader.Atta
 			}
 			return nil
 		})
-		att.Close()
 	})
 	return s, att
+}
+
+// TestTakesOverListeners leaves a listener in the pinned map, as a
+// daemon killed with kill -9 does: the next userstack removes it, so
+// that the kernel's server on that port gets its connections back.
+func TestTakesOverListeners(t *testing.T) {
+	a, b := testutil.HostPair(t, 2)
+	att := attachOn(t, a)
+	stale := maps.Listener{Protocol: maps.TCP, Port: 80}
+	if err := att.Maps.Listeners.Put(stale, 1); err != nil {
+		t.Fatal(err)
+	}
+	startOnAttached(t, a, att, Options{})
+	all, err := att.Maps.Listeners.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 0 {
+		t.Errorf("listeners map after Start: %v, want it empty", all)
+	}
+	b.EchoFrom(t, a.KernelEcho(t, fmt.Sprintf("%s:80", a.Addr)), 1000)
 }
 
 // echoOn serves echo on the userstack's TCP port 7 until the test ends.

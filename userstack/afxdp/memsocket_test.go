@@ -75,7 +75,7 @@ func TestMultiBuffer(t *testing.T) {
 			packets[i][j] = byte(i*31 + j)
 		}
 	}
-	n, err := s.Transmit(len(packets), func(i int, buf []byte) (int, Checksum) { return copy(buf, packets[i]), Checksum{} })
+	n, err := s.Transmit(len(packets), writePackets(packets))
 	if err != nil || n != len(packets) {
 		t.Fatalf("Transmit: %d, %v", n, err)
 	}
@@ -111,6 +111,40 @@ func TestMultiBuffer(t *testing.T) {
 	st, _ := s.Stats()
 	if st.RxPackets != uint64(len(packets)) || st.TxPackets != uint64(len(packets)) {
 		t.Errorf("packets counted: rx %d, tx %d; want %d each", st.RxPackets, st.TxPackets, len(packets))
+	}
+}
+
+// writePackets writes packets[i] as Transmit asks: not at all into a
+// buffer too short for it.
+func writePackets(packets [][]byte) func(i int, buf []byte) (int, Checksum) {
+	return func(i int, buf []byte) (int, Checksum) {
+		if len(packets[i]) > len(buf) {
+			return len(packets[i]), Checksum{}
+		}
+		return copy(buf, packets[i]), Checksum{}
+	}
+}
+
+// TestTransmitTooLong checks that a socket without multi-buffer drops a
+// packet longer than a frame, counts it, and sends the others.
+func TestTransmitTooLong(t *testing.T) {
+	s := memSocket(64, 2048, false)
+	packets := [][]byte{make([]byte, 100), make([]byte, 2049), make([]byte, 2048)}
+	if n, err := s.Transmit(len(packets), writePackets(packets)); err != nil || n != len(packets) {
+		t.Fatalf("Transmit: %d, %v; want %d", n, err, len(packets))
+	}
+	if got := s.tx.pending(); got != 2 {
+		t.Errorf("TX ring holds %d frames, want 2", got)
+	}
+	st, _ := s.Stats()
+	if st.TxPackets != 2 || st.TxFailures[TxTooLong] != 1 || st.TxDropped != 1 {
+		t.Errorf("Stats(): %d sent, %d too long, %d dropped; want 2, 1 and 1", st.TxPackets, st.TxFailures[TxTooLong], st.TxDropped)
+	}
+	if s.MaxMTU() >= 2049 {
+		t.Errorf("MaxMTU(): %d, want less than a frame", s.MaxMTU())
+	}
+	if err := s.audit(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -41,8 +41,11 @@ type Options struct {
 	// FrameSize is 2048 or 4096 (the default); one frame holds one
 	// packet with its Ethernet header, unless MultiBuffer.
 	FrameSize uint32
-	// MultiBuffer lets a packet span several frames (XDP_USE_SG), for an
-	// MTU larger than a frame; Open fails where the kernel cannot.
+	// MultiBuffer requires that a packet may span several frames
+	// (XDP_USE_SG), for an MTU larger than a frame: Open fails where the
+	// kernel cannot. Without it, Open asks for multi-buffer all the same,
+	// so that the MTU may grow later, and does without where the kernel
+	// (before Linux 6.6) or a zero-copy driver cannot.
 	MultiBuffer bool
 	// Log is where transmit failures are logged, rate-limited;
 	// slog.Default() when nil.
@@ -65,7 +68,7 @@ const txStallLimit = 20 * time.Millisecond
 
 // maxPacket bounds a packet Transmit may be asked to send: an IP packet
 // with its Ethernet header.
-const maxPacket = 65535 + 14
+const maxPacket = 65535 + ethernetHeaderLen
 
 // defaultFrameSize is FrameSize when 0.
 const defaultFrameSize = 4096
@@ -76,9 +79,11 @@ const xdpPacketHeadroom = 256
 
 // maxMTU is the largest MTU whose packets fit one frame of frameSize
 // bytes, with their Ethernet header.
-func maxMTU(frameSize uint32) int { return int(frameSize) - xdpPacketHeadroom - 14 }
+func maxMTU(frameSize uint32) int { return int(frameSize) - xdpPacketHeadroom - ethernetHeaderLen }
 
-// FitMTU turns MultiBuffer on when a packet of mtu bytes does not fit
+const ethernetHeaderLen = 14
+
+// FitMTU requires MultiBuffer when a packet of mtu bytes does not fit
 // one frame.
 func (o *Options) FitMTU(mtu int) {
 	if mtu > maxMTU(cmp.Or(o.FrameSize, defaultFrameSize)) {
@@ -193,34 +198,44 @@ func Open(ifindex, queue int, opts Options) (*Socket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("allocate umem: %w", err)
 	}
-	s := &Socket{Queue: queue, umem: umem, frameSize: opts.FrameSize, frames: opts.Frames, fd: -1, txFD: -1, sg: opts.MultiBuffer, txHeadroom: txMetadataLen, logger: opts.Log}
-	var sg uint16
-	if s.sg {
-		sg = unix.XDP_USE_SG
-		s.txJoin = make([]byte, maxPacket)
+	s := &Socket{Queue: queue, umem: umem, frameSize: opts.FrameSize, frames: opts.Frames, fd: -1, txFD: -1, txHeadroom: txMetadataLen, logger: opts.Log}
+	// Zero-copy first, then multi-buffer: many drivers do zero-copy
+	// only in single frames, and copy mode costs more than a ceiling on
+	// the MTU. Kernels before 5.4 know no XDP_USE_NEED_WAKEUP.
+	const sg, zc, cp, wakeup = unix.XDP_USE_SG, unix.XDP_ZEROCOPY, unix.XDP_COPY, unix.XDP_USE_NEED_WAKEUP
+	tries := []uint16{zc | sg | wakeup, zc | wakeup, cp | sg | wakeup, cp | wakeup, cp}
+	if opts.MultiBuffer {
+		tries = []uint16{zc | sg | wakeup, cp | sg | wakeup}
 	}
 	// A queue whose previous socket just closed stays busy until the
 	// kernel's deferred release of that socket's pool has run.
+	var flags uint16
 	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if s.ZeroCopyErr = s.bind(ifindex, queue, sg|unix.XDP_ZEROCOPY|unix.XDP_USE_NEED_WAKEUP); s.ZeroCopyErr == nil {
-			break
-		}
-		err = s.bind(ifindex, queue, sg|unix.XDP_COPY|unix.XDP_USE_NEED_WAKEUP)
-		if errors.Is(err, unix.EINVAL) && sg == 0 {
-			// Kernels before 5.4 know no XDP_USE_NEED_WAKEUP.
-			err = s.bind(ifindex, queue, unix.XDP_COPY)
+		for _, flags = range tries {
+			if err = s.bind(ifindex, queue, flags); err == nil {
+				break
+			}
+			if flags&zc != 0 {
+				s.ZeroCopyErr = err
+			}
 		}
 		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
 			break
 		}
 	}
-	if s.ZeroCopyErr != nil && err != nil {
+	if err != nil {
 		s.closeSocket()
 		unix.Munmap(umem)
-		if sg != 0 {
+		if opts.MultiBuffer {
 			return nil, fmt.Errorf("open af_xdp socket on queue %d with multi-buffer (XDP_USE_SG, Linux 6.6 or later): %w (lower the mtu to %d)", queue, err, maxMTU(s.frameSize))
 		}
 		return nil, fmt.Errorf("open af_xdp socket on queue %d: %w (zero-copy: %v)", queue, err, s.ZeroCopyErr)
+	}
+	if s.Mode == ModeZeroCopy {
+		s.ZeroCopyErr = nil
+	}
+	if s.sg = flags&sg != 0; s.sg {
+		s.txJoin = make([]byte, maxPacket)
 	}
 	if err := unix.SetNonblock(s.fd, true); err != nil {
 		s.Close()
@@ -391,6 +406,15 @@ func (s *Socket) closeFDs() error {
 	return err
 }
 
+// MaxMTU is the largest MTU whose packets the socket carries, with
+// their Ethernet header.
+func (s *Socket) MaxMTU() int {
+	if s.sg {
+		return maxPacket - ethernetHeaderLen
+	}
+	return maxMTU(s.frameSize)
+}
+
 // FD is the socket's descriptor, for the xsks map.
 func (s *Socket) FD() int { return s.fd }
 
@@ -483,25 +507,52 @@ type Checksum struct{ Start, Offset uint16 }
 
 // Transmit sends up to n packets: write fills packet i into buf and
 // returns its length and the checksum it leaves to the kernel. buf is a
-// UMEM frame, or with MultiBuffer a buffer of maxPacket bytes that
-// Transmit then cuts into frames. It returns how many it queued; fewer
-// than n when the TX ring and frames stay full (counted as TxFull), with
-// the kernel's error if it refuses to send. The kicker goroutine sends
-// them right after, in order.
+// UMEM frame; a packet longer than buf is not written, and write
+// returns its length: with multi-buffer Transmit then calls write again
+// with a buffer that size and cuts it into frames, else it drops the
+// packet (counted as TxTooLong). It returns how many it took; fewer than
+// n when the TX ring and frames stay full (counted as TxFull), with the
+// kernel's error if it refuses to send. The kicker goroutine sends them
+// right after, in order.
 func (s *Socket) Transmit(n int, write func(i int, buf []byte) (int, Checksum)) (int, error) {
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
-	// A packet needs at most this many frames.
-	need := uint32(1)
-	if s.sg {
-		need = framesFor(maxPacket, s.frameSize-s.txHeadroom)
-	}
+	frameRoom := s.frameSize - s.txHeadroom
 	sent := 0
 	var stalled time.Time
 	for sent < n {
 		s.reap()
 		room := min(uint32(len(s.txFree)), s.tx.free())
-		if room < need {
+		var frames uint32
+		var bytes uint64
+		first, dropped := sent, 0
+	batch:
+		for ; sent < n && frames < room; sent++ {
+			addr := s.txFree[len(s.txFree)-1-int(frames)] + uint64(s.txHeadroom)
+			buf := s.umem[addr : addr+uint64(frameRoom)]
+			l, csum := write(sent, buf)
+			switch {
+			case l <= len(buf):
+				d := s.tx.at(s.tx.cachedProd + frames)
+				*d = unix.XDPDesc{Addr: addr, Len: uint32(l)}
+				s.requestChecksum(d, csum)
+				frames++
+			case !s.sg || l > len(s.txJoin):
+				s.txDropped.Add(1)
+				s.txFailed(TxTooLong, fmt.Errorf("transmit on queue %d: a %d-byte packet does not fit a %d-byte frame, and the socket has no multi-buffer", s.Queue, l, len(buf)))
+				dropped++
+				continue
+			case framesFor(uint32(l), frameRoom) > room-frames:
+				break batch // wait for room
+			default:
+				l, csum = write(sent, s.txJoin[:l])
+				at := s.tx.cachedProd + frames
+				frames += s.cut(s.txJoin[:l], frames)
+				s.requestChecksum(s.tx.at(at), csum)
+			}
+			bytes += uint64(l)
+		}
+		if sent == first {
 			// A frame comes back only when the kernel frees the skb it
 			// was copied into, which on a veth can wait for the peer's
 			// application to read it. Dropping here would lose ACKs and
@@ -528,31 +579,11 @@ func (s *Socket) Transmit(n int, write func(i int, buf []byte) (int, Checksum)) 
 			continue
 		}
 		stalled = time.Time{}
-		var frames uint32
-		var bytes uint64
-		first := sent
-		for ; sent < n && room-frames >= need; sent++ {
-			if s.sg {
-				l, csum := write(sent, s.txJoin)
-				first := s.tx.cachedProd + frames
-				frames += s.cut(s.txJoin[:l], frames)
-				s.requestChecksum(s.tx.at(first), csum)
-				bytes += uint64(l)
-				continue
-			}
-			addr := s.txFree[len(s.txFree)-1-int(frames)] + uint64(s.txHeadroom)
-			l, csum := write(sent, s.umem[addr:addr+uint64(s.frameSize-s.txHeadroom)])
-			d := s.tx.at(s.tx.cachedProd + frames)
-			*d = unix.XDPDesc{Addr: addr, Len: uint32(l)}
-			s.requestChecksum(d, csum)
-			frames++
-			bytes += uint64(l)
-		}
 		s.txFree = s.txFree[:len(s.txFree)-int(frames)]
 		s.tx.submit(frames)
 		s.txFreeN.Add(-int64(frames))
 		s.txInKernel.Add(int64(frames))
-		s.txPackets.Add(uint64(sent - first))
+		s.txPackets.Add(uint64(sent - first - dropped))
 		s.txBytes.Add(bytes)
 		s.wakeKicker()
 	}

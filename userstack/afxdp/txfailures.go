@@ -18,6 +18,9 @@ const (
 	// TxFull: Transmit gave up on packets after waiting txStallLimit
 	// for a free TX frame or room in the ring (Stats.TxDropped).
 	TxFull
+	// TxTooLong: a packet longer than a frame, on a socket the kernel
+	// gave no multi-buffer, was dropped (Stats.TxDropped).
+	TxTooLong
 	// NumTxFailures is the number of kinds.
 	NumTxFailures
 )
@@ -30,6 +33,8 @@ func (f TxFailure) String() string {
 		return "stuck"
 	case TxFull:
 		return "full"
+	case TxTooLong:
+		return "too_long"
 	}
 	return "unknown"
 }

@@ -14,6 +14,7 @@ package link
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -46,7 +47,8 @@ type Queue interface {
 
 // Options describe the interface the endpoint stands in for.
 type Options struct {
-	// MTU of the interface, without the Ethernet header.
+	// MTU of the interface, without the Ethernet header, at the start
+	// (SetMTU changes it).
 	MTU uint32
 	// MAC of the interface: the userstack shares it with the kernel.
 	MAC net.HardwareAddr
@@ -85,6 +87,7 @@ type Endpoint struct {
 	queues []Queue
 	opts   Options
 	addr   tcpip.LinkAddress
+	mtu    atomic.Uint32
 
 	mu         sync.RWMutex
 	dispatcher stack.NetworkDispatcher
@@ -106,6 +109,7 @@ var (
 func New(queues []Queue, opts Options) *Endpoint {
 	opts.Stats = opts.Stats.FillIn()
 	e := &Endpoint{queues: queues, opts: opts, addr: tcpip.LinkAddress(opts.MAC), solicitors: map[tcpip.Address]tcpip.Address{}, zero: newZeroWindows()}
+	e.mtu.Store(opts.MTU)
 	e.acks = newDelayedACKs(func(acks []*outPacket) { e.send(acks) })
 	return e
 }
@@ -214,8 +218,11 @@ func (e *Endpoint) IsAttached() bool {
 	return e.dispatcher != nil
 }
 
-func (e *Endpoint) MTU() uint32                             { return e.opts.MTU }
-func (e *Endpoint) SetMTU(mtu uint32)                       { e.opts.MTU = mtu }
+// MTU follows the interface's (SetMTU), read by the netstack as it
+// sizes each packet.
+func (e *Endpoint) MTU() uint32       { return e.mtu.Load() }
+func (e *Endpoint) SetMTU(mtu uint32) { e.mtu.Store(mtu) }
+
 func (e *Endpoint) MaxHeaderLength() uint16                 { return header.EthernetMinimumSize }
 func (e *Endpoint) LinkAddress() tcpip.LinkAddress          { return e.addr }
 func (e *Endpoint) SetLinkAddress(addr tcpip.LinkAddress)   { e.addr = addr }

@@ -95,13 +95,20 @@ func newOutPacket(pkt *stack.PacketBuffer) *outPacket {
 
 // write puts piece seg of p into buf and returns its length and the
 // checksum it leaves to the kernel when offload is true; without
-// offload it finishes the checksum itself.
+// offload it finishes the checksum itself. A piece longer than buf is
+// not written: write returns its length (afxdp.Socket.Transmit).
 func (p *outPacket) write(buf []byte, seg int, offload bool) (int, afxdp.Checksum) {
 	if !p.tso {
+		if size := p.pkt.Size(); size > len(buf) {
+			return size, afxdp.Checksum{}
+		}
 		return copyFrom(buf, p.views, 0, len(buf)), afxdp.Checksum{}
 	}
 	off := seg * p.mss
 	n := min(p.mss, p.payload-off)
+	if p.hdrs+n > len(buf) {
+		return p.hdrs + n, afxdp.Checksum{}
+	}
 	copyFrom(buf, p.views, 0, p.hdrs)
 	copyFrom(buf[p.hdrs:], p.views, p.hdrs+off, n)
 	end := p.hdrs + n

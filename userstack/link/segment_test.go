@@ -1,11 +1,14 @@
 package link
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/xdpstack/xdpstack/userstack/afxdp"
 	"github.com/xdpstack/xdpstack/userstack/gsotx"
 )
 
@@ -67,5 +70,40 @@ func TestSegmenterAfterFailedFlush(t *testing.T) {
 	write(t, ep, tcpOut(1, header.TCPFlagAck|header.TCPFlagPsh, 100, nil), tcpOut(1, header.TCPFlagAck|header.TCPFlagPsh, 10000, nil))
 	if frames := len(received(qb)); len(seg.sent) != 0 || frames != 1+7 {
 		t.Errorf("after a failed Flush: %d segments handed over, %d frames sent; want none and 8", len(seg.sent), frames)
+	}
+}
+
+// TestWriteTooLong: a packet or piece longer than the buffer is left
+// unwritten, and write says how long it is, for Transmit to find it a
+// larger buffer (multi-buffer) or drop it.
+func TestWriteTooLong(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mss  uint16
+		want int
+	}{
+		{"piece of a segment", 3000, 14 + 20 + 20 + 3000},
+		{"whole packet", 0, 14 + 20 + 20 + 3000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pkt := tcpOut(1, header.TCPFlagAck, 3000, nil)
+			defer pkt.DecRef()
+			pkt.GSOOptions.MSS = tc.mss
+			if tc.mss == 0 {
+				pkt.GSOOptions = stack.GSO{}
+			}
+			p := newOutPacket(pkt)
+			buf := make([]byte, 2048)
+			if n, csum := p.write(buf, 0, false); n != tc.want || csum != (afxdp.Checksum{}) {
+				t.Errorf("write into %d bytes: %d, %+v; want %d and no checksum", len(buf), n, csum, tc.want)
+			}
+			if !bytes.Equal(buf, make([]byte, len(buf))) {
+				t.Error("write wrote into a buffer too short")
+			}
+			big := make([]byte, tc.want)
+			if n, _ := p.write(big, 0, false); n != tc.want {
+				t.Errorf("write into %d bytes: %d, want %d", len(big), n, tc.want)
+			}
+		})
 	}
 }

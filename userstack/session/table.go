@@ -4,6 +4,7 @@
 package session
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -14,6 +15,7 @@ import (
 type Steering interface {
 	Put(l maps.Listener, id uint32) error
 	Delete(l maps.Listener) error
+	All() (map[maps.Listener]uint32, error)
 }
 
 // Table is the set of listeners, each with the id it has in the XDP
@@ -28,6 +30,30 @@ type Table struct {
 
 func NewTable(steer Steering) *Table {
 	return &Table{steer: steer, byKey: make(map[maps.Listener]uint32)}
+}
+
+// TakeOver removes from the XDP table every listener that is not the
+// table's own, and returns them: at start, those a daemon left when it
+// died (one userstack serves an interface at a time), which would steer
+// their packets to a userstack that does not listen on them.
+func (t *Table) TakeOver() ([]maps.Listener, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	all, err := t.steer.All()
+	if err != nil {
+		return nil, err
+	}
+	var stale []maps.Listener
+	for l := range all {
+		if _, ours := t.byKey[l]; ours {
+			continue
+		}
+		if err := t.steer.Delete(l); err != nil && !errors.Is(err, maps.ErrNotFound) {
+			return stale, err
+		}
+		stale = append(stale, l)
+	}
+	return stale, nil
 }
 
 // Add steers l to the userstack and returns its id. One listener per

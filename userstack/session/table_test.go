@@ -2,6 +2,7 @@ package session
 
 import (
 	"errors"
+	stdmaps "maps"
 	"net/netip"
 	"testing"
 
@@ -21,6 +22,26 @@ func (f fakeSteering) Put(l maps.Listener, id uint32) error {
 func (f fakeSteering) Delete(l maps.Listener) error {
 	delete(f, l)
 	return nil
+}
+
+func (f fakeSteering) All() (map[maps.Listener]uint32, error) { return stdmaps.Clone(f), nil }
+
+// TestTakeOver: the listeners a dead daemon left go, the table's own stay.
+func TestTakeOver(t *testing.T) {
+	stale := maps.Listener{Protocol: maps.TCP, Port: 80}
+	steer := fakeSteering{stale: 3}
+	tab := NewTable(steer)
+	own := maps.Listener{Protocol: maps.UDP, Port: 53}
+	if _, err := tab.Add(own); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := tab.TakeOver()
+	if err != nil || len(removed) != 1 || removed[0] != stale {
+		t.Fatalf("TakeOver(): %v, %v; want [%v]", removed, err, stale)
+	}
+	if _, ok := steer[stale]; ok || len(steer) != 1 || steer[own] == 0 {
+		t.Errorf("steering after TakeOver: %v, want only %v", steer, own)
+	}
 }
 
 func TestTable(t *testing.T) {

@@ -1,6 +1,6 @@
 // Package hosts builds stand-in machines out of network namespaces
-// joined by a veth pair, for integration tests, the demo's Go parts and
-// benchmarks.
+// joined by veth pairs, two side by side or three in a routed row, for
+// integration tests, the demo's Go parts and benchmarks.
 package hosts
 
 import (
@@ -38,48 +38,140 @@ type Pair struct {
 
 var subnet atomic.Uint32
 
+// nextSubnet returns the third byte of a fresh 10.213.N.0/24.
+func nextSubnet() byte { return byte(64 + subnet.Add(1)%128) }
+
+// randomID returns 8 hex digits that make a test's names its own.
+func randomID() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // NewPair builds two hosts joined by a veth pair, each end with queues
 // RX and TX queues (0: the default), all of them active, addressed in 10.213.N.0/24 inside
 // the namespaces. IPv6 is off and the neighbours are static, so the only
 // packets on the wire are the ones a caller sends. Close deletes it all.
 func NewPair(queues int) (*Pair, error) {
-	b := make([]byte, 4)
-	rand.Read(b)
-	id := hex.EncodeToString(b)
-	net3 := byte(64 + subnet.Add(1)%128)
+	id := randomID()
+	net3 := nextSubnet()
 	p := &Pair{
 		A: &Host{Netns: "xs-" + id + "-a", Iface: "xa" + id, Addr: netip.AddrFrom4([4]byte{10, 213, net3, 1})},
 		B: &Host{Netns: "xs-" + id + "-b", Iface: "xb" + id, Addr: netip.AddrFrom4([4]byte{10, 213, net3, 2})},
 	}
-	if err := p.build(queues); err != nil {
+	err := addNetns(p.A.Netns, p.B.Netns)
+	if err == nil {
+		err = join(p.A, p.B, queues)
+	}
+	if err != nil {
 		p.Close()
 		return nil, err
 	}
 	return p, nil
 }
 
-func (p *Pair) build(queues int) error {
-	if _, err := exec.LookPath("nsenter"); err != nil {
-		return fmt.Errorf("needs nsenter (util-linux): %w", err)
+// Close deletes both namespaces and with them the veth pair.
+func (p *Pair) Close() error { return delNetns(p.A.Netns, p.B.Netns) }
+
+// Chain is three hosts in a row, Client -- Router -- Server, joined by
+// two veth pairs, each in a subnet of its own: the client and the
+// server reach each other through the router, which forwards
+// (ip_forward=1). Router and RouterBack are the router's two sides, one
+// namespace: Router faces the client, RouterBack the server. As in a
+// Pair, IPv6 is off and the neighbours are static.
+type Chain struct {
+	Client, Router, RouterBack, Server *Host
+}
+
+// NewChain builds a Chain, each veth end with queues RX and TX queues
+// (0: the default). Close deletes it all.
+func NewChain(queues int) (*Chain, error) {
+	id := randomID()
+	front, back := nextSubnet(), nextSubnet()
+	router := "xs-" + id + "-r"
+	c := &Chain{
+		Client:     &Host{Netns: "xs-" + id + "-c", Iface: "xc" + id, Addr: netip.AddrFrom4([4]byte{10, 213, front, 2})},
+		Router:     &Host{Netns: router, Iface: "xr" + id, Addr: netip.AddrFrom4([4]byte{10, 213, front, 1})},
+		RouterBack: &Host{Netns: router, Iface: "xt" + id, Addr: netip.AddrFrom4([4]byte{10, 213, back, 1})},
+		Server:     &Host{Netns: "xs-" + id + "-s", Iface: "xs" + id, Addr: netip.AddrFrom4([4]byte{10, 213, back, 2})},
 	}
-	for _, h := range []*Host{p.A, p.B} {
-		if err := run("ip", "netns", "add", h.Netns); err != nil {
+	if err := c.build(queues); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Chain) build(queues int) error {
+	if err := addNetns(c.Client.Netns, c.Router.Netns, c.Server.Netns); err != nil {
+		return err
+	}
+	if err := join(c.Router, c.Client, queues); err != nil {
+		return err
+	}
+	if err := join(c.RouterBack, c.Server, queues); err != nil {
+		return err
+	}
+	for _, args := range [][]string{
+		{"netns", "exec", c.Router.Netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"},
+		{"-n", c.Client.Netns, "route", "add", "default", "via", c.Router.Addr.String()},
+		{"-n", c.Server.Netns, "route", "add", "default", "via", c.RouterBack.Addr.String()},
+	} {
+		if err := run("ip", args...); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// Close deletes the three namespaces and with them the veth pairs.
+func (c *Chain) Close() error { return delNetns(c.Client.Netns, c.Router.Netns, c.Server.Netns) }
+
+// addNetns makes network namespaces with loopback up and IPv6 off.
+func addNetns(names ...string) error {
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		return fmt.Errorf("needs nsenter (util-linux): %w", err)
+	}
+	for _, name := range names {
+		for _, args := range [][]string{
+			{"netns", "add", name},
+			{"-n", name, "link", "set", "lo", "up"},
+			{"netns", "exec", name, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"},
+		} {
+			if err := run("ip", args...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// delNetns deletes network namespaces, and with them their interfaces.
+func delNetns(names ...string) error {
+	var errs []error
+	for _, name := range names {
+		if err := exec.Command("ip", "netns", "del", name).Run(); err != nil {
+			errs = append(errs, fmt.Errorf("delete netns %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// join links two hosts, whose namespaces exist, with a veth pair: each
+// end with queues RX and TX queues (0: the default), all active, up,
+// with its address in a /24, and a static entry for the other's.
+func join(a, b *Host, queues int) error {
 	var q []string
 	if queues > 0 {
 		q = []string{"numrxqueues", fmt.Sprint(queues), "numtxqueues", fmt.Sprint(queues)}
 	}
-	args := append([]string{"link", "add", p.A.Iface, "netns", p.A.Netns}, q...)
-	args = append(append(args, "type", "veth", "peer", "name", p.B.Iface, "netns", p.B.Netns), q...)
+	args := append([]string{"link", "add", a.Iface, "netns", a.Netns}, q...)
+	args = append(append(args, "type", "veth", "peer", "name", b.Iface, "netns", b.Netns), q...)
 	if err := run("ip", args...); err != nil {
 		return err
 	}
-	for _, h := range []*Host{p.A, p.B} {
+	for _, h := range []*Host{a, b} {
 		for _, args := range [][]string{
-			{"-n", h.Netns, "link", "set", "lo", "up"},
-			{"netns", "exec", h.Netns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"},
 			{"-n", h.Netns, "addr", "add", h.Addr.String() + "/24", "dev", h.Iface},
 			{"-n", h.Netns, "link", "set", h.Iface, "up"},
 		} {
@@ -95,7 +187,7 @@ func (p *Pair) build(queues int) error {
 			}
 		}
 	}
-	for _, pair := range [][2]*Host{{p.A, p.B}, {p.B, p.A}} {
+	for _, pair := range [][2]*Host{{a, b}, {b, a}} {
 		mac, err := pair[1].MAC()
 		if err != nil {
 			return err
@@ -105,17 +197,6 @@ func (p *Pair) build(queues int) error {
 		}
 	}
 	return nil
-}
-
-// Close deletes both namespaces and with them the veth pair.
-func (p *Pair) Close() error {
-	var errs []error
-	for _, h := range []*Host{p.A, p.B} {
-		if err := exec.Command("ip", "netns", "del", h.Netns).Run(); err != nil {
-			errs = append(errs, fmt.Errorf("delete netns %s: %w", h.Netns, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // Command returns a command that runs in the host's network namespace

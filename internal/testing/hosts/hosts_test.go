@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,5 +53,31 @@ func TestConnectSocket(t *testing.T) {
 	}
 	if _, err := unix.FcntlInt(uintptr(fds[2]), unix.F_GETFD, 0); err != unix.EBADF {
 		t.Errorf("the refused socket's fd is still open (%v)", err)
+	}
+}
+
+// The client of a chain reaches the server through the router, and
+// Close leaves no namespace behind.
+func TestChain(t *testing.T) {
+	c := testutil.HostChain(t, 0)
+	c.Client.EchoFrom(t, c.Server.KernelEcho(t, c.Server.Addr.String()+":7"), 1000)
+	if out := c.Client.Exec(t, "ip", "route", "get", c.Server.Addr.String()); !strings.Contains(out, "via "+c.Router.Addr.String()) {
+		t.Errorf("client's route to the server: %s, want via the router", out)
+	}
+	chain, err := hosts.NewChain(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chain.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*hosts.Host{chain.Client, chain.Router, chain.Server} {
+		if strings.Contains(string(out), h.Netns) {
+			t.Errorf("netns %s left after Close", h.Netns)
+		}
 	}
 }

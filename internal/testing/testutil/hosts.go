@@ -27,6 +27,24 @@ func HostPair(tb testing.TB, queues int) (*Host, *Host) {
 	return &Host{p.A}, &Host{p.B}
 }
 
+// Chain is a hosts.Chain whose hosts have helpers that fail the test.
+type Chain struct {
+	Client, Router, RouterBack, Server *Host
+}
+
+// HostChain builds three hosts in a routed row (see hosts.NewChain) and
+// deletes them when the test ends.
+func HostChain(tb testing.TB, queues int) *Chain {
+	tb.Helper()
+	RequireBPF(tb)
+	c, err := hosts.NewChain(queues)
+	if err != nil {
+		tb.Fatalf("build hosts: %v", err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return &Chain{&Host{c.Client}, &Host{c.Router}, &Host{c.RouterBack}, &Host{c.Server}}
+}
+
 // Exec runs a command in the host and fails the test when it fails.
 func (h *Host) Exec(tb testing.TB, name string, args ...string) string {
 	tb.Helper()
