@@ -16,6 +16,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/xdpstack/xdpstack/bpf"
+	"github.com/xdpstack/xdpstack/internal/reservedports"
 	"github.com/xdpstack/xdpstack/maps"
 )
 
@@ -32,9 +33,17 @@ type Options struct {
 	// maps.DefaultPinRoot when empty.
 	PinRoot string
 	// UserPorts is the inclusive range of local ports the userstack
-	// dials from, steered to it whatever the listeners; zero steers none.
+	// dials from, steered to it whatever the listeners and reserved in
+	// the kernel (net.ipv4.ip_local_reserved_ports) while attached; zero
+	// steers and reserves none. The userstack reads it from the attach
+	// record. DefaultUserPorts is the usual choice.
 	UserPorts maps.PortRange
 }
+
+// DefaultUserPorts is the userstack's range unless told otherwise: above
+// Linux's default ephemeral range (32768-60999), so the kernel's own
+// connections rarely want these ports anyway.
+var DefaultUserPorts = maps.PortRange{Min: 61000, Max: 62999}
 
 // Attachment is xdpstack's program loaded, pinned and attached to one
 // interface. Close detaches it and removes its pins.
@@ -54,6 +63,9 @@ type Attachment struct {
 	objs      bpf.XdpObjects
 	link      link.Link
 	userPorts maps.PortRange
+	// reserved holds userPorts in the kernel's reserved ports; nil
+	// without a range.
+	reserved *reservedports.Reservation
 }
 
 func pinRoot(root string) string {
@@ -114,6 +126,14 @@ func Attach(ifname string, opts Options) (*Attachment, error) {
 	if err := a.Maps.Info.Put(maps.AttachInfo{Time: time.Now(), PID: os.Getpid(), UserPorts: a.userPorts}); err != nil {
 		a.abort()
 		return nil, err
+	}
+	// Steered to the userstack, the range must be kept from the kernel's
+	// own connections.
+	if a.userPorts != (maps.PortRange{}) {
+		if a.reserved, err = reservedports.Reserve(a.userPorts); err != nil {
+			a.abort()
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -278,10 +298,14 @@ func (a *Attachment) abort() {
 	a.objs.Close()
 }
 
-// Close detaches the program and removes every pin, in the reverse order
-// of Attach.
+// Close gives back the reserved ports, detaches the program and removes
+// every pin, in the reverse order of Attach.
 func (a *Attachment) Close() error {
-	errs := []error{a.link.Unpin(), a.link.Close()}
+	var errs []error
+	if a.reserved != nil {
+		errs = append(errs, a.reserved.Release())
+	}
+	errs = append(errs, a.link.Unpin(), a.link.Close())
 	errs = append(errs, a.unpinMaps(), a.objs.Close())
 	return errors.Join(errs...)
 }

@@ -60,19 +60,22 @@ type Stack struct {
 	// whatever thread a goroutine runs on.
 	nl *netlink.Handle
 
-	log          *slog.Logger
-	restorePorts func() error
-	done         chan struct{}
-	wg           sync.WaitGroup
-	closeOnce    sync.Once
-	closeErr     error
+	// ports are the attachment's range for the userstack's own
+	// connections, steered to it and reserved in the kernel.
+	ports     maps.PortRange
+	log       *slog.Logger
+	done      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start opens an AF_XDP socket on every active RX queue of iface,
-// registers them in m's xsks map and serves them with a netstack. It
-// must run in iface's network namespace: its netlink handle,
-// subscriptions and sysctl file belong to the namespace they were opened
-// in, whichever thread uses them later.
+// registers them in m's xsks map and serves them with a netstack, which
+// dials from the port range in m's attach record. It must run in
+// iface's network namespace: its netlink handle and subscriptions
+// belong to the namespace they were opened in, whichever thread uses
+// them later.
 func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
@@ -90,8 +93,12 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if err := s.openProbes(); err != nil {
 		return nil, err
 	}
-	if s.restorePorts, err = reservePorts(opts.Ports); err != nil {
+	info, err := m.Info.Get()
+	if err != nil {
 		return nil, err
+	}
+	if s.ports = info.UserPorts; s.ports == (maps.PortRange{}) {
+		return nil, fmt.Errorf("start userstack on %s: the attachment steers no ports to it (attach with loader.Options.UserPorts)", iface.Name)
 	}
 	queues := make([]link.Queue, 0, iface.RxQueues)
 	for q := range max(iface.RxQueues, 1) {
@@ -212,7 +219,7 @@ func (s *Stack) resolveLater(addr tcpip.Address) {
 
 func (s *Stack) tune() error {
 	t := s.opts.TCP
-	if err := s.stack.SetPortRange(s.opts.Ports.Min, s.opts.Ports.Max); err != nil {
+	if err := s.stack.SetPortRange(s.ports.Min, s.ports.Max); err != nil {
 		return fmt.Errorf("set userstack ports: %s", err)
 	}
 	sack := tcpip.TCPSACKEnabled(!t.NoSACK)
@@ -268,9 +275,6 @@ func (s *Stack) Close() error {
 		}
 		if s.gso != nil {
 			errs = append(errs, s.gso.Close())
-		}
-		if s.restorePorts != nil {
-			errs = append(errs, s.restorePorts())
 		}
 		if s.nl != nil {
 			s.nl.Close()

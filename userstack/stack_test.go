@@ -20,6 +20,8 @@ import (
 	"github.com/xdpstack/xdpstack/maps"
 )
 
+const reservedPortsFile = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+
 // startOn attaches to a's interface and starts a userstack on it, inside
 // a's namespace; both are closed when the test ends.
 func startOn(t *testing.T, a *testutil.Host, opts Options) (*Stack, *loader.Attachment) {
@@ -30,7 +32,7 @@ func startOn(t *testing.T, a *testutil.Host, opts Options) (*Stack, *loader.Atta
 		s   *Stack
 	)
 	a.Do(t, func() (err error) {
-		if att, err = loader.Attach(a.Iface, loader.Options{PinRoot: root, UserPorts: DefaultPorts}); err != nil {
+		if att, err = loader.Attach(a.Iface, loader.Options{PinRoot: root, UserPorts: loader.DefaultUserPorts}); err != nil {
 			return err
 		}
 		s, err = Start(att.Iface, att.Maps, opts)
@@ -45,13 +47,13 @@ func startOn(t *testing.T, a *testutil.Host, opts Options) (*Stack, *loader.Atta
 				t.Errorf("queue %d frames after Close: %+v, want all free", sock.Queue, c)
 			}
 		}
+		att.Close()
 		a.Do(t, func() error {
 			if b, _ := os.ReadFile(reservedPortsFile); strings.TrimSpace(string(b)) != "" {
 				t.Errorf("ip_local_reserved_ports after Close: %q, want it empty again", b)
 			}
 			return nil
 		})
-		att.Close()
 	})
 	return s, att
 }
