@@ -60,6 +60,7 @@ type Stack struct {
 	// whatever thread a goroutine runs on.
 	nl *netlink.Handle
 
+	flood synFlood
 	// ports are the attachment's range for the userstack's own
 	// connections, steered to it and reserved in the kernel.
 	ports     maps.PortRange
@@ -120,7 +121,7 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if err := s.tune(); err != nil {
 		return nil, err
 	}
-	linkOpts := link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth" && !opts.CheckChecksums, Stats: s.stack.Stats(), OnResolve: s.resolveLater}
+	linkOpts := link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth" && !opts.CheckChecksums, Stats: s.stack.Stats(), OnResolve: s.resolveLater, Screen: s.screen}
 	if s.gso, err = s.openGSO(opts); err != nil {
 		return nil, err
 	}
@@ -146,6 +147,8 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 			return nil, fmt.Errorf("add address %s to the netstack: %s", p, err)
 		}
 	}
+	s.wg.Add(1)
+	go s.watchSYNs()
 	if err := s.follow(s.done); err != nil {
 		return nil, err
 	}
