@@ -143,6 +143,9 @@ func (g registry) releaseDead() error {
 	if err != nil {
 		return fmt.Errorf("release reserved ports of dead processes: %w", err)
 	}
+	if _, err := os.Stat(g.path(ns)); errors.Is(err, os.ErrNotExist) {
+		return nil // nothing was ever reserved here, or all was given back
+	}
 	f, err := os.OpenFile(g.sysctl, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("release reserved ports of dead processes: %w", err)

@@ -212,6 +212,9 @@ func TestDeadHolders(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkKernel(t, g, "with no holders recorded", "61000-62999")
+		if _, err := os.Stat(g.dir); !os.IsNotExist(err) {
+			t.Errorf("state folder after releaseDead with nothing recorded: %v, want none made", err)
+		}
 	})
 }
 
