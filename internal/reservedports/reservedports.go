@@ -126,7 +126,11 @@ func (g registry) reserve(p procstat.Process, ports maps.PortRange) (*Reservatio
 func (r *Reservation) Release() error {
 	defer r.sysctl.Close()
 	err := r.reg.update(r.sysctl, r.ns, func(hs []holder) []holder {
-		return slices.DeleteFunc(hs, func(h holder) bool { return h == r.self })
+		// One process may hold a range twice (two attachments).
+		if i := slices.Index(hs, r.self); i >= 0 {
+			return slices.Delete(hs, i, i+1)
+		}
+		return hs
 	})
 	if err != nil {
 		return fmt.Errorf("release reserved ports %d-%d: %w", r.self.Min, r.self.Max, err)

@@ -171,6 +171,29 @@ func TestSameRangeTwice(t *testing.T) {
 	checkKernel(t, g, "after both left", "")
 }
 
+// TestHeldTwice: one process with two attachments holds a range twice;
+// releasing one keeps it.
+func TestHeldTwice(t *testing.T) {
+	ours := maps.PortRange{Min: 61000, Max: 62999}
+	g := testRegistry(t, "")
+	var rs []*Reservation
+	for range 2 {
+		r, err := g.reserve(self(t), ours)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	if err := rs[0].Release(); err != nil {
+		t.Fatal(err)
+	}
+	checkKernel(t, g, "with one of two held", "61000-62999")
+	if err := rs[1].Release(); err != nil {
+		t.Fatal(err)
+	}
+	checkKernel(t, g, "with both released", "")
+}
+
 func TestDeadHolders(t *testing.T) {
 	ours := maps.PortRange{Min: 61000, Max: 62999}
 	t.Run("release dead", func(t *testing.T) {
