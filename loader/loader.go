@@ -79,6 +79,8 @@ func pinRoot(root string) string {
 // interface. When an xdpstack program left by a process that is gone is
 // already there, the new one replaces it atomically; a program of
 // anyone else's is refused.
+// The userstack's ports are reserved in the network namespace of the
+// calling thread, which must be the interface's.
 func Attach(ifname string, opts Options) (*Attachment, error) {
 	iface, err := LookupInterface(ifname)
 	if err != nil {

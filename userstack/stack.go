@@ -60,6 +60,7 @@ type Stack struct {
 	// whatever thread a goroutine runs on.
 	nl *netlink.Handle
 
+	// flood is what the SYN flood defence knows (synflood.go).
 	flood synFlood
 	// ports are the attachment's range for the userstack's own
 	// connections, steered to it and reserved in the kernel.
