@@ -62,21 +62,24 @@ type Daemon struct {
 // still attached.
 const checkInterval = time.Second
 
-// Start binds the metrics listener first, so that a taken port changes
+// Start checks the apps against the userstack's port range and binds
+// the metrics listener first, so that bad input or a taken port changes
 // nothing, then attaches and serves.
 func Start(cfg Config) (*Daemon, error) {
+	if cfg.NeedUserstack = cfg.NeedUserstack || len(cfg.Apps) > 0; cfg.NeedUserstack && cfg.Attach.UserPorts == (maps.PortRange{}) {
+		cfg.Attach.UserPorts = loader.DefaultUserPorts
+	}
+	for _, spec := range cfg.Apps {
+		if cfg.Attach.UserPorts.Contains(spec.URI.Port) {
+			return nil, fmt.Errorf("app %s: port %d is in the userstack's own port range %s (choose a port outside it)", spec, spec.URI.Port, cfg.Attach.UserPorts)
+		}
+	}
 	var ln net.Listener
 	if cfg.MetricsAddr != "" {
 		var err error
 		if ln, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
 			return nil, fmt.Errorf("listen for metrics on %s: %w (choose another --metrics-addr)", cfg.MetricsAddr, err)
 		}
-	}
-	if cfg.NeedUserstack = cfg.NeedUserstack || len(cfg.Apps) > 0; cfg.NeedUserstack {
-		if cfg.Userstack.Ports == (maps.PortRange{}) {
-			cfg.Userstack.Ports = userstack.DefaultPorts
-		}
-		cfg.Attach.UserPorts = cfg.Userstack.Ports
 	}
 	a, err := loader.Attach(cfg.Iface, cfg.Attach)
 	if err != nil {

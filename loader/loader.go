@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/xdpstack/xdpstack/bpf"
+	"github.com/xdpstack/xdpstack/internal/reservedports"
 	"github.com/xdpstack/xdpstack/maps"
 )
 
@@ -33,9 +34,17 @@ type Options struct {
 	// maps.DefaultPinRoot when empty.
 	PinRoot string
 	// UserPorts is the inclusive range of local ports the userstack
-	// dials from, steered to it whatever the listeners; zero steers none.
+	// dials from, steered to it whatever the listeners and reserved in
+	// the kernel (net.ipv4.ip_local_reserved_ports) while attached; zero
+	// steers and reserves none. The userstack reads it from the attach
+	// record. DefaultUserPorts is the usual choice.
 	UserPorts maps.PortRange
 }
+
+// DefaultUserPorts is the userstack's range unless told otherwise: above
+// Linux's default ephemeral range (32768-60999), so the kernel's own
+// connections rarely want these ports anyway.
+var DefaultUserPorts = maps.PortRange{Min: 61000, Max: 62999}
 
 // Attachment is xdpstack's program loaded, pinned and attached to one
 // interface. Close detaches it and removes its pins.
@@ -57,6 +66,9 @@ type Attachment struct {
 	userPorts maps.PortRange
 	// detachedOutside: see Check.
 	detachedOutside atomic.Bool
+	// reserved holds userPorts in the kernel's reserved ports; nil
+	// without a range.
+	reserved *reservedports.Reservation
 }
 
 func pinRoot(root string) string {
@@ -70,6 +82,8 @@ func pinRoot(root string) string {
 // interface. When an xdpstack program left by a process that is gone is
 // already there, the new one replaces it atomically; a program of
 // anyone else's is refused.
+// The userstack's ports are reserved in the network namespace of the
+// calling thread, which must be the interface's.
 func Attach(ifname string, opts Options) (*Attachment, error) {
 	iface, err := LookupInterface(ifname)
 	if err != nil {
@@ -117,6 +131,14 @@ func Attach(ifname string, opts Options) (*Attachment, error) {
 	if err := a.Maps.Info.Put(maps.AttachInfo{Time: time.Now(), PID: os.Getpid(), UserPorts: a.userPorts}); err != nil {
 		a.abort()
 		return nil, err
+	}
+	// Steered to the userstack, the range must be kept from the kernel's
+	// own connections.
+	if a.userPorts != (maps.PortRange{}) {
+		if a.reserved, err = reservedports.Reserve(a.userPorts); err != nil {
+			a.abort()
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -281,13 +303,20 @@ func (a *Attachment) abort() {
 	a.objs.Close()
 }
 
-// Close detaches the program and removes every pin, in the reverse order
-// of Attach.
+// Close gives back the reserved ports, detaches the program and removes
+// every pin, in the reverse order of Attach.
 func (a *Attachment) Close() error {
-	if a.detachedOutside.Load() {
-		return errors.Join(a.link.Close(), a.objs.Close())
+	var errs []error
+	if a.reserved != nil {
+		// Only this process's hold: another daemon's stays.
+		errs = append(errs, a.reserved.Release())
 	}
-	errs := []error{a.link.Unpin(), a.link.Close()}
+	if a.detachedOutside.Load() {
+		// The detach removed the pins, and by now another attach may
+		// have made its own under the same names.
+		return errors.Join(append(errs, a.link.Close(), a.objs.Close())...)
+	}
+	errs = append(errs, a.link.Unpin(), a.link.Close())
 	errs = append(errs, a.unpinMaps(), a.objs.Close())
 	return errors.Join(errs...)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 
+	"github.com/xdpstack/xdpstack/internal/reservedports"
 	"github.com/xdpstack/xdpstack/maps"
 )
 
@@ -160,7 +161,9 @@ type DetachOptions struct {
 }
 
 // Detach removes the program and the pins that xdpstack left on an
-// interface, typically after the attaching process died.
+// interface, typically after the attaching process died, and gives back
+// the ports reserved by the dead processes of the calling thread's
+// network namespace.
 func Detach(ifname string, opts DetachOptions) error {
 	s, err := ReadInterfaceStatus(opts.PinRoot, ifname)
 	if err != nil {
@@ -186,6 +189,6 @@ func Detach(ifname string, opts DetachOptions) error {
 			errs = append(errs, fmt.Errorf("remove pin: %w", err))
 		}
 	}
-	errs = append(errs, removePinDir(s.PinDir))
+	errs = append(errs, removePinDir(s.PinDir), reservedports.ReleaseDead())
 	return errors.Join(errs...)
 }

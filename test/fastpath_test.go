@@ -458,6 +458,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"tiny send buffer", []string{"attach", a.Iface, "--tcp-send-buffer", "100"}, "want at least 4096 bytes"},
 		{"bad receive buffer", []string{"attach", a.Iface, "--tcp-receive-buffer", "lots"}, "--tcp-receive-buffer"},
 		{"bad backlog", []string{"attach", a.Iface, "--tcp-backlog", "0"}, "--tcp-backlog 0"},
+		{"app in the userstack's ports", []string{"attach", a.Iface, "--app", "echo=tcp://:61500"}, "port 61500 is in the userstack's own port range 61000-62999"},
 		{"stats not attached", []string{"stats", a.Iface}, "is xdpstack attached to " + a.Iface},
 		{"stats count without rate", []string{"stats", "--count", "3"}, "go with --rate"},
 		{"detach not attached", []string{"detach", a.Iface}, "not attached"},

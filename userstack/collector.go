@@ -77,6 +77,10 @@ var netstackMetrics = describe([]netstackMetric{
 		{"accept_queue_full", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ListenOverflowAckDrop }},
 		{"bad_syn_cookie", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ListenOverflowInvalidSynCookieRcvd }},
 	}},
+	{name: "xdpstack_userstack_tcp_syn_cookies_total", help: "SYN cookies sent in SYN-ACKs, as under a SYN flood, and valid ones received back, each of which opened a connection.", label: "direction", series: []netstackSeries{
+		{"tx", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ListenOverflowSynCookieSent }},
+		{"rx", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ListenOverflowSynCookieRcvd }},
+	}},
 	{name: "xdpstack_userstack_tcp_receive_errors_total", help: "TCP segments received and dropped, by why.", label: "reason", series: []netstackSeries{
 		{"checksum", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ChecksumErrors }},
 		{"invalid", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.InvalidSegmentsReceived }},

@@ -3,21 +3,11 @@ package userstack
 import (
 	"fmt"
 
-	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
 )
 
-// DefaultPorts is the range the userstack dials from unless told
-// otherwise: above Linux's default ephemeral range (32768-60999), so the
-// kernel's own connections rarely want these ports anyway.
-var DefaultPorts = maps.PortRange{Min: 61000, Max: 62999}
-
 // Options tune the engine. The zero value is a good start.
 type Options struct {
-	// Ports the userstack dials from: reserved in the kernel and steered
-	// by XDP (the attachment must have been made with the same range).
-	// DefaultPorts when zero.
-	Ports maps.PortRange
 	// AFXDP sizes each queue's socket.
 	AFXDP afxdp.Options
 	// NoGRO turns off coalescing of received TCP segments.
@@ -59,12 +49,6 @@ type TCPOptions struct {
 }
 
 func (o *Options) setDefaults() error {
-	if o.Ports == (maps.PortRange{}) {
-		o.Ports = DefaultPorts
-	}
-	if o.Ports.Min == 0 || o.Ports.Min > o.Ports.Max {
-		return fmt.Errorf("userstack ports %d-%d: want MIN-MAX with 0 < MIN <= MAX", o.Ports.Min, o.Ports.Max)
-	}
 	t := &o.TCP
 	switch t.CongestionControl {
 	case "":

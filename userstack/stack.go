@@ -56,19 +56,24 @@ type Stack struct {
 	// view follows the kernel's addresses, neighbours, routes and MTU.
 	view *kernelview.View
 
-	log          *slog.Logger
-	restorePorts func() error
-	done         chan struct{}
-	wg           sync.WaitGroup
-	closeOnce    sync.Once
-	closeErr     error
+	// flood is what the SYN flood defence knows (synflood.go).
+	flood synFlood
+	// ports are the attachment's range for the userstack's own
+	// connections, steered to it and reserved in the kernel.
+	ports     maps.PortRange
+	log       *slog.Logger
+	done      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start opens an AF_XDP socket on every active RX queue of iface,
-// registers them in m's xsks map and serves them with a netstack. It
-// must run in iface's network namespace: its netlink handle,
-// subscriptions and sysctl file belong to the namespace they were opened
-// in, whichever thread uses them later.
+// registers them in m's xsks map and serves them with a netstack, which
+// dials from the port range in m's attach record. It must run in
+// iface's network namespace: its netlink handle and subscriptions
+// belong to the namespace they were opened in, whichever thread uses
+// them later.
 func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
@@ -92,10 +97,14 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if s.view, err = kernelview.Open(iface.Index, iface.Name); err != nil {
 		return nil, err
 	}
-	if s.restorePorts, err = reservePorts(opts.Ports); err != nil {
+	info, err := m.Info.Get()
+	if err != nil {
 		return nil, err
 	}
 	opts.AFXDP.Log = s.log
+	if s.ports = info.UserPorts; s.ports == (maps.PortRange{}) {
+		return nil, fmt.Errorf("start userstack on %s: the attachment steers no ports to it (attach with loader.Options.UserPorts)", iface.Name)
+	}
 	queues := make([]link.Queue, 0, iface.RxQueues)
 	for q := range max(iface.RxQueues, 1) {
 		sock, err := afxdp.Open(iface.Index, q, opts.AFXDP)
@@ -116,7 +125,7 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if err := s.tune(); err != nil {
 		return nil, err
 	}
-	linkOpts := link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth" && !opts.CheckChecksums, Stats: s.stack.Stats(), OnResolve: s.resolve}
+	linkOpts := link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth" && !opts.CheckChecksums, Stats: s.stack.Stats(), OnResolve: s.resolve, Screen: s.screen}
 	if s.gso, err = s.openGSO(opts); err != nil {
 		return nil, err
 	}
@@ -133,6 +142,8 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if err := s.stack.CreateNIC(nicID, ep); err != nil {
 		return nil, fmt.Errorf("create netstack nic: %s", err)
 	}
+	s.wg.Add(1)
+	go s.watchSYNs()
 	// Steer only once the netstack is ready for what comes: the view
 	// fills local_addrs after the netstack has the addresses.
 	if err := s.view.Follow(nic{s}, m.LocalAddrs); err != nil {
@@ -201,7 +212,7 @@ func (s *Stack) resolve(addr tcpip.Address) {
 
 func (s *Stack) tune() error {
 	t := s.opts.TCP
-	if err := s.stack.SetPortRange(s.opts.Ports.Min, s.opts.Ports.Max); err != nil {
+	if err := s.stack.SetPortRange(s.ports.Min, s.ports.Max); err != nil {
 		return fmt.Errorf("set userstack ports: %s", err)
 	}
 	sack := tcpip.TCPSACKEnabled(!t.NoSACK)
@@ -270,9 +281,6 @@ func (s *Stack) Close() error {
 		}
 		if s.gso != nil {
 			errs = append(errs, s.gso.Close())
-		}
-		if s.restorePorts != nil {
-			errs = append(errs, s.restorePorts())
 		}
 		s.closeErr = errors.Join(errs...)
 	})

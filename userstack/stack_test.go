@@ -20,6 +20,8 @@ import (
 	"github.com/xdpstack/xdpstack/maps"
 )
 
+const reservedPortsFile = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+
 // startOn attaches to a's interface and starts a userstack on it, inside
 // a's namespace; both are closed when the test ends.
 func startOn(t *testing.T, a *testutil.Host, opts Options) (*Stack, *loader.Attachment) {
@@ -34,7 +36,7 @@ func attachOn(t *testing.T, a *testutil.Host) *loader.Attachment {
 	root := testutil.PinRoot(t)
 	var att *loader.Attachment
 	a.Do(t, func() (err error) {
-		att, err = loader.Attach(a.Iface, loader.Options{PinRoot: root, UserPorts: DefaultPorts})
+		att, err = loader.Attach(a.Iface, loader.Options{PinRoot: root, UserPorts: loader.DefaultUserPorts})
 		return err
 	})
 	t.Cleanup(func() { att.Close() })
@@ -59,6 +61,7 @@ func startOnAttached(t *testing.T, a *testutil.Host, att *loader.Attachment, opt
 				t.Errorf("queue %d frames after Close: %+v, want all free", sock.Queue, c)
 			}
 		}
+		att.Close()
 		a.Do(t, func() error {
 			if b, _ := os.ReadFile(reservedPortsFile); strings.TrimSpace(string(b)) != "" {
 				t.Errorf("ip_local_reserved_ports after Close: %q, want it empty again", b)

@@ -77,6 +77,10 @@ type Options struct {
 	// none, since the answers would go to the kernel, which owns
 	// neighbour resolution. Hand the kernel's answer back with Resolved.
 	OnResolve func(target tcpip.Address)
+	// Screen sees every received frame with a valid checksum before the
+	// netstack does, and tells whether to drop it: one the netstack
+	// would drop anyway costs no copy then.
+	Screen func(frame []byte) (drop bool)
 }
 
 // batchSize bounds how many frames one Receive hands up.
@@ -155,6 +159,9 @@ func (e *Endpoint) receive(q Queue, d stack.NetworkDispatcher) {
 	}
 	deliver := func(frame []byte) {
 		if !e.opts.TrustChecksums && !checksumsValid(frame, &e.opts.Stats) {
+			return
+		}
+		if e.opts.Screen != nil && e.opts.Screen(frame) {
 			return
 		}
 		if ack := e.zero.ackFor(frame); ack != nil {

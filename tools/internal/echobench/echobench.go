@@ -216,7 +216,7 @@ func (b *bench) start() error {
 	b.closers = append(b.closers, func() error { return os.RemoveAll(root) })
 	var kernel net.Listener
 	err := a.Run(func() (err error) {
-		if b.att, err = loader.Attach(a.Iface, loader.Options{PinRoot: root, UserPorts: userstack.DefaultPorts}); err != nil {
+		if b.att, err = loader.Attach(a.Iface, loader.Options{PinRoot: root, UserPorts: loader.DefaultUserPorts}); err != nil {
 			return err
 		}
 		b.closers = append(b.closers, b.att.Close)
