@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,7 +28,7 @@ import (
 // readStats sums the pinned stats map of iface.
 func readStats(t *testing.T, root, iface string) map[maps.Verdict]maps.Counter {
 	t.Helper()
-	set, err := maps.OpenPinned(maps.PinDir(root, iface))
+	set, err := maps.OpenPinned(filepath.Join(root, iface))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +250,7 @@ func TestBpftoolDumpsPinnedMaps(t *testing.T) {
 	root := testutil.PinRoot(t)
 	d := startDaemon(t, a, root)
 	b.Exec(t, "ping", "-q", "-c", "3", "-i", "0.01", a.Addr.String())
-	dir := maps.PinDir(root, a.Iface)
+	dir := filepath.Join(root, a.Iface)
 
 	// With BTF, bpftool -j prints each entry's raw bytes and a
 	// "formatted" object with the named fields.
@@ -307,7 +308,7 @@ func checkClean(t *testing.T, h *testutil.Host, root string) {
 	if xdpAttached(t, h) {
 		t.Errorf("%s still has an XDP program", h.Iface)
 	}
-	if _, err := os.Stat(maps.PinDir(root, h.Iface)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(root, h.Iface)); !os.IsNotExist(err) {
 		t.Errorf("pins of %s still there (%v)", h.Iface, err)
 	}
 }
@@ -458,7 +459,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"tiny send buffer", []string{"attach", a.Iface, "--tcp-send-buffer", "100"}, "want at least 4096 bytes"},
 		{"bad receive buffer", []string{"attach", a.Iface, "--tcp-receive-buffer", "lots"}, "--tcp-receive-buffer"},
 		{"bad backlog", []string{"attach", a.Iface, "--tcp-backlog", "0"}, "--tcp-backlog 0"},
-		{"stats not attached", []string{"stats", a.Iface}, "is xdpstack attached to " + a.Iface},
+		{"stats not attached", []string{"stats", a.Iface}, "xdpstack is not attached to " + a.Iface},
 		{"stats count without rate", []string{"stats", "--count", "3"}, "go with --rate"},
 		{"detach not attached", []string{"detach", a.Iface}, "not attached"},
 		{"status not attached", []string{"status", a.Iface}, "not attached"},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/xdpstack/xdpstack/daemon"
 	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack/apps"
 	xtls "github.com/xdpstack/xdpstack/userstack/tls"
 	"github.com/xdpstack/xdpstack/userstack/transport"
@@ -69,6 +70,9 @@ func echoNetwork(c *cli.Context, spec *apps.Spec) (transport.Network, *daemon.Da
 			}
 		}
 		return transport.Kernel, nil, nil
+	}
+	if err := maps.CheckIfaceName(ifname); err != nil {
+		return nil, nil, fmt.Errorf("--iface: %w", err)
 	}
 	tuning, err := userstackOptions(c)
 	if err != nil {

@@ -83,7 +83,8 @@ func needRoot(c *cli.Context) error {
 func oneIface(c *cli.Context) (string, error) {
 	switch c.NArg() {
 	case 1:
-		return c.Args().First(), nil
+		name := c.Args().First()
+		return name, maps.CheckIfaceName(name)
 	case 0:
 		return "", errors.New("missing IFACE argument (see: ip link show)")
 	}

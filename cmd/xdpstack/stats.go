@@ -83,32 +83,34 @@ func runStats(c *cli.Context) error {
 	if c.Duration("interval") <= 0 || c.Int("count") < 0 {
 		return errors.New("--interval must be positive and --count not negative")
 	}
-	ifaces := []string{ifname}
-	if ifname == "" {
-		all, err := loader.ReadStatus(c.String("pin-root"))
+	root := c.String("pin-root")
+	var attached []loader.Status
+	if ifname != "" {
+		s, err := loader.ReadInterfaceStatus(root, ifname)
 		if err != nil {
 			return err
 		}
-		if len(all) == 0 {
-			return fmt.Errorf("xdpstack is not attached anywhere (no pins in %s)", c.String("pin-root"))
-		}
-		ifaces = ifaces[:0]
-		for _, s := range all {
-			ifaces = append(ifaces, s.Iface)
-		}
+		attached = append(attached, s)
+	} else if attached, err = loader.ReadStatus(root); err != nil {
+		return err
 	}
-	sets := make(map[string]*maps.Set, len(ifaces))
+	if len(attached) == 0 {
+		return fmt.Errorf("xdpstack is not attached anywhere (no pins in %s)", root)
+	}
+	var ifaces []string
+	sets := make(map[string]*maps.Set, len(attached))
 	defer func() {
 		for _, s := range sets {
 			s.Close()
 		}
 	}()
-	for _, name := range ifaces {
-		set, err := maps.OpenPinned(maps.PinDir(c.String("pin-root"), name))
+	for _, s := range attached {
+		set, err := maps.OpenPinned(s.PinDir)
 		if err != nil {
-			return fmt.Errorf("%w (is xdpstack attached to %s? see: xdpstack status)", err, name)
+			return fmt.Errorf("%w (see: xdpstack status %s)", err, s.Iface)
 		}
-		sets[name] = set
+		ifaces = append(ifaces, s.Iface)
+		sets[s.Iface] = set
 	}
 	read := func() (map[string]map[maps.Verdict]maps.Counter, error) {
 		samples := make(map[string]map[maps.Verdict]maps.Counter, len(ifaces))
