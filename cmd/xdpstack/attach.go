@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"github.com/cilium/ebpf"
@@ -15,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/xdpstack/xdpstack/daemon"
+	"github.com/xdpstack/xdpstack/internal/atomicfile"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/userstack/apps"
 )
@@ -67,12 +67,6 @@ func runAttach(c *cli.Context) error {
 			return fmt.Errorf("--metrics-addr %q: %w", addr, err)
 		}
 	}
-	readyFile := c.String("ready-file")
-	if readyFile != "" {
-		if st, err := os.Stat(filepath.Dir(readyFile)); err != nil || !st.IsDir() {
-			return fmt.Errorf("--ready-file %s: its folder does not exist", readyFile)
-		}
-	}
 	specs, err := parseApps(c.StringSlice("app"))
 	if err != nil {
 		return err
@@ -91,6 +85,16 @@ func runAttach(c *cli.Context) error {
 	}
 	if _, err := loader.LookupInterface(ifname); err != nil {
 		return err
+	}
+	// Made now, so that a ready file that cannot be written stops the
+	// command before anything is attached.
+	readyFile := c.String("ready-file")
+	var ready *atomicfile.File
+	if readyFile != "" {
+		if ready, err = atomicfile.Create(readyFile, 0o644); err != nil {
+			return fmt.Errorf("--ready-file: %w", err)
+		}
+		defer ready.Abort()
 	}
 
 	d, err := daemon.Start(daemon.Config{
@@ -112,26 +116,26 @@ func runAttach(c *cli.Context) error {
 		verb = "replaced the program on"
 	}
 	fmt.Fprintf(c.App.Writer, "%s %s (%s mode, program %d, pins in %s)\n", verb, ifname, d.Mode, d.ProgramID, d.PinDir)
-	ready := readyInfo{PID: os.Getpid(), Iface: ifname, Mode: d.Mode.String(), ProgramID: uint32(d.ProgramID)}
+	info := readyInfo{PID: os.Getpid(), Iface: ifname, Mode: d.Mode.String(), ProgramID: uint32(d.ProgramID)}
 	if d.MetricsAddr != nil {
-		ready.MetricsAddr = d.MetricsAddr.String()
+		info.MetricsAddr = d.MetricsAddr.String()
 		fmt.Fprintf(c.App.Writer, "metrics on http://%s/metrics\n", d.MetricsAddr)
 	}
 	if d.Stack != nil {
-		ready.Queues = len(d.Stack.Sockets())
-		ready.AFXDPMode = d.Stack.Sockets()[0].Mode.String()
+		info.Queues = len(d.Stack.Sockets())
+		info.AFXDPMode = d.Stack.Sockets()[0].Mode.String()
 		queues := "queues"
-		if ready.Queues == 1 {
+		if info.Queues == 1 {
 			queues = "queue"
 		}
-		fmt.Fprintf(c.App.Writer, "userstack on %d %s (AF_XDP %s mode)\n", ready.Queues, queues, ready.AFXDPMode)
+		fmt.Fprintf(c.App.Writer, "userstack on %d %s (AF_XDP %s mode)\n", info.Queues, queues, info.AFXDPMode)
 		for i, app := range d.Apps {
-			ready.Apps = append(ready.Apps, specs[i].String())
+			info.Apps = append(info.Apps, specs[i].String())
 			fmt.Fprintf(c.App.Writer, "app %s serving on %s\n", specs[i], app.Addr())
 		}
 	}
-	if readyFile != "" {
-		if err := writeReadyFile(readyFile, ready); err != nil {
+	if ready != nil {
+		if err := writeReadyFile(ready, info); err != nil {
 			return errors.Join(err, d.Close())
 		}
 		defer os.Remove(readyFile)
@@ -171,19 +175,17 @@ func checkHostPort(addr string) error {
 	return nil
 }
 
-// writeReadyFile writes the file whole or not at all, so that a waiting
+// writeReadyFile puts the ready file in place whole, so that a waiting
 // test never reads half of it.
-func writeReadyFile(path string, info readyInfo) error {
+func writeReadyFile(f *atomicfile.File, info readyInfo) error {
 	b, err := json.Marshal(info)
+	if err == nil {
+		_, err = f.Write(append(b, '\n'))
+	}
+	if err == nil {
+		err = f.Commit()
+	}
 	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write ready file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
 		return fmt.Errorf("write ready file: %w", err)
 	}
 	return nil
