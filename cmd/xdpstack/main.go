@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -74,7 +75,7 @@ func usageError(c *cli.Context, err error, _ bool) error {
 // privileges for it, before they try anything.
 func needRoot(c *cli.Context) error {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("%s needs root (CAP_BPF and CAP_NET_ADMIN); run it with sudo", c.Command.FullName())
+		return fmt.Errorf("%s needs root (CAP_BPF and CAP_NET_ADMIN); run it with sudo", commandName(c))
 	}
 	return nil
 }
@@ -89,6 +90,32 @@ func oneIface(c *cli.Context) (string, error) {
 		return "", errors.New("missing IFACE argument (see: ip link show)")
 	}
 	return "", fmt.Errorf("want one IFACE argument, got %d: %v", c.NArg(), c.Args().Slice())
+}
+
+// commandName is the command's path without the program's name:
+// "psp derive".
+func commandName(c *cli.Context) string {
+	return strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
+}
+
+// noArgs refuses arguments to a command that takes none, which would
+// otherwise pass unseen.
+func noArgs(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("%s takes no arguments, got %q (see: %s --help)", commandName(c), c.Args().Slice(), c.Command.HelpName)
+	}
+	return nil
+}
+
+// needFlags fails unless every string flag named is given a value.
+// urfave/cli's Required would print the whole help text with the error.
+func needFlags(c *cli.Context, names ...string) error {
+	for _, name := range names {
+		if c.String(name) == "" {
+			return fmt.Errorf("%s: --%s missing (see: %s --help)", commandName(c), name, c.Command.HelpName)
+		}
+	}
+	return nil
 }
 
 // optionalIface reads an IFACE argument that may be left out.
