@@ -58,11 +58,9 @@ func ParseURI(s string) (URI, error) {
 	if err != nil {
 		return URI{}, fmt.Errorf("uri %q: %w", s, err)
 	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil {
-		return URI{}, fmt.Errorf("uri %q: port %q is not a number from 0 to 65535", s, port)
+	if u.Port, err = ParsePort(port); err != nil {
+		return URI{}, fmt.Errorf("uri %q: %w", s, err)
 	}
-	u.Port = uint16(p)
 	if host != "" {
 		if u.Addr, err = netip.ParseAddr(host); err != nil {
 			return URI{}, fmt.Errorf("uri %q: %q is not an IP address", s, host)
@@ -70,6 +68,15 @@ func ParseURI(s string) (URI, error) {
 		u.Addr = u.Addr.Unmap()
 	}
 	return u, nil
+}
+
+// ParsePort reads a port number, 0 to 65535, in decimal.
+func ParsePort(s string) (uint16, error) {
+	p, err := strconv.ParseUint(s, 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("port %q is not a number from 0 to 65535", s)
+	}
+	return uint16(p), nil
 }
 
 // HostPort is the address in the form net.Listen and net.Dial take.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/xdpstack/xdpstack/userstack/apps/conns"
+	"github.com/xdpstack/xdpstack/userstack/transport"
 )
 
 // Backend is where the proxy forwards to.
@@ -28,13 +29,21 @@ type Backend struct {
 // ParseBackend reads tcp://HOST:PORT or unix:///PATH.
 func ParseBackend(s string) (Backend, error) {
 	u, err := url.Parse(s)
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err // without the URL, which the message names
+	}
 	if err != nil {
 		return Backend{}, fmt.Errorf("backend %q: %w", s, err)
 	}
 	switch u.Scheme {
 	case "tcp":
-		if _, _, err := net.SplitHostPort(u.Host); err != nil || u.Path != "" {
+		host, port, err := net.SplitHostPort(u.Host)
+		if err != nil || host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 			return Backend{}, fmt.Errorf("backend %q: want tcp://HOST:PORT", s)
+		}
+		if p, err := transport.ParsePort(port); err != nil || p == 0 {
+			return Backend{}, fmt.Errorf("backend %q: port %q is not a number from 1 to 65535", s, port)
 		}
 		return Backend{"tcp", u.Host}, nil
 	case "unix":
