@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
@@ -16,7 +15,9 @@ import (
 	"github.com/xdpstack/xdpstack/daemon"
 	"github.com/xdpstack/xdpstack/internal/atomicfile"
 	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/userstack"
 	"github.com/xdpstack/xdpstack/userstack/apps"
+	"github.com/xdpstack/xdpstack/userstack/transport"
 )
 
 func attachCommand() *cli.Command {
@@ -83,8 +84,14 @@ func runAttach(c *cli.Context) error {
 	if err := features.HaveProgramType(ebpf.XDP); err != nil {
 		return fmt.Errorf("this kernel cannot load XDP programs: %w (needs Linux 5.9 or later with BPF enabled)", err)
 	}
-	if _, err := loader.LookupInterface(ifname); err != nil {
+	iface, err := loader.LookupInterface(ifname)
+	if err != nil {
 		return err
+	}
+	for _, spec := range specs {
+		if err := userstack.CheckListenAddr(iface, spec.URI.Addr); err != nil {
+			return fmt.Errorf("--app %s: %w", spec, err)
+		}
 	}
 	// Made now, so that a ready file that cannot be written stops the
 	// command before anything is attached.
@@ -169,10 +176,8 @@ func checkHostPort(addr string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
-	}
-	return nil
+	_, err = transport.ParsePort(port)
+	return err
 }
 
 // writeReadyFile puts the ready file in place whole, so that a waiting

@@ -21,7 +21,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := newApp()
-	if err := app.RunContext(ctx, flagsFirst(app, os.Args)); err != nil {
+	args, err := flagsFirst(app, os.Args)
+	if err == nil {
+		err = app.RunContext(ctx, args)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "xdpstack: %v\n", err)
 		os.Exit(1)
 	}

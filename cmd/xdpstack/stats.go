@@ -27,7 +27,7 @@ func statsCommand() *cli.Command {
 			"interface xdpstack is attached to. --rate shows per-second rates, refreshed like top.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "rate", Usage: "show rates per second instead of totals"},
-			&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "with --rate: time between samples"},
+			&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "with --rate: time between samples (at least 10ms)"},
 			&cli.IntFlag{Name: "count", Usage: "with --rate: stop after this many samples (0: until interrupted)"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON (with --rate: one object per line per sample)"},
 		},
@@ -80,8 +80,13 @@ func runStats(c *cli.Context) error {
 	if !rate && (c.IsSet("interval") || c.IsSet("count")) {
 		return errors.New("--interval and --count go with --rate")
 	}
-	if c.Duration("interval") <= 0 || c.Int("count") < 0 {
-		return errors.New("--interval must be positive and --count not negative")
+	// Shorter intervals only spin a CPU on the maps and the terminal.
+	const minInterval = 10 * time.Millisecond
+	if d := c.Duration("interval"); d < minInterval {
+		return fmt.Errorf("--interval %v: want at least %v", d, minInterval)
+	}
+	if n := c.Int("count"); n < 0 {
+		return fmt.Errorf("--count %d: want 0 (until interrupted) or more", n)
 	}
 	root := c.String("pin-root")
 	var attached []loader.Status

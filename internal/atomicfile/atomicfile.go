@@ -35,10 +35,7 @@ func Create(path string, perm os.FileMode) (*File, error) {
 		}
 		return nil, fmt.Errorf("%s is %s", path, what)
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
+	dir, base := filepath.Dir(path), filepath.Base(path)
 	for range 10 {
 		var r [8]byte
 		rand.Read(r[:])
