@@ -26,7 +26,10 @@ type echoResult = apps.Result
 // echoClient runs `xdpstack echo client` in h and decodes its result.
 func echoClient(t *testing.T, h *testutil.Host, pinRoot string, args ...string) echoResult {
 	t.Helper()
-	args = append([]string{"--pin-root", pinRoot, "echo", "client", "--json", "--stats", "0"}, args...)
+	if !slices.Contains(args, "--stats") {
+		args = append(args, "--stats", "0")
+	}
+	args = append([]string{"--pin-root", pinRoot, "echo", "client", "--json"}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
