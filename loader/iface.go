@@ -7,6 +7,8 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/xdpstack/xdpstack/maps"
 )
 
 // Interface is what the loader needs to know about a network interface,
@@ -28,6 +30,9 @@ type Interface struct {
 
 // LookupInterface reads an interface's facts over netlink.
 func LookupInterface(name string) (Interface, error) {
+	if err := maps.CheckIfaceName(name); err != nil {
+		return Interface{}, err
+	}
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		var notFound netlink.LinkNotFoundError

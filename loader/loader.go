@@ -6,9 +6,11 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/xdpstack/xdpstack/bpf"
+	"github.com/xdpstack/xdpstack/internal/procstat"
 	"github.com/xdpstack/xdpstack/internal/reservedports"
 	"github.com/xdpstack/xdpstack/maps"
 )
@@ -89,7 +92,17 @@ func Attach(ifname string, opts Options) (*Attachment, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := maps.PinDir(pinRoot(opts.PinRoot), iface.Name)
+	dir, err := maps.PinDir(pinRoot(opts.PinRoot), iface.Name)
+	if err != nil {
+		return nil, err
+	}
+	if f, err := readPinFolder(dir); err == nil && len(f.foreign) > 0 && !maps.IsPinDir(dir) {
+		return nil, fmt.Errorf("pin folder %s holds pins that are not xdpstack's (%s); choose another --pin-root", dir, strings.Join(f.foreign, ", "))
+	}
+	self, err := procstat.Self()
+	if err != nil {
+		return nil, fmt.Errorf("read own start time: %w", err)
+	}
 	old, err := existingLink(iface, dir, opts.Mode)
 	if err != nil {
 		return nil, err
@@ -128,7 +141,7 @@ func Attach(ifname string, opts Options) (*Attachment, error) {
 		return nil, fmt.Errorf("read program info: %w", err)
 	}
 	a.ProgramID, _ = info.ID()
-	if err := a.Maps.Info.Put(maps.AttachInfo{Time: time.Now(), PID: os.Getpid(), UserPorts: a.userPorts}); err != nil {
+	if err := a.Maps.Info.Put(maps.AttachInfo{Time: time.Now(), PID: os.Getpid(), PIDStartTime: self.StartTime, UserPorts: a.userPorts}); err != nil {
 		a.abort()
 		return nil, err
 	}
@@ -165,9 +178,9 @@ func existingLink(iface Interface, dir string, mode Mode) (link.Link, error) {
 		pinned.Close()
 		return nil, fmt.Errorf("pins in %s do not belong to the program on %s (clean up: xdpstack detach %s)", dir, iface.Name, iface.Name)
 	}
-	if pid := attachedBy(dir); pid != 0 && processAlive(pid) {
+	if rec, ok := attachRecord(dir); ok && attacherAlive(rec) {
 		pinned.Close()
-		return nil, fmt.Errorf("xdpstack (pid %d) is already attached to %s (stop it first: kill -TERM %d)", pid, iface.Name, pid)
+		return nil, fmt.Errorf("xdpstack (pid %d) is already attached to %s (stop it first: kill -TERM %d)", rec.PID, iface.Name, rec.PID)
 	}
 	if mode != ModeAuto && mode != inUse {
 		pinned.Close()
@@ -332,31 +345,63 @@ func (a *Attachment) unpinMaps() error {
 }
 
 // removePinDir removes an interface's pin folder and, when it was the
-// last one, the pin root.
+// last one, the pin root. A folder that still holds files xdpstack did
+// not pin is left as it is, and said so.
 func removePinDir(dir string) error {
-	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+	err := os.Remove(dir)
+	if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+		f, _ := readPinFolder(dir)
+		slog.Warn("pin folder left in place: it holds files that xdpstack did not pin", "dir", dir, "files", f.foreign)
+		return nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove pin folder: %w", err)
 	}
 	os.Remove(filepath.Dir(dir)) // fails, as it should, while other interfaces have pins
 	return nil
 }
 
-// attachedBy reads which process attached the program pinned in dir; 0
-// when that cannot be told.
-func attachedBy(dir string) int {
-	set, err := maps.OpenPinned(dir)
-	if err != nil {
-		return 0
-	}
-	defer set.Close()
-	info, err := set.Info.Get()
-	if err != nil {
-		return 0
-	}
-	return info.PID
+// pinNames are the names of the files xdpstack pins in an interface's
+// pin folder: its maps and the link.
+var pinNames = append([]string{linkPinName}, maps.PinnedNames...)
+
+// pinFolder is what an interface's pin folder holds, by name: xdpstack's
+// pins, and anything else.
+type pinFolder struct {
+	pins, foreign []string
 }
 
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+func readPinFolder(dir string) (pinFolder, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return pinFolder{}, err
+	}
+	var f pinFolder
+	for _, e := range entries {
+		if slices.Contains(pinNames, e.Name()) {
+			f.pins = append(f.pins, e.Name())
+		} else {
+			f.foreign = append(f.foreign, e.Name())
+		}
+	}
+	return f, nil
+}
+
+// ours tells whether the folder dir is xdpstack's: it has xdpstack's
+// attach record and counters, or nothing but pins of xdpstack's names
+// (left by an attach that was cut short).
+func (f pinFolder) ours(dir string) bool {
+	return maps.IsPinDir(dir) || len(f.pins) > 0 && len(f.foreign) == 0
+}
+
+// attachRecord reads the attach record pinned in dir; false when there
+// is none to read.
+func attachRecord(dir string) (maps.AttachInfo, bool) {
+	set, err := maps.OpenPinned(dir)
+	if err != nil {
+		return maps.AttachInfo{}, false
+	}
+	defer set.Close()
+	rec, err := set.Info.Get()
+	return rec, err == nil
 }

@@ -214,7 +214,7 @@ func TestReplaceByAnotherBuild(t *testing.T) {
 func TestPinnedLayoutChanged(t *testing.T) {
 	ifname, _ := testutil.Veth(t)
 	root := testutil.PinRoot(t)
-	dir := maps.PinDir(root, ifname)
+	dir := filepath.Join(root, ifname)
 	if err := ensureBPFFS(dir); err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func checkGone(t *testing.T, ifname, root string) {
 	if id, _ := programOn(t, ifname); id != 0 {
 		t.Errorf("program %d still attached", id)
 	}
-	if _, err := os.Stat(maps.PinDir(root, ifname)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(root, ifname)); !os.IsNotExist(err) {
 		t.Errorf("pins still there (%v)", err)
 	}
 }

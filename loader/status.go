@@ -28,7 +28,7 @@ type Status struct {
 	PID         int
 	// Running tells whether the process that attached is still alive.
 	Running bool
-	// Pins are the names of the files in PinDir.
+	// Pins are the names of xdpstack's pins in PinDir.
 	Pins []string
 	// XSKs are the AF_XDP sockets the process serves the interface
 	// with, by queue, as it recorded them.
@@ -51,6 +51,8 @@ func xsksOf(info maps.AttachInfo) []XSK {
 }
 
 // ReadStatus reads the status of every interface with pins under root.
+// Folders there that are not xdpstack's pins are passed over: the BPF
+// filesystem is shared.
 func ReadStatus(root string) ([]Status, error) {
 	root = pinRoot(root)
 	entries, err := os.ReadDir(root)
@@ -62,7 +64,11 @@ func ReadStatus(root string) ([]Status, error) {
 	}
 	var all []Status
 	for _, e := range entries {
-		if !e.IsDir() {
+		if !e.IsDir() || maps.CheckIfaceName(e.Name()) != nil {
+			continue
+		}
+		dir := filepath.Join(root, e.Name())
+		if f, err := readPinFolder(dir); err != nil || !f.ours(dir) {
 			continue
 		}
 		s, err := ReadInterfaceStatus(root, e.Name())
@@ -76,8 +82,11 @@ func ReadStatus(root string) ([]Status, error) {
 
 // ReadInterfaceStatus reads the status of one interface's pins.
 func ReadInterfaceStatus(root, ifname string) (Status, error) {
-	dir := maps.PinDir(pinRoot(root), ifname)
-	entries, err := os.ReadDir(dir)
+	dir, err := maps.PinDir(pinRoot(root), ifname)
+	if err != nil {
+		return Status{}, err
+	}
+	f, err := readPinFolder(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		if l, err := netlink.LinkByName(ifname); err == nil {
 			if progID, _ := xdpProgramOf(l); progID != 0 {
@@ -89,19 +98,16 @@ func ReadInterfaceStatus(root, ifname string) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("read pins of %s: %w", ifname, err)
 	}
-	s := Status{Iface: ifname, PinDir: dir}
-	for _, e := range entries {
-		s.Pins = append(s.Pins, e.Name())
+	if !f.ours(dir) {
+		return Status{}, fmt.Errorf("xdpstack is not attached to %s (%s holds pins that are not xdpstack's)", ifname, dir)
 	}
-	if set, err := maps.OpenPinned(dir); err == nil {
-		if info, err := set.Info.Get(); err == nil {
-			s.AttachedAt, s.PID = info.Time, info.PID
-			s.Running = processAlive(info.PID)
-			if s.Running {
-				s.XSKs = xsksOf(info)
-			}
+	s := Status{Iface: ifname, PinDir: dir, Pins: f.pins}
+	if rec, ok := attachRecord(dir); ok {
+		s.AttachedAt, s.PID = rec.Time, rec.PID
+		s.Running = attacherAlive(rec)
+		if s.Running {
+			s.XSKs = xsksOf(rec)
 		}
-		set.Close()
 	}
 	l, err := link.LoadPinnedLink(filepath.Join(dir, linkPinName), nil)
 	if err != nil {
@@ -184,6 +190,7 @@ func Detach(ifname string, opts DetachOptions) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("open pinned link: %w", err))
 	}
+	// By name: only what xdpstack pinned, never whatever the folder holds.
 	for _, name := range s.Pins {
 		if err := os.Remove(filepath.Join(s.PinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove pin: %w", err))

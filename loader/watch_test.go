@@ -3,12 +3,12 @@ package loader
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 
 	"github.com/xdpstack/xdpstack/internal/testing/testutil"
-	"github.com/xdpstack/xdpstack/maps"
 )
 
 // TestCheckDetachedOutside detaches the program from under its
@@ -32,7 +32,7 @@ func TestCheckDetachedOutside(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Errorf("Close after detach --force: %v", err)
 	}
-	if _, err := os.Stat(maps.PinDir(root, ifname)); err != nil {
+	if _, err := os.Stat(filepath.Join(root, ifname)); err != nil {
 		t.Errorf("the next attach's pins after the first one's Close: %v", err)
 	}
 	if err := next.Check(); err != nil {
@@ -58,7 +58,7 @@ func TestCheckInterfaceGone(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	if _, err := os.Stat(maps.PinDir(root, ifname)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(root, ifname)); !os.IsNotExist(err) {
 		t.Errorf("pins after Close: %v, want them gone", err)
 	}
 }

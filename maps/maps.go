@@ -33,11 +33,6 @@ var PinnedNames = []string{InfoName, ListenPortsName, ListenersName, LocalAddrsN
 // ErrNotFound is returned by lookups of a key that is not in a map.
 var ErrNotFound = errors.New("not found")
 
-// PinDir is the folder holding the pins of the program attached to iface.
-func PinDir(root, iface string) string {
-	return filepath.Join(root, iface)
-}
-
 // Set is the program's maps of one interface.
 type Set struct {
 	Stats      Stats
@@ -62,6 +57,9 @@ func FromObjects(m *bpf.XdpMaps) *Set {
 // OpenPinned opens the maps pinned in dir, as left by an attached
 // program. The caller closes the Set.
 func OpenPinned(dir string) (*Set, error) {
+	if !IsPinDir(dir) {
+		return nil, fmt.Errorf("open pins in %s: none of xdpstack's there", dir)
+	}
 	opened := make(map[string]*ebpf.Map, len(PinnedNames))
 	for _, name := range PinnedNames {
 		path := filepath.Join(dir, name)

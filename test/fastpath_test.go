@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,7 +29,7 @@ import (
 // readStats sums the pinned stats map of iface.
 func readStats(t *testing.T, root, iface string) map[maps.Verdict]maps.Counter {
 	t.Helper()
-	set, err := maps.OpenPinned(maps.PinDir(root, iface))
+	set, err := maps.OpenPinned(filepath.Join(root, iface))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +251,7 @@ func TestBpftoolDumpsPinnedMaps(t *testing.T) {
 	root := testutil.PinRoot(t)
 	d := startDaemon(t, a, root)
 	b.Exec(t, "ping", "-q", "-c", "3", "-i", "0.01", a.Addr.String())
-	dir := maps.PinDir(root, a.Iface)
+	dir := filepath.Join(root, a.Iface)
 
 	// With BTF, bpftool -j prints each entry's raw bytes and a
 	// "formatted" object with the named fields.
@@ -307,7 +309,7 @@ func checkClean(t *testing.T, h *testutil.Host, root string) {
 	if xdpAttached(t, h) {
 		t.Errorf("%s still has an XDP program", h.Iface)
 	}
-	if _, err := os.Stat(maps.PinDir(root, h.Iface)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(root, h.Iface)); !os.IsNotExist(err) {
 		t.Errorf("pins of %s still there (%v)", h.Iface, err)
 	}
 }
@@ -430,9 +432,16 @@ func xdpProgramID(t *testing.T, h *testutil.Host) uint32 {
 	return 0
 }
 
+// TestBadInputChangesNothing runs bad input of every kind through the
+// binary: each gets a one-line error naming what was wrong, and nothing
+// is attached, pinned, reserved or written.
 func TestBadInputChangesNothing(t *testing.T) {
 	a, _ := testutil.HostPair(t, 0)
 	root := testutil.PinRoot(t)
+	files := t.TempDir() // where a ready file may not appear
+	ready := filepath.Join(files, "ready")
+	reserved := a.Exec(t, "cat", "/proc/sys/net/ipv4/ip_local_reserved_ports")
+	app := func(spec string) []string { return []string{"attach", a.Iface, "--app", spec} }
 
 	var taken net.Listener
 	a.Do(t, func() (err error) {
@@ -451,20 +460,50 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"bad mode", []string{"attach", a.Iface, "--mode", "fast"}, `unknown XDP mode "fast"`},
 		{"bad metrics addr", []string{"attach", a.Iface, "--metrics-addr", "nope"}, "--metrics-addr"},
 		{"bad metrics port", []string{"attach", a.Iface, "--metrics-addr", "127.0.0.1:99999"}, "not a number from 0 to 65535"},
-		{"ready file folder missing", []string{"attach", a.Iface, "--ready-file", "/nonexistent/ready"}, "folder does not exist"},
+		{"ready file folder missing", []string{"attach", a.Iface, "--ready-file", "/nonexistent/ready"}, "--ready-file: create a file in /nonexistent: no such file"},
 		{"metrics port taken", []string{"attach", a.Iface, "--metrics-addr", taken.Addr().String()}, "listen for metrics"},
 		{"unknown flag", []string{"attach", a.Iface, "--bogus"}, "flag provided but not defined"},
 		{"bad congestion control", []string{"attach", a.Iface, "--app", "echo=tcp://:7", "--tcp-cc", "bbr"}, `congestion control "bbr": want cubic or reno`},
-		{"tiny send buffer", []string{"attach", a.Iface, "--tcp-send-buffer", "100"}, "want at least 4096 bytes"},
+		{"tiny send buffer", []string{"attach", a.Iface, "--tcp-send-buffer", "100"}, "tcp send buffer 100: want 4096 to 1073741824 bytes"},
 		{"bad receive buffer", []string{"attach", a.Iface, "--tcp-receive-buffer", "lots"}, "--tcp-receive-buffer"},
 		{"bad backlog", []string{"attach", a.Iface, "--tcp-backlog", "0"}, "--tcp-backlog 0"},
 		{"app in the userstack's ports", []string{"attach", a.Iface, "--app", "echo=tcp://:61500"}, "port 61500 is in the userstack's own port range 61000-62999"},
-		{"stats not attached", []string{"stats", a.Iface}, "is xdpstack attached to " + a.Iface},
+		{"stats not attached", []string{"stats", a.Iface}, "xdpstack is not attached to " + a.Iface},
 		{"stats count without rate", []string{"stats", "--count", "3"}, "go with --rate"},
 		{"detach not attached", []string{"detach", a.Iface}, "not attached"},
 		{"status not attached", []string{"status", a.Iface}, "not attached"},
+		{"ready file a folder", []string{"attach", a.Iface, "--ready-file", files}, "--ready-file: " + files + " is a folder"},
+		{"ready file in /proc", []string{"attach", a.Iface, "--ready-file", "/proc/self/ready"}, "--ready-file: create a file in /proc/self"},
+		{"ready file a device", []string{"attach", a.Iface, "--ready-file", "/dev/null"}, "--ready-file: /dev/null is not a regular file"},
+		{"huge backlog", []string{"attach", a.Iface, "--tcp-backlog", "99999999999"}, "tcp backlog 99999999999: want 1 to 65535"},
+		{"size past int64 in K", []string{"attach", a.Iface, "--tcp-send-buffer", "18014398509486080K"}, `--tcp-send-buffer: "18014398509486080K" is more bytes than can be counted`},
+		{"size past int64 in G", []string{"attach", a.Iface, "--tcp-receive-buffer", "17179869184G"}, `--tcp-receive-buffer: "17179869184G" is more bytes than can be counted`},
+		{"huge buffer", []string{"attach", a.Iface, "--tcp-send-buffer", "2G"}, "tcp send buffer 2147483648: want 4096 to 1073741824 bytes"},
+		{"backend port past 65535", app("proxy=tcp://:80,backend=tcp://127.0.0.1:99999"), `backend "tcp://127.0.0.1:99999": port "99999" is not a number from 0 to 65535`},
+		{"backend without host and port", app("proxy=tcp://:80,backend=tcp://:"), `backend "tcp://:": port "" is not a number`},
+		{"alpn on tcp", app("proxy=tcp://:80,backend=tcp://127.0.0.1:8080,alpn=h2"), "alpn= goes with tls:// or quic://"},
+		{"app option without value", app("http=tcp://:80,root="), "option root: empty value"},
+		{"app option twice", app("echo=tls://:7,test-cert=a.test,test-cert=b.test"), "option test-cert given twice"},
+		{"app with a server name", app("echo=tls://[a.test]" + a.Addr.String() + ":7,test-cert=a.test"), "[a.test] names the server a client checks"},
+		{"app on another host's address", app("echo=tcp://192.0.2.1:7"), "--app echo=tcp://192.0.2.1:7: 192.0.2.1 is not an address of " + a.Iface},
+		{"mode without value", []string{"attach", a.Iface, "--mode"}, "--mode needs a value (see: xdpstack attach --help)"},
+		{"mode twice", []string{"attach", a.Iface, "--mode", "native", "--mode", "generic"}, "--mode given twice"},
+		{"interface name out of the pin root", []string{"attach", "../x"}, `interface name "../x"`},
+		{"psp flag missing", []string{"psp", "derive"}, "psp derive: --spi missing (see: xdpstack psp derive --help)"},
+		{"psp argument", []string{"psp", "derive", "--spi", "1", "--version", "0", "keys"}, `psp derive takes no arguments, got ["keys"]`},
+		{"echo argument", []string{"echo", "server", "--uri", "tcp://:7", "extra"}, `echo server takes no arguments, got ["extra"]`},
+		{"echo server on another host's address", []string{"echo", "server", "--iface", a.Iface, "--uri", "tcp://192.0.2.1:7"}, "--uri: 192.0.2.1 is not an address of " + a.Iface},
+		{"echo client without address", []string{"echo", "client", "--uri", "tcp://:7"}, "a client needs the server's address and a port from 1 to 65535"},
+		{"echo client to port 0", []string{"echo", "client", "--uri", "udp://192.0.2.1:0"}, "a client needs the server's address and a port from 1 to 65535"},
+		{"echo client huge nclients", []string{"echo", "client", "--uri", "tcp://192.0.2.1:7", "--nclients", "99999999999"}, "--nclients 99999999999: want 1 to 65535"},
+		{"echo client huge streams", []string{"echo", "client", "--uri", "quic://192.0.2.1:7", "--insecure", "--streams", "99999999"}, "--streams 99999999: want 1 to 1000"},
+		{"echo client stats NaN", []string{"echo", "client", "--uri", "tcp://192.0.2.1:7", "--stats", "NaN"}, "--stats NaN: want 0 to 86400 seconds"},
+		{"stats interval 1ns", []string{"stats", "--rate", "--interval", "1ns"}, "--interval 1ns: want at least 10ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.args[0] == "attach" && !slices.Contains(tc.args, "--ready-file") {
+				tc.args = slices.Insert(tc.args, 1, "--ready-file", ready)
+			}
 			// Run inside the host, where its interface exists.
 			cmd := a.Command(context.Background(), binary, append([]string{"--pin-root", root}, tc.args...)...)
 			out, err := cmd.CombinedOutput()
@@ -475,6 +514,15 @@ func TestBadInputChangesNothing(t *testing.T) {
 				t.Errorf("error is %d lines, want one: %q", n+1, out)
 			}
 			checkClean(t, a, root)
+			if now := a.Exec(t, "cat", "/proc/sys/net/ipv4/ip_local_reserved_ports"); now != reserved {
+				t.Errorf("reserved ports went from %q to %q", reserved, now)
+			}
+			if es, _ := os.ReadDir(files); len(es) != 0 {
+				t.Errorf("%s holds %v, want nothing written", files, es)
+			}
+			if _, err := os.Stat(ready); !os.IsNotExist(err) {
+				t.Errorf("%s written (%v)", ready, err)
+			}
 		})
 	}
 

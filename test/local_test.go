@@ -271,7 +271,7 @@ func TestAddressesFollowed(t *testing.T) {
 	a, b := testutil.HostPair(t, 0)
 	root := testutil.PinRoot(t)
 	d := startDaemon(t, a, root, "--metrics-addr", "127.0.0.1:0", "--app", "echo=tcp://:7")
-	set, err := maps.OpenPinned(maps.PinDir(root, a.Iface))
+	set, err := maps.OpenPinned(filepath.Join(root, a.Iface))
 	if err != nil {
 		t.Fatal(err)
 	}

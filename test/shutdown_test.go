@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	"github.com/xdpstack/xdpstack/internal/testing/testutil"
-	"github.com/xdpstack/xdpstack/maps"
 )
 
 // TestSIGTERMStopsEveryApp runs each app on each of its transports,
@@ -129,7 +129,7 @@ func TestDetachedFromOutside(t *testing.T) {
 			if _, err := os.Stat(d.readyFile); !os.IsNotExist(err) {
 				t.Errorf("ready file after exit: %v, want it gone", err)
 			}
-			if _, err := os.Stat(maps.PinDir(root, a.Iface)); !os.IsNotExist(err) {
+			if _, err := os.Stat(filepath.Join(root, a.Iface)); !os.IsNotExist(err) {
 				t.Errorf("pins after exit: %v, want them gone", err)
 			}
 			if tc.code == 0 {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,7 +26,10 @@ type echoResult = apps.Result
 // echoClient runs `xdpstack echo client` in h and decodes its result.
 func echoClient(t *testing.T, h *testutil.Host, pinRoot string, args ...string) echoResult {
 	t.Helper()
-	args = append([]string{"--pin-root", pinRoot, "echo", "client", "--json", "--stats", "0"}, args...)
+	if !slices.Contains(args, "--stats") {
+		args = append(args, "--stats", "0")
+	}
+	args = append([]string{"--pin-root", pinRoot, "echo", "client", "--json"}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
@@ -244,6 +248,49 @@ func TestUserstackClient(t *testing.T) {
 	}
 	if out, err := xdpstack(t, root, "status"); err == nil && strings.Contains(out, a.Iface) {
 		t.Errorf("the client left its attachment behind:\n%s", out)
+	}
+}
+
+// TestUserstackUDP echoes UDP both ways between the userstack and the
+// kernel: the echo tester on the userstack against a kernel echo, from
+// a port of the userstack's range, and a kernel client against the echo
+// app on the userstack.
+func TestUserstackUDP(t *testing.T) {
+	a, b := testutil.HostPair(t, 2)
+	root := testutil.PinRoot(t)
+	pc, err := b.ListenPacket("udp", fmt.Sprintf("%s:7001", b.Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	var peers sync.Map // the client ports the kernel echo saw
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, addr, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			peers.Store(addr.(*net.UDPAddr).Port, true)
+			pc.WriteTo(buf[:n], addr)
+		}
+	}()
+
+	r := echoClient(t, a, root, "--iface", a.Iface, "--uri", "udp://"+pc.LocalAddr().String(), "--bytes", "120K", "--nclients", "4", "--verify")
+	if r.Connections != 4 || r.BytesReceived != 4*120<<10 || r.VerifyErrors != 0 || r.Errors != 0 {
+		t.Fatalf("userstack client, kernel echo: %+v", r)
+	}
+	peers.Range(func(port, _ any) bool {
+		if p := port.(int); p < 61000 || p > 62999 {
+			t.Errorf("the userstack sent from port %d, outside its range 61000-62999", p)
+		}
+		return true
+	})
+
+	startDaemon(t, a, root, "--metrics-addr", "", "--app", "echo=udp://:7")
+	r = echoClient(t, b, root, "--uri", fmt.Sprintf("udp://%s:7", a.Addr), "--bytes", "120K", "--nclients", "4", "--verify")
+	if r.BytesReceived != 4*120<<10 || r.VerifyErrors != 0 || r.Errors != 0 {
+		t.Fatalf("kernel client, userstack echo: %+v", r)
 	}
 }
 

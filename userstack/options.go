@@ -70,12 +70,12 @@ func (o *Options) setDefaults() error {
 		name string
 		size int
 	}{{"send", t.SendBuffer}, {"receive", t.ReceiveBuffer}} {
-		if b.size < minTCPBuffer {
-			return fmt.Errorf("tcp %s buffer %d: want at least %d bytes", b.name, b.size, minTCPBuffer)
+		if b.size < minTCPBuffer || b.size > maxTCPBuffer {
+			return fmt.Errorf("tcp %s buffer %d: want %d to %d bytes (4K to 1G)", b.name, b.size, minTCPBuffer, maxTCPBuffer)
 		}
 	}
-	if t.Backlog < 0 {
-		return fmt.Errorf("tcp backlog %d: want a positive number", t.Backlog)
+	if t.Backlog < 0 || t.Backlog > MaxBacklog {
+		return fmt.Errorf("tcp backlog %d: want 1 to %d", t.Backlog, MaxBacklog)
 	}
 	return nil
 }
@@ -86,6 +86,14 @@ func (o Options) Validate() error { return o.setDefaults() }
 // minTCPBuffer is the smallest TCP buffer, and the size every
 // connection's buffers start from.
 const minTCPBuffer = 4096
+
+// maxTCPBuffer bounds the TCP buffers: 1 GiB, far above Linux's
+// defaults, and well inside TCP's scaled 32-bit windows.
+const maxTCPBuffer = 1 << 30
+
+// MaxBacklog bounds a listener's accept queue, as Linux's somaxconn was
+// bounded before 5.4: a longer queue only holds more of a flood.
+const MaxBacklog = 65535
 
 // defaultTCPBuffer is the size a connection's buffers start at, unless
 // the largest allowed is smaller; auto-tuning grows them from there.

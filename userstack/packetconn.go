@@ -55,6 +55,21 @@ func newPacketConn(s *stack.Stack, laddr tcpip.FullAddress, netProto tcpip.Netwo
 	return &packetConn{UDPConn: gonet.NewUDPConn(&wq, ep), ep: ep, wq: &wq, unspecified: unspecified, release: func() error { return nil }}, nil
 }
 
+// dialUDP opens a UDP socket connected to raddr. Connecting binds it to
+// a port of the stack's range, which XDP steers to the userstack: the
+// peer's replies come back without a listener entry.
+func dialUDP(s *stack.Stack, raddr tcpip.FullAddress, netProto tcpip.NetworkProtocolNumber) (*packetConn, error) {
+	c, err := newPacketConn(s, tcpip.FullAddress{}, netProto)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.ep.Connect(raddr); err != nil {
+		c.Close()
+		return nil, errors.New(err.String())
+	}
+	return c, nil
+}
+
 // LocalAddr is the address the conn is bound to. Bound to no address, it
 // reads 0.0.0.0 or :: as a kernel socket's does, not an empty IP: quic-go's
 // qlog tracer panicked on the empty one.
@@ -66,15 +81,25 @@ func (c *packetConn) LocalAddr() net.Addr {
 	return a
 }
 
-// WriteTo sends b to addr, waiting while the send buffer is full: the
-// waiter is registered before each retry, so no wakeup is lost.
+// WriteTo sends b to addr (see write).
 func (c *packetConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: errors.New("not a UDP address")}
 	}
 	ap := ua.AddrPort()
-	opts := tcpip.WriteOptions{To: &tcpip.FullAddress{Addr: tcpip.AddrFromSlice(ap.Addr().Unmap().AsSlice()), Port: ap.Port()}}
+	return c.write(b, tcpip.WriteOptions{To: &tcpip.FullAddress{Addr: tcpip.AddrFromSlice(ap.Addr().Unmap().AsSlice()), Port: ap.Port()}}, addr)
+}
+
+// Write sends b to the peer of a connected conn (see write); gonet's
+// would stall as its WriteTo does.
+func (c *packetConn) Write(b []byte) (int, error) {
+	return c.write(b, tcpip.WriteOptions{}, c.RemoteAddr())
+}
+
+// write sends b as opts say, waiting while the send buffer is full: the
+// waiter is registered before each retry, so no wakeup is lost.
+func (c *packetConn) write(b []byte, opts tcpip.WriteOptions, addr net.Addr) (int, error) {
 	var r bytes.Reader
 	var entry waiter.Entry
 	var ready <-chan struct{}

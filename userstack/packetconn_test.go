@@ -1,9 +1,13 @@
 package userstack
 
 import (
+	"net"
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/loopback"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -73,5 +77,60 @@ func TestPacketConnLocalAddr(t *testing.T) {
 			t.Errorf("LocalAddr() = %s, want %s", got, tc.want)
 		}
 		c.Close()
+	}
+}
+
+// A conn dialled to one peer takes its port from the stack's range and
+// writes and reads with Write and Read, as the echo tester does.
+func TestDialUDP(t *testing.T) {
+	s := udpStack(t)
+	if err := s.CreateNIC(1, loopback.New()); err != nil {
+		t.Fatal(err)
+	}
+	addr := tcpip.AddrFrom4([4]byte{10, 0, 0, 1})
+	if err := s.AddProtocolAddress(1, tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: addr.WithPrefix()}, stack.AddressProperties{}); err != nil {
+		t.Fatal(err)
+	}
+	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}})
+	if err := s.SetPortRange(61000, 61009); err != nil {
+		t.Fatal(err)
+	}
+	server, err := newPacketConn(s, tcpip.FullAddress{Addr: addr, Port: 7}, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := server.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			server.WriteTo(buf[:n], from)
+		}
+	}()
+
+	c, err := dialUDP(s, tcpip.FullAddress{Addr: addr, Port: 7}, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if port := c.LocalAddr().(*net.UDPAddr).Port; port < 61000 || port > 61009 {
+		t.Errorf("LocalAddr %v: port outside the stack's range 61000-61009", c.LocalAddr())
+	}
+	if got := c.RemoteAddr().String(); got != "10.0.0.1:7" {
+		t.Errorf("RemoteAddr = %s, want 10.0.0.1:7", got)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	for _, msg := range []string{"one", "two"} {
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatalf("Write(%q): %v", msg, err)
+		}
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		if err != nil || string(buf[:n]) != msg {
+			t.Fatalf("Read: %q, %v; want the echo of %q", buf[:n], err, msg)
+		}
 	}
 }

@@ -392,16 +392,24 @@ func (l *listener) Close() error {
 	return err
 }
 
-// Dial connects over TCP from the userstack's port range.
+// Dial connects over TCP, or opens a UDP socket connected to one peer,
+// from the userstack's port range.
 func (s *Stack) Dial(ctx context.Context, network, address string) (net.Conn, error) {
 	ap, proto, err := parseAddr(network, address)
-	if err == nil && (proto != maps.TCP || !ap.Addr().IsValid()) {
-		err = errors.New("want tcp to HOST:PORT")
+	if err == nil && (!ap.Addr().IsValid() || ap.Addr().IsUnspecified() || ap.Port() == 0) {
+		err = errors.New("want HOST:PORT of a peer")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("dial %s %s: %w", network, address, err)
 	}
 	fa, netProto := s.fullAddr(ap)
+	if proto == maps.UDP {
+		c, err := dialUDP(s.stack, fa, netProto)
+		if err != nil {
+			return nil, fmt.Errorf("dial %s %s: %w", network, address, err)
+		}
+		return c, nil
+	}
 	return gonet.DialContextTCP(ctx, s.stack, fa, netProto)
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -12,25 +13,46 @@ import (
 // type `xdpstack attach eth0 --mode native`. Global flags given after the
 // command (`attach eth0 --log-level debug`) go before it, where urfave/cli
 // reads them. Arguments after "--" stay as they are.
-func flagsFirst(app *cli.App, args []string) []string {
+//
+// It refuses what urfave/cli would misread: a flag that wants a value
+// with none after it (`attach eth0 --mode` would take eth0 as the mode
+// and then miss IFACE), and a flag given twice that keeps one value
+// (urfave/cli keeps the last one, unsaid).
+func flagsFirst(app *cli.App, args []string) ([]string, error) {
 	out := []string{args[0]}
 	commands, flags := app.Commands, app.Flags
 	var global []string
+	seen := map[cli.Flag]bool{}
+	help := app.Name // the command path, for hints
 	// take moves the flag at args[i], with its value, to dst.
-	take := func(dst *[]string, flags []cli.Flag, i int) int {
-		*dst = append(*dst, args[i])
-		if takesValue(flags, args[i]) && i+1 < len(args) {
-			*dst = append(*dst, args[i+1])
-			i++
+	take := func(dst *[]string, flags []cli.Flag, i int) (int, error) {
+		f := lookupFlag(flags, args[i])
+		if f != nil && !isSlice(f) {
+			if seen[f] {
+				return i, fmt.Errorf("--%s given twice (see: %s --help)", f.Names()[0], help)
+			}
+			seen[f] = true
 		}
-		return i
+		*dst = append(*dst, args[i])
+		if !takesValue(f, args[i]) {
+			return i, nil
+		}
+		if i+1 == len(args) || lookupFlag(flags, args[i+1]) != nil || lookupFlag(app.Flags, args[i+1]) != nil {
+			return i, fmt.Errorf("--%s needs a value (see: %s --help)", f.Names()[0], help)
+		}
+		*dst = append(*dst, args[i+1])
+		return i + 1, nil
 	}
 	i := 1
 	// Walk global flags and the command path to the command that runs.
 	for i < len(args) {
 		a := args[i]
 		if strings.HasPrefix(a, "-") {
-			i = take(&out, flags, i) + 1
+			var err error
+			if i, err = take(&out, flags, i); err != nil {
+				return nil, err
+			}
+			i++
 			continue
 		}
 		cmd := findCommand(commands, a)
@@ -39,36 +61,45 @@ func flagsFirst(app *cli.App, args []string) []string {
 		}
 		out = append(out, a)
 		commands, flags = cmd.Subcommands, cmd.Flags
+		help += " " + cmd.Name
 		i++
 	}
 	var positional []string
 	for ; i < len(args); i++ {
 		a := args[i]
+		var err error
 		switch {
 		case a == "--":
 			positional = append(positional, args[i:]...)
 			i = len(args)
-		case strings.HasPrefix(a, "-") && a != "-" && !names(flags, a) && names(app.Flags, a):
-			i = take(&global, app.Flags, i)
+		case strings.HasPrefix(a, "-") && a != "-" && lookupFlag(flags, a) == nil && lookupFlag(app.Flags, a) != nil:
+			i, err = take(&global, app.Flags, i)
 		case strings.HasPrefix(a, "-") && a != "-":
-			i = take(&out, flags, i)
+			i, err = take(&out, flags, i)
 		default:
 			positional = append(positional, a)
 		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	out = append(out, positional...)
-	return slices.Insert(out, 1, global...)
+	return slices.Insert(out, 1, global...), nil
 }
 
-// names tells whether arg names one of flags.
-func names(flags []cli.Flag, arg string) bool {
+// lookupFlag is the flag of flags that arg (-name, --name or
+// --name=value) names; nil when none.
+func lookupFlag(flags []cli.Flag, arg string) cli.Flag {
+	if !strings.HasPrefix(arg, "-") {
+		return nil
+	}
 	name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
 	for _, f := range flags {
 		if slices.Contains(f.Names(), name) {
-			return true
+			return f
 		}
 	}
-	return false
+	return nil
 }
 
 func findCommand(commands []*cli.Command, name string) *cli.Command {
@@ -80,21 +111,18 @@ func findCommand(commands []*cli.Command, name string) *cli.Command {
 	return nil
 }
 
-// takesValue tells whether arg names a flag that reads the next
-// argument as its value.
-func takesValue(flags []cli.Flag, arg string) bool {
-	name := strings.TrimLeft(arg, "-")
-	if strings.Contains(name, "=") {
+// isSlice tells whether f may be given more than once.
+func isSlice(f cli.Flag) bool {
+	s, ok := f.(cli.DocGenerationSliceFlag)
+	return ok && s.IsSliceFlag()
+}
+
+// takesValue tells whether arg, naming flag f, reads the next argument
+// as its value.
+func takesValue(f cli.Flag, arg string) bool {
+	if f == nil || strings.Contains(arg, "=") {
 		return false
 	}
-	for _, f := range flags {
-		for _, n := range f.Names() {
-			if n != name {
-				continue
-			}
-			_, isBool := f.(*cli.BoolFlag)
-			return !isBool
-		}
-	}
-	return false
+	_, isBool := f.(*cli.BoolFlag)
+	return !isBool
 }

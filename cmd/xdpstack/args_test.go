@@ -18,9 +18,34 @@ func TestFlagsFirst(t *testing.T) {
 		{"x attach eth0 --log-level debug --mode native", "x --log-level debug attach --mode native eth0"},
 		{"x stats eth0 --pin-root=/p --rate", "x --pin-root=/p stats --rate eth0"},
 	} {
-		got := flagsFirst(newApp(), strings.Fields(tc.in))
-		if !slices.Equal(got, strings.Fields(tc.want)) {
-			t.Errorf("flagsFirst(%q): got %q, want %q", tc.in, got, tc.want)
+		got, err := flagsFirst(newApp(), strings.Fields(tc.in))
+		if err != nil || !slices.Equal(got, strings.Fields(tc.want)) {
+			t.Errorf("flagsFirst(%q): got %q, %v; want %q", tc.in, got, err, tc.want)
 		}
+	}
+}
+
+// TestFlagsFirstRefuses what urfave/cli would misread.
+func TestFlagsFirstRefuses(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"x attach eth0 --mode", "--mode needs a value"},
+		{"x attach --mode", "--mode needs a value"},
+		{"x attach eth0 --mode --metrics-addr :0", "--mode needs a value"},
+		{"x attach eth0 --mode --log-level debug", "--mode needs a value"},
+		{"x --pin-root", "--pin-root needs a value"},
+		{"x attach eth0 --mode native --mode generic", "--mode given twice"},
+		{"x attach eth0 --mode=native --mode generic", "--mode given twice"},
+		{"x psp encrypt -r a --read b", "--read given twice"},
+		{"x --pin-root /a attach eth0 --pin-root /b", "--pin-root given twice"},
+		{"x detach eth0 --force --force", "--force given twice"},
+	} {
+		if got, err := flagsFirst(newApp(), strings.Fields(tc.in)); err == nil || !strings.HasPrefix(err.Error(), tc.want+" (see: ") {
+			t.Errorf("flagsFirst(%q): got %q, %v; want the error %q", tc.in, got, err, tc.want)
+		}
+	}
+	// Slice flags are given once per value.
+	in := "x attach eth0 --app echo=tcp://:7 --app echo=udp://:7"
+	if _, err := flagsFirst(newApp(), strings.Fields(in)); err != nil {
+		t.Errorf("flagsFirst(%q): %v", in, err)
 	}
 }

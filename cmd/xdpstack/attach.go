@@ -6,15 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
 	"github.com/urfave/cli/v2"
 
 	"github.com/xdpstack/xdpstack/daemon"
+	"github.com/xdpstack/xdpstack/internal/atomicfile"
 	"github.com/xdpstack/xdpstack/internal/hostport"
 	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/userstack"
 	"github.com/xdpstack/xdpstack/userstack/apps"
 	"github.com/xdpstack/xdpstack/userstack/apps/httpapp"
 )
@@ -67,12 +68,6 @@ func runAttach(c *cli.Context) error {
 			return fmt.Errorf("--metrics-addr %q: %w", addr, err)
 		}
 	}
-	readyFile := c.String("ready-file")
-	if readyFile != "" {
-		if st, err := os.Stat(filepath.Dir(readyFile)); err != nil || !st.IsDir() {
-			return fmt.Errorf("--ready-file %s: its folder does not exist", readyFile)
-		}
-	}
 	specs, err := parseApps(c.StringSlice("app"))
 	if err != nil {
 		return err
@@ -89,8 +84,24 @@ func runAttach(c *cli.Context) error {
 	if err := features.HaveProgramType(ebpf.XDP); err != nil {
 		return fmt.Errorf("this kernel cannot load XDP programs: %w (needs Linux 5.9 or later with BPF enabled)", err)
 	}
-	if _, err := loader.LookupInterface(ifname); err != nil {
+	iface, err := loader.LookupInterface(ifname)
+	if err != nil {
 		return err
+	}
+	for _, spec := range specs {
+		if err := userstack.CheckListenAddr(iface, spec.URI.Addr); err != nil {
+			return fmt.Errorf("--app %s: %w", spec, err)
+		}
+	}
+	// Made now, so that a ready file that cannot be written stops the
+	// command before anything is attached.
+	readyFile := c.String("ready-file")
+	var ready *atomicfile.File
+	if readyFile != "" {
+		if ready, err = atomicfile.Create(readyFile, 0o644); err != nil {
+			return fmt.Errorf("--ready-file: %w", err)
+		}
+		defer ready.Abort()
 	}
 
 	d, err := daemon.Start(daemon.Config{
@@ -116,26 +127,26 @@ func runAttach(c *cli.Context) error {
 		verb = "replaced the program on"
 	}
 	fmt.Fprintf(c.App.Writer, "%s %s (%s mode, program %d, pins in %s)\n", verb, ifname, st.XDP.Mode, st.XDP.ProgramID, st.XDP.PinDir)
-	ready := readyInfo{PID: os.Getpid(), Iface: ifname, Mode: st.XDP.Mode, ProgramID: st.XDP.ProgramID}
+	info := readyInfo{PID: os.Getpid(), Iface: ifname, Mode: st.XDP.Mode, ProgramID: st.XDP.ProgramID}
 	if d.MetricsAddr != nil {
-		ready.MetricsAddr = d.MetricsAddr.String()
+		info.MetricsAddr = d.MetricsAddr.String()
 		fmt.Fprintf(c.App.Writer, "metrics on http://%s/metrics\n", d.MetricsAddr)
 	}
 	if len(st.Queues) > 0 {
-		ready.Queues = len(st.Queues)
-		ready.AFXDPMode = st.Queues[0].AFXDPMode
+		info.Queues = len(st.Queues)
+		info.AFXDPMode = st.Queues[0].AFXDPMode
 		queues := "queues"
-		if ready.Queues == 1 {
+		if info.Queues == 1 {
 			queues = "queue"
 		}
-		fmt.Fprintf(c.App.Writer, "userstack on %d %s (AF_XDP %s mode)\n", ready.Queues, queues, ready.AFXDPMode)
+		fmt.Fprintf(c.App.Writer, "userstack on %d %s (AF_XDP %s mode)\n", info.Queues, queues, info.AFXDPMode)
 		for _, app := range st.Apps {
-			ready.Apps = append(ready.Apps, app.Spec)
+			info.Apps = append(info.Apps, app.Spec)
 			fmt.Fprintf(c.App.Writer, "app %s serving on %s\n", app.Spec, app.Addr)
 		}
 	}
-	if readyFile != "" {
-		if err := writeReadyFile(readyFile, ready); err != nil {
+	if ready != nil {
+		if err := writeReadyFile(ready, info); err != nil {
 			return errors.Join(err, d.Close())
 		}
 		defer os.Remove(readyFile)
@@ -171,19 +182,17 @@ func parseApps(args []string) ([]apps.Spec, error) {
 	return specs, nil
 }
 
-// writeReadyFile writes the file whole or not at all, so that a waiting
+// writeReadyFile puts the ready file in place whole, so that a waiting
 // test never reads half of it.
-func writeReadyFile(path string, info readyInfo) error {
+func writeReadyFile(f *atomicfile.File, info readyInfo) error {
 	b, err := json.Marshal(info)
+	if err == nil {
+		_, err = f.Write(append(b, '\n'))
+	}
+	if err == nil {
+		err = f.Commit()
+	}
 	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write ready file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
 		return fmt.Errorf("write ready file: %w", err)
 	}
 	return nil

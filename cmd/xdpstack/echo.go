@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/xdpstack/xdpstack/daemon"
 	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/maps"
+	"github.com/xdpstack/xdpstack/userstack"
 	"github.com/xdpstack/xdpstack/userstack/apps"
 	xtls "github.com/xdpstack/xdpstack/userstack/tls"
 	"github.com/xdpstack/xdpstack/userstack/transport"
@@ -35,6 +38,7 @@ func echoCommand() *cli.Command {
 					&cli.StringFlag{Name: "key", Usage: "tls and quic: the certificate's key, a PEM file"},
 					&cli.StringFlag{Name: "test-cert", Usage: "tls and quic: generate a self-signed certificate for this host name instead"},
 				}, tcpFlags...),
+				Before: noArgs,
 				Action: runEchoServer,
 			},
 			{
@@ -42,16 +46,17 @@ func echoCommand() *cli.Command {
 				Usage: "send to an echo server and report throughput and connection rate",
 				Flags: append([]cli.Flag{echoURIFlag, echoIfaceFlag,
 					&cli.StringFlag{Name: "bytes", Value: "1M", Usage: "bytes each connection sends (suffixes K, M, G: powers of 1024)"},
-					&cli.IntFlag{Name: "nclients", Value: 1, Usage: "connections at once"},
+					&cli.IntFlag{Name: "nclients", Value: 1, Usage: "connections at once (1 to 65535)"},
 					&cli.BoolFlag{Name: "reflect", Usage: "read the echo back and count it (else drain it unread)"},
 					&cli.BoolFlag{Name: "verify", Usage: "check every echoed byte (implies --reflect)"},
 					&cli.BoolFlag{Name: "json", Usage: "print the result as one JSON object"},
-					&cli.Float64Flag{Name: "stats", Value: 2, Usage: "print progress every SECS seconds to stderr (0: never)"},
+					&cli.Float64Flag{Name: "stats", Value: 2, Usage: "print progress every SECS seconds to stderr (0: never; at most a day)"},
 					&cli.StringFlag{Name: "ca-cert", Usage: "tls and quic: trust the CAs in this PEM file (default: the system's)"},
 					&cli.BoolFlag{Name: "insecure", Usage: "tls and quic: do not verify the server's certificate"},
-					&cli.IntFlag{Name: "streams", Value: 1, Usage: "quic: streams at once on each connection"},
+					&cli.IntFlag{Name: "streams", Value: 1, Usage: "quic: streams at once on each connection (1 to 1000)"},
 					&cli.BoolFlag{Name: "uni", Usage: "quic: send on unidirectional streams; the server echoes on streams it opens"},
 				}, tcpFlags...),
+				Before: noArgs,
 				Action: runEchoClient,
 			},
 		},
@@ -70,6 +75,9 @@ func echoNetwork(c *cli.Context, spec *apps.Spec) (transport.Network, *daemon.Da
 		}
 		return transport.Kernel, nil, nil
 	}
+	if err := maps.CheckIfaceName(ifname); err != nil {
+		return nil, nil, fmt.Errorf("--iface: %w", err)
+	}
 	tuning, err := userstackOptions(c)
 	if err != nil {
 		return nil, nil, err
@@ -79,6 +87,13 @@ func echoNetwork(c *cli.Context, spec *apps.Spec) (transport.Network, *daemon.Da
 	}
 	cfg := daemon.Config{Iface: ifname, Attach: loader.Options{Mode: loader.ModeAuto, PinRoot: c.String("pin-root")}, NeedUserstack: true, Userstack: tuning}
 	if spec != nil {
+		iface, err := loader.LookupInterface(ifname)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := userstack.CheckListenAddr(iface, spec.URI.Addr); err != nil {
+			return nil, nil, fmt.Errorf("--uri: %w", err)
+		}
 		cfg.Apps = []apps.Spec{*spec}
 	}
 	d, err := daemon.Start(cfg)
@@ -139,15 +154,20 @@ func runEchoClient(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if !uri.Addr.IsValid() || uri.Addr.IsUnspecified() || uri.Port == 0 {
+		return fmt.Errorf("--uri %s: a client needs the server's address and a port from 1 to 65535", uri)
+	}
 	size, err := parseSize(c.String("bytes"))
 	if err != nil {
 		return fmt.Errorf("--bytes: %w", err)
 	}
-	if c.Int("nclients") < 1 {
-		return fmt.Errorf("--nclients %d: want at least 1", c.Int("nclients"))
+	// Each client is a connection, from a port of its own.
+	if n := c.Int("nclients"); n < 1 || n > 65535 {
+		return fmt.Errorf("--nclients %d: want 1 to 65535", n)
 	}
-	if c.Float64("stats") < 0 {
-		return fmt.Errorf("--stats %v: want 0 or more seconds", c.Float64("stats"))
+	const maxStats = 24 * 60 * 60
+	if secs := c.Float64("stats"); !(secs >= 0 && secs <= maxStats) { // NaN fails both
+		return fmt.Errorf("--stats %v: want 0 to %d seconds", secs, maxStats)
 	}
 	if !uri.Secure() && (c.IsSet("ca-cert") || c.IsSet("insecure")) {
 		return fmt.Errorf("--ca-cert and --insecure go with tls:// or quic://")
@@ -155,8 +175,9 @@ func runEchoClient(c *cli.Context) error {
 	if uri.Scheme != transport.QUIC && (c.IsSet("streams") || c.IsSet("uni")) {
 		return fmt.Errorf("--streams and --uni go with quic://")
 	}
-	if c.Int("streams") < 1 {
-		return fmt.Errorf("--streams %d: want at least 1", c.Int("streams"))
+	// quic-go lets a peer open 100 streams at once; more wait their turn.
+	if n := c.Int("streams"); n < 1 || n > 1000 {
+		return fmt.Errorf("--streams %d: want 1 to 1000", n)
 	}
 	var clientTLS *tls.Config
 	if uri.Secure() {
@@ -197,23 +218,21 @@ func runEchoClient(c *cli.Context) error {
 	return runErr
 }
 
-// parseSize reads a byte count with an optional K, M or G suffix.
+// parseSize reads a byte count with an optional K, M or G suffix
+// (powers of 1024).
 func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	switch {
-	case strings.HasSuffix(s, "K"):
-		mult = 1 << 10
-	case strings.HasSuffix(s, "M"):
-		mult = 1 << 20
-	case strings.HasSuffix(s, "G"):
-		mult = 1 << 30
+	digits, mult := s, int64(1)
+	for i, suffix := range []string{"K", "M", "G"} {
+		if d, ok := strings.CutSuffix(s, suffix); ok {
+			digits, mult = d, 1<<(10*(i+1))
+		}
 	}
-	if mult > 1 {
-		s = s[:len(s)-1]
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
+	v, err := strconv.ParseInt(digits, 10, 64)
 	if err != nil || v < 0 {
 		return 0, fmt.Errorf("%q is not a byte count (e.g. 1000, 64K, 1G)", s)
+	}
+	if v > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is more bytes than can be counted (at most %dG)", s, math.MaxInt64>>30)
 	}
 	return v * mult, nil
 }

@@ -20,8 +20,11 @@ func TestBadEchoInput(t *testing.T) {
 		{[]string{"echo", "server", "--uri", "tls://:7"}, "needs cert=FILE and key=FILE"},
 		{[]string{"echo", "server", "--uri", "tls://:7", "--cert", "/no/c.pem", "--key", "/no/k.pem"}, "no such file"},
 		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--bytes", "12X"}, "--bytes: \"12X\" is not a byte count"},
-		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--nclients", "0"}, "--nclients 0: want at least 1"},
-		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--stats", "-1"}, "--stats -1: want 0 or more seconds"},
+		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--bytes", "17179869184G"}, "--bytes: \"17179869184G\" is more bytes than can be counted"},
+		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--bytes", "-1K"}, "--bytes: \"-1K\" is not a byte count"},
+		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--stats", "Inf"}, "--stats +Inf: want 0 to 86400 seconds"},
+		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--nclients", "0"}, "--nclients 0: want 1 to 65535"},
+		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--stats", "-1"}, "--stats -1: want 0 to 86400 seconds"},
 		{[]string{"echo", "server", "--uri", "tcp://:99999"}, "port \"99999\""},
 		{[]string{"echo", "server"}, "--uri is required"},
 		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--tcp-sack=false"}, "--tcp-sack goes with --iface"},
@@ -42,5 +45,33 @@ func TestBadEchoInput(t *testing.T) {
 				t.Errorf("want one line on stderr and nothing on stdout; got %q and %q", stderr, stdout)
 			}
 		})
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"1000", 1000, true},
+		{"64K", 64 << 10, true},
+		{"6M", 6 << 20, true},
+		{"1G", 1 << 30, true},
+		{"8589934591G", 8589934591 << 30, true},
+		{"8589934592G", 0, false}, // 2^63 bytes
+		{"18014398509486080K", 0, false},
+		{"17179869184G", 0, false},
+		{"9223372036854775808", 0, false},
+		{"-1", 0, false},
+		{"K", 0, false},
+		{"1T", 0, false},
+		{"", 0, false},
+	} {
+		got, err := parseSize(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
 	}
 }

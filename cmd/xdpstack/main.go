@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -20,7 +21,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := newApp()
-	if err := app.RunContext(ctx, flagsFirst(app, os.Args)); err != nil {
+	args, err := flagsFirst(app, os.Args)
+	if err == nil {
+		err = app.RunContext(ctx, args)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "xdpstack: %v\n", err)
 		os.Exit(1)
 	}
@@ -74,7 +79,7 @@ func usageError(c *cli.Context, err error, _ bool) error {
 // privileges for it, before they try anything.
 func needRoot(c *cli.Context) error {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("%s needs root (CAP_BPF and CAP_NET_ADMIN); run it with sudo", c.Command.FullName())
+		return fmt.Errorf("%s needs root (CAP_BPF and CAP_NET_ADMIN); run it with sudo", commandName(c))
 	}
 	return nil
 }
@@ -83,11 +88,38 @@ func needRoot(c *cli.Context) error {
 func oneIface(c *cli.Context) (string, error) {
 	switch c.NArg() {
 	case 1:
-		return c.Args().First(), nil
+		name := c.Args().First()
+		return name, maps.CheckIfaceName(name)
 	case 0:
 		return "", errors.New("missing IFACE argument (see: ip link show)")
 	}
 	return "", fmt.Errorf("want one IFACE argument, got %d: %v", c.NArg(), c.Args().Slice())
+}
+
+// commandName is the command's path without the program's name:
+// "psp derive".
+func commandName(c *cli.Context) string {
+	return strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
+}
+
+// noArgs refuses arguments to a command that takes none, which would
+// otherwise pass unseen.
+func noArgs(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("%s takes no arguments, got %q (see: %s --help)", commandName(c), c.Args().Slice(), c.Command.HelpName)
+	}
+	return nil
+}
+
+// needFlags fails unless every string flag named is given a value.
+// urfave/cli's Required would print the whole help text with the error.
+func needFlags(c *cli.Context, names ...string) error {
+	for _, name := range names {
+		if c.String(name) == "" {
+			return fmt.Errorf("%s: --%s missing (see: %s --help)", commandName(c), name, c.Command.HelpName)
+		}
+	}
+	return nil
 }
 
 // optionalIface reads an IFACE argument that may be left out.

@@ -27,7 +27,7 @@ func statsCommand() *cli.Command {
 			"interface xdpstack is attached to. --rate shows per-second rates, refreshed like top.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "rate", Usage: "show rates per second instead of totals"},
-			&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "with --rate: time between samples"},
+			&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "with --rate: time between samples (at least 10ms)"},
 			&cli.IntFlag{Name: "count", Usage: "with --rate: stop after this many samples (0: until interrupted)"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON (with --rate: one object per line per sample)"},
 		},
@@ -80,35 +80,42 @@ func runStats(c *cli.Context) error {
 	if !rate && (c.IsSet("interval") || c.IsSet("count")) {
 		return errors.New("--interval and --count go with --rate")
 	}
-	if c.Duration("interval") <= 0 || c.Int("count") < 0 {
-		return errors.New("--interval must be positive and --count not negative")
+	// Shorter intervals only spin a CPU on the maps and the terminal.
+	const minInterval = 10 * time.Millisecond
+	if d := c.Duration("interval"); d < minInterval {
+		return fmt.Errorf("--interval %v: want at least %v", d, minInterval)
 	}
-	ifaces := []string{ifname}
-	if ifname == "" {
-		all, err := loader.ReadStatus(c.String("pin-root"))
+	if n := c.Int("count"); n < 0 {
+		return fmt.Errorf("--count %d: want 0 (until interrupted) or more", n)
+	}
+	root := c.String("pin-root")
+	var attached []loader.Status
+	if ifname != "" {
+		s, err := loader.ReadInterfaceStatus(root, ifname)
 		if err != nil {
 			return err
 		}
-		if len(all) == 0 {
-			return fmt.Errorf("xdpstack is not attached anywhere (no pins in %s)", c.String("pin-root"))
-		}
-		ifaces = ifaces[:0]
-		for _, s := range all {
-			ifaces = append(ifaces, s.Iface)
-		}
+		attached = append(attached, s)
+	} else if attached, err = loader.ReadStatus(root); err != nil {
+		return err
 	}
-	sets := make(map[string]*maps.Set, len(ifaces))
+	if len(attached) == 0 {
+		return fmt.Errorf("xdpstack is not attached anywhere (no pins in %s)", root)
+	}
+	var ifaces []string
+	sets := make(map[string]*maps.Set, len(attached))
 	defer func() {
 		for _, s := range sets {
 			s.Close()
 		}
 	}()
-	for _, name := range ifaces {
-		set, err := maps.OpenPinned(maps.PinDir(c.String("pin-root"), name))
+	for _, s := range attached {
+		set, err := maps.OpenPinned(s.PinDir)
 		if err != nil {
-			return fmt.Errorf("%w (is xdpstack attached to %s? see: xdpstack status)", err, name)
+			return fmt.Errorf("%w (see: xdpstack status %s)", err, s.Iface)
 		}
-		sets[name] = set
+		ifaces = append(ifaces, s.Iface)
+		sets[s.Iface] = set
 	}
 	read := func() (map[string]map[maps.Verdict]maps.Counter, error) {
 		samples := make(map[string]map[maps.Verdict]maps.Counter, len(ifaces))

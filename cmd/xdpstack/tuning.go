@@ -14,9 +14,9 @@ import (
 var tcpFlags = []cli.Flag{
 	&cli.StringFlag{Name: "tcp-cc", Value: "reno", Usage: "userstack TCP congestion control: reno or cubic (gVisor's cubic can stall a connection; see README)"},
 	&cli.BoolFlag{Name: "tcp-sack", Value: true, Usage: "userstack TCP selective acknowledgements (--tcp-sack=false turns them off)"},
-	&cli.StringFlag{Name: "tcp-send-buffer", Value: "4M", Usage: "largest send buffer userstack TCP auto-tuning may give a connection (suffixes K, M, G)"},
-	&cli.StringFlag{Name: "tcp-receive-buffer", Value: "6M", Usage: "largest receive buffer userstack TCP auto-tuning may give a connection (suffixes K, M, G)"},
-	&cli.IntFlag{Name: "tcp-backlog", Value: 4096, Usage: "accept queue of each userstack TCP listener"},
+	&cli.StringFlag{Name: "tcp-send-buffer", Value: "4M", Usage: "largest send buffer userstack TCP auto-tuning may give a connection (4K to 1G; suffixes K, M, G)"},
+	&cli.StringFlag{Name: "tcp-receive-buffer", Value: "6M", Usage: "largest receive buffer userstack TCP auto-tuning may give a connection (4K to 1G; suffixes K, M, G)"},
+	&cli.IntFlag{Name: "tcp-backlog", Value: 4096, Usage: "accept queue of each userstack TCP listener (1 to 65535)"},
 }
 
 // userstackOptions reads tcpFlags and checks them as the userstack would.
@@ -39,8 +39,8 @@ func userstackOptions(c *cli.Context) (userstack.Options, error) {
 		}
 		*b.size = int(v)
 	}
-	if t.Backlog <= 0 {
-		return o, fmt.Errorf("--tcp-backlog %d: want a positive number", t.Backlog)
+	if t.Backlog <= 0 { // 0 would be the userstack's default
+		return o, fmt.Errorf("--tcp-backlog %d: want 1 to %d", t.Backlog, userstack.MaxBacklog)
 	}
 	if err := o.Validate(); err != nil {
 		return o, fmt.Errorf("userstack tuning: %w", err)

@@ -22,18 +22,38 @@ func Self() (Process, error) { return Lookup(os.Getpid()) }
 
 // Lookup reads the process that has pid now; a zombie has gone already.
 func Lookup(pid int) (Process, error) {
+	st, err := ReadStat(pid)
+	if err != nil {
+		return Process{}, err
+	}
+	if st.Exited() {
+		return Process{}, fmt.Errorf("read process %d: it has exited", pid)
+	}
+	return Process{PID: pid, StartTime: st.StartTime}, nil
+}
+
+// Stat is what xdpstack reads of /proc/PID/stat: the state (field 3)
+// and the start time (field 22).
+type Stat struct {
+	State     byte
+	StartTime uint64
+}
+
+// Exited tells whether the process is a zombie (Z) or dead (X).
+func (s Stat) Exited() bool { return s.State == 'Z' || s.State == 'X' }
+
+// ReadStat reads the stat of the process that has pid now, exited or
+// not.
+func ReadStat(pid int) (Stat, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return Process{}, fmt.Errorf("read process %d: %w", pid, err)
+		return Stat{}, fmt.Errorf("read process %d: %w", pid, err)
 	}
 	state, start, err := parseStat(b)
 	if err != nil {
-		return Process{}, fmt.Errorf("read process %d: %w", pid, err)
+		return Stat{}, fmt.Errorf("read process %d: %w", pid, err)
 	}
-	if state == 'Z' || state == 'X' {
-		return Process{}, fmt.Errorf("read process %d: it has exited", pid)
-	}
-	return Process{PID: pid, StartTime: start}, nil
+	return Stat{State: state, StartTime: start}, nil
 }
 
 // Alive tells whether p still runs: a process has its PID, started when

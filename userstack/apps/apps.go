@@ -87,8 +87,14 @@ func parseSpec(s string) (Spec, error) {
 	opts := map[string]string{}
 	for _, p := range parts[1:] {
 		k, v, ok := strings.Cut(p, "=")
-		if !ok {
+		switch {
+		case !ok || k == "":
 			return Spec{}, fmt.Errorf("option %q: want opt=val", p)
+		case v == "":
+			return Spec{}, fmt.Errorf("option %s: empty value", k)
+		}
+		if _, dup := opts[k]; dup {
+			return Spec{}, fmt.Errorf("option %s given twice", k)
 		}
 		opts[k] = v
 	}
@@ -105,6 +111,9 @@ func NewSpec(name string, uri transport.URI, opts map[string]string) (Spec, erro
 	if uri.Port == 0 {
 		return Spec{}, fmt.Errorf("uri %s: an app needs a port from 1 to 65535", uri)
 	}
+	if uri.ServerName != "" {
+		return Spec{}, fmt.Errorf("uri %s: [%s] names the server a client checks; an app serves with cert=, key= or test-cert=", uri, uri.ServerName)
+	}
 	for k, v := range opts {
 		if !slices.Contains(known, k) {
 			return Spec{}, fmt.Errorf("unknown option %q for %s (known: %s)", k+"="+v, name, strings.Join(known, ", "))
@@ -117,6 +126,9 @@ func NewSpec(name string, uri transport.URI, opts map[string]string) (Spec, erro
 	var err error
 	switch name {
 	case "proxy":
+		if _, ok := opts["alpn"]; ok && !uri.Secure() {
+			return Spec{}, fmt.Errorf("alpn= goes with tls:// or quic://")
+		}
 		if opts["backend"] == "" {
 			return Spec{}, fmt.Errorf("proxy needs backend=tcp://HOST:PORT or backend=unix:///PATH")
 		}

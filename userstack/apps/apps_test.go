@@ -44,6 +44,15 @@ func TestParseSpec(t *testing.T) {
 		{"http=tcp://:80,root=" + file, "is not a folder", false},
 		{"proxy=tcp://:80", "proxy needs backend=", false},
 		{"proxy=tcp://:80,backend=http://x:1", "want tcp://HOST:PORT or unix:///PATH", false},
+		{"proxy=tls://:443,backend=tcp://127.0.0.1:8080,test-cert=a.test,alpn=h2", "proxy=tls://:443", true},
+		{"proxy=tcp://:80,backend=tcp://127.0.0.1:99999", `port "99999" is not a number from 0 to 65535`, false},
+		{"proxy=tcp://:80,backend=tcp://:", "want tcp://HOST:PORT", false},
+		{"proxy=tcp://:80,backend=tcp://127.0.0.1:8080,alpn=h2", "alpn= goes with tls:// or quic://", false},
+		{"http=tcp://:80,root=", "option root: empty value", false},
+		{"echo=tls://:7,test-cert=", "option test-cert: empty value", false},
+		{"echo=tls://:7,test-cert=a.test,test-cert=b.test", "option test-cert given twice", false},
+		{"echo=tcp://:7,=x", `option "=x": want opt=val`, false},
+		{"echo=tls://[echo.test]10.0.0.1:7,test-cert=echo.test", "[echo.test] names the server a client checks", false},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			s, err := ParseSpec(tc.in)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // MasterKey is one of the receiver's two 256-bit master keys.
@@ -66,19 +67,23 @@ func DeriveKey(keys *[2]MasterKey, spi uint32, v Version) ([]byte, error) {
 	return key, nil
 }
 
-// ParseMasterKeys reads "HEX0,HEX1": two master keys of 64 hex digits each.
+// ParseMasterKeys reads two master keys of 64 hex digits each, with a
+// comma or white space between them ("HEX0,HEX1"). Its errors say what
+// is wrong with a key, never what it holds.
 func ParseMasterKeys(s string) ([2]MasterKey, error) {
 	var keys [2]MasterKey
-	parts := strings.Split(s, ",")
-	if len(parts) != 2 {
+	parts := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	if len(parts) != len(keys) {
 		return keys, fmt.Errorf("parse master keys: got %d keys, want 2 (HEX0,HEX1)", len(parts))
 	}
 	for i, p := range parts {
-		b, err := hex.DecodeString(strings.TrimSpace(p))
-		if err != nil || len(b) != len(keys[i]) {
-			return keys, fmt.Errorf("parse master key %d: want 64 hex digits, got %q", i, p)
+		if want := 2 * len(keys[i]); len(p) != want {
+			return keys, fmt.Errorf("parse master key %d: %d characters, want %d hex digits", i, len(p), want)
 		}
-		copy(keys[i][:], b)
+		if _, err := hex.Decode(keys[i][:], []byte(p)); err != nil {
+			clear(keys[i][:])
+			return keys, fmt.Errorf("parse master key %d: not hex (want the digits 0-9 and a-f)", i)
+		}
 	}
 	return keys, nil
 }

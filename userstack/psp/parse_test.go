@@ -17,6 +17,7 @@ func TestParseMasterKeys(t *testing.T) {
 	}{
 		{"two keys", k + "," + k, true},
 		{"spaces around", k + " , " + k, true},
+		{"one a line", k + "\n" + k + "\n", true},
 		{"one key", k, false},
 		{"three keys", k + "," + k + "," + k, false},
 		{"short key", k + "," + k[:62], false},
@@ -27,6 +28,9 @@ func TestParseMasterKeys(t *testing.T) {
 			keys, err := ParseMasterKeys(tc.in)
 			if (err == nil) != tc.ok {
 				t.Fatalf("ParseMasterKeys(%q) = %v, want ok %v", tc.in, err, tc.ok)
+			}
+			if err != nil && (strings.Contains(err.Error(), "abab") || strings.Contains(err.Error(), "zzzz")) {
+				t.Errorf("ParseMasterKeys(%q) = %v: the error holds key material", tc.in, err)
 			}
 			if tc.ok && keys[1][31] != 0xab {
 				t.Errorf("ParseMasterKeys(%q) = %x", tc.in, keys)

@@ -29,18 +29,24 @@ type Backend struct {
 // ParseBackend reads tcp://HOST:PORT or unix:///PATH.
 func ParseBackend(s string) (Backend, error) {
 	u, err := url.Parse(s)
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err // without the URL, which the message names
+	}
 	if err != nil {
 		return Backend{}, fmt.Errorf("backend %q: %w", s, err)
 	}
 	switch u.Scheme {
 	case "tcp":
-		if u.Path != "" {
-			return Backend{}, fmt.Errorf("backend %q: want tcp://HOST:PORT", s)
+		host, port, err := hostport.Split(u.Host)
+		switch {
+		case err != nil:
+		case host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+			err = errors.New("no host, or more than HOST:PORT")
+		case port == 0:
+			err = errors.New("port 0 is no port to dial")
 		}
-		if _, port, err := hostport.Split(u.Host); err != nil || port == 0 {
-			if err == nil {
-				err = errors.New("port 0 is no port to dial")
-			}
+		if err != nil {
 			return Backend{}, fmt.Errorf("backend %q: %w (want tcp://HOST:PORT)", s, err)
 		}
 		return Backend{"tcp", u.Host}, nil

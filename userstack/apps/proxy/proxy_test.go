@@ -129,6 +129,11 @@ func TestParseBackend(t *testing.T) {
 		{"tcp://127.0.0.1:0", Backend{}, "port 0 is no port to dial"},
 		{"unix://relative", Backend{}, "want unix:///PATH"},
 		{"http://x:1", Backend{}, "want tcp://HOST:PORT or unix:///PATH"},
+		{"tcp://backend.internal:8080", Backend{"tcp", "backend.internal:8080"}, ""},
+		{"tcp://127.0.0.1:-1", Backend{}, `backend "tcp://127.0.0.1:-1": invalid port ":-1" after host`},
+		{"tcp://:80", Backend{}, "want tcp://HOST:PORT"},
+		{"tcp://127.0.0.1:80/path", Backend{}, "want tcp://HOST:PORT"},
+		{"tcp://127.0.0.1:80?x=1", Backend{}, "want tcp://HOST:PORT"},
 	} {
 		got, err := ParseBackend(tc.in)
 		if tc.err != "" {

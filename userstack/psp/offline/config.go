@@ -53,7 +53,7 @@ func ParseConfig(r io.Reader) (Config, error) {
 			}
 			b, err := strconv.ParseUint(t.s, 16, 8)
 			if err != nil {
-				return c, t.errorf("master key %d byte %d %q: want a hex byte", k, i, t.s)
+				return c, t.errorf("master key %d byte %d: not a hex byte", k, i) // never the value: it is key material
 			}
 			c.MasterKeys[k][i] = byte(b)
 		}

@@ -11,13 +11,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/xdpstack/xdpstack/internal/atomicfile"
 	"github.com/xdpstack/xdpstack/userstack/psp"
 )
 
@@ -218,32 +217,25 @@ func DecryptFile(inPath, outPath string, keys *[2]psp.MasterKey) (Summary, error
 }
 
 // withFiles runs fn from inPath to a temporary file beside outPath, which
-// becomes outPath only if fn succeeds: a failed run leaves outPath as it was.
+// becomes outPath only if fn succeeds: a failed run leaves outPath as it
+// was. The output respects the umask.
 func withFiles(inPath, outPath string, fn func(io.Reader, io.Writer) error) error {
 	in, err := os.Open(inPath)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	base := strings.TrimSuffix(filepath.Base(outPath), ".pcap")
-	tmp, err := os.CreateTemp(filepath.Dir(outPath), "."+base+"-*.pcap.tmp")
+	out, err := atomicfile.Create(outPath, 0o644)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
-	bw := bufio.NewWriter(tmp)
-	err = fn(in, bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	defer out.Abort()
+	bw := bufio.NewWriter(out)
+	if err := fn(in, bw); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), outPath)
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return out.Commit()
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/gopacket/gopacket"
@@ -231,4 +232,29 @@ func noTempFiles(t *testing.T, dir string) {
 	if len(tmps) > 0 {
 		t.Errorf("temporary files left behind: %v", tmps)
 	}
+}
+
+// TestOutputMode: outputs take their mode from the umask, as every
+// other program's do (a decrypted capture holds cleartext traffic), and
+// a folder is no place to write one.
+func TestOutputMode(t *testing.T) {
+	c := psptest.Cases(t)[0]
+	keys, err := psp.ParseMasterKeys(c.MasterKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.pcap")
+	if _, err := EncryptFile(c.Path("cleartext.pcap"), out, &Config{MasterKeys: keys, SPI: 1, FirstIV: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(out); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("%s: mode %v, %v; want 0600 under umask 077", out, st.Mode().Perm(), err)
+	}
+	if _, err := DecryptFile(c.Path("encrypted.pcap"), dir, &keys); err == nil || !strings.Contains(err.Error(), "is a folder") {
+		t.Errorf("DecryptFile to a folder: got %v, want a refusal", err)
+	}
+	noTempFiles(t, dir)
 }
