@@ -148,15 +148,7 @@ func TestVLANPassesToKernel(t *testing.T) {
 			packet.EthernetTo(aMAC, bMAC, packet.EtherTypeVLAN).VLAN(100, packet.EtherTypeIPv4).IPv4(ip).TCP(40000, 7, 0).Bytes(),
 			packet.EthernetTo(aMAC, bMAC, packet.EtherTypeQinQ).VLAN(200, packet.EtherTypeVLAN).VLAN(300, packet.EtherTypeIPv4).IPv4(ip).TCP(40001, 7, 0).Bytes(),
 		}
-		before, sent := readStats(t, root, a.Iface), afxdpSent(t, a, d)
-		sendFrames(t, b, aMAC, frames)
-		after := waitVerdicts(t, root, a.Iface, before, maps.ActionPass, maps.ReasonVLAN, len(frames))
-		if n := counted(before, after, maps.ActionPass, maps.ReasonVLAN); n != uint64(len(frames)) {
-			t.Errorf("%d frames counted pass/vlan, want %d", n, len(frames))
-		}
-		if now := afxdpSent(t, a, d); now != sent {
-			t.Errorf("the userstack answered tagged frames with %v frames", now-sent)
-		}
+		sendUnanswered(t, a, b, d, root, aMAC, frames, maps.Verdict{Action: maps.ActionPass, Reason: maps.ReasonVLAN})
 	})
 
 	t.Run("kernel vlan devices", func(t *testing.T) {
@@ -254,6 +246,21 @@ func waitVerdicts(t *testing.T, root, iface string, before map[maps.Verdict]maps
 	return after
 }
 
+// sendUnanswered sends frames from b to a, where d runs, and checks
+// that each got the verdict and that the userstack answered none.
+func sendUnanswered(t *testing.T, a, b *testutil.Host, d *daemon, root string, aMAC net.HardwareAddr, frames [][]byte, want maps.Verdict) {
+	t.Helper()
+	before, sent := readStats(t, root, a.Iface), afxdpSent(t, a, d)
+	sendFrames(t, b, aMAC, frames)
+	after := waitVerdicts(t, root, a.Iface, before, want.Action, want.Reason, len(frames))
+	if n := counted(before, after, want.Action, want.Reason); n != uint64(len(frames)) {
+		t.Errorf("%d frames counted %v/%v, want %d", n, want.Action, want.Reason, len(frames))
+	}
+	if now := afxdpSent(t, a, d); now != sent {
+		t.Errorf("the userstack answered with %v frames, want none", now-sent)
+	}
+}
+
 // afxdpSent sums the frames the daemon's AF_XDP sockets sent.
 func afxdpSent(t *testing.T, h *testutil.Host, d *daemon) float64 {
 	t.Helper()
@@ -337,15 +344,7 @@ func TestMartiansDropped(t *testing.T) {
 		ip.Protocol = packet.ProtoUDP
 		frames = append(frames, packet.EthernetTo(aMAC, bMAC, packet.EtherTypeIPv4).IPv4(ip).UDP(40000, 7).Payload(16).Bytes())
 	}
-	before, sent := readStats(t, root, a.Iface), afxdpSent(t, a, d)
-	sendFrames(t, b, aMAC, frames)
-	after := waitVerdicts(t, root, a.Iface, before, maps.ActionDrop, maps.ReasonMartian, len(frames))
-	if n := counted(before, after, maps.ActionDrop, maps.ReasonMartian); n != uint64(len(frames)) {
-		t.Errorf("%d packets counted drop/martian, want %d", n, len(frames))
-	}
-	if now := afxdpSent(t, a, d); now != sent {
-		t.Errorf("the userstack answered martians with %v frames", now-sent)
-	}
+	sendUnanswered(t, a, b, d, root, aMAC, frames, maps.Verdict{Action: maps.ActionDrop, Reason: maps.ReasonMartian})
 }
 
 // udpEcho sends a datagram of size bytes from h to addr, an echo server,
