@@ -72,6 +72,17 @@ in_b "$XDPSTACK" echo client --uri tcp://$ADDR_A:7 --bytes 64M --nclients 4 --ve
 in_b curl -s "http://$ADDR_A/status.json" | head -n 12
 in_b ping -q -c 3 -i 0.01 $ADDR_A | tail -1
 
+step "only what is addressed to $A is steered: forwarded and spoofed packets are not"
+# Traffic routed through A to port 80 matches the wildcard listener of the
+# HTTP app, but is not for A: it passes to the kernel (pass/not_local).
+ip netns exec $A sysctl -q -w net.ipv4.ip_forward=1
+ip -n $B route add 10.213.251.0/24 via $ADDR_A
+in_b curl -s --connect-timeout 1 http://10.213.251.9/ >/dev/null || true
+# SYNs spoofed from A's own address are dropped before the userstack
+# sees them (drop/martian), as the kernel drops such martians.
+in_b hping3 -q -S -a $ADDR_A -p 7 -c 5 -i u10000 $ADDR_A 2>&1 | grep -E "packets" || true
+"$XDPSTACK" stats "$IF_A" | grep -E "ACTION|not_local|martian"
+
 step "xdpstack stats $IF_A (read from the pinned maps)"
 "$XDPSTACK" stats "$IF_A"
 
