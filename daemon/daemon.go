@@ -167,9 +167,10 @@ func (d *Daemon) isLocal(addr netip.Addr) bool {
 	return false
 }
 
-// Close stops serving and detaches, in the reverse order of Start:
-// the check that the program is still attached, /metrics, while everything it reads is still there, then the
-// apps, last started first, the userstack, and the program.
+// Close stops serving and detaches, in the reverse order of Start: the
+// check that the program is still attached; /metrics, while everything
+// it reads is still there; the apps, last started first; the userstack;
+// and the program.
 func (d *Daemon) Close() error {
 	if d.stopWatch != nil {
 		close(d.stopWatch)
