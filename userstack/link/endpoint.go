@@ -180,7 +180,7 @@ func (e *Endpoint) receive(q Queue, d stack.NetworkDispatcher) {
 			pkt.DecRef()
 		}
 	}
-	var answers answers
+	answers := newAnswers()
 	deliver := func(frame []byte) {
 		if !e.opts.TrustChecksums && !checksumsValid(frame, &e.opts.Stats) {
 			return
@@ -213,6 +213,21 @@ func (e *Endpoint) receive(q Queue, d stack.NetworkDispatcher) {
 type answers struct {
 	buf  []byte
 	lens []int
+	// write hands answer i to Transmit: made once, since a closure made
+	// per batch would be garbage per batch.
+	write func(i int, buf []byte) (int, afxdp.Checksum)
+}
+
+func newAnswers() *answers {
+	a := &answers{}
+	a.write = func(i int, buf []byte) (int, afxdp.Checksum) {
+		n := a.lens[i]
+		if n > len(buf) {
+			return n, afxdp.Checksum{}
+		}
+		return copy(buf, a.buf[i*AnswerSize:i*AnswerSize+n]), afxdp.Checksum{}
+	}
+	return a
 }
 
 // next is the room for the next answer.
@@ -237,13 +252,7 @@ func (a *answers) send(q Queue) {
 	if len(a.lens) == 0 {
 		return
 	}
-	q.Transmit(len(a.lens), func(i int, buf []byte) (int, afxdp.Checksum) {
-		n := a.lens[i]
-		if n > len(buf) {
-			return n, afxdp.Checksum{}
-		}
-		return copy(buf, a.buf[i*AnswerSize:i*AnswerSize+n]), afxdp.Checksum{}
-	})
+	q.Transmit(len(a.lens), a.write)
 	a.lens = a.lens[:0]
 }
 

@@ -39,9 +39,10 @@
 // during a flood have none: a window of at most 64 KiB, and loss
 // recovery without SACK.
 //
-// The detector (Start) counts the pure SYNs received and the connections the
-// netstack opens; while more than floodRate SYNs a second open none the
-// proxy answers them, until a second passes below the rate. Cookies are
+// The detector (flood.go) counts the pure SYNs received and the
+// connections the netstack opens; while more than 10,000 SYNs a second
+// open none the proxy answers them (from the 1000th such SYN in a tick
+// of 100 ms on), until a second passes below the rate. Cookies are
 // checked in ACKs until two cookie periods after the last one sent.
 // Resets for a listener (the flooding peer's answers to the SYN-ACKs)
 // are dropped before they cost a copy, flood or not: a listener ignores
@@ -94,17 +95,6 @@ type Options struct {
 	Log *slog.Logger
 }
 
-// The detector's settings: a flood is more than floodRate SYNs a
-// second that open no connection, over a floodTick; it is over once
-// floodQuiet passes below the rate.
-const (
-	floodRate  = 10000
-	floodTick  = 100 * time.Millisecond
-	floodQuiet = time.Second
-	// sweepEvery ticks the table is swept (flows.go).
-	sweepEvery = 10
-)
-
 // Proxy is the SYN proxy of one netstack. Received and Sending are its
 // hooks in the link endpoint (link.Interceptor); Start runs the
 // detector.
@@ -113,8 +103,7 @@ type Proxy struct {
 	cookies cookieJar
 	flows   flowTable
 
-	// syns counts the pure SYNs received.
-	syns atomic.Uint64
+	detect detector
 	// flood is on while the proxy answers SYNs.
 	flood atomic.Bool
 	// checking is on while cookies may come back in ACKs.
@@ -148,6 +137,8 @@ func New(opts Options) (*Proxy, error) {
 	opts.Stats = opts.Stats.FillIn()
 	p := &Proxy{opts: opts, cookies: cookies, flows: newFlowTable(), done: make(chan struct{})}
 	p.period.Store(period(time.Now()))
+	p.detect.tickOpened.Store(opts.Stats.TCP.PassiveConnectionOpenings.Value())
+	p.detect.tickAt.Store(time.Now().UnixNano())
 	return p, nil
 }
 
@@ -164,7 +155,7 @@ func (p *Proxy) Received(frame, answer []byte) (drop bool, n int) {
 	flags := s.tcp().Flags()
 	syn := flags&(header.TCPFlagSyn|header.TCPFlagAck) == header.TCPFlagSyn
 	if syn {
-		p.syns.Add(1)
+		p.countSYN()
 	}
 	if p.flows.n.Load() != 0 {
 		if drop, mine := p.receivedOnFlow(&s, syn); mine {
@@ -283,60 +274,6 @@ func (p *Proxy) Close() {
 	}
 	p.spawnMu.Unlock()
 	p.wg.Wait()
-}
-
-func (p *Proxy) run() {
-	t := time.NewTicker(floodTick)
-	defer t.Stop()
-	opened := p.opts.Stats.TCP.PassiveConnectionOpenings
-	lastSYNs, lastOpened := p.syns.Load(), opened.Value()
-	cookies := p.opts.Stats.TCP.ListenOverflowSynCookieSent
-	var (
-		quietSince, lastCookie time.Time
-		lastSent, floodCookies uint64
-		floodOpened            uint64
-	)
-	for tick := 1; ; tick++ {
-		select {
-		case <-p.done:
-			return
-		case now := <-t.C:
-			p.period.Store(period(now))
-			syns, open := p.syns.Load(), opened.Value()
-			rate := (int64(syns-lastSYNs) - int64(open-lastOpened)) * int64(time.Second/floodTick)
-			lastSYNs, lastOpened = syns, open
-			switch flooded := p.flood.Load(); {
-			case rate > floodRate:
-				quietSince = time.Time{}
-				if !flooded {
-					floodCookies, floodOpened = cookies.Value(), p.opened.Load()
-					p.setFlood(true)
-					p.opts.Log.Warn("SYN flood: the SYN proxy answers every SYN with a cookie; connections opened now have no window scaling, SACK or timestamps", "unanswered_syns_per_second", rate)
-				}
-			case flooded && quietSince.IsZero():
-				quietSince = now
-			case flooded && now.Sub(quietSince) >= floodQuiet:
-				p.setFlood(false)
-				p.opts.Log.Info("SYN flood over: the netstack answers SYNs again", "cookies_sent", cookies.Value()-floodCookies, "connections_opened", p.opened.Load()-floodOpened)
-			}
-			if sent := cookies.Value(); sent != lastSent {
-				lastSent, lastCookie = sent, now
-			}
-			p.checking.Store(p.flood.Load() || !lastCookie.IsZero() && now.Sub(lastCookie) < 2*cookiePeriod)
-			if tick%sweepEvery == 0 {
-				p.sweep()
-			}
-		}
-	}
-}
-
-// setFlood switches answering SYNs on or off; cookies are checked from
-// the first one on.
-func (p *Proxy) setFlood(on bool) {
-	if on {
-		p.checking.Store(true)
-	}
-	p.flood.Store(on)
 }
 
 // Counters are what the proxy did, for metrics. The cookies it sends

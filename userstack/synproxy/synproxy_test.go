@@ -26,7 +26,7 @@ type fakeNetstack struct {
 	delivered [][]byte
 }
 
-func newProxy(t *testing.T, n *fakeNetstack) *Proxy {
+func newProxy(t testing.TB, n *fakeNetstack) *Proxy {
 	t.Helper()
 	p, err := New(Options{
 		Lookup: func(_ tcpip.NetworkProtocolNumber, id stack.TransportEndpointID) Owner {
