@@ -77,13 +77,13 @@ func (t *flowTable) drain(f *flow) (held [][]byte) {
 	return held
 }
 
-// open starts the handshake with the netstack for the flow of s, whose
-// ACK carried cookie for the client's ISN isn and the MSS mss: it hands
-// the netstack the client's SYN and holds s if it carries data.
-func (p *Proxy) open(s *segment, cookie, isn uint32, mss uint16) {
+// open starts the handshake with the netstack for flow id, whose ACK s
+// carried cookie for the client's ISN isn and the MSS mss: it hands the
+// netstack the client's SYN and holds s if it carries data.
+func (p *Proxy) open(s *segment, id flowID, cookie, isn uint32, mss uint16) {
 	t := &p.flows
 	t.mu.Lock()
-	if f, ok := t.flows[s.id]; ok {
+	if f, ok := t.flows[id]; ok {
 		// Opened by an earlier copy of this ACK.
 		p.hold(f, s.frame)
 		t.mu.Unlock()
@@ -96,15 +96,15 @@ func (p *Proxy) open(s *segment, cookie, isn uint32, mss uint16) {
 	}
 	tcp := s.tcp()
 	syn := make([]byte, maxFrame)
-	syn = syn[:build(syn, s.frame[0:6], s.frame[6:12], s.id.v6, s.id.remoteAddr(), s.id.localAddr(), header.TCPFields{
-		SrcPort:    s.id.remotePort,
-		DstPort:    s.id.localPort,
+	syn = syn[:build(syn, s.frame[0:6], s.frame[6:12], id.v6, id.remoteAddr(), id.localAddr(), header.TCPFields{
+		SrcPort:    id.remotePort,
+		DstPort:    id.localPort,
 		SeqNum:     isn,
 		Flags:      header.TCPFlagSyn,
 		WindowSize: tcp.WindowSize(),
 	}, mss)]
 	f := &flow{cookie: cookie, isn: isn, syn: syn}
-	t.flows[s.id] = f
+	t.flows[id] = f
 	t.n.Store(int32(len(t.flows)))
 	t.opening++
 	if s.payload() != 0 {
@@ -126,13 +126,13 @@ func (p *Proxy) hold(f *flow, frame []byte) {
 	t.heldBytes += len(frame)
 }
 
-// receivedOnFlow handles a received segment of a flow in the table:
-// mine is false when there is none. It translates the segment of an
-// open flow and holds that of a flow being opened (drop true).
-func (p *Proxy) receivedOnFlow(s *segment, syn bool) (drop, mine bool) {
+// receivedOnFlow handles a received segment of flow id if the flow is
+// in the table (mine). It translates the segment of an open flow and
+// holds that of a flow being opened (drop true).
+func (p *Proxy) receivedOnFlow(s *segment, id flowID, syn bool) (drop, mine bool) {
 	t := &p.flows
 	t.mu.RLock()
-	f, ok := t.flows[s.id]
+	f, ok := t.flows[id]
 	var open bool
 	var delta uint32
 	if ok {
@@ -145,11 +145,11 @@ func (p *Proxy) receivedOnFlow(s *segment, syn bool) (drop, mine bool) {
 	case open && syn:
 		// A new connection once the netstack's is gone; the netstack's
 		// answer to the SYN, if it still has one, is translated.
-		if p.owner(s.id) == Connection {
+		if p.owner(id) == Connection {
 			return false, true
 		}
 		t.mu.Lock()
-		t.remove(s.id, f)
+		t.remove(id, f)
 		t.mu.Unlock()
 		return false, false
 	case open:
@@ -163,7 +163,7 @@ func (p *Proxy) receivedOnFlow(s *segment, syn bool) (drop, mine bool) {
 		translateIn(s.tcp(), f.delta)
 		return false, true
 	}
-	if t.flows[s.id] == f {
+	if t.flows[id] == f {
 		p.hold(f, s.frame)
 	}
 	return true, true

@@ -43,7 +43,7 @@ func address(a [16]byte, v6 bool) tcpip.Address {
 type segment struct {
 	frame   []byte
 	l4, end int
-	id      flowID
+	v6      bool
 }
 
 // parse finds the TCP segment in a received frame; ok is false for
@@ -61,8 +61,6 @@ func parse(frame []byte) (s segment, ok bool) {
 			return s, false
 		}
 		s.l4, s.end = l3+int(h.HeaderLength()), l3+int(h.TotalLength())
-		copy(s.id.local[:], h.DestinationAddressSlice())
-		copy(s.id.remote[:], h.SourceAddressSlice())
 	case header.IPv6ProtocolNumber:
 		h := header.IPv6(ip)
 		if !h.IsValid(len(ip)) || h.NextHeader() != uint8(header.TCPProtocolNumber) {
@@ -70,9 +68,7 @@ func parse(frame []byte) (s segment, ok bool) {
 		}
 		s.l4 = l3 + header.IPv6MinimumSize
 		s.end = s.l4 + int(h.PayloadLength())
-		s.id.v6 = true
-		copy(s.id.local[:], h.DestinationAddressSlice())
-		copy(s.id.remote[:], h.SourceAddressSlice())
+		s.v6 = true
 	default:
 		return s, false
 	}
@@ -81,8 +77,26 @@ func parse(frame []byte) (s segment, ok bool) {
 		return s, false
 	}
 	s.frame = frame
-	s.id.localPort, s.id.remotePort = t.DestinationPort(), t.SourcePort()
 	return s, true
+}
+
+// flow names the segment's flow: it was received, so the destination is
+// local. Read only when needed: most segments need no name.
+func (s *segment) flow() flowID {
+	id := flowID{v6: s.v6}
+	ip := s.frame[header.EthernetMinimumSize:s.l4]
+	if s.v6 {
+		h := header.IPv6(ip)
+		copy(id.local[:], h.DestinationAddressSlice())
+		copy(id.remote[:], h.SourceAddressSlice())
+	} else {
+		h := header.IPv4(ip)
+		copy(id.local[:], h.DestinationAddressSlice())
+		copy(id.remote[:], h.SourceAddressSlice())
+	}
+	t := s.tcp()
+	id.localPort, id.remotePort = t.DestinationPort(), t.SourcePort()
+	return id
 }
 
 func (s *segment) tcp() header.TCP { return header.TCP(s.frame[s.l4:s.end]) }
@@ -96,7 +110,7 @@ func (s *segment) mss() uint16 {
 	if mss := header.ParseSynOptions(s.tcp().Options(), false).MSS; mss != 0 {
 		return mss
 	}
-	if s.id.v6 {
+	if s.v6 {
 		return header.IPv6MinimumMTU - header.IPv6MinimumSize - header.TCPMinimumSize
 	}
 	return 536

@@ -154,21 +154,27 @@ func (p *Proxy) Received(frame, answer []byte) (drop bool, n int) {
 	}
 	flags := s.tcp().Flags()
 	syn := flags&(header.TCPFlagSyn|header.TCPFlagAck) == header.TCPFlagSyn
+	reset := flags&(header.TCPFlagRst|header.TCPFlagSyn) == header.TCPFlagRst
+	ack := flags&(header.TCPFlagSyn|header.TCPFlagRst|header.TCPFlagFin) == 0 && flags&header.TCPFlagAck != 0
 	if syn {
 		p.countSYN()
 	}
+	if !syn && !reset && p.flows.n.Load() == 0 && !(ack && p.checking.Load()) {
+		return false, 0
+	}
+	id := s.flow()
 	if p.flows.n.Load() != 0 {
-		if drop, mine := p.receivedOnFlow(&s, syn); mine {
+		if drop, mine := p.receivedOnFlow(&s, id, syn); mine {
 			return drop, 0
 		}
 	}
 	switch {
 	case syn:
-		if p.flood.Load() && p.owner(s.id) == Listener {
-			return true, p.answer(&s, answer)
+		if p.flood.Load() && p.owner(id) == Listener {
+			return true, p.answer(&s, id, answer)
 		}
-	case flags&(header.TCPFlagRst|header.TCPFlagSyn) == header.TCPFlagRst:
-		if p.owner(s.id) == Listener {
+	case reset:
+		if p.owner(id) == Listener {
 			// RFC 9293, 3.10.7.2: a listener ignores a reset.
 			stats := p.opts.Stats
 			stats.TCP.ValidSegmentsReceived.Increment()
@@ -176,10 +182,8 @@ func (p *Proxy) Received(frame, answer []byte) (drop bool, n int) {
 			stats.DroppedPackets.Increment()
 			return true, 0
 		}
-	case flags&(header.TCPFlagSyn|header.TCPFlagRst|header.TCPFlagFin) == 0 && flags&header.TCPFlagAck != 0:
-		if p.checking.Load() {
-			return p.cookieACK(&s), 0
-		}
+	case ack && p.checking.Load():
+		return p.cookieACK(&s, id), 0
 	}
 	return false, 0
 }
@@ -200,15 +204,16 @@ func (p *Proxy) Sending(ip, tcp []byte, partialChecksum bool) (send bool) {
 
 func (p *Proxy) owner(id flowID) Owner { return p.opts.Lookup(id.endpoint()) }
 
-// answer writes the SYN-ACK for the SYN s into b and returns its length.
-func (p *Proxy) answer(s *segment, b []byte) int {
+// answer writes the SYN-ACK for the SYN s of flow id into b and returns
+// its length.
+func (p *Proxy) answer(s *segment, id flowID, b []byte) int {
 	t := s.tcp()
 	isn := t.SequenceNumber()
-	cookie := p.cookies.make(s.id, isn, mssIndex(s.id.v6, s.mss()), p.period.Load())
-	mss := p.ownMSS(s.id.v6)
+	cookie := p.cookies.make(id, isn, mssIndex(id.v6, s.mss()), p.period.Load())
+	mss := p.ownMSS(id.v6)
 	f := header.TCPFields{
-		SrcPort: s.id.localPort,
-		DstPort: s.id.remotePort,
+		SrcPort: id.localPort,
+		DstPort: id.remotePort,
 		SeqNum:  cookie,
 		AckNum:  isn + 1,
 		Flags:   header.TCPFlagSyn | header.TCPFlagAck,
@@ -216,7 +221,7 @@ func (p *Proxy) answer(s *segment, b []byte) int {
 		// an initial congestion window of ten segments, unscaled.
 		WindowSize: uint16(min(20*int(mss), 0xffff)),
 	}
-	n := build(b, s.frame[6:12], s.frame[0:6], s.id.v6, s.id.localAddr(), s.id.remoteAddr(), f, mss)
+	n := build(b, s.frame[6:12], s.frame[0:6], id.v6, id.localAddr(), id.remoteAddr(), f, mss)
 	p.opts.Stats.TCP.ListenOverflowSynCookieSent.Increment()
 	return n
 }
@@ -230,17 +235,17 @@ func (p *Proxy) ownMSS(v6 bool) uint16 {
 	return uint16(min(int(p.opts.MTU())-headers, 0xffff))
 }
 
-// cookieACK opens a flow for an ACK that carries a valid cookie for a
-// listener, and tells whether it took the segment.
-func (p *Proxy) cookieACK(s *segment) (took bool) {
+// cookieACK opens flow id for its ACK s if s carries a valid cookie for
+// a listener, and tells whether it took the segment.
+func (p *Proxy) cookieACK(s *segment, id flowID) (took bool) {
 	t := s.tcp()
 	isn, cookie := t.SequenceNumber()-1, t.AckNumber()-1
-	mss, ok := p.cookies.check(s.id, isn, cookie, p.period.Load())
-	if !ok || p.owner(s.id) != Listener {
+	mss, ok := p.cookies.check(id, isn, cookie, p.period.Load())
+	if !ok || p.owner(id) != Listener {
 		return false
 	}
 	p.opts.Stats.TCP.ListenOverflowSynCookieRcvd.Increment()
-	p.open(s, cookie, isn, mssTables[b2i(s.id.v6)][mss])
+	p.open(s, id, cookie, isn, mssTables[b2i(id.v6)][mss])
 	return true
 }
 

@@ -94,11 +94,11 @@ func checkSums(t *testing.T, what string, frame []byte) {
 	if !ok {
 		t.Fatalf("%s: not a TCP segment", what)
 	}
-	if !s.id.v6 && !header.IPv4(frame[header.EthernetMinimumSize:]).IsChecksumValid() {
+	if !s.flow().v6 && !header.IPv4(frame[header.EthernetMinimumSize:]).IsChecksumValid() {
 		t.Errorf("%s: bad IPv4 header checksum", what)
 	}
 	// The segment was sent from remote to local, or the other way.
-	src, dst := s.id.remoteAddr(), s.id.localAddr()
+	src, dst := s.flow().remoteAddr(), s.flow().localAddr()
 	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(s.end-s.l4))
 	if checksum.Checksum(s.tcp(), xsum) != 0xffff {
 		t.Errorf("%s: bad TCP checksum", what)
@@ -135,8 +135,8 @@ func TestReceived(t *testing.T) {
 		}
 		s, _ := parse(synACK)
 		// Parsed as received: local is the frame's destination.
-		if s.id.local != id.remote || s.id.remote != id.local || s.id.localPort != id.remotePort || s.id.remotePort != id.localPort {
-			t.Errorf("v6 %v: SYN-ACK goes %v, want the way back of %v", v6, s.id, id)
+		if s.flow().local != id.remote || s.flow().remote != id.local || s.flow().localPort != id.remotePort || s.flow().remotePort != id.localPort {
+			t.Errorf("v6 %v: SYN-ACK goes %v, want the way back of %v", v6, s.flow(), id)
 		}
 		tcp := s.tcp()
 		wantMSS := uint16(1460)
@@ -191,8 +191,8 @@ func TestReceived(t *testing.T) {
 		s, _ = parse(d[0])
 		tcp = s.tcp()
 		opts = header.ParseSynOptions(tcp.Options(), false)
-		if s.id != id || tcp.Flags() != header.TCPFlagSyn || tcp.SequenceNumber() != isn || opts.MSS != 1460 && opts.MSS != 1440 || len(tcp.Options()) != mssOptionSize || tcp.WindowSize() != 502 {
-			t.Errorf("v6 %v: SYN to the netstack: flow %v, %s seq %d mss %d options %x window %d; want flow %v, SYN seq %d, only an mss of 1460 or 1440, window 502", v6, s.id, tcp.Flags(), tcp.SequenceNumber(), opts.MSS, tcp.Options(), tcp.WindowSize(), id, isn)
+		if s.flow() != id || tcp.Flags() != header.TCPFlagSyn || tcp.SequenceNumber() != isn || opts.MSS != 1460 && opts.MSS != 1440 || len(tcp.Options()) != mssOptionSize || tcp.WindowSize() != 502 {
+			t.Errorf("v6 %v: SYN to the netstack: flow %v, %s seq %d mss %d options %x window %d; want flow %v, SYN seq %d, only an mss of 1460 or 1440, window 502", v6, s.flow(), tcp.Flags(), tcp.SequenceNumber(), opts.MSS, tcp.Options(), tcp.WindowSize(), id, isn)
 		}
 		if got := p.opts.Stats.TCP.ListenOverflowSynCookieSent.Value(); got != 1 {
 			t.Errorf("v6 %v: cookies sent: %d, want 1", v6, got)
@@ -299,7 +299,7 @@ func TestBounds(t *testing.T) {
 		s, _ := parse(frame)
 		if s.tcp().Flags() == header.TCPFlagSyn {
 			synACK := make([]byte, maxFrame)
-			l := build(synACK, clientMAC, serverMAC, false, s.id.localAddr(), s.id.remoteAddr(), header.TCPFields{SrcPort: s.id.localPort, DstPort: s.id.remotePort, SeqNum: 5000, AckNum: isn + 1, Flags: header.TCPFlagSyn | header.TCPFlagAck}, 1460)
+			l := build(synACK, clientMAC, serverMAC, false, s.flow().localAddr(), s.flow().remoteAddr(), header.TCPFields{SrcPort: s.flow().localPort, DstPort: s.flow().remotePort, SeqNum: 5000, AckNum: isn + 1, Flags: header.TCPFlagSyn | header.TCPFlagAck}, 1460)
 			l4 := header.EthernetMinimumSize + header.IPv4MinimumSize
 			if p.Sending(synACK[header.EthernetMinimumSize:l4], synACK[l4:l], false) {
 				t.Errorf("the netstack's SYN-ACK went to the wire")
