@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"gvisor.dev/gvisor/pkg/tcpip"
+
+	"github.com/xdpstack/xdpstack/userstack/synproxy"
 )
 
 var (
@@ -36,6 +38,18 @@ var (
 	endpoints = prometheus.NewDesc("xdpstack_userstack_endpoints",
 		"Transport endpoints of the netstack: listeners, connections and those in TIME-WAIT.",
 		[]string{"iface"}, nil)
+	synFlood = prometheus.NewDesc("xdpstack_userstack_syn_flood",
+		"1 while a SYN flood lasts and the SYN proxy answers every SYN for a listener with a cookie, else 0.",
+		[]string{"iface"}, nil)
+	synProxyConnections = prometheus.NewDesc("xdpstack_userstack_synproxy_connections_total",
+		"TCP connections the SYN proxy opened: a valid cookie came back and the netstack took the handshake.",
+		[]string{"iface"}, nil)
+	synProxyFlows = prometheus.NewDesc("xdpstack_userstack_synproxy_flows",
+		"TCP connections opened by the SYN proxy whose sequence numbers it translates now, or that it is opening.",
+		[]string{"iface"}, nil)
+	synProxyDrops = prometheus.NewDesc("xdpstack_userstack_synproxy_drops_total",
+		"Segments the SYN proxy dropped, by why: table_full (a valid cookie while too many connections are being opened or translated; the client sends it again), hold_full (a segment that came while its connection was being opened, beyond what is held), handshake_timeout (a connection the netstack never took, its accept queue full).",
+		[]string{"iface", "reason"}, nil)
 )
 
 // netstackMetric is a family of the netstack's own counters, the ones an
@@ -77,7 +91,7 @@ var netstackMetrics = describe([]netstackMetric{
 		{"accept_queue_full", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ListenOverflowAckDrop }},
 		{"bad_syn_cookie", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ListenOverflowInvalidSynCookieRcvd }},
 	}},
-	{name: "xdpstack_userstack_tcp_syn_cookies_total", help: "SYN cookies sent in SYN-ACKs, as under a SYN flood, and valid ones received back, each of which opened a connection.", label: "direction", series: []netstackSeries{
+	{name: "xdpstack_userstack_tcp_syn_cookies_total", help: "SYN cookies sent in SYN-ACKs (by the SYN proxy during a SYN flood, or by a listener with a full SYN queue), and valid ones received back, each of which opened a connection.", label: "direction", series: []netstackSeries{
 		{"tx", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ListenOverflowSynCookieSent }},
 		{"rx", func(s *tcpip.Stats) *tcpip.StatCounter { return s.TCP.ListenOverflowSynCookieRcvd }},
 	}},
@@ -140,7 +154,7 @@ func (s *Stack) Collector() prometheus.Collector { return collector{s} }
 type collector struct{ s *Stack }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{afxdpInfo, afxdpFrames, afxdpPackets, afxdpDrops, afxdpTxFailures, afxdpTxDropped, gsoSegments, gsoBytes, endpoints} {
+	for _, d := range []*prometheus.Desc{afxdpInfo, afxdpFrames, afxdpPackets, afxdpDrops, afxdpTxFailures, afxdpTxDropped, gsoSegments, gsoBytes, endpoints, synFlood, synProxyConnections, synProxyFlows, synProxyDrops} {
 		ch <- d
 	}
 	for _, m := range netstackMetrics {
@@ -183,6 +197,17 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(gsoBytes, c.s.gso.Bytes.Load(), iface)
 	}
 	gauge(endpoints, float64(c.s.Endpoints()), iface)
+	proxy := c.s.proxy.Counters()
+	flood := 0.0
+	if proxy.Flood {
+		flood = 1
+	}
+	gauge(synFlood, flood, iface)
+	counter(synProxyConnections, proxy.Opened, iface)
+	gauge(synProxyFlows, float64(proxy.Flows), iface)
+	for reason, n := range proxy.Drops {
+		counter(synProxyDrops, n, iface, synproxy.DropReasons[reason])
+	}
 	st := c.s.stack.Stats()
 	for _, m := range netstackMetrics {
 		for _, series := range m.series {

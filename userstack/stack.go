@@ -37,6 +37,7 @@ import (
 	"github.com/xdpstack/xdpstack/userstack/kernelview"
 	"github.com/xdpstack/xdpstack/userstack/link"
 	"github.com/xdpstack/xdpstack/userstack/session"
+	"github.com/xdpstack/xdpstack/userstack/synproxy"
 )
 
 const nicID tcpip.NICID = 1
@@ -56,8 +57,8 @@ type Stack struct {
 	// view follows the kernel's addresses, neighbours, routes and MTU.
 	view *kernelview.View
 
-	// flood is what the SYN flood defence knows (synflood.go).
-	flood synFlood
+	// proxy answers SYNs while a SYN flood lasts (synproxy).
+	proxy *synproxy.Proxy
 	// ports are the attachment's range for the userstack's own
 	// connections, steered to it and reserved in the kernel.
 	ports     maps.PortRange
@@ -125,7 +126,18 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if err := s.tune(); err != nil {
 		return nil, err
 	}
-	linkOpts := link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth" && !opts.CheckChecksums, Stats: s.stack.Stats(), OnResolve: s.resolve, Screen: s.screen}
+	var ep *link.Endpoint
+	s.proxy, err = synproxy.New(synproxy.Options{
+		Lookup:  s.owner,
+		Deliver: func(frame []byte) { ep.Inject(frame) },
+		MTU:     func() uint32 { return ep.MTU() },
+		Stats:   s.stack.Stats(),
+		Log:     s.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	linkOpts := link.Options{MTU: uint32(iface.MTU), MAC: iface.MAC, GRO: !opts.NoGRO, TrustChecksums: iface.Driver == "veth" && !opts.CheckChecksums, Stats: s.stack.Stats(), OnResolve: s.resolve, Interceptor: s.proxy}
 	if s.gso, err = s.openGSO(opts); err != nil {
 		return nil, err
 	}
@@ -134,7 +146,7 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 		s.wg.Add(1)
 		go s.refreshGSO()
 	}
-	ep := link.New(queues, linkOpts)
+	ep = link.New(queues, linkOpts)
 	s.link = ep
 	// No queueing discipline: the netstack writes to the endpoint inline,
 	// where a qdisc would hand every packet to a goroutine of its own.
@@ -142,8 +154,7 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if err := s.stack.CreateNIC(nicID, ep); err != nil {
 		return nil, fmt.Errorf("create netstack nic: %s", err)
 	}
-	s.wg.Add(1)
-	go s.watchSYNs()
+	s.proxy.Start()
 	// Steer only once the netstack is ready for what comes: the view
 	// fills local_addrs after the netstack has the addresses.
 	if err := s.view.Follow(nic{s}, m.LocalAddrs); err != nil {
@@ -239,6 +250,19 @@ func (s *Stack) maxMTU() int {
 	return most
 }
 
+// owner tells the SYN proxy what in the netstack a segment of the flow
+// id would reach.
+func (s *Stack) owner(netProto tcpip.NetworkProtocolNumber, id stack.TransportEndpointID) synproxy.Owner {
+	ep, ok := s.stack.FindTransportEndpoint(netProto, tcp.ProtocolNumber, id, nicID).(*tcp.Endpoint)
+	switch {
+	case !ok:
+		return synproxy.Nobody
+	case ep.EndpointState() == tcp.StateListen:
+		return synproxy.Listener
+	}
+	return synproxy.Connection
+}
+
 // Sockets are the AF_XDP sockets, one per queue, for status and metrics.
 func (s *Stack) Sockets() []*afxdp.Socket { return s.sockets }
 
@@ -270,6 +294,9 @@ func (s *Stack) Close() error {
 		}
 		if s.link != nil {
 			s.link.Stop()
+		}
+		if s.proxy != nil {
+			s.proxy.Close()
 		}
 		if s.stack != nil {
 			s.stack.Close()

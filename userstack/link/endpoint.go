@@ -3,9 +3,10 @@
 // and sends each flow on one queue's TX ring, in batches. It takes the
 // netstack's TCP segments of up to 64 KiB and cuts them into frames
 // (segment.go) or hands them whole to the kernel (Options.Segmenter),
-// holds pure ACKs back for the next segment to carry (delayedack.go), and
+// holds pure ACKs back for the next segment to carry (delayedack.go),
 // works around the netstack's dropping of ACKs while its receive window
-// is shut (zerowindow.go).
+// is shut (zerowindow.go), and lets an Interceptor (the SYN proxy) see
+// the TCP traffic first.
 //
 // One endpoint serves all the queues, not one per queue, because the
 // netstack routes by NIC and every queue carries the same addresses.
@@ -77,11 +78,33 @@ type Options struct {
 	// none, since the answers would go to the kernel, which owns
 	// neighbour resolution. Hand the kernel's answer back with Resolved.
 	OnResolve func(target tcpip.Address)
-	// Screen sees every received frame with a valid checksum before the
-	// netstack does, and tells whether to drop it: one the netstack
-	// would drop anyway costs no copy then.
-	Screen func(frame []byte) (drop bool)
+	// Interceptor, when set, sees the TCP traffic before the netstack
+	// and the wire do.
+	Interceptor Interceptor
 }
+
+// Interceptor sees the traffic where the netstack meets the wire: the
+// SYN proxy (userstack/synproxy) answers SYNs and translates sequence
+// numbers there.
+type Interceptor interface {
+	// Received sees each received frame with a valid checksum before
+	// the netstack does, and may change it in place. It drops the frame
+	// (one the netstack would drop anyway then costs no copy), and may
+	// answer it with a frame of n bytes written into answer
+	// (AnswerSize bytes long): a batch's answers leave together, on the
+	// queue it came from.
+	Received(frame, answer []byte) (drop bool, n int)
+	// Sending sees the IP and TCP headers of each TCP packet the
+	// netstack sends, before anything else reads them, and may change
+	// them in place; partialChecksum says the TCP checksum covers the
+	// pseudo-header only, for the endpoint to finish. It keeps the
+	// packet off the wire by returning false.
+	Sending(ip, tcp []byte, partialChecksum bool) (send bool)
+}
+
+// AnswerSize is the room an Interceptor has for an answer: a TCP
+// segment with a few options.
+const AnswerSize = 128
 
 // batchSize bounds how many frames one Receive hands up.
 const batchSize = 64
@@ -157,12 +180,17 @@ func (e *Endpoint) receive(q Queue, d stack.NetworkDispatcher) {
 			pkt.DecRef()
 		}
 	}
+	answers := newAnswers()
 	deliver := func(frame []byte) {
 		if !e.opts.TrustChecksums && !checksumsValid(frame, &e.opts.Stats) {
 			return
 		}
-		if e.opts.Screen != nil && e.opts.Screen(frame) {
-			return
+		if e.opts.Interceptor != nil {
+			drop, n := e.opts.Interceptor.Received(frame, answers.next())
+			answers.add(n)
+			if drop {
+				return
+			}
 		}
 		if ack := e.zero.ackFor(frame); ack != nil {
 			enqueue(ack)
@@ -171,6 +199,7 @@ func (e *Endpoint) receive(q Queue, d stack.NetworkDispatcher) {
 	}
 	for {
 		if q.Receive(batchSize, deliver) > 0 {
+			answers.send(q)
 			flushGRO(&g)
 			continue
 		}
@@ -178,6 +207,53 @@ func (e *Endpoint) receive(q Queue, d stack.NetworkDispatcher) {
 			return
 		}
 	}
+}
+
+// answers are the Interceptor's answers to a batch of received frames.
+type answers struct {
+	buf  []byte
+	lens []int
+	// write hands answer i to Transmit: made once, since a closure made
+	// per batch would be garbage per batch.
+	write func(i int, buf []byte) (int, afxdp.Checksum)
+}
+
+func newAnswers() *answers {
+	a := &answers{}
+	a.write = func(i int, buf []byte) (int, afxdp.Checksum) {
+		n := a.lens[i]
+		if n > len(buf) {
+			return n, afxdp.Checksum{}
+		}
+		return copy(buf, a.buf[i*AnswerSize:i*AnswerSize+n]), afxdp.Checksum{}
+	}
+	return a
+}
+
+// next is the room for the next answer.
+func (a *answers) next() []byte {
+	off := len(a.lens) * AnswerSize
+	if len(a.buf) < off+AnswerSize {
+		a.buf = append(a.buf, make([]byte, AnswerSize)...)
+	}
+	return a.buf[off : off+AnswerSize]
+}
+
+// add takes the answer of n bytes written into next, if any.
+func (a *answers) add(n int) {
+	if n > 0 {
+		a.lens = append(a.lens, n)
+	}
+}
+
+// send transmits the answers on q in one batch. What the TX ring cannot
+// take is dropped there, and counted.
+func (a *answers) send(q Queue) {
+	if len(a.lens) == 0 {
+		return
+	}
+	q.Transmit(len(a.lens), a.write)
+	a.lens = a.lens[:0]
 }
 
 // groBucketSize is how many packets a bucket of gro.GRO holds (its
@@ -273,7 +349,7 @@ func (e *Endpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
 func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	out := make([]*outPacket, 0, pkts.Len())
 	for _, pkt := range pkts.AsSlice() {
-		if !e.solicitation(pkt) {
+		if !e.solicitation(pkt) && e.leaves(pkt) {
 			p := newOutPacket(pkt)
 			e.zero.sent(p)
 			out = append(out, p)
@@ -338,6 +414,33 @@ func (e *Endpoint) send(packets []*outPacket) (unsent []*outPacket) {
 		}
 	}
 	return unsent
+}
+
+// leaves tells whether pkt goes to the wire: the Interceptor sees every
+// TCP packet and may keep it back.
+func (e *Endpoint) leaves(pkt *stack.PacketBuffer) bool {
+	if e.opts.Interceptor == nil || pkt.TransportProtocolNumber != header.TCPProtocolNumber {
+		return true
+	}
+	gso := pkt.GSOOptions
+	partial := gso.Type != stack.GSONone && gso.NeedsCsum
+	return e.opts.Interceptor.Sending(pkt.NetworkHeader().Slice(), pkt.TransportHeader().Slice(), partial)
+}
+
+// Inject hands the netstack a frame as if it had been received, for an
+// Interceptor's own packets. Not from inside WritePackets, where the
+// netstack holds locks that delivering takes.
+func (e *Endpoint) Inject(frame []byte) {
+	e.mu.RLock()
+	d := e.dispatcher
+	e.mu.RUnlock()
+	if d == nil {
+		return
+	}
+	if pkt := e.parse(frame); pkt != nil {
+		d.DeliverNetworkPacket(pkt.NetworkProtocolNumber, pkt)
+		pkt.DecRef()
+	}
 }
 
 // solicitation tells whether pkt is the netstack asking for a link
