@@ -161,6 +161,9 @@ type Socket struct {
 	// kicks wakes the kicker goroutine; nil when none runs.
 	kicks      chan struct{}
 	kickerDone chan struct{}
+	// kickMu is held by whoever kicks the TX ring, so that kicks never
+	// contend for the socket's mutex in the kernel.
+	kickMu sync.Mutex
 
 	txMu   sync.Mutex
 	tx     descRing
@@ -512,13 +515,61 @@ type Checksum struct{ Start, Offset uint16 }
 // with a buffer that size and cuts it into frames, else it drops the
 // packet (counted as TxTooLong). It returns how many it took; fewer than
 // n when the TX ring and frames stay full (counted as TxFull), with the
-// kernel's error if it refuses to send. The kicker goroutine sends them
-// right after, in order.
+// kernel's error if it refuses to send. They leave right after, in
+// order: a few on an idle ring from the caller (kickInline), more from
+// the kicker goroutine.
 func (s *Socket) Transmit(n int, write func(i int, buf []byte) (int, Checksum)) (int, error) {
+	sent, small, err := s.queue(n, write)
+	if small {
+		s.kickInline()
+	} else if sent > 0 {
+		s.wakeKicker()
+	}
+	return sent, err
+}
+
+// inlineKickFrames is the most frames a Transmit sends itself, when the
+// ring was idle: a request's answer or an ACK. Waking the kicker for
+// them was one more hand-off between goroutines per message, and with
+// an idle P each hand-off woke a thread (a futex wake, and a spinning
+// thread taking the CPU the peer needed): 1-byte ping-pong from a
+// separate process spent more time there than in the netstack.
+const inlineKickFrames = 4
+
+// kickInline kicks the TX ring from the calling goroutine, once, unless
+// a kick is under way (which then sends these frames too); the kicker
+// takes what one kick leaves.
+func (s *Socket) kickInline() {
+	if !s.kickMu.TryLock() {
+		s.wakeKicker()
+		return
+	}
+	var err error
+	if s.needsKick() {
+		err = s.kickOnce()
+	}
+	left := s.tx.pending()
+	s.kickMu.Unlock()
+	if err != nil {
+		s.txFailed(TxKick, err)
+	}
+	if left != 0 {
+		s.wakeKicker()
+	}
+}
+
+// queue is Transmit's work on the TX ring; small tells whether the
+// frames it queued are few enough, on a ring that was idle, to send
+// from the caller.
+func (s *Socket) queue(n int, write func(i int, buf []byte) (int, Checksum)) (sent int, small bool, err error) {
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
+	idle := s.tx.pending() == 0
+	queued := uint32(0)
+	defer func() {
+		small = s.kicks != nil && idle && queued > 0 && queued <= inlineKickFrames
+	}()
 	frameRoom := s.frameSize - s.txHeadroom
-	sent := 0
 	var stalled time.Time
 	for sent < n {
 		s.reap()
@@ -569,10 +620,10 @@ func (s *Socket) Transmit(n int, write func(i int, buf []byte) (int, Checksum)) 
 				// Say why the frames do not leave, where the kernel knows.
 				if s.needsKick() {
 					if err := s.kickOnce(); err != nil {
-						return sent, s.txFailed(TxKick, err)
+						return sent, false, s.txFailed(TxKick, err)
 					}
 				}
-				return sent, nil
+				return sent, false, nil
 			}
 			s.wakeKicker()
 			time.Sleep(50 * time.Microsecond)
@@ -585,9 +636,13 @@ func (s *Socket) Transmit(n int, write func(i int, buf []byte) (int, Checksum)) 
 		s.txInKernel.Add(int64(frames))
 		s.txPackets.Add(uint64(sent - first - dropped))
 		s.txBytes.Add(bytes)
-		s.wakeKicker()
+		queued += frames
+		if sent < n {
+			// More to come than fits: let the kicker start on these.
+			s.wakeKicker()
+		}
 	}
-	return sent, nil
+	return sent, false, nil
 }
 
 // wakeKicker has the kicker send what the TX ring holds.
@@ -609,7 +664,9 @@ func (s *Socket) wakeKicker() {
 func (s *Socket) kicker() {
 	defer close(s.kickerDone)
 	for range s.kicks {
+		s.kickMu.Lock()
 		s.kick()
+		s.kickMu.Unlock()
 	}
 }
 
@@ -623,7 +680,9 @@ func (s *Socket) Flush() error {
 	taken := func() bool { return int32(s.tx.consumer.Load()-target) >= 0 }
 	start := time.Now()
 	for {
+		s.kickMu.Lock()
 		err := s.kick()
+		s.kickMu.Unlock()
 		if taken() {
 			return nil
 		}
