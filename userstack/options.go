@@ -21,7 +21,11 @@ type Options struct {
 	// frames, cut by the userstack, instead of whole through the
 	// kernel's segmentation offload (gsotx).
 	NoKernelGSO bool
-	TCP         TCPOptions
+	// Procs sets the process's GOMAXPROCS when the stack starts: a
+	// number, or ProcsAuto for AutoProcs. 0 leaves it alone, for a
+	// process that runs more than the userstack (tests, benchmarks).
+	Procs int
+	TCP   TCPOptions
 }
 
 // TCPOptions are the netstack's TCP settings.
@@ -49,6 +53,9 @@ type TCPOptions struct {
 }
 
 func (o *Options) setDefaults() error {
+	if o.Procs < ProcsAuto {
+		return fmt.Errorf("procs %d: want a positive number, or auto", o.Procs)
+	}
 	t := &o.TCP
 	switch t.CongestionControl {
 	case "":

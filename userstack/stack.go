@@ -106,6 +106,9 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	if s.ports = info.UserPorts; s.ports == (maps.PortRange{}) {
 		return nil, fmt.Errorf("start userstack on %s: the attachment steers no ports to it (attach with loader.Options.UserPorts)", iface.Name)
 	}
+	if opts.Procs != 0 {
+		s.log.Info("go threads at once", "gomaxprocs", setProcs(opts.Procs, max(iface.RxQueues, 1)))
+	}
 	queues := make([]link.Queue, 0, iface.RxQueues)
 	for q := range max(iface.RxQueues, 1) {
 		sock, err := afxdp.Open(iface.Index, q, opts.AFXDP)

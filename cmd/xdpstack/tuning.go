@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/urfave/cli/v2"
 
@@ -17,6 +18,8 @@ var tcpFlags = []cli.Flag{
 	&cli.StringFlag{Name: "tcp-send-buffer", Value: "4M", Usage: "largest send buffer userstack TCP auto-tuning may give a connection (4K to 1G; suffixes K, M, G)"},
 	&cli.StringFlag{Name: "tcp-receive-buffer", Value: "6M", Usage: "largest receive buffer userstack TCP auto-tuning may give a connection (4K to 1G; suffixes K, M, G)"},
 	&cli.IntFlag{Name: "tcp-backlog", Value: 4096, Usage: "accept queue of each userstack TCP listener (1 to 65535)"},
+	&cli.StringFlag{Name: "procs", Value: "auto", Usage: "Go threads running at once (GOMAXPROCS) for the userstack and its apps: auto (one per queue, leaving a CPU to the kernel; GOMAXPROCS from the environment wins) or a number"},
+	&cli.BoolFlag{Name: "check-checksums", Usage: "check received checksums on a veth too, as on every other interface (for tests and benchmarks: the peer must send whole checksums, its tx checksumming off)"},
 }
 
 // userstackOptions reads tcpFlags and checks them as the userstack would.
@@ -26,6 +29,17 @@ func userstackOptions(c *cli.Context) (userstack.Options, error) {
 	t.CongestionControl = c.String("tcp-cc")
 	t.NoSACK = !c.Bool("tcp-sack")
 	t.Backlog = c.Int("tcp-backlog")
+	o.CheckChecksums = c.Bool("check-checksums")
+	switch p := c.String("procs"); p {
+	case "auto":
+		o.Procs = userstack.ProcsAuto
+	default:
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 4096 {
+			return o, fmt.Errorf("--procs %q: want auto or a number from 1 to 4096", p)
+		}
+		o.Procs = n
+	}
 	for _, b := range []struct {
 		flag string
 		size *int
