@@ -467,6 +467,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"tiny send buffer", []string{"attach", a.Iface, "--tcp-send-buffer", "100"}, "tcp send buffer 100: want 4096 to 1073741824 bytes"},
 		{"bad receive buffer", []string{"attach", a.Iface, "--tcp-receive-buffer", "lots"}, "--tcp-receive-buffer"},
 		{"bad backlog", []string{"attach", a.Iface, "--tcp-backlog", "0"}, "--tcp-backlog 0"},
+		{"procs 0", []string{"attach", a.Iface, "--procs", "0"}, `--procs "0": want auto or a number from 1 to 4096`},
+		{"procs not a number", []string{"attach", a.Iface, "--procs", "many"}, `--procs "many": want auto or a number from 1 to 4096`},
 		{"app in the userstack's ports", []string{"attach", a.Iface, "--app", "echo=tcp://:61500"}, "port 61500 is in the userstack's own port range 61000-62999"},
 		{"stats not attached", []string{"stats", a.Iface}, "xdpstack is not attached to " + a.Iface},
 		{"stats count without rate", []string{"stats", "--count", "3"}, "go with --rate"},

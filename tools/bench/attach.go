@@ -1,18 +1,10 @@
 package main
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
-	"os"
-	"path/filepath"
-	"syscall"
-	"time"
-
 	"github.com/cilium/ebpf/link"
 
 	"github.com/xdpstack/xdpstack/bpf"
+	"github.com/xdpstack/xdpstack/tools/internal/attachproc"
 )
 
 // attach puts setup s on host A's interface and returns what undoes it.
@@ -47,39 +39,8 @@ func (b *bench) attachPass() (func() error, error) {
 	return func() error { l.Close(); return objs.Close() }, nil
 }
 
-// attachXdpstack runs the real binary, as an operator would, with pins in
-// a folder of its own and the given extra arguments (apps).
+// attachXdpstack runs the real binary on host A, as an operator would,
+// with the given extra arguments (apps).
 func (b *bench) attachXdpstack(extra ...string) (func() error, error) {
-	dir, err := os.MkdirTemp("", "xdpstack-bench")
-	if err != nil {
-		return nil, err
-	}
-	id := make([]byte, 4)
-	rand.Read(id)
-	pinRoot := "/sys/fs/bpf/xdpstack-bench-" + hex.EncodeToString(id)
-	ready := filepath.Join(dir, "ready")
-	args := append([]string{"--pin-root", pinRoot, "attach", b.pair.A.Iface, "--mode", "native", "--metrics-addr", "", "--ready-file", ready}, extra...)
-	cmd := b.pair.A.Command(context.Background(), b.binary, args...)
-	out, err := os.Create(filepath.Join(dir, "log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	stop := func() error {
-		defer os.RemoveAll(dir)
-		defer os.RemoveAll(pinRoot)
-		cmd.Process.Signal(syscall.SIGTERM)
-		return cmd.Wait()
-	}
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(ready); err == nil {
-			return stop, nil
-		}
-	}
-	stop()
-	log, _ := os.ReadFile(filepath.Join(dir, "log"))
-	return nil, fmt.Errorf("xdpstack attach not ready after 20s: %s", log)
+	return attachproc.Start(b.pair.A, b.binary, extra...)
 }

@@ -119,11 +119,11 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 				title, flags = title+", checksums checked", flags+" -check-checksums"
 			}
 			fmt.Fprintf(logOut, "userstack against the kernel, %s:\n", title)
-			rep, err := echobench.Run(context.Background(), echobench.Config{Rounds: rounds, MTU: run.mtu, CheckChecksums: run.check, Log: logOut})
+			rep, err := echobench.Run(context.Background(), echobench.Config{Binary: binary, Rounds: rounds, MTU: run.mtu, CheckChecksums: run.check, Log: logOut})
 			if err != nil {
 				return "", fmt.Errorf("echobench, %s: %w", title, err)
 			}
-			fmt.Fprintf(&r, "\n## The userstack against the kernel, %s\n\n`go run ./tools/echobench %s`: the echo app on the userstack and on a kernel socket of one host, the echo tester on the peer.\n\n%s", title, flags, rep.Markdown())
+			fmt.Fprintf(&r, "\n## The userstack against the kernel, %s\n\n`go run ./tools/echobench %s`: the echo app on the userstack in the attach daemon, and the echo server on kernel sockets, each in a process of its own on one host; the clients on the peer.\n\n%s", title, flags, rep.Markdown())
 		}
 	}
 	return r.String(), nil

@@ -1,7 +1,7 @@
 // Command echobench measures the userstack against the kernel on one veth
 // pair it creates, and prints a markdown table of ratios.
 //
-//	go run ./tools/echobench [-rounds 3] [-bytes 268435456] [-mtu 9000] [-check-checksums]
+//	go run ./tools/echobench [-binary bin/xdpstack] [-rounds 3] [-bytes 268435456] [-mtu 9000] [-check-checksums]
 package main
 
 import (
@@ -16,6 +16,7 @@ import (
 
 func main() {
 	var cfg echobench.Config
+	flag.StringVar(&cfg.Binary, "binary", "bin/xdpstack", "the xdpstack binary whose attach daemon and echo server are measured")
 	flag.IntVar(&cfg.Rounds, "rounds", 3, "interleaved rounds per figure (the median is reported)")
 	flag.Int64Var(&cfg.Bytes, "bytes", 256<<20, "bytes each throughput run sends through the echo")
 	flag.IntVar(&cfg.Conns, "conns", 2000, "connections per connection-rate round")

@@ -7,22 +7,17 @@ package echobench
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/xdpstack/xdpstack/internal/testing/hosts"
-	"github.com/xdpstack/xdpstack/loader"
-	"github.com/xdpstack/xdpstack/userstack"
+	"github.com/xdpstack/xdpstack/tools/internal/attachproc"
 	"github.com/xdpstack/xdpstack/userstack/apps"
 	"github.com/xdpstack/xdpstack/userstack/transport"
 	"golang.org/x/sys/unix"
@@ -30,6 +25,11 @@ import (
 
 // Config bounds a run; zero fields take the defaults.
 type Config struct {
+	// Binary is the xdpstack binary: the userstack's echo runs in its
+	// attach daemon and the kernel's in its echo server, each in a
+	// process of its own as an operator runs them, apart from the
+	// clients. Required.
+	Binary string
 	// Bytes one throughput run sends (and gets back); 256 MiB.
 	Bytes int64
 	// Rounds per figure, interleaved; the median is reported. 3.
@@ -116,14 +116,11 @@ func (r *Report) Markdown() string {
 type bench struct {
 	cfg        Config
 	pair       *hosts.Pair
-	att        *loader.Attachment
-	stack      *userstack.Stack
 	userAddr   string // the userstack echo
 	kernelAddr string // the kernel echo, same host and address
-	userEcho   *apps.EchoServer
-	kernelEcho *apps.EchoServer
-	mode       string // AF_XDP mode of the userstack's sockets
-	closers    []func() error
+	// stopUser and stopKernel end the two servers' processes.
+	stopUser, stopKernel func() error
+	mode                 string // AF_XDP mode of the receive-rate sockets
 }
 
 const (
@@ -134,6 +131,9 @@ const (
 // Run builds a pair of namespaces, measures, and tears it all down.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.defaults()
+	if cfg.Binary == "" {
+		return nil, errors.New("echobench: no xdpstack binary to run (Config.Binary)")
+	}
 	pair, err := hosts.NewPair(2)
 	if err != nil {
 		return nil, fmt.Errorf("build hosts: %w", err)
@@ -161,7 +161,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, fmt.Errorf("sysctl %s on the client: %v: %s", sysctl, err, out)
 		}
 	}
-	if err := b.start(); err != nil {
+	if err := b.start(ctx); err != nil {
 		return nil, err
 	}
 	r := &Report{}
@@ -208,74 +208,60 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 func (b *bench) logf(format string, args ...any) { fmt.Fprintf(b.cfg.Log, format+"\n", args...) }
 
-func (b *bench) start() error {
+func (b *bench) start(ctx context.Context) error {
 	a := b.pair.A
-	id := make([]byte, 4)
-	rand.Read(id)
-	root := filepath.Join("/sys/fs/bpf", "xdpstack-echobench-"+hex.EncodeToString(id))
-	b.closers = append(b.closers, func() error { return os.RemoveAll(root) })
-	var kernel net.Listener
-	err := a.Run(func() (err error) {
-		if b.att, err = loader.Attach(a.Iface, loader.Options{PinRoot: root, UserPorts: loader.DefaultUserPorts}); err != nil {
-			return err
-		}
-		b.closers = append(b.closers, b.att.Close)
-		if b.stack, err = userstack.Start(b.att.Iface, b.att.Maps, userstack.Options{CheckChecksums: b.cfg.CheckChecksums}); err != nil {
-			return err
-		}
-		kernel, err = net.Listen("tcp", fmt.Sprintf("%s:%d", a.Addr, kernelPort))
-		return err
-	})
+	var extra []string
+	if b.cfg.CheckChecksums {
+		extra = append(extra, "--check-checksums")
+	}
+	var err error
+	b.stopUser, err = attachproc.Start(a, b.cfg.Binary, append(extra, "--app", fmt.Sprintf("echo=tcp://:%d", userPort))...)
 	if err != nil {
 		return err
 	}
-	b.mode = b.stack.Sockets()[0].Mode.String()
-	if b.kernelEcho, err = apps.StartEcho(listened{kernel}, transport.URI{Scheme: transport.TCP}, nil); err != nil {
-		kernel.Close()
-		return err
-	}
-	if b.userEcho, err = apps.StartEcho(b.stack, transport.URI{Scheme: transport.TCP, Port: userPort}, nil); err != nil {
-		return err
-	}
 	b.userAddr = fmt.Sprintf("%s:%d", a.Addr, userPort)
-	b.kernelAddr = kernel.Addr().String()
-	return nil
+	b.kernelAddr = fmt.Sprintf("%s:%d", a.Addr, kernelPort)
+	server := a.Command(context.Background(), b.cfg.Binary, "echo", "server", "--uri", "tcp://"+b.kernelAddr)
+	var out strings.Builder
+	server.Stdout, server.Stderr = &out, &out
+	if err := server.Start(); err != nil {
+		return fmt.Errorf("start the kernel echo server: %w", err)
+	}
+	b.stopKernel = func() error {
+		server.Process.Signal(unix.SIGTERM)
+		if err := server.Wait(); err != nil {
+			return fmt.Errorf("kernel echo server: %w: %s", err, out.String())
+		}
+		return nil
+	}
+	// Ready once it accepts.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := b.pair.B.DialContext(ctx, "tcp", b.kernelAddr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kernel echo server not accepting after 10s: %v: %s", err, out.String())
+		}
+	}
 }
 
 func (b *bench) stopUserstack() error {
-	var errs []error
-	if b.userEcho != nil {
-		errs = append(errs, b.userEcho.Close())
-		b.userEcho = nil
+	if b.stopUser == nil {
+		return nil
 	}
-	if b.stack != nil {
-		errs = append(errs, b.stack.Close())
-		b.stack = nil
-	}
-	return errors.Join(errs...)
+	err := b.stopUser()
+	b.stopUser = nil
+	return err
 }
 
 func (b *bench) close() {
 	b.stopUserstack()
-	if b.kernelEcho != nil {
-		b.kernelEcho.Close()
-	}
-	for i := len(b.closers) - 1; i >= 0; i-- {
-		b.closers[i]()
+	if b.stopKernel != nil {
+		b.stopKernel()
 	}
 	b.pair.Close()
-}
-
-// listened is a transport.Network whose one listener is already open, in the
-// namespace it was opened in.
-type listened struct{ ln net.Listener }
-
-func (l listened) Listen(string, string) (net.Listener, error) { return l.ln, nil }
-func (l listened) ListenPacket(string, string) (net.PacketConn, error) {
-	return nil, errors.New("tcp only")
-}
-func (l listened) Dial(context.Context, string, string) (net.Conn, error) {
-	return nil, errors.New("listen only")
 }
 
 // peer is host B as a transport.Network for clients.

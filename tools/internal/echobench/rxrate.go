@@ -1,8 +1,13 @@
 package echobench
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/tools/internal/pktgen"
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
@@ -12,10 +17,22 @@ import (
 const rxPort = 9
 
 // rxRate sends 64-byte UDP frames from host B with the generator and
-// counts how many per second host A's AF_XDP sockets hand
-// to a consumer that only releases them.
+// counts how many per second host A's AF_XDP sockets hand to a consumer
+// that only releases them. It attaches in-process, with no userstack.
 func (b *bench) rxRate() (Row, error) {
 	a, p := b.pair.A, b.pair.B
+	id := make([]byte, 4)
+	rand.Read(id)
+	root := filepath.Join("/sys/fs/bpf", "xdpstack-echobench-"+hex.EncodeToString(id))
+	defer os.RemoveAll(root)
+	var att *loader.Attachment
+	if err := a.Run(func() (err error) {
+		att, err = loader.Attach(a.Iface, loader.Options{PinRoot: root})
+		return err
+	}); err != nil {
+		return Row{}, err
+	}
+	defer att.Close()
 	gen, err := pktgen.New(p, a, rxPort)
 	if err != nil {
 		return Row{}, err
@@ -23,29 +40,30 @@ func (b *bench) rxRate() (Row, error) {
 	defer gen.Close()
 
 	steer := maps.Listener{Protocol: maps.UDP, Port: rxPort}
-	if err := b.att.Maps.Listeners.Put(steer, 0); err != nil {
+	if err := att.Maps.Listeners.Put(steer, 0); err != nil {
 		return Row{}, err
 	}
-	defer b.att.Maps.Listeners.Delete(steer)
+	defer att.Maps.Listeners.Delete(steer)
 	// No userstack runs to fill in the interface's address.
-	if err := b.att.Maps.LocalAddrs.Put(a.Addr, maps.AddrOwn|maps.AddrServed); err != nil {
+	if err := att.Maps.LocalAddrs.Put(a.Addr, maps.AddrOwn|maps.AddrServed); err != nil {
 		return Row{}, err
 	}
-	defer b.att.Maps.LocalAddrs.Delete(a.Addr)
+	defer att.Maps.LocalAddrs.Delete(a.Addr)
 	var socks []*afxdp.Socket
 	done := make(chan struct{})
-	for q := range b.att.Iface.RxQueues {
+	for q := range att.Iface.RxQueues {
 		// The ifindex means something only inside A's namespace.
 		var s *afxdp.Socket
 		err := a.Run(func() (err error) {
-			s, err = afxdp.Open(b.att.Iface.Index, q, afxdp.Options{})
+			s, err = afxdp.Open(att.Iface.Index, q, afxdp.Options{})
 			return err
 		})
 		if err != nil {
 			return Row{}, err
 		}
 		socks = append(socks, s)
-		if err := b.att.Maps.XSKs.Register(q, s.FD()); err != nil {
+		b.mode = s.Mode.String()
+		if err := att.Maps.XSKs.Register(q, s.FD()); err != nil {
 			return Row{}, err
 		}
 		go func() {
@@ -61,7 +79,7 @@ func (b *bench) rxRate() (Row, error) {
 	}
 	defer func() {
 		for q, s := range socks {
-			b.att.Maps.XSKs.Unregister(q)
+			att.Maps.XSKs.Unregister(q)
 			s.Stop()
 			<-done
 			s.Close()
