@@ -23,6 +23,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
 
+	"github.com/xdpstack/xdpstack/internal/stagetime"
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
 	"github.com/xdpstack/xdpstack/userstack/gsotx"
 )
@@ -201,11 +202,13 @@ func (e *Endpoint) receive(q Queue, d stack.NetworkDispatcher) {
 		if q.Receive(batchSize, deliver) > 0 {
 			answers.send(q)
 			flushGRO(&g)
+			stagetime.Mark(stagetime.RxDelivered)
 			continue
 		}
 		if !q.Wait() {
 			return
 		}
+		stagetime.Mark(stagetime.RxWake)
 	}
 }
 
@@ -347,6 +350,7 @@ func (e *Endpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
 // picks, so that a flow's segments never overtake each other. Pure ACKs
 // may wait for the next packet (delayedACKs).
 func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	stagetime.Mark(stagetime.TxWrite)
 	out := make([]*outPacket, 0, pkts.Len())
 	for _, pkt := range pkts.AsSlice() {
 		if !e.solicitation(pkt) && e.leaves(pkt) {
