@@ -27,13 +27,7 @@ func memSocket(frames, frameSize uint32, sg bool) *Socket {
 	if sg {
 		s.txJoin = make([]byte, maxPacket)
 	}
-	for i := range n {
-		s.rxFree = append(s.rxFree, uint64(i)*uint64(frameSize))
-		s.txFree = append(s.txFree, uint64(n+i)*uint64(frameSize))
-	}
-	s.rxFreeN.Store(int64(n))
-	s.txFreeN.Store(int64(n))
-	s.refill()
+	s.shareFrames()
 	return s
 }
 
@@ -277,5 +271,60 @@ func TestTxFailureLogRateLimited(t *testing.T) {
 	}
 	if st, _ := s.Stats(); st.TxFailures[TxKick] != 6 || st.TxFailures[TxStuck] != 1 {
 		t.Errorf("counted %v, want 6 kick and 1 stuck", st.TxFailures)
+	}
+}
+
+// receiveFrames plays the kernel receiving n 60-byte packets: each takes
+// the next frame of the fill ring and goes to the RX ring.
+func receiveFrames(t *testing.T, s *Socket, n int) {
+	t.Helper()
+	for range n {
+		f := s.fill.consumer.Load()
+		if f == s.fill.producer.Load() {
+			t.Fatal("fill ring empty")
+		}
+		p := s.rx.producer.Load()
+		*s.rx.at(p) = unix.XDPDesc{Addr: *s.fill.at(f), Len: 60}
+		s.rx.producer.Store(p + 1)
+		s.fill.consumer.Store(f + 1)
+	}
+}
+
+// TestFillDepthAdapts checks that the fill ring holds few frames, which
+// the kernel reuses while they are still in the TLB, under light
+// traffic; deepens as soon as the kernel takes frames faster; and goes
+// back after fillDecay.
+func TestFillDepthAdapts(t *testing.T) {
+	s := memSocket(4096, 2048, false)
+	if got := s.fill.pending(); got != fillFloor {
+		t.Fatalf("fill ring holds %d frames at start; want %d", got, fillFloor)
+	}
+	// A ping-pong: one frame at a time comes back to the same short round.
+	seen := map[uint64]bool{}
+	for range 4 * fillFloor {
+		seen[*s.fill.at(s.fill.consumer.Load())] = true
+		receiveFrames(t, s, 1)
+		s.Receive(64, func([]byte) {})
+	}
+	if len(seen) != fillFloor || s.fill.pending() != fillFloor {
+		t.Errorf("light traffic went round %d frames with %d in the fill ring; want %d and %d", len(seen), s.fill.pending(), fillFloor, fillFloor)
+	}
+	// A burst: the kernel takes a quarter of the ring at once.
+	receiveFrames(t, s, fillFloor/4)
+	for s.Receive(64, func([]byte) {}) > 0 {
+	}
+	if got := s.fill.pending(); got != 2*fillFloor {
+		t.Errorf("after a burst the fill ring holds %d frames; want %d", got, 2*fillFloor)
+	}
+	// Quiet for fillDecay: back to the floor, frame by frame as they
+	// come back (the ring's frames stay there until the kernel takes them).
+	s.fillDeepened = time.Now().Add(-2 * fillDecay)
+	receiveFrames(t, s, 1)
+	s.Receive(64, func([]byte) {})
+	if s.fillDepth != fillFloor {
+		t.Errorf("fill depth %d after %v without a burst; want %d", s.fillDepth, fillDecay, fillFloor)
+	}
+	if st := s.Frames(); st.Free+st.InKernel != st.Total {
+		t.Errorf("receive frames lost: %+v", st)
 	}
 }
