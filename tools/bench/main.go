@@ -19,6 +19,7 @@ import (
 
 	"github.com/xdpstack/xdpstack/internal/testing/hosts"
 	"github.com/xdpstack/xdpstack/tools/internal/echobench"
+	"github.com/xdpstack/xdpstack/tools/internal/pingpong"
 )
 
 func main() {
@@ -61,7 +62,7 @@ func main() {
 }
 
 // sections are the parts of the report, in order.
-var sections = []string{"fastpath", "apps", "userstack"}
+var sections = []string{"fastpath", "apps", "userstack", "latency"}
 
 func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBytes string, only map[string]bool) (string, error) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
@@ -125,6 +126,14 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 			}
 			fmt.Fprintf(&r, "\n## The userstack against the kernel, %s\n\n`go run ./tools/echobench %s`: the echo app on the userstack in the attach daemon, and the echo server on kernel sockets, each in a process of its own on one host; the clients on the peer.\n\n%s", title, flags, rep.Markdown())
 		}
+	}
+	if only["latency"] {
+		fmt.Fprintln(logOut, "latency breakdown:")
+		rep, err := pingpong.Run(context.Background(), pingpong.Config{Rounds: rounds, Log: logOut})
+		if err != nil {
+			return "", fmt.Errorf("latency breakdown: %w", err)
+		}
+		fmt.Fprintf(&r, "\n## Where a 1-byte ping-pong's time goes\n\n`go run ./tools/pingpong`: a separate client process on the peer stamps each round trip, the userstack marks where the message passes (`internal/stagetime`).\n\n%s", rep.Markdown())
 	}
 	return r.String(), nil
 }
