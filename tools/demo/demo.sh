@@ -11,7 +11,7 @@ IF_A=xsdemo0 IF_B=xsdemo1
 ADDR_A=10.213.250.1 ADDR_B=10.213.250.2
 METRICS=127.0.0.1:9437
 WORK=$(mktemp -d)
-DAEMON_PID=
+DAEMON_PID= KECHO_PID=
 
 in_a() { nsenter --net=/run/netns/$A -- "$@"; }
 in_b() { nsenter --net=/run/netns/$B -- "$@"; }
@@ -19,6 +19,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 cleanup() {
 	set +e
+	[ -n "$KECHO_PID" ] && kill -TERM "$KECHO_PID" 2>/dev/null && wait "$KECHO_PID"
 	if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
 		kill -TERM "$DAEMON_PID"
 		wait "$DAEMON_PID"
@@ -71,6 +72,29 @@ step "the userstack: port 7 and 80 are steered to AF_XDP, served by the echo and
 in_b "$XDPSTACK" echo client --uri tcp://$ADDR_A:7 --bytes 64M --nclients 4 --verify --stats 0
 in_b curl -s "http://$ADDR_A/status.json" | head -n 12
 in_b ping -q -c 3 -i 0.01 $ADDR_A | tail -1
+
+step "1-byte round trips: the echo app on the userstack (port 7) and on kernel sockets (port 7007)"
+in_a "$XDPSTACK" echo server --uri tcp://$ADDR_A:7007 >"$WORK/kecho.log" 2>&1 &
+KECHO_PID=$!
+# A plain blocking client: write one byte, read it back, 2000 times.
+pingpong() {
+	in_b python3 - "$ADDR_A" "$1" <<'PY'
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+rtts = []
+for _ in range(2000):
+    t = time.perf_counter_ns()
+    s.sendall(b"x")
+    s.recv(1)
+    rtts.append((time.perf_counter_ns() - t) / 1000)
+rtts.sort()
+print(f"port {sys.argv[2]}: p50 {rtts[1000]:.0f} us, p99 {rtts[1980]:.0f} us")
+PY
+}
+for _ in $(seq 50); do in_b bash -c "echo >/dev/tcp/$ADDR_A/7007" 2>/dev/null && break; sleep 0.1; done
+pingpong 7
+pingpong 7007
 
 step "only what is addressed to $A is steered: forwarded and spoofed packets are not"
 # Traffic routed through A to port 80 matches the wildcard listener of the
