@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/bits"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -568,12 +569,10 @@ type Checksum struct{ Start, Offset uint16 }
 // order: a few on an idle ring from the caller (kickInline), more from
 // the kicker goroutine.
 func (s *Socket) Transmit(n int, write func(i int, buf []byte) (int, Checksum)) (int, error) {
-	sent, small, err := s.queue(n, write)
+	sent, inline, err := s.queue(n, write)
 	stagetime.Mark(stagetime.TxQueued)
-	if small {
+	if inline {
 		s.kickInline()
-	} else if sent > 0 {
-		s.wakeKicker()
 	}
 	return sent, err
 }
@@ -591,7 +590,11 @@ const inlineKickFrames = 4
 // takes what one kick leaves.
 func (s *Socket) kickInline() {
 	if !s.kickMu.TryLock() {
-		s.wakeKicker()
+		s.handToKicker()
+		return
+	}
+	if s.txFD < 0 { // closed meanwhile
+		s.kickMu.Unlock()
 		return
 	}
 	var err error
@@ -604,20 +607,34 @@ func (s *Socket) kickInline() {
 		s.txFailed(TxKick, err)
 	}
 	if left != 0 {
-		s.wakeKicker()
+		s.handToKicker()
 	}
 }
 
-// queue is Transmit's work on the TX ring; small tells whether the
-// frames it queued are few enough, on a ring that was idle, to send
-// from the caller.
-func (s *Socket) queue(n int, write func(i int, buf []byte) (int, Checksum)) (sent int, small bool, err error) {
+// handToKicker wakes the kicker from outside Transmit's lock, which
+// keeps the wake from racing with Close closing the kicker's channel.
+func (s *Socket) handToKicker() {
+	s.txMu.Lock()
+	s.wakeKicker()
+	s.txMu.Unlock()
+}
+
+// queue is Transmit's work on the TX ring. inline tells whether the
+// frames it queued are few enough, on a ring that was idle, for the
+// caller to send; else it has woken the kicker for them.
+func (s *Socket) queue(n int, write func(i int, buf []byte) (int, Checksum)) (sent int, inline bool, err error) {
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
+	if s.fd < 0 {
+		return 0, false, net.ErrClosed // its rings are unmapped
+	}
 	idle := s.tx.pending() == 0
 	queued := uint32(0)
-	defer func() {
-		small = s.kicks != nil && idle && queued > 0 && queued <= inlineKickFrames
+	defer func() { // before the unlock
+		inline = s.kicks != nil && idle && queued > 0 && queued <= inlineKickFrames
+		if !inline && queued > 0 {
+			s.wakeKicker()
+		}
 	}()
 	frameRoom := s.frameSize - s.txHeadroom
 	var stalled time.Time
@@ -960,7 +977,10 @@ func (s *Socket) Close() error {
 		s.kicks = nil
 	}
 	// Closing unbinds the device, so the rings, still mapped, hold still.
+	// Not under an inline kick, which reads txFD.
+	s.kickMu.Lock()
 	err := s.closeFDs()
+	s.kickMu.Unlock()
 	rx := s.rx.available()
 	for i := range rx {
 		s.rxFree = append(s.rxFree, s.rx.at(s.rx.cachedCons+i).Addr&^uint64(s.frameSize-1))

@@ -276,3 +276,40 @@ func TestStatsDuringClose(t *testing.T) {
 		t.Errorf("Stats() after Close: %v", err)
 	}
 }
+
+// TestTransmitWhileClosing sends small packets from several goroutines,
+// most of them kicked inline, while the socket closes: no kick may reach
+// the closed descriptors, no wake the closed kicker (under -race, and a
+// send on the closed channel would panic).
+func TestTransmitWhileClosing(t *testing.T) {
+	a, _ := testutil.Veth(t)
+	att, err := loader.Attach(a, loader.Options{PinRoot: testutil.PinRoot(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { att.Close() })
+	s, err := Open(att.Iface.Index, 0, Options{Frames: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A frame of no protocol: the peer's kernel drops it.
+	write := func(_ int, buf []byte) (int, Checksum) { return 60, Checksum{} }
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 2000 {
+				if sent, _ := s.Transmit(1, write); sent == 0 {
+					return // closed
+				}
+			}
+		}()
+	}
+	time.Sleep(5 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		<-done
+	}
+}
