@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"gvisor.dev/gvisor/pkg/tcpip/transport"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
@@ -86,6 +87,32 @@ func waitSession(t *testing.T, s *Stack, f SessionFilter, what string, ok func(S
 	return Session{}
 }
 
+// sessionGauges reads xdpstack_userstack_sessions from s's collector,
+// by "transport/state".
+func sessionGauges(t *testing.T, s *Stack) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.Collector())
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gauges := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "xdpstack_userstack_sessions" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			gauges[labels["transport"]+"/"+labels["state"]] = m.GetGauge().GetValue()
+		}
+	}
+	return gauges
+}
+
 // waitGone polls the sessions view until no session has remote.
 func waitGone(t *testing.T, s *Stack, remote netip.AddrPort) {
 	t.Helper()
@@ -158,6 +185,12 @@ func TestSessionsView(t *testing.T) {
 	}
 	if open.Queue < 0 || open.Queue >= len(s.Sockets()) {
 		t.Errorf("session queue %d, want one of the %d queues", open.Queue, len(s.Sockets()))
+	}
+	gauges := sessionGauges(t, s)
+	for _, want := range []string{"T/listening", "T/opened", "Q/listening"} {
+		if gauges[want] != 1 {
+			t.Errorf("xdpstack_userstack_sessions by transport/state: %v, want %s 1", gauges, want)
+		}
 	}
 
 	const unread = 3000
