@@ -198,7 +198,9 @@ func tcpDetail(v *userstack.TCPVars) string {
 	if v == nil {
 		return ""
 	}
-	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64) + "ms" }
+	ms := func(d time.Duration) string {
+		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64) + "ms"
+	}
 	line := fmt.Sprintf("snd.una %d snd.nxt %d rcv.nxt %d snd.wnd %d (wscale %d) rcv.wnd %d (wscale %d) mss %d cwnd %d ssthresh %d srtt %s rttvar %s rto %s retrans %d timeouts %d",
 		v.SndUna, v.SndNxt, v.RcvNxt, v.SndWnd, v.SndWndScale, v.RcvWnd, v.RcvWndScale, v.MSS, v.Cwnd, v.Ssthresh,
 		ms(v.SRTT), ms(v.RTTVar), ms(v.RTO), v.Retransmits, v.Timeouts)
