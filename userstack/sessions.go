@@ -313,9 +313,9 @@ func addrPort(a tcpip.Address, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(addr.Unmap(), port)
 }
 
-// LabeledNetwork is the userstack as a network that names what an app
+// labeledNetwork is the userstack as a network that names what an app
 // opens on it, for the sessions view.
-type LabeledNetwork struct {
+type labeledNetwork struct {
 	s     *Stack
 	label label
 }
@@ -332,18 +332,18 @@ func (s *Stack) Labeled(app string, scheme xtransport.Scheme) xtransport.Network
 	case xtransport.QUIC:
 		l.transport = TransportQUIC
 	}
-	return LabeledNetwork{s, l}
+	return labeledNetwork{s, l}
 }
 
-func (n LabeledNetwork) Listen(network, address string) (net.Listener, error) {
+func (n labeledNetwork) Listen(network, address string) (net.Listener, error) {
 	return n.s.listen(network, address, n.label)
 }
 
-func (n LabeledNetwork) ListenPacket(network, address string) (net.PacketConn, error) {
+func (n labeledNetwork) ListenPacket(network, address string) (net.PacketConn, error) {
 	return n.s.listenPacket(network, address, n.label)
 }
 
-func (n LabeledNetwork) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+func (n labeledNetwork) Dial(ctx context.Context, network, address string) (net.Conn, error) {
 	return n.s.dial(ctx, network, address, n.label)
 }
 
