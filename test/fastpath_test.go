@@ -501,6 +501,10 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"echo client huge streams", []string{"echo", "client", "--uri", "quic://192.0.2.1:7", "--insecure", "--streams", "99999999"}, "--streams 99999999: want 1 to 1000"},
 		{"echo client stats NaN", []string{"echo", "client", "--uri", "tcp://192.0.2.1:7", "--stats", "NaN"}, "--stats NaN: want 0 to 86400 seconds"},
 		{"stats interval 1ns", []string{"stats", "--rate", "--interval", "1ns"}, "--interval 1ns: want at least 10ms"},
+		{"sessions unknown state", []string{"sessions", a.Iface, "--state", "ESTABLISHED"}, `sessions: unknown state "ESTABLISHED" (want one of created, listening`},
+		{"sessions bad proto", []string{"sessions", a.Iface, "--proto", "sctp"}, `sessions: unknown proto "sctp" (want tcp or udp)`},
+		{"sessions verbose 3", []string{"sessions", a.Iface, "--verbose", "3"}, "sessions: verbose 3 (want 0, 1 or 2)"},
+		{"sessions verbose not a number", []string{"sessions", a.Iface, "--verbose=lots"}, `sessions: verbose "lots" (want 0, 1 or 2)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.args[0] == "attach" && !slices.Contains(tc.args, "--ready-file") {

@@ -38,6 +38,9 @@ var (
 	endpoints = prometheus.NewDesc("xdpstack_userstack_endpoints",
 		"Transport endpoints of the netstack: listeners, connections and those in TIME-WAIT.",
 		[]string{"iface"}, nil)
+	sessions = prometheus.NewDesc("xdpstack_userstack_sessions",
+		"Listeners and connections of the netstack, as `xdpstack sessions` lists them, by transport (T, U, TLS, Q) and state (VPP's session state names).",
+		[]string{"iface", "transport", "state"}, nil)
 	synFlood = prometheus.NewDesc("xdpstack_userstack_syn_flood",
 		"1 while a SYN flood lasts and the SYN proxy answers every SYN for a listener with a cookie, else 0.",
 		[]string{"iface"}, nil)
@@ -154,7 +157,7 @@ func (s *Stack) Collector() prometheus.Collector { return collector{s} }
 type collector struct{ s *Stack }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{afxdpInfo, afxdpFrames, afxdpPackets, afxdpDrops, afxdpTxFailures, afxdpTxDropped, gsoSegments, gsoBytes, endpoints, synFlood, synProxyConnections, synProxyFlows, synProxyDrops} {
+	for _, d := range []*prometheus.Desc{afxdpInfo, afxdpFrames, afxdpPackets, afxdpDrops, afxdpTxFailures, afxdpTxDropped, gsoSegments, gsoBytes, endpoints, sessions, synFlood, synProxyConnections, synProxyFlows, synProxyDrops} {
 		ch <- d
 	}
 	for _, m := range netstackMetrics {
@@ -197,6 +200,17 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(gsoBytes, c.s.gso.Bytes.Load(), iface)
 	}
 	gauge(endpoints, float64(c.s.Endpoints()), iface)
+	type kind struct {
+		transport string
+		state     SessionState
+	}
+	counts := map[kind]int{}
+	for _, sess := range c.s.ListSessions(SessionFilter{}) {
+		counts[kind{sess.Transport, sess.State}]++
+	}
+	for k, n := range counts {
+		gauge(sessions, float64(n), iface, k.transport, string(k.state))
+	}
 	proxy := c.s.proxy.Counters()
 	flood := 0.0
 	if proxy.Flood {

@@ -53,7 +53,9 @@ type Stack struct {
 	xsks     maps.XSKs
 	info     maps.Info
 	sessions *session.Table
-	link     *link.Endpoint
+	// held are the endpoints apps hold, for the sessions view.
+	held held
+	link *link.Endpoint
 	// view follows the kernel's addresses, neighbours, routes and MTU.
 	view *kernelview.View
 
@@ -362,6 +364,10 @@ func (s *Stack) fullAddr(ap netip.AddrPort) (tcpip.FullAddress, tcpip.NetworkPro
 // Listen listens for TCP connections on address (HOST:PORT, HOST may be
 // empty) and steers them to the userstack until the listener closes.
 func (s *Stack) Listen(network, address string) (net.Listener, error) {
+	return s.listen(network, address, label{})
+}
+
+func (s *Stack) listen(network, address string, l label) (net.Listener, error) {
 	ap, proto, err := parseAddr(network, address)
 	if err == nil && proto != maps.TCP {
 		err = errors.New("use ListenPacket for udp")
@@ -390,11 +396,18 @@ func (s *Stack) Listen(network, address string) (net.Listener, error) {
 		ln.Close()
 		return nil, err
 	}
-	return &listener{Listener: ln, release: func() error { return s.sessions.Remove(steer) }}, nil
+	s.held.add(ep, l)
+	return &listener{Listener: ln, s: s, label: l, release: func() error {
+		s.held.remove(ep)
+		return s.sessions.Remove(steer)
+	}}, nil
 }
 
 type listener struct {
 	net.Listener
+	s *Stack
+	// label is what the app said of the listener and its connections.
+	label   label
 	release func() error
 	once    sync.Once
 	closed  atomic.Bool
@@ -408,7 +421,10 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil && l.closed.Load() {
 		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed}
 	}
-	return c, err
+	if err != nil {
+		return nil, err
+	}
+	return l.s.hold(c.(*gonet.TCPConn), l.label), nil
 }
 
 // Close stops steering first, so that new connections meet the
@@ -425,6 +441,10 @@ func (l *listener) Close() error {
 // Dial connects over TCP, or opens a UDP socket connected to one peer,
 // from the userstack's port range.
 func (s *Stack) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	return s.dial(ctx, network, address, label{})
+}
+
+func (s *Stack) dial(ctx context.Context, network, address string, l label) (net.Conn, error) {
 	ap, proto, err := parseAddr(network, address)
 	if err == nil && (!ap.Addr().IsValid() || ap.Addr().IsUnspecified() || ap.Port() == 0) {
 		err = errors.New("want HOST:PORT of a peer")
@@ -438,14 +458,24 @@ func (s *Stack) Dial(ctx context.Context, network, address string) (net.Conn, er
 		if err != nil {
 			return nil, fmt.Errorf("dial %s %s: %w", network, address, err)
 		}
+		s.held.add(c.ep, l)
+		c.release = func() error { s.held.remove(c.ep); return nil }
 		return c, nil
 	}
-	return gonet.DialContextTCP(ctx, s.stack, fa, netProto)
+	c, err := gonet.DialContextTCP(ctx, s.stack, fa, netProto)
+	if err != nil {
+		return nil, err
+	}
+	return s.hold(c, l), nil
 }
 
 // ListenPacket opens a UDP socket on address and steers its datagrams
 // to the userstack until it closes.
 func (s *Stack) ListenPacket(network, address string) (net.PacketConn, error) {
+	return s.listenPacket(network, address, label{})
+}
+
+func (s *Stack) listenPacket(network, address string, l label) (net.PacketConn, error) {
 	ap, proto, err := parseAddr(network, address)
 	if err == nil && proto != maps.UDP {
 		err = errors.New("use Listen for tcp")
@@ -463,6 +493,10 @@ func (s *Stack) ListenPacket(network, address string) (net.PacketConn, error) {
 		c.Close()
 		return nil, err
 	}
-	c.release = func() error { return s.sessions.Remove(steer) }
+	s.held.add(c.ep, l)
+	c.release = func() error {
+		s.held.remove(c.ep)
+		return s.sessions.Remove(steer)
+	}
 	return c, nil
 }

@@ -33,6 +33,10 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 			}
 			seen[f] = true
 		}
+		if o, ok := optional(f); ok && !strings.Contains(args[i], "=") && i+1 < len(args) && o.Accepts(args[i+1]) {
+			*dst = append(*dst, args[i]+"="+args[i+1])
+			return i + 1, nil
+		}
 		*dst = append(*dst, args[i])
 		if !takesValue(f, args[i]) {
 			return i, nil
@@ -117,10 +121,29 @@ func isSlice(f cli.Flag) bool {
 	return ok && s.IsSliceFlag()
 }
 
+// optionalValue is the value of a flag that may be given without one
+// (--verbose, or --verbose 2): as the flag package's boolean values, it
+// is set to "true" when given alone.
+type optionalValue interface {
+	cli.Generic
+	IsBoolFlag() bool
+	// Accepts tells whether arg, after the flag, is its value.
+	Accepts(arg string) bool
+}
+
+func optional(f cli.Flag) (optionalValue, bool) {
+	g, ok := f.(*cli.GenericFlag)
+	if !ok {
+		return nil, false
+	}
+	o, ok := g.Value.(optionalValue)
+	return o, ok
+}
+
 // takesValue tells whether arg, naming flag f, reads the next argument
 // as its value.
 func takesValue(f cli.Flag, arg string) bool {
-	if f == nil || strings.Contains(arg, "=") {
+	if _, ok := optional(f); f == nil || ok || strings.Contains(arg, "=") {
 		return false
 	}
 	_, isBool := f.(*cli.BoolFlag)

@@ -213,8 +213,11 @@ type Env struct {
 	Root string
 }
 
-// Start runs the app a spec names.
+// Start runs the app a spec names, on a network that names its
+// sessions after it where the network can (the userstack's sessions
+// view).
 func Start(env Env, spec Spec) (App, error) {
+	env.Network = transport.Labeled(env.Network, spec.Name, spec.URI.Scheme)
 	switch spec.Name {
 	case "echo":
 		return StartEcho(env.Network, spec.URI, spec.TLS)
