@@ -78,7 +78,7 @@ func TestAttachAndClose(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantPins := []string{"info", "link", "listen_ports", "listeners", "local_addrs", "stats", "xsks"}
+			wantPins := []string{"info", "link", "listen_ports", "listeners", "local_addrs", "rule_active", "rule_hits", "rule_match", "rule_sets", "rules", "stats", "xsks"}
 			if !slices.Equal(st.Pins, wantPins) || st.ProgramID != a.ProgramID || st.Mode != tc.want ||
 				st.PID != os.Getpid() || !st.Running || st.ProgramName != "xdpstack_ingress" {
 				t.Errorf("ReadInterfaceStatus: got %+v", st)
