@@ -501,6 +501,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"echo client huge streams", []string{"echo", "client", "--uri", "quic://192.0.2.1:7", "--insecure", "--streams", "99999999"}, "--streams 99999999: want 1 to 1000"},
 		{"echo client stats NaN", []string{"echo", "client", "--uri", "tcp://192.0.2.1:7", "--stats", "NaN"}, "--stats NaN: want 0 to 86400 seconds"},
 		{"stats interval 1ns", []string{"stats", "--rate", "--interval", "1ns"}, "--interval 1ns: want at least 10ms"},
+		{"rule with a bad prefix", []string{"rules", "add", a.Iface, "--remote", "10.0.0.0/40", "--action", "deny"}, `rules add: --remote: "10.0.0.0/40": not an address or prefix`},
+		{"rule with a bad action", []string{"rules", "add", a.Iface, "--action", "drop"}, `rules add: --action: action "drop": want allow, deny or pass`},
+		{"rule in a namespace", []string{"rules", "add", a.Iface, "--action", "deny", "--namespace", "web"}, "local rules need the control socket"},
+		{"rule when not attached", []string{"rules", "add", a.Iface, "--action", "deny"}, "xdpstack is not attached to " + a.Iface},
+		{"rules list when not attached", []string{"rules", "list", a.Iface}, "xdpstack is not attached to " + a.Iface},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.args[0] == "attach" && !slices.Contains(tc.args, "--ready-file") {

@@ -54,6 +54,7 @@ func newApp() *cli.App {
 			detachCommand(),
 			statusCommand(),
 			statsCommand(),
+			rulesCommand(),
 			pspCommand(),
 			echoCommand(),
 		},
