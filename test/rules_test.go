@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 	"github.com/xdpstack/xdpstack/maps"
@@ -43,6 +47,34 @@ func listRules(t *testing.T, root, iface string) []listedRule {
 	return rules
 }
 
+// scrapeRuleHits reads xdpstack_rule_hits_packets_total from the
+// daemon's /metrics, by label set.
+func scrapeRuleHits(t *testing.T, h *testutil.Host, addr string) map[string]uint64 {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{DialContext: h.DialContext}, Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	hits := map[string]uint64{}
+	if fam := families["xdpstack_rule_hits_packets_total"]; fam != nil {
+		for _, m := range fam.Metric {
+			var labels []string
+			for _, l := range m.Label {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			hits["{"+strings.Join(labels, ",")+"}"] = uint64(m.GetCounter().GetValue())
+		}
+	}
+	return hits
+}
+
 // TestRulesWithKernelPeers puts global rules on a host whose userstack
 // serves echo on port 7 and whose kernel listens on port 8000, and
 // connects to both with netcat and curl from the peer host.
@@ -50,7 +82,7 @@ func TestRulesWithKernelPeers(t *testing.T) {
 	needTools(t, "nc", "curl", "python3")
 	a, b := testutil.HostPair(t, 0)
 	root := testutil.PinRoot(t)
-	d := startDaemon(t, a, root, "--metrics-addr", "", "--app", "echo=tcp://:7")
+	d := startDaemon(t, a, root, "--metrics-addr", "127.0.0.1:0", "--app", "echo=tcp://:7")
 	kernelPort := 8000
 	a.KernelEcho(t, fmt.Sprintf("%s:%d", a.Addr, kernelPort))
 	addr := a.Addr.String()
@@ -80,6 +112,10 @@ func TestRulesWithKernelPeers(t *testing.T) {
 	}
 	if out := mustXdpstack(t, root, "stats", a.Iface); !strings.Contains(out, "rule_deny") {
 		t.Errorf("stats: no rule_deny row in %q", out)
+	}
+	hits := scrapeRuleHits(t, a, d.ready.MetricsAddr)
+	if got, want := hits[`{action="deny",iface="`+a.Iface+`",rule="1",tag="block-b"}`], rules[0].Packets; got != want {
+		t.Errorf("xdpstack_rule_hits_packets_total of rule 1: got %d, rules list says %d (all: %v)", got, want, hits)
 	}
 
 	// Deleting it restores both.
