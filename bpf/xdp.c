@@ -78,9 +78,61 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } info SEC(".maps");
 
+/* The global session rules, two generations of them (rule_key.generation):
+ * a replace fills the generation not in use, then flips rule_active.
+ * A packet reads the generation once and looks only at its entries, so
+ * it sees one whole rule set; a generation's entries are rewritten only
+ * by the replace after the one that retired it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * MAX_RULES);
+	__type(key, struct rule_key);
+	__type(value, struct rule_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rule_match SEC(".maps");
+
+/* Generation -> its shapes, most specific first. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct rule_set);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rule_sets SEC(".maps");
+
+/* 0 -> the generation in use. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rule_generation);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rule_active SEC(".maps");
+
+/* Rule id -> the rule as given, with its tag. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct rule_info);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rules SEC(".maps");
+
+/* Rule id -> packets and bytes it decided, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rule_hits SEC(".maps");
+
 /* Keep the enums in the BTF so that bpf2go can emit their constants. */
 const enum xdp_reason *const reason_btf = 0;
 const enum local_addr_flags *const local_addr_flags_btf = 0;
+const enum rule_action *const rule_action_btf = 0;
+const enum rule_family *const rule_family_btf = 0;
+const enum rule_shape_flags *const rule_shape_flags_btf = 0;
 
 static __always_inline int count(struct xdp_md *ctx, int action, enum xdp_reason reason)
 {
@@ -99,6 +151,7 @@ static __always_inline int count(struct xdp_md *ctx, int action, enum xdp_reason
 struct flow {
 	struct listener_key dst; /* destination address, port and protocol */
 	struct local_addr_key src;
+	__be16 src_port;
 	__u8 ipv6;
 };
 
@@ -165,6 +218,75 @@ static __always_inline int martian(struct flow *f)
 	return bpf_map_lookup_elem(&local_addrs, &f->src) != NULL;
 }
 
+/* No rule decided: on to steering. */
+#define RULES_GO_ON -1
+
+static __always_inline void mask16(__u8 *dst, const __u8 *addr, const __u8 *mask)
+{
+	__u64 a[2], m[2];
+
+	__builtin_memcpy(a, addr, sizeof(a));
+	__builtin_memcpy(m, mask, sizeof(m));
+	a[0] &= m[0];
+	a[1] &= m[1];
+	__builtin_memcpy(dst, a, sizeof(a));
+}
+
+/* apply_rules looks the packet up in the global rule table and returns
+ * the counted verdict of a deny or pass rule, or RULES_GO_ON. */
+static __always_inline int apply_rules(struct xdp_md *ctx, struct flow *f)
+{
+	__u32 zero = 0, gen;
+	struct rule_generation *g = bpf_map_lookup_elem(&rule_active, &zero);
+	struct rule_set *set;
+
+	if (!g)
+		return RULES_GO_ON;
+	gen = g->active & 1;
+	set = bpf_map_lookup_elem(&rule_sets, &gen);
+	if (!set || !set->shape_count)
+		return RULES_GO_ON;
+
+	for (__u32 i = 0; i < MAX_RULE_SHAPES; i++) {
+		struct rule_shape *shape;
+		struct rule_value *v;
+		struct rule_key key;
+
+		if (i >= set->shape_count)
+			break;
+		shape = &set->shapes[i];
+		mask16(key.local, f->dst.addr, shape->local_mask);
+		mask16(key.remote, f->src.addr, shape->remote_mask);
+		key.local_port = shape->flags & RULE_ANY_LOCAL_PORT ? 0 : f->dst.port;
+		key.remote_port = shape->flags & RULE_ANY_REMOTE_PORT ? 0 : f->src_port;
+		key.protocol = shape->flags & RULE_ANY_PROTOCOL ? 0 : f->dst.protocol;
+		key.family = shape->flags & RULE_ANY_FAMILY ? RULE_FAMILY_ANY
+			     : f->ipv6			     ? RULE_FAMILY_IPV6
+							     : RULE_FAMILY_IPV4;
+		key.shape = i;
+		key.generation = gen;
+		v = bpf_map_lookup_elem(&rule_match, &key);
+		if (!v)
+			continue;
+
+		__u32 id = v->rule_id;
+		struct counter *hits = bpf_map_lookup_elem(&rule_hits, &id);
+
+		if (hits) {
+			hits->packets++;
+			hits->bytes += bpf_xdp_get_buff_len(ctx);
+		}
+		switch (v->action) {
+		case RULE_DENY:
+			return count(ctx, XDP_DROP, REASON_RULE_DENY);
+		case RULE_PASS:
+			return count(ctx, XDP_PASS, REASON_RULE_PASS);
+		}
+		return RULES_GO_ON;
+	}
+	return RULES_GO_ON;
+}
+
 static __always_inline int steer(struct xdp_md *ctx)
 {
 	int action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
@@ -182,7 +304,7 @@ int xdpstack_ingress(struct xdp_md *ctx)
 	struct flow f = {};
 	enum l3_result l3;
 	__u8 protocol;
-	int ethertype, tags;
+	int ethertype, tags, ret;
 
 	ethertype = parse_ethernet(&c, &tags);
 	if (ethertype < 0)
@@ -236,6 +358,7 @@ int xdpstack_ingress(struct xdp_md *ctx)
 		if (!tcp)
 			return count(ctx, XDP_PASS, REASON_MALFORMED);
 		f.dst.port = tcp->dest;
+		f.src_port = tcp->source;
 		break;
 	}
 	case IPPROTO_UDP: {
@@ -244,6 +367,7 @@ int xdpstack_ingress(struct xdp_md *ctx)
 		if (!udp)
 			return count(ctx, XDP_PASS, REASON_MALFORMED);
 		f.dst.port = udp->dest;
+		f.src_port = udp->source;
 		break;
 	}
 	case IPPROTO_ICMP:
@@ -256,6 +380,9 @@ int xdpstack_ingress(struct xdp_md *ctx)
 	}
 
 	f.dst.protocol = protocol;
+	ret = apply_rules(ctx, &f);
+	if (ret != RULES_GO_ON)
+		return ret;
 	if (!listening(&f))
 		return count(ctx, XDP_PASS, REASON_NO_MATCH);
 	/* Routed through this host (ip_forward) or sent to a broadcast or

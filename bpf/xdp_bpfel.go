@@ -61,6 +61,83 @@ type XdpLocalAddrValue struct {
 	Flags uint32
 }
 
+type XdpRuleAction uint32
+
+const (
+	XdpRuleActionRULE_ALLOW XdpRuleAction = 1
+	XdpRuleActionRULE_DENY  XdpRuleAction = 2
+	XdpRuleActionRULE_PASS  XdpRuleAction = 3
+)
+
+type XdpRuleFamily uint32
+
+const (
+	XdpRuleFamilyRULE_FAMILY_ANY  XdpRuleFamily = 0
+	XdpRuleFamilyRULE_FAMILY_IPV4 XdpRuleFamily = 4
+	XdpRuleFamilyRULE_FAMILY_IPV6 XdpRuleFamily = 6
+)
+
+type XdpRuleGeneration struct {
+	_      structs.HostLayout
+	Active uint32
+}
+
+type XdpRuleInfo struct {
+	_               structs.HostLayout
+	Tag             [32]int8
+	Local           [16]uint8
+	Remote          [16]uint8
+	LocalPort       uint16
+	RemotePort      uint16
+	LocalPrefixLen  uint8
+	RemotePrefixLen uint8
+	Protocol        uint8
+	Family          uint8
+	Action          uint32
+}
+
+type XdpRuleKey struct {
+	_          structs.HostLayout
+	Local      [16]uint8
+	Remote     [16]uint8
+	LocalPort  uint16
+	RemotePort uint16
+	Protocol   uint8
+	Family     uint8
+	Shape      uint8
+	Generation uint8
+}
+
+type XdpRuleSet struct {
+	_          structs.HostLayout
+	ShapeCount uint32
+	RuleCount  uint32
+	Shapes     [32]XdpRuleShape
+}
+
+type XdpRuleShape struct {
+	_          structs.HostLayout
+	LocalMask  [16]uint8
+	RemoteMask [16]uint8
+	Flags      uint32
+	Rules      uint32
+}
+
+type XdpRuleShapeFlags uint32
+
+const (
+	XdpRuleShapeFlagsRULE_ANY_PROTOCOL    XdpRuleShapeFlags = 1
+	XdpRuleShapeFlagsRULE_ANY_FAMILY      XdpRuleShapeFlags = 2
+	XdpRuleShapeFlagsRULE_ANY_LOCAL_PORT  XdpRuleShapeFlags = 4
+	XdpRuleShapeFlagsRULE_ANY_REMOTE_PORT XdpRuleShapeFlags = 8
+)
+
+type XdpRuleValue struct {
+	_      structs.HostLayout
+	RuleId uint32
+	Action uint32
+}
+
 type XdpXdpReason uint32
 
 const (
@@ -74,7 +151,9 @@ const (
 	XdpXdpReasonREASON_NOT_LOCAL     XdpXdpReason = 7
 	XdpXdpReasonREASON_VLAN          XdpXdpReason = 8
 	XdpXdpReasonREASON_MARTIAN       XdpXdpReason = 9
-	XdpXdpReasonREASON_MAX           XdpXdpReason = 10
+	XdpXdpReasonREASON_RULE_DENY     XdpXdpReason = 10
+	XdpXdpReasonREASON_RULE_PASS     XdpXdpReason = 11
+	XdpXdpReasonREASON_MAX           XdpXdpReason = 12
 )
 
 // Names of all BPF objects in the ELF.
@@ -85,11 +164,19 @@ const (
 	XdpMapListenPorts       = "listen_ports"
 	XdpMapListeners         = "listeners"
 	XdpMapLocalAddrs        = "local_addrs"
+	XdpMapRuleActive        = "rule_active"
+	XdpMapRuleHits          = "rule_hits"
+	XdpMapRuleMatch         = "rule_match"
+	XdpMapRuleSets          = "rule_sets"
+	XdpMapRules             = "rules"
 	XdpMapStats             = "stats"
 	XdpMapXsks              = "xsks"
 	XdpProgXdpstackIngress  = "xdpstack_ingress"
 	XdpVarLocalAddrFlagsBtf = "local_addr_flags_btf"
 	XdpVarReasonBtf         = "reason_btf"
+	XdpVarRuleActionBtf     = "rule_action_btf"
+	XdpVarRuleFamilyBtf     = "rule_family_btf"
+	XdpVarRuleShapeFlagsBtf = "rule_shape_flags_btf"
 	XdpVarUserstackPortMax  = "userstack_port_max"
 	XdpVarUserstackPortMin  = "userstack_port_min"
 )
@@ -147,6 +234,11 @@ type XdpMapSpecs struct {
 	ListenPorts *ebpf.MapSpec `ebpf:"listen_ports"`
 	Listeners   *ebpf.MapSpec `ebpf:"listeners"`
 	LocalAddrs  *ebpf.MapSpec `ebpf:"local_addrs"`
+	RuleActive  *ebpf.MapSpec `ebpf:"rule_active"`
+	RuleHits    *ebpf.MapSpec `ebpf:"rule_hits"`
+	RuleMatch   *ebpf.MapSpec `ebpf:"rule_match"`
+	RuleSets    *ebpf.MapSpec `ebpf:"rule_sets"`
+	Rules       *ebpf.MapSpec `ebpf:"rules"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
 	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
 }
@@ -157,6 +249,9 @@ type XdpMapSpecs struct {
 type XdpVariableSpecs struct {
 	LocalAddrFlagsBtf *ebpf.VariableSpec `ebpf:"local_addr_flags_btf"`
 	ReasonBtf         *ebpf.VariableSpec `ebpf:"reason_btf"`
+	RuleActionBtf     *ebpf.VariableSpec `ebpf:"rule_action_btf"`
+	RuleFamilyBtf     *ebpf.VariableSpec `ebpf:"rule_family_btf"`
+	RuleShapeFlagsBtf *ebpf.VariableSpec `ebpf:"rule_shape_flags_btf"`
 	UserstackPortMax  *ebpf.VariableSpec `ebpf:"userstack_port_max"`
 	UserstackPortMin  *ebpf.VariableSpec `ebpf:"userstack_port_min"`
 }
@@ -185,6 +280,11 @@ type XdpMaps struct {
 	ListenPorts *ebpf.Map `ebpf:"listen_ports"`
 	Listeners   *ebpf.Map `ebpf:"listeners"`
 	LocalAddrs  *ebpf.Map `ebpf:"local_addrs"`
+	RuleActive  *ebpf.Map `ebpf:"rule_active"`
+	RuleHits    *ebpf.Map `ebpf:"rule_hits"`
+	RuleMatch   *ebpf.Map `ebpf:"rule_match"`
+	RuleSets    *ebpf.Map `ebpf:"rule_sets"`
+	Rules       *ebpf.Map `ebpf:"rules"`
 	Stats       *ebpf.Map `ebpf:"stats"`
 	Xsks        *ebpf.Map `ebpf:"xsks"`
 }
@@ -195,6 +295,11 @@ func (m *XdpMaps) Close() error {
 		m.ListenPorts,
 		m.Listeners,
 		m.LocalAddrs,
+		m.RuleActive,
+		m.RuleHits,
+		m.RuleMatch,
+		m.RuleSets,
+		m.Rules,
 		m.Stats,
 		m.Xsks,
 	)
@@ -206,6 +311,9 @@ func (m *XdpMaps) Close() error {
 type XdpVariables struct {
 	LocalAddrFlagsBtf *ebpf.Variable `ebpf:"local_addr_flags_btf"`
 	ReasonBtf         *ebpf.Variable `ebpf:"reason_btf"`
+	RuleActionBtf     *ebpf.Variable `ebpf:"rule_action_btf"`
+	RuleFamilyBtf     *ebpf.Variable `ebpf:"rule_family_btf"`
+	RuleShapeFlagsBtf *ebpf.Variable `ebpf:"rule_shape_flags_btf"`
 	UserstackPortMax  *ebpf.Variable `ebpf:"userstack_port_max"`
 	UserstackPortMin  *ebpf.Variable `ebpf:"userstack_port_min"`
 }

@@ -101,7 +101,7 @@ func Start(cfg Config) (*Daemon, error) {
 			extra = append(extra, d.Stack.Collector())
 		}
 		d.MetricsAddr = ln.Addr()
-		d.metrics = metrics.Serve(ln, metrics.NewRegistry(a.Iface.Name, a.Maps.Stats, extra...))
+		d.metrics = metrics.Serve(ln, metrics.NewRegistry(a.Iface.Name, a.Maps, extra...))
 	}
 	d.lost, d.stopWatch = make(chan error, 1), make(chan struct{})
 	d.watching.Add(1)

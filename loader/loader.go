@@ -336,7 +336,8 @@ func (a *Attachment) Close() error {
 
 func (a *Attachment) unpinMaps() error {
 	var errs []error
-	for _, m := range []*ebpf.Map{a.objs.Stats, a.objs.Listeners, a.objs.ListenPorts, a.objs.LocalAddrs, a.objs.Info, a.objs.Xsks} {
+	for _, m := range []*ebpf.Map{a.objs.Stats, a.objs.Listeners, a.objs.ListenPorts, a.objs.LocalAddrs, a.objs.Info, a.objs.Xsks,
+		a.objs.RuleMatch, a.objs.RuleSets, a.objs.RuleActive, a.objs.Rules, a.objs.RuleHits} {
 		if m != nil {
 			errs = append(errs, m.Unpin())
 		}

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,7 +78,7 @@ func TestAttachAndClose(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantPins := []string{"info", "link", "listen_ports", "listeners", "local_addrs", "stats", "xsks"}
+			wantPins := []string{"info", "link", "listen_ports", "listeners", "local_addrs", "rule_active", "rule_hits", "rule_match", "rule_sets", "rules", "stats", "xsks"}
 			if !slices.Equal(st.Pins, wantPins) || st.ProgramID != a.ProgramID || st.Mode != tc.want ||
 				st.PID != os.Getpid() || !st.Running || st.ProgramName != "xdpstack_ingress" {
 				t.Errorf("ReadInterfaceStatus: got %+v", st)
@@ -152,7 +153,9 @@ func TestAttachReplacesDeadProcess(t *testing.T) {
 
 // TestReplaceByAnotherBuild replaces a dead process's program with a
 // build that has more counter reasons, and that one with this build
-// again: each takes over the pins, counters and listeners kept.
+// again: each takes over the pins, counters, listeners and rules kept.
+// The first pin folder is one of a build from before session rules:
+// the attach adds the rule maps to it.
 func TestReplaceByAnotherBuild(t *testing.T) {
 	ifname, _ := testutil.Veth(t)
 	root := testutil.PinRoot(t)
@@ -173,7 +176,16 @@ func TestReplaceByAnotherBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, name := range maps.RuleMapNames {
+		if err := os.Remove(filepath.Join(first.PinDir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := maps.OpenPinnedRules(first.PinDir); !errors.Is(err, maps.ErrRuleMapsMissing) {
+		t.Fatalf("OpenPinnedRules of a folder without rule maps: got %v, want ErrRuleMapsMissing", err)
+	}
 	die(t, first)
+	rule := maps.Rule{RuleMatch: maps.RuleMatch{Protocol: maps.TCP, LocalPort: 22}, Action: maps.RuleDeny, Tag: "kept"}
 
 	for _, build := range []struct {
 		name string
@@ -200,6 +212,22 @@ func TestReplaceByAnotherBuild(t *testing.T) {
 		}
 		if all, err := a.Maps.Listeners.All(); err != nil || all[listener] != 42 {
 			t.Errorf("%s: listeners: got %v, %v; want the old entry kept", build.name, all, err)
+		}
+		rules, err := maps.OpenPinnedRules(a.PinDir)
+		if err != nil {
+			t.Fatalf("%s: rule maps after the upgrade: %v", build.name, err)
+		}
+		all, err := rules.All()
+		rules.Close()
+		if build.name == "more reasons" {
+			if err != nil || len(all) != 0 {
+				t.Errorf("%s: rules: got %v, %v; want none", build.name, all, err)
+			}
+			if _, err := a.Maps.Rules.Replace([]maps.Rule{rule}); err != nil {
+				t.Fatal(err)
+			}
+		} else if err != nil || len(all) != 1 || all[0].Tag != "kept" {
+			t.Errorf("%s: rules: got %v, %v; want the rule kept", build.name, all, err)
 		}
 		die(t, a)
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	"github.com/cilium/ebpf"
 
@@ -25,10 +26,23 @@ const (
 	XSKsName        = bpf.XdpMapXsks
 	InfoName        = bpf.XdpMapInfo
 	LocalAddrsName  = bpf.XdpMapLocalAddrs
+	RuleMatchName   = bpf.XdpMapRuleMatch
+	RuleSetsName    = bpf.XdpMapRuleSets
+	RuleActiveName  = bpf.XdpMapRuleActive
+	RulesName       = bpf.XdpMapRules
+	RuleHitsName    = bpf.XdpMapRuleHits
 )
 
+// coreNames are the maps every xdpstack build pinned; OpenPinned opens
+// these, so that status and stats read the pins of older builds too.
+var coreNames = []string{InfoName, ListenPortsName, ListenersName, LocalAddrsName, StatsName, XSKsName}
+
+// RuleMapNames are the maps of the global session rules
+// (OpenPinnedRules), in the order Rules keeps them.
+var RuleMapNames = []string{RuleMatchName, RuleSetsName, RuleActiveName, RulesName, RuleHitsName}
+
 // PinnedNames lists every map the XDP program pins, in a stable order.
-var PinnedNames = []string{InfoName, ListenPortsName, ListenersName, LocalAddrsName, StatsName, XSKsName}
+var PinnedNames = append(slices.Clone(coreNames), RuleMapNames...)
 
 // ErrNotFound is returned by lookups of a key that is not in a map.
 var ErrNotFound = errors.New("not found")
@@ -40,6 +54,9 @@ type Set struct {
 	LocalAddrs LocalAddrs
 	Info       Info
 	XSKs       XSKs
+	// Rules is the global rule table; OpenPinned leaves it zero (see
+	// OpenPinnedRules).
+	Rules Rules
 }
 
 // FromObjects wraps the maps of a loaded collection; the collection keeps
@@ -51,6 +68,7 @@ func FromObjects(m *bpf.XdpMaps) *Set {
 		LocalAddrs: LocalAddrs{m.LocalAddrs},
 		Info:       Info{m.Info},
 		XSKs:       XSKs{m.Xsks},
+		Rules:      Rules{m.RuleMatch, m.RuleSets, m.RuleActive, m.Rules, m.RuleHits},
 	}
 }
 
@@ -60,8 +78,8 @@ func OpenPinned(dir string) (*Set, error) {
 	if !IsPinDir(dir) {
 		return nil, fmt.Errorf("open pins in %s: none of xdpstack's there", dir)
 	}
-	opened := make(map[string]*ebpf.Map, len(PinnedNames))
-	for _, name := range PinnedNames {
+	opened := make(map[string]*ebpf.Map, len(coreNames))
+	for _, name := range coreNames {
 		path := filepath.Join(dir, name)
 		m, err := ebpf.LoadPinnedMap(path, nil)
 		if err != nil {

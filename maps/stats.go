@@ -44,6 +44,8 @@ const (
 	ReasonNotLocal    = Reason(bpf.XdpXdpReasonREASON_NOT_LOCAL)
 	ReasonVLAN        = Reason(bpf.XdpXdpReasonREASON_VLAN)
 	ReasonMartian     = Reason(bpf.XdpXdpReasonREASON_MARTIAN)
+	ReasonRuleDeny    = Reason(bpf.XdpXdpReasonREASON_RULE_DENY)
+	ReasonRulePass    = Reason(bpf.XdpXdpReasonREASON_RULE_PASS)
 	numReasons        = Reason(bpf.XdpXdpReasonREASON_MAX)
 )
 
@@ -67,6 +69,8 @@ var reasonNames = [numReasons]string{
 	ReasonNotLocal:    "not_local",
 	ReasonVLAN:        "vlan",
 	ReasonMartian:     "martian",
+	ReasonRuleDeny:    "rule_deny",
+	ReasonRulePass:    "rule_pass",
 }
 
 func (r Reason) String() string {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,6 +26,44 @@ var (
 		"Bytes of the packets seen by the XDP program, by verdict and the reason for it.",
 		[]string{"iface", "action", "reason"}, nil)
 )
+
+var (
+	ruleHitPackets = prometheus.NewDesc("xdpstack_rule_hits_packets_total",
+		"Packets a global session rule decided, by rule id, tag and action.",
+		[]string{"iface", "rule", "tag", "action"}, nil)
+	ruleHitBytes = prometheus.NewDesc("xdpstack_rule_hits_bytes_total",
+		"Bytes of the packets a global session rule decided, by rule id, tag and action.",
+		[]string{"iface", "rule", "tag", "action"}, nil)
+)
+
+// ruleCollector reads one interface's rule table and its per-CPU hit
+// counters at each scrape.
+type ruleCollector struct {
+	iface string
+	rules maps.Rules
+}
+
+func (c ruleCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- ruleHitPackets
+	ch <- ruleHitBytes
+}
+
+func (c ruleCollector) Collect(ch chan<- prometheus.Metric) {
+	rules, err := c.rules.All()
+	var hits map[uint32]maps.Counter
+	if err == nil {
+		hits, err = c.rules.Hits(rules)
+	}
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(ruleHitPackets, fmt.Errorf("%s: %w", c.iface, err))
+		return
+	}
+	for _, r := range rules {
+		labels := []string{c.iface, strconv.FormatUint(uint64(r.ID), 10), r.Tag, r.Action.String()}
+		ch <- prometheus.MustNewConstMetric(ruleHitPackets, prometheus.CounterValue, float64(hits[r.ID].Packets), labels...)
+		ch <- prometheus.MustNewConstMetric(ruleHitBytes, prometheus.CounterValue, float64(hits[r.ID].Bytes), labels...)
+	}
+}
 
 // xdpCollector reads one interface's stats map at each scrape.
 type xdpCollector struct {
@@ -50,10 +89,10 @@ func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// NewRegistry returns a registry with the XDP counters of iface, build
-// info, the Go runtime's and process's own metrics, and extra ones
-// (the userstack's).
-func NewRegistry(iface string, stats maps.Stats, extra ...prometheus.Collector) *prometheus.Registry {
+// NewRegistry returns a registry with the XDP counters and rule hits of
+// iface, build info, the Go runtime's and process's own metrics, and
+// extra ones (the userstack's).
+func NewRegistry(iface string, m *maps.Set, extra ...prometheus.Collector) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	bi := buildinfo.Read()
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -63,7 +102,8 @@ func NewRegistry(iface string, stats maps.Stats, extra ...prometheus.Collector) 
 	})
 	build.Set(1)
 	reg.MustRegister(
-		xdpCollector{iface, stats},
+		xdpCollector{iface, m.Stats},
+		ruleCollector{iface, m.Rules},
 		build,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -505,6 +505,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"sessions bad proto", []string{"sessions", a.Iface, "--proto", "sctp"}, `sessions: unknown proto "sctp" (want tcp or udp)`},
 		{"sessions verbose 3", []string{"sessions", a.Iface, "--verbose", "3"}, "sessions: verbose 3 (want 0, 1 or 2)"},
 		{"sessions verbose not a number", []string{"sessions", a.Iface, "--verbose=lots"}, `sessions: verbose "lots" (want 0, 1 or 2)`},
+		{"rule with a bad prefix", []string{"rules", "add", a.Iface, "--remote", "10.0.0.0/40", "--action", "deny"}, `rules add: --remote: "10.0.0.0/40": not an address or prefix`},
+		{"rule with a bad action", []string{"rules", "add", a.Iface, "--action", "drop"}, `rules add: --action: action "drop": want allow, deny or pass`},
+		{"rule in a namespace", []string{"rules", "add", a.Iface, "--action", "deny", "--namespace", "web"}, "local rules need the control socket"},
+		{"rule when not attached", []string{"rules", "add", a.Iface, "--action", "deny"}, "xdpstack is not attached to " + a.Iface},
+		{"rules list when not attached", []string{"rules", "list", a.Iface}, "xdpstack is not attached to " + a.Iface},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.args[0] == "attach" && !slices.Contains(tc.args, "--ready-file") {

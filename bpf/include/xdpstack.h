@@ -24,6 +24,8 @@ enum xdp_reason {
 	REASON_VLAN,		/* VLAN-tagged: the kernel's VLAN devices own it */
 	REASON_MARTIAN,		/* would be steered, but comes from one of our own
 				 * addresses, loopback, multicast or broadcast */
+	REASON_RULE_DENY,	/* a deny rule of the global session-rule table */
+	REASON_RULE_PASS,	/* a pass rule: the kernel's, even where the userstack listens */
 #ifdef EXTRA_TEST_REASONS
 	/* A build with more reasons than this one, for the upgrade test. */
 	REASON_TEST_1,
@@ -91,4 +93,90 @@ struct attach_info {
 				    * (/proc/PID/stat), so that a reused PID is told apart */
 	__u64 xsk_queues[MAX_QUEUES / 64];   /* bit q: an AF_XDP socket of the process serves queue q */
 	__u64 xsk_zerocopy[MAX_QUEUES / 64]; /* bit q: that socket runs in zero-copy mode */
+};
+
+/* Session rules: the global table, enforced before steering on TCP and
+ * UDP packets. A rule matches a protocol (or any), a local (destination)
+ * prefix and port and a remote (source) prefix and port; port 0 is any.
+ *
+ * The table is a tuple-space search: rules of one shape (which fields are
+ * wildcards and how long the prefixes are) share one set of masks, and
+ * the program tries the shapes in order of specificity, most specific
+ * first, stopping at the first hit. Two rules never have the same match,
+ * so the first hit is the most specific rule. */
+
+/* Room for this many rules, numbered 1 to MAX_RULES - 1. */
+#define MAX_RULES 16384
+/* Distinct shapes the program tries per packet. */
+#define MAX_RULE_SHAPES 32
+#define RULE_TAG_LEN 32
+
+enum rule_action {
+	RULE_ALLOW = 1, /* go on to steering */
+	RULE_DENY,	/* drop, counted as drop/rule_deny */
+	RULE_PASS,	/* to the kernel, counted as pass/rule_pass */
+};
+
+enum rule_family {
+	RULE_FAMILY_ANY = 0,
+	RULE_FAMILY_IPV4 = 4,
+	RULE_FAMILY_IPV6 = 6,
+};
+
+/* A packet masked by one shape, or a rule of that shape. Addresses are
+ * IPv4-mapped for IPv4, as in listener_key. */
+struct rule_key {
+	__u8 local[16];
+	__u8 remote[16];
+	__be16 local_port;  /* 0 in a shape with any local port */
+	__be16 remote_port; /* 0 in a shape with any remote port */
+	__u8 protocol;	    /* 0 in a shape with any protocol */
+	__u8 family;	    /* enum rule_family; ANY in a shape with any address */
+	__u8 shape;	    /* index of the shape in its rule set */
+	__u8 generation;    /* the rule set it belongs to: see the rule_active map */
+};
+
+struct rule_value {
+	__u32 rule_id;
+	__u32 action; /* enum rule_action */
+};
+
+enum rule_shape_flags {
+	RULE_ANY_PROTOCOL = 1 << 0,
+	RULE_ANY_FAMILY = 1 << 1,
+	RULE_ANY_LOCAL_PORT = 1 << 2,
+	RULE_ANY_REMOTE_PORT = 1 << 3,
+};
+
+struct rule_shape {
+	__u8 local_mask[16];  /* over the IPv4-mapped form for IPv4 */
+	__u8 remote_mask[16];
+	__u32 flags;	      /* enum rule_shape_flags */
+	__u32 rules;	      /* how many rules have this shape */
+};
+
+/* One generation of the rule table: its shapes, most specific first. */
+struct rule_set {
+	__u32 shape_count;
+	__u32 rule_count;
+	struct rule_shape shapes[MAX_RULE_SHAPES];
+};
+
+struct rule_generation {
+	__u32 active; /* 0 or 1: the rule set and rule_key.generation in use */
+};
+
+/* A rule as the operator gave it, for listing and bpftool; the program
+ * itself reads only rule_key/rule_value. */
+struct rule_info {
+	char tag[RULE_TAG_LEN];
+	__u8 local[16];
+	__u8 remote[16];
+	__be16 local_port;
+	__be16 remote_port;
+	__u8 local_prefix_len;	/* in bits of the family's own address */
+	__u8 remote_prefix_len;
+	__u8 protocol;		/* 0: any */
+	__u8 family;		/* enum rule_family */
+	__u32 action;		/* enum rule_action */
 };

@@ -20,11 +20,19 @@ const (
 	XdpMapListenPorts       = "listen_ports"
 	XdpMapListeners         = "listeners"
 	XdpMapLocalAddrs        = "local_addrs"
+	XdpMapRuleActive        = "rule_active"
+	XdpMapRuleHits          = "rule_hits"
+	XdpMapRuleMatch         = "rule_match"
+	XdpMapRuleSets          = "rule_sets"
+	XdpMapRules             = "rules"
 	XdpMapStats             = "stats"
 	XdpMapXsks              = "xsks"
 	XdpProgXdpstackIngress  = "xdpstack_ingress"
 	XdpVarLocalAddrFlagsBtf = "local_addr_flags_btf"
 	XdpVarReasonBtf         = "reason_btf"
+	XdpVarRuleActionBtf     = "rule_action_btf"
+	XdpVarRuleFamilyBtf     = "rule_family_btf"
+	XdpVarRuleShapeFlagsBtf = "rule_shape_flags_btf"
 	XdpVarUserstackPortMax  = "userstack_port_max"
 	XdpVarUserstackPortMin  = "userstack_port_min"
 )
@@ -82,6 +90,11 @@ type XdpMapSpecs struct {
 	ListenPorts *ebpf.MapSpec `ebpf:"listen_ports"`
 	Listeners   *ebpf.MapSpec `ebpf:"listeners"`
 	LocalAddrs  *ebpf.MapSpec `ebpf:"local_addrs"`
+	RuleActive  *ebpf.MapSpec `ebpf:"rule_active"`
+	RuleHits    *ebpf.MapSpec `ebpf:"rule_hits"`
+	RuleMatch   *ebpf.MapSpec `ebpf:"rule_match"`
+	RuleSets    *ebpf.MapSpec `ebpf:"rule_sets"`
+	Rules       *ebpf.MapSpec `ebpf:"rules"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
 	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
 }
@@ -92,6 +105,9 @@ type XdpMapSpecs struct {
 type XdpVariableSpecs struct {
 	LocalAddrFlagsBtf *ebpf.VariableSpec `ebpf:"local_addr_flags_btf"`
 	ReasonBtf         *ebpf.VariableSpec `ebpf:"reason_btf"`
+	RuleActionBtf     *ebpf.VariableSpec `ebpf:"rule_action_btf"`
+	RuleFamilyBtf     *ebpf.VariableSpec `ebpf:"rule_family_btf"`
+	RuleShapeFlagsBtf *ebpf.VariableSpec `ebpf:"rule_shape_flags_btf"`
 	UserstackPortMax  *ebpf.VariableSpec `ebpf:"userstack_port_max"`
 	UserstackPortMin  *ebpf.VariableSpec `ebpf:"userstack_port_min"`
 }
@@ -120,6 +136,11 @@ type XdpMaps struct {
 	ListenPorts *ebpf.Map `ebpf:"listen_ports"`
 	Listeners   *ebpf.Map `ebpf:"listeners"`
 	LocalAddrs  *ebpf.Map `ebpf:"local_addrs"`
+	RuleActive  *ebpf.Map `ebpf:"rule_active"`
+	RuleHits    *ebpf.Map `ebpf:"rule_hits"`
+	RuleMatch   *ebpf.Map `ebpf:"rule_match"`
+	RuleSets    *ebpf.Map `ebpf:"rule_sets"`
+	Rules       *ebpf.Map `ebpf:"rules"`
 	Stats       *ebpf.Map `ebpf:"stats"`
 	Xsks        *ebpf.Map `ebpf:"xsks"`
 }
@@ -130,6 +151,11 @@ func (m *XdpMaps) Close() error {
 		m.ListenPorts,
 		m.Listeners,
 		m.LocalAddrs,
+		m.RuleActive,
+		m.RuleHits,
+		m.RuleMatch,
+		m.RuleSets,
+		m.Rules,
 		m.Stats,
 		m.Xsks,
 	)
@@ -141,6 +167,9 @@ func (m *XdpMaps) Close() error {
 type XdpVariables struct {
 	LocalAddrFlagsBtf *ebpf.Variable `ebpf:"local_addr_flags_btf"`
 	ReasonBtf         *ebpf.Variable `ebpf:"reason_btf"`
+	RuleActionBtf     *ebpf.Variable `ebpf:"rule_action_btf"`
+	RuleFamilyBtf     *ebpf.Variable `ebpf:"rule_family_btf"`
+	RuleShapeFlagsBtf *ebpf.Variable `ebpf:"rule_shape_flags_btf"`
 	UserstackPortMax  *ebpf.Variable `ebpf:"userstack_port_max"`
 	UserstackPortMin  *ebpf.Variable `ebpf:"userstack_port_min"`
 }

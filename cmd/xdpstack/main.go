@@ -55,6 +55,7 @@ func newApp() *cli.App {
 			statusCommand(),
 			statsCommand(),
 			sessionsCommand(),
+			rulesCommand(),
 			pspCommand(),
 			echoCommand(),
 		},

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/xdpstack/xdpstack/bpf"
+	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/tools/internal/attachproc"
 )
 
@@ -12,8 +14,15 @@ func (b *bench) attach(s setup) (func() error, error) {
 	switch s {
 	case minimalPass:
 		return b.attachPass()
+	case minimalDrop:
+		return b.attachDrop()
 	case xdpstack:
 		return b.attachXdpstack()
+	case xdpstackDeny:
+		deny := maps.Rule{RuleMatch: maps.RuleMatch{Protocol: maps.UDP, LocalPort: genPort}, Action: maps.RuleDeny}
+		return b.attachWithRules([]maps.Rule{deny})
+	case xdpstackRules:
+		return b.attachWithRules(benchRules(manyRules))
 	}
 	return func() error { return nil }, nil
 }
@@ -23,20 +32,34 @@ func (b *bench) attachPass() (func() error, error) {
 	if err := bpf.LoadPassObjects(&objs, nil); err != nil {
 		return nil, err
 	}
+	return b.attachProgram(objs.XdpPass, objs.Close)
+}
+
+func (b *bench) attachDrop() (func() error, error) {
+	var objs bpf.DropObjects
+	if err := bpf.LoadDropObjects(&objs, nil); err != nil {
+		return nil, err
+	}
+	return b.attachProgram(objs.XdpDrop, objs.Close)
+}
+
+// attachProgram attaches a minimal program to host A's interface in
+// native mode; close releases its objects.
+func (b *bench) attachProgram(prog *ebpf.Program, close func() error) (func() error, error) {
 	var l link.Link
 	err := b.pair.A.Run(func() error {
 		ifc, err := b.pair.A.Link()
 		if err != nil {
 			return err
 		}
-		l, err = link.AttachXDP(link.XDPOptions{Program: objs.XdpPass, Interface: ifc.Attrs().Index, Flags: link.XDPDriverMode})
+		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifc.Attrs().Index, Flags: link.XDPDriverMode})
 		return err
 	})
 	if err != nil {
-		objs.Close()
+		close()
 		return nil, err
 	}
-	return func() error { l.Close(); return objs.Close() }, nil
+	return func() error { l.Close(); return close() }, nil
 }
 
 // attachXdpstack runs the real binary on host A, as an operator would,

@@ -94,6 +94,15 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 			tcpTime, tcp[none]/1e9, tcp[minimalPass]/1e9, tcp[xdpstack]/1e9, tcp[xdpstack]/tcp[minimalPass], tcp[xdpstack]/tcp[none])
 		fmt.Fprintf(&r, "| packets passed to the kernel, 64 B UDP (Mpps) | %.2f | %.2f | %.2f | **%.3f×** | %.3f× | ≥ 0.90× XDP_PASS |\n\n",
 			pps[none]/1e6, pps[minimalPass]/1e6, pps[xdpstack]/1e6, pps[xdpstack]/pps[minimalPass], pps[xdpstack]/pps[none])
+		drop, rules, err := b.ruleFigures(rounds, frames)
+		if err != nil {
+			return "", fmt.Errorf("session rules: %w", err)
+		}
+		fmt.Fprintf(&r, "| figure | baseline | xdpstack | xdpstack / baseline | target |\n|---|---:|---:|---:|---|\n")
+		fmt.Fprintf(&r, "| frames dropped by a deny rule, 64 B UDP (Mpps), against minimal XDP_DROP | %.2f | %.2f | **%.3f×** | ≥ 0.85× |\n",
+			drop[minimalDrop]/1e6, drop[xdpstackDeny]/1e6, drop[xdpstackDeny]/drop[minimalDrop])
+		fmt.Fprintf(&r, "| packets passed to the kernel, 64 B UDP (Mpps), %d rules in 8 shapes against none | %.2f | %.2f | **%.3f×** | ≥ 0.90× |\n\n",
+			manyRules, rules[xdpstack]/1e6, rules[xdpstackRules]/1e6, rules[xdpstackRules]/rules[xdpstack])
 		r.WriteString(notes)
 	}
 	if only["apps"] {
@@ -194,10 +203,13 @@ const (
 	none setup = iota
 	minimalPass
 	xdpstack
+	minimalDrop
+	xdpstackDeny  // a deny rule for the generator's frames
+	xdpstackRules // manyRules rules, none for the generator's frames
 )
 
 func (s setup) String() string {
-	return [...]string{"no XDP", "minimal XDP_PASS", "xdpstack"}[s]
+	return [...]string{"no XDP", "minimal XDP_PASS", "xdpstack", "minimal XDP_DROP", "xdpstack deny rule", "xdpstack 10k rules"}[s]
 }
 
 type bench struct {

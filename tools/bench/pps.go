@@ -7,19 +7,30 @@ import (
 	"github.com/xdpstack/xdpstack/tools/internal/pktgen"
 )
 
+// genPort is the UDP port the generator sends to.
+const genPort = 9
+
 // passRate sends 64-byte UDP frames from host B with the generator and
 // measures how many per second host A's interface takes in and passes to
 // the kernel.
 func (b *bench) passRate(rounds int, frames uint32) (map[setup]float64, error) {
+	fmt.Fprintln(logOut, "packets passed to the kernel (packets/s):")
+	return b.rxRate([]setup{none, minimalPass, xdpstack}, rounds, frames)
+}
+
+// rxRate measures, for each setup, how many of the generator's 64-byte
+// frames per second host A's interface takes in, whatever its program
+// then does with them (veth counts a frame its XDP program dropped as
+// received too).
+func (b *bench) rxRate(setups []setup, rounds int, frames uint32) (map[setup]float64, error) {
 	a := b.pair.A
-	gen, err := pktgen.New(b.pair.B, a, 9)
+	gen, err := pktgen.New(b.pair.B, a, genPort)
 	if err != nil {
 		return nil, err
 	}
 	defer gen.Close()
 
-	fmt.Fprintln(logOut, "packets passed to the kernel (packets/s):")
-	return b.interleave([]setup{none, minimalPass, xdpstack}, rounds, func(setup) (float64, error) {
+	return b.interleave(setups, rounds, func(setup) (float64, error) {
 		before, err := a.Link()
 		if err != nil {
 			return 0, err

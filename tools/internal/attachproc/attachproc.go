@@ -25,13 +25,25 @@ const readyWithin = 20 * time.Second
 // tuning) and returns once it is attached and serving, with what stops
 // it (SIGTERM, then the wait) and removes its pins.
 func Start(h *hosts.Host, binary string, extra ...string) (stop func() error, err error) {
+	stop, _, err = StartPinned(h, binary, extra...)
+	return stop, err
+}
+
+// StartPinned is Start that also returns the folder of the interface's
+// pins, for a caller to put rules in.
+func StartPinned(h *hosts.Host, binary string, extra ...string) (stop func() error, pinDir string, err error) {
+	id := make([]byte, 4)
+	rand.Read(id)
+	pinRoot := "/sys/fs/bpf/xdpstack-bench-" + hex.EncodeToString(id)
+	stop, err = start(h, binary, pinRoot, extra...)
+	return stop, filepath.Join(pinRoot, h.Iface), err
+}
+
+func start(h *hosts.Host, binary, pinRoot string, extra ...string) (stop func() error, err error) {
 	dir, err := os.MkdirTemp("", "xdpstack-attach")
 	if err != nil {
 		return nil, err
 	}
-	id := make([]byte, 4)
-	rand.Read(id)
-	pinRoot := "/sys/fs/bpf/xdpstack-bench-" + hex.EncodeToString(id)
 	ready := filepath.Join(dir, "ready")
 	logPath := filepath.Join(dir, "log")
 	args := append([]string{"--pin-root", pinRoot, "attach", h.Iface, "--mode", "native", "--metrics-addr", "", "--ready-file", ready}, extra...)

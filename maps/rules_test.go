@@ -1,0 +1,122 @@
+package maps
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestParseEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		prefix string // "" for any
+		port   uint16
+		err    string
+	}{
+		{in: "10.0.0.0/8:80", prefix: "10.0.0.0/8", port: 80},
+		{in: "10.0.0.0/8", prefix: "10.0.0.0/8"},
+		{in: "192.0.2.1", prefix: "192.0.2.1/32"},
+		{in: "192.0.2.1:0", prefix: "192.0.2.1/32"},
+		{in: "[2001:db8::/32]:443", prefix: "2001:db8::/32", port: 443},
+		{in: "[2001:db8::1]", prefix: "2001:db8::1/128"},
+		{in: "2001:db8::/32", prefix: "2001:db8::/32"},
+		{in: "2001:db8::1", prefix: "2001:db8::1/128"},
+		{in: ":53", port: 53},
+		{in: "", err: "empty"},
+		{in: "10.0.0.0/33", err: "not an address or prefix"},
+		{in: "10.0.0.300", err: "not an address or prefix"},
+		{in: "10.0.0.0/8:65536", err: "not 0 to 65535"},
+		{in: "10.0.0.0/8:", err: "not 0 to 65535"},
+		{in: "[2001:db8::/32:443", err: "no closing ]"},
+		{in: "[2001:db8::/32]443", err: "want :PORT after ]"},
+		{in: "2001:db8::/32:443", err: "not an address or prefix"},
+		{in: "web", err: "not an address or prefix"},
+	} {
+		p, port, err := ParseEndpoint(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseEndpoint(%q): got %v, %d, %v; want an error with %q", tc.in, p, port, err, tc.err)
+			}
+			continue
+		}
+		var want netip.Prefix
+		if tc.prefix != "" {
+			want = netip.MustParsePrefix(tc.prefix)
+		}
+		if err != nil || p != want || port != tc.port {
+			t.Errorf("ParseEndpoint(%q): got %v, %d, %v; want %v, %d", tc.in, p, port, err, want, tc.port)
+		}
+		// What it reads, formatEndpoint writes back.
+		if p2, port2, err := ParseEndpoint(formatEndpoint(p, port)); (p.IsValid() || port != 0) && (err != nil || p2 != p || port2 != port) {
+			t.Errorf("round trip of %q through %q: got %v, %d, %v", tc.in, formatEndpoint(p, port), p2, port2, err)
+		}
+	}
+}
+
+func TestRuleCheck(t *testing.T) {
+	v4 := netip.MustParsePrefix("10.1.2.3/8")
+	v6 := netip.MustParsePrefix("2001:db8::/32")
+	r, err := Rule{RuleMatch: RuleMatch{Local: v4}, Action: RuleDeny}.Check()
+	if err != nil || r.Local != netip.MustParsePrefix("10.0.0.0/8") || r.Remote != netip.MustParsePrefix("0.0.0.0/0") {
+		t.Errorf("Check(local %v): got %v, %v; want it masked and remote 0.0.0.0/0", v4, r, err)
+	}
+	for _, tc := range []struct {
+		rule Rule
+		err  string
+	}{
+		{Rule{RuleMatch: RuleMatch{Local: v4, Remote: v6}, Action: RuleDeny}, "different families"},
+		{Rule{RuleMatch: RuleMatch{Local: netip.MustParsePrefix("::ffff:10.0.0.0/104")}, Action: RuleDeny}, "IPv4-mapped"},
+		{Rule{RuleMatch: RuleMatch{Protocol: 1}, Action: RuleDeny}, "protocol 1"},
+		{Rule{Action: 9}, "action 9"},
+		{Rule{Action: RuleDeny, Tag: strings.Repeat("t", 32)}, "at most 31"},
+		{Rule{Action: RuleDeny, Tag: "a b"}, "letters, digits"},
+	} {
+		if _, err := tc.rule.Check(); err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("Check(%v): got %v, want an error with %q", tc.rule, err, tc.err)
+		}
+	}
+	rules := []Rule{{RuleMatch: RuleMatch{Local: v4}, Action: RuleDeny}, {RuleMatch: RuleMatch{Local: netip.MustParsePrefix("10.9.9.9/8"), Remote: netip.MustParsePrefix("0.0.0.0/0")}, Action: RulePass}}
+	if _, err := CheckRules(rules); err == nil || !strings.Contains(err.Error(), "same match") {
+		t.Errorf("CheckRules with one match twice: got %v", err)
+	}
+}
+
+// TestMatchRule checks the specificity order of the definition itself.
+func TestMatchRule(t *testing.T) {
+	pkt := RulePacket{Protocol: TCP, Local: netip.MustParseAddrPort("192.0.2.2:80"), Remote: netip.MustParseAddrPort("10.0.0.1:1234")}
+	rule := func(id uint32, local, remote string, lport, rport uint16, proto Protocol) Rule {
+		r := Rule{ID: id, RuleMatch: RuleMatch{Protocol: proto, LocalPort: lport, RemotePort: rport}, Action: RuleDeny}
+		if local != "" {
+			r.Local = netip.MustParsePrefix(local)
+		}
+		if remote != "" {
+			r.Remote = netip.MustParsePrefix(remote)
+		}
+		r, err := r.Check()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.ID = id
+		return r
+	}
+	// Each rule beats the one after it, by one step of the order.
+	ordered := []Rule{
+		rule(1, "", "10.0.0.0/16", 0, 0, 0),
+		rule(2, "192.0.2.2/32", "10.0.0.0/8", 80, 1234, TCP),
+		rule(3, "192.0.2.0/24", "10.0.0.0/8", 80, 1234, TCP),
+		rule(4, "192.0.2.0/24", "10.0.0.0/8", 0, 1234, TCP),
+		rule(5, "192.0.2.0/24", "10.0.0.0/8", 80, 0, TCP),
+		rule(6, "192.0.2.0/24", "10.0.0.0/8", 80, 0, 0),
+		rule(7, "192.0.2.0/24", "10.0.0.0/8", 0, 0, 0),
+		rule(8, "", "", 0, 0, 0),
+	}
+	for i := range ordered {
+		got, ok := MatchRule(ordered[i:], pkt)
+		if !ok || got.ID != ordered[i].ID {
+			t.Errorf("MatchRule(rules %d and after): got rule %d (%v), want %d", i+1, got.ID, ok, ordered[i].ID)
+		}
+	}
+	if got, ok := MatchRule(ordered[1:], RulePacket{Protocol: UDP, Local: pkt.Local, Remote: netip.MustParseAddrPort("[2001:db8::1]:1")}); !ok || got.ID != 8 {
+		t.Errorf("MatchRule(IPv6 packet): got %v, %v; want the rule of any address", got, ok)
+	}
+}

@@ -1,0 +1,417 @@
+package maps
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpstack/xdpstack/bpf"
+)
+
+// Rules is the global session-rule table of one interface: the maps the
+// program looks rules up in (rule_match, rule_sets, rule_active), the
+// rules as given (rules) and their hit counters (rule_hits).
+type Rules struct {
+	match, sets, active, info, hits *ebpf.Map
+}
+
+// ruleShape is what the rules of one shape share: the family, the
+// prefix lengths and which fields are wildcards.
+type ruleShape struct {
+	spec   Specificity
+	family uint8
+	flags  uint32
+}
+
+func shapeOf(m RuleMatch) ruleShape {
+	s := ruleShape{spec: m.Specificity(), family: familyOf(m.Local)}
+	for _, any := range []struct {
+		yes  bool
+		flag bpf.XdpRuleShapeFlags
+	}{
+		{m.Protocol == 0, bpf.XdpRuleShapeFlagsRULE_ANY_PROTOCOL},
+		{!m.Local.IsValid(), bpf.XdpRuleShapeFlagsRULE_ANY_FAMILY},
+		{m.LocalPort == 0, bpf.XdpRuleShapeFlagsRULE_ANY_LOCAL_PORT},
+		{m.RemotePort == 0, bpf.XdpRuleShapeFlagsRULE_ANY_REMOTE_PORT},
+	} {
+		if any.yes {
+			s.flags |= uint32(any.flag)
+		}
+	}
+	return s
+}
+
+func familyOf(p netip.Prefix) uint8 {
+	switch {
+	case !p.IsValid():
+		return uint8(bpf.XdpRuleFamilyRULE_FAMILY_ANY)
+	case p.Addr().Is4():
+		return uint8(bpf.XdpRuleFamilyRULE_FAMILY_IPV4)
+	}
+	return uint8(bpf.XdpRuleFamilyRULE_FAMILY_IPV6)
+}
+
+// mask is a prefix length as a mask over the IPv4-mapped form the
+// program keeps addresses in.
+func mask(p netip.Prefix) [16]byte {
+	var m [16]byte
+	if !p.IsValid() {
+		return m
+	}
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += 96
+	}
+	for i := range m {
+		switch {
+		case bits >= 8:
+			m[i] = 0xff
+		case bits > 0:
+			m[i] = byte(0xff << (8 - bits))
+		}
+		bits -= 8
+	}
+	return m
+}
+
+func addr16(p netip.Prefix) [16]byte {
+	if !p.IsValid() {
+		return [16]byte{}
+	}
+	return p.Addr().As16()
+}
+
+// ErrRuleMapsMissing says that the pins are an older build's, from
+// before session rules.
+var ErrRuleMapsMissing = errors.New("no rule maps pinned (attached by an xdpstack older than session rules; attach again with this one)")
+
+// OpenPinnedRules opens the rule maps pinned in dir. The caller closes
+// them.
+func OpenPinnedRules(dir string) (Rules, error) {
+	var opened []*ebpf.Map
+	for _, name := range RuleMapNames {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
+		if err != nil {
+			for _, m := range opened {
+				m.Close()
+			}
+			if errors.Is(err, os.ErrNotExist) {
+				return Rules{}, fmt.Errorf("open rules in %s: %w", dir, ErrRuleMapsMissing)
+			}
+			return Rules{}, fmt.Errorf("open pinned map %s: %w", filepath.Join(dir, name), err)
+		}
+		opened = append(opened, m)
+	}
+	return Rules{match: opened[0], sets: opened[1], active: opened[2], info: opened[3], hits: opened[4]}, nil
+}
+
+// Close closes maps opened by OpenPinnedRules.
+func (t Rules) Close() error {
+	return errors.Join(t.match.Close(), t.sets.Close(), t.active.Close(), t.info.Close(), t.hits.Close())
+}
+
+// LockPinDir takes an exclusive lock on an interface's pin folder, for
+// a read-modify-write of its tables (rules add, a reload) not to lose
+// another's change. It waits for the lock.
+func LockPinDir(dir string) (unlock func(), err error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("lock pin folder: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock pin folder %s: %w", dir, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// All returns the rules in the table, by id.
+func (t Rules) All() ([]Rule, error) {
+	var (
+		id   uint32
+		info bpf.XdpRuleInfo
+		all  []Rule
+	)
+	entries := t.info.Iterate()
+	for entries.Next(&id, &info) {
+		all = append(all, ruleFromInfo(id, info))
+	}
+	if err := entries.Err(); err != nil {
+		return nil, fmt.Errorf("read %s map: %w", RulesName, err)
+	}
+	slices.SortFunc(all, func(a, b Rule) int { return cmp.Compare(a.ID, b.ID) })
+	return all, nil
+}
+
+func ruleFromInfo(id uint32, v bpf.XdpRuleInfo) Rule {
+	prefix := func(a [16]byte, bits uint8) netip.Prefix {
+		switch v.Family {
+		case uint8(bpf.XdpRuleFamilyRULE_FAMILY_IPV4):
+			return netip.PrefixFrom(netip.AddrFrom16(a).Unmap(), int(bits))
+		case uint8(bpf.XdpRuleFamilyRULE_FAMILY_IPV6):
+			return netip.PrefixFrom(netip.AddrFrom16(a), int(bits))
+		}
+		return netip.Prefix{}
+	}
+	var tag []byte
+	for _, c := range v.Tag {
+		if c == 0 {
+			break
+		}
+		tag = append(tag, byte(c))
+	}
+	return Rule{
+		ID: id,
+		RuleMatch: RuleMatch{
+			Protocol:   Protocol(v.Protocol),
+			Local:      prefix(v.Local, v.LocalPrefixLen),
+			Remote:     prefix(v.Remote, v.RemotePrefixLen),
+			LocalPort:  ntohs(v.LocalPort),
+			RemotePort: ntohs(v.RemotePort),
+		},
+		Action: RuleAction(v.Action),
+		Tag:    string(tag),
+	}
+}
+
+func infoOf(r Rule) bpf.XdpRuleInfo {
+	v := bpf.XdpRuleInfo{
+		Local:      addr16(r.Local),
+		Remote:     addr16(r.Remote),
+		LocalPort:  htons(r.LocalPort),
+		RemotePort: htons(r.RemotePort),
+		Protocol:   uint8(r.Protocol),
+		Family:     familyOf(r.Local),
+		Action:     uint32(r.Action),
+	}
+	if r.Local.IsValid() {
+		v.LocalPrefixLen, v.RemotePrefixLen = uint8(r.Local.Bits()), uint8(r.Remote.Bits())
+	}
+	for i := range len(r.Tag) {
+		v.Tag[i] = int8(r.Tag[i])
+	}
+	return v
+}
+
+// CheckRules checks and normalizes a whole rule set as Replace would
+// take it, without touching any map: every rule valid, no match twice,
+// no more than MaxRules rules in MaxRuleShapes shapes.
+func CheckRules(rules []Rule) ([]Rule, error) {
+	if len(rules) > MaxRules {
+		return nil, fmt.Errorf("%d rules: the table takes at most %d", len(rules), MaxRules)
+	}
+	checked := make([]Rule, len(rules))
+	seen := make(map[RuleMatch]int, len(rules))
+	shapes := make(map[ruleShape]bool)
+	for i, r := range rules {
+		c, err := r.Check()
+		if err != nil {
+			return nil, fmt.Errorf("rule %s: %w", r, err)
+		}
+		if j, dup := seen[c.RuleMatch]; dup {
+			return nil, fmt.Errorf("rule %s: same match as rule %s (delete that one first)", c, checked[j])
+		}
+		seen[c.RuleMatch] = i
+		shapes[shapeOf(c.RuleMatch)] = true
+		checked[i] = c
+	}
+	if len(shapes) > MaxRuleShapes {
+		return nil, fmt.Errorf("rules: %d distinct shapes (protocol, prefix lengths, port wildcards), the program takes at most %d", len(shapes), MaxRuleShapes)
+	}
+	return checked, nil
+}
+
+// Replace makes the table hold exactly want, in one step as the program
+// sees it, and returns the rules with their ids. A rule already in the
+// table (same match, action and tag) keeps its id and hit counters; a
+// new one gets a free id with its counters zeroed. Nothing changes when
+// want is refused.
+//
+// The program reads rule_active once per packet and looks only at that
+// generation's shapes and keys. Replace writes the generation not in
+// use, flips rule_active and leaves the retired generation's keys in
+// place; the next Replace clears them, long after any packet that read
+// them has gone through (XDP runs each packet to completion). So no
+// packet sees half of one set and half of another.
+func (t Rules) Replace(want []Rule) ([]Rule, error) {
+	want, err := CheckRules(want)
+	if err != nil {
+		return nil, err
+	}
+	have, err := t.All()
+	if err != nil {
+		return nil, err
+	}
+	type content struct {
+		RuleMatch
+		Action RuleAction
+		Tag    string
+	}
+	kept := make(map[content]uint32, len(have))
+	used := make(map[uint32]bool, len(have))
+	for _, r := range have {
+		kept[content{r.RuleMatch, r.Action, r.Tag}] = r.ID
+		used[r.ID] = true
+	}
+	var fresh []uint32
+	taken := make(map[uint32]bool, len(want))
+	for i, r := range want {
+		if id, ok := kept[content{r.RuleMatch, r.Action, r.Tag}]; ok {
+			want[i].ID, taken[id] = id, true
+		}
+	}
+	// New rules take ids no rule had, so that the retired generation,
+	// still counting until the flip, counts into none of theirs; only
+	// when those run out, the ids of rules going away.
+	next, reused := uint32(1), uint32(1)
+	for i := range want {
+		if want[i].ID != 0 {
+			continue
+		}
+		for next <= uint32(MaxRules) && used[next] {
+			next++
+		}
+		id := next
+		if id > uint32(MaxRules) {
+			for taken[reused] {
+				reused++
+			}
+			id = reused
+		}
+		want[i].ID, used[id], taken[id] = id, true, true
+		fresh = append(fresh, id)
+	}
+
+	var gen bpf.XdpRuleGeneration
+	if err := t.active.Lookup(uint32(0), &gen); err != nil {
+		return nil, fmt.Errorf("read %s map: %w", RuleActiveName, err)
+	}
+	target := gen.Active&1 ^ 1
+	if err := t.clearGeneration(uint8(target)); err != nil {
+		return nil, err
+	}
+	zero := make([]bpf.XdpCounter, ebpf.MustPossibleCPU())
+	for _, id := range fresh {
+		if err := t.hits.Put(id, zero); err != nil {
+			return nil, fmt.Errorf("reset hits of rule %d: %w", id, err)
+		}
+	}
+	set, keys, values := encodeRules(want, uint8(target))
+	if len(keys) > 0 {
+		if _, err := t.match.BatchUpdate(keys, values, nil); err != nil {
+			return nil, fmt.Errorf("write %s map: %w", RuleMatchName, err)
+		}
+	}
+	if err := t.sets.Put(target, set); err != nil {
+		return nil, fmt.Errorf("write %s map: %w", RuleSetsName, err)
+	}
+	if err := t.active.Put(uint32(0), bpf.XdpRuleGeneration{Active: target}); err != nil {
+		return nil, fmt.Errorf("write %s map: %w", RuleActiveName, err)
+	}
+
+	// The set is in force; now its description.
+	for _, r := range want {
+		if slices.Contains(fresh, r.ID) {
+			if err := t.info.Put(r.ID, infoOf(r)); err != nil {
+				return nil, fmt.Errorf("rules in force, but listing them failed: write %s map: %w", RulesName, err)
+			}
+		}
+	}
+	wanted := make(map[uint32]bool, len(want))
+	for _, r := range want {
+		wanted[r.ID] = true
+	}
+	for _, r := range have {
+		if !wanted[r.ID] {
+			if err := t.info.Delete(r.ID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return nil, fmt.Errorf("rules in force, but listing them failed: delete from %s map: %w", RulesName, err)
+			}
+		}
+	}
+	return want, nil
+}
+
+// clearGeneration deletes the keys of a retired generation.
+func (t Rules) clearGeneration(gen uint8) error {
+	var (
+		k     bpf.XdpRuleKey
+		v     bpf.XdpRuleValue
+		stale []bpf.XdpRuleKey
+	)
+	entries := t.match.Iterate()
+	for entries.Next(&k, &v) {
+		if k.Generation == gen {
+			stale = append(stale, k)
+		}
+	}
+	if err := entries.Err(); err != nil {
+		return fmt.Errorf("read %s map: %w", RuleMatchName, err)
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	if _, err := t.match.BatchDelete(stale, nil); err != nil {
+		return fmt.Errorf("clear retired rules from %s map: %w", RuleMatchName, err)
+	}
+	return nil
+}
+
+// encodeRules lays out checked rules as one generation: its shapes,
+// most specific first, and a key per rule.
+func encodeRules(rules []Rule, gen uint8) (bpf.XdpRuleSet, []bpf.XdpRuleKey, []bpf.XdpRuleValue) {
+	var shapes []ruleShape
+	for _, r := range rules {
+		if s := shapeOf(r.RuleMatch); !slices.Contains(shapes, s) {
+			shapes = append(shapes, s)
+		}
+	}
+	slices.SortFunc(shapes, func(a, b ruleShape) int {
+		return cmp.Or(b.spec.compare(a.spec), cmp.Compare(a.family, b.family), cmp.Compare(a.flags, b.flags))
+	})
+	set := bpf.XdpRuleSet{ShapeCount: uint32(len(shapes)), RuleCount: uint32(len(rules))}
+	keys := make([]bpf.XdpRuleKey, len(rules))
+	values := make([]bpf.XdpRuleValue, len(rules))
+	for i, r := range rules {
+		index := slices.Index(shapes, shapeOf(r.RuleMatch))
+		s := &set.Shapes[index]
+		s.LocalMask, s.RemoteMask, s.Flags = mask(r.Local), mask(r.Remote), shapes[index].flags
+		s.Rules++
+		keys[i] = bpf.XdpRuleKey{
+			Local:      addr16(r.Local),
+			Remote:     addr16(r.Remote),
+			LocalPort:  htons(r.LocalPort),
+			RemotePort: htons(r.RemotePort),
+			Protocol:   uint8(r.Protocol),
+			Family:     shapes[index].family,
+			Shape:      uint8(index),
+			Generation: gen,
+		}
+		values[i] = bpf.XdpRuleValue{RuleId: r.ID, Action: uint32(r.Action)}
+	}
+	return set, keys, values
+}
+
+// Hits reads the hit counters of the rules in the table, summed over
+// the CPUs, by rule id.
+func (t Rules) Hits(rules []Rule) (map[uint32]Counter, error) {
+	hits := make(map[uint32]Counter, len(rules))
+	var perCPU []bpf.XdpCounter
+	for _, r := range rules {
+		if err := t.hits.Lookup(r.ID, &perCPU); err != nil {
+			return nil, fmt.Errorf("read %s map: %w", RuleHitsName, err)
+		}
+		var sum Counter
+		for _, c := range perCPU {
+			sum = sum.Add(Counter{c.Packets, c.Bytes})
+		}
+		hits[r.ID] = sum
+	}
+	return hits, nil
+}
