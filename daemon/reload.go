@@ -80,6 +80,7 @@ func (d *Daemon) reload(cfg Config) ([]string, error) {
 	}
 	// The reloadable sections hold nothing yet (the config file accepts
 	// them only empty): applying them is keeping the new configuration.
+	cfg.Reread = d.cfg.Reread
 	d.cfg = cfg
 	return applied, nil
 }
