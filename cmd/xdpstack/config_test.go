@@ -202,3 +202,22 @@ func TestConfigFlagsOverride(t *testing.T) {
 		t.Errorf("settings as text: %v", cfg.Settings)
 	}
 }
+
+// TestConfigExample: the README's example file is one that attach
+// takes, and it sets every key.
+func TestConfigExample(t *testing.T) {
+	f, err := readConfig("testdata/xdpstack.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	www := t.TempDir()
+	f.values["root"] = configValue{line: f.values["root"].line, value: www} // /srv/www need not exist here
+	if _, err := (settings{file: f}).check(); err != nil {
+		t.Fatal(err)
+	}
+	for key := range configKeys() {
+		if _, ok := f.values[key]; !ok {
+			t.Errorf("the example leaves out %s", key)
+		}
+	}
+}
