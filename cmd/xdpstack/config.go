@@ -50,6 +50,7 @@ func configKeys() map[string]configKey {
 			continue
 		}
 		k := configKey{flag: f}
+		name = keyOfFlag(name)
 		switch f.(type) {
 		case *cli.StringFlag:
 			k.kind = kindString
@@ -58,7 +59,7 @@ func configKeys() map[string]configKey {
 		case *cli.IntFlag:
 			k.kind = kindInt
 		case *cli.StringSliceFlag:
-			k.kind, name = kindApps, name+"s" // app -> apps
+			k.kind = kindApps
 		default:
 			panic(fmt.Sprintf("flag --%s: no config key for %T", name, f))
 		}
@@ -67,12 +68,20 @@ func configKeys() map[string]configKey {
 	return keys
 }
 
-// keyOfFlag is the config key of an attach flag.
+// keyOfFlag is the config key of an attach flag, and flagOfKey the
+// flag of a key: the same name, but apps for the repeated --app.
 func keyOfFlag(flag string) string {
 	if flag == "app" {
 		return "apps"
 	}
 	return flag
+}
+
+func flagOfKey(key string) string {
+	if key == "apps" {
+		return "app"
+	}
+	return key
 }
 
 // configFile is a config file read and checked for its form: known

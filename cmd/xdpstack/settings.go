@@ -29,13 +29,6 @@ type settings struct {
 	file *configFile
 }
 
-func flagOfKey(key string) string {
-	if key == "apps" {
-		return "app"
-	}
-	return key
-}
-
 func (s settings) fromFlag(key string) bool {
 	return s.flags != nil && s.flags.IsSet(flagOfKey(key))
 }
