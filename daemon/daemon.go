@@ -1,7 +1,7 @@
 // Package daemon runs what `xdpstack attach` keeps up in the foreground:
-// the attached XDP program, the userstack with its apps, and the metrics
-// server, started in an order that lets nothing half-started stay
-// behind.
+// the attached XDP program, the userstack with its apps, the metrics
+// server and the control socket, started in an order that lets nothing
+// half-started stay behind.
 package daemon
 
 import (
@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xdpstack/xdpstack/daemon/control"
 	"github.com/xdpstack/xdpstack/internal/httpserver"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/maps"
@@ -39,6 +40,15 @@ type Config struct {
 	AppRoot       string
 	NeedUserstack bool
 	Userstack     userstack.Options
+
+	// Control places the control socket; none when its Dir is empty.
+	Control control.Options
+	// Settings are the effective value of every configuration key, as
+	// text, for Reload to tell what changed.
+	Settings map[string]string
+	// Reread, when set, reads the configuration again for Reread
+	// (SIGHUP, the reload verb).
+	Reread func() (Config, error)
 }
 
 // Daemon is a running attachment with its servers.
@@ -52,6 +62,11 @@ type Daemon struct {
 	specs   []apps.Spec
 	metrics *httpserver.Server
 	rates   rates
+	control *control.Server
+
+	// cfg is the running configuration, as Reload leaves it.
+	cfg       Config
+	reloading sync.Mutex
 
 	lost      chan error
 	stopWatch chan struct{}
@@ -63,8 +78,9 @@ type Daemon struct {
 const checkInterval = time.Second
 
 // Start checks the apps against the userstack's port range and binds
-// the metrics listener first, so that bad input or a taken port changes
-// nothing, then attaches and serves.
+// the control socket and the metrics listener first, so that bad input,
+// another daemon or a taken port changes nothing, then attaches and
+// serves.
 func Start(cfg Config) (*Daemon, error) {
 	if cfg.NeedUserstack = cfg.NeedUserstack || len(cfg.Apps) > 0; cfg.NeedUserstack && cfg.Attach.UserPorts == (maps.PortRange{}) {
 		cfg.Attach.UserPorts = loader.DefaultUserPorts
@@ -74,11 +90,18 @@ func Start(cfg Config) (*Daemon, error) {
 			return nil, fmt.Errorf("app %s: port %d is in the userstack's own port range %s (choose a port outside it)", spec, spec.URI.Port, cfg.Attach.UserPorts)
 		}
 	}
+	var ctl *control.Server
+	if cfg.Control.Dir != "" {
+		var err error
+		if ctl, err = control.Listen(cfg.Iface, cfg.Control); err != nil {
+			return nil, err
+		}
+	}
 	var ln net.Listener
 	if cfg.MetricsAddr != "" {
 		var err error
 		if ln, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
-			return nil, fmt.Errorf("listen for metrics on %s: %w (choose another --metrics-addr)", cfg.MetricsAddr, err)
+			return nil, errors.Join(fmt.Errorf("listen for metrics on %s: %w (choose another --metrics-addr)", cfg.MetricsAddr, err), closeControl(ctl))
 		}
 	}
 	a, err := loader.Attach(cfg.Iface, cfg.Attach)
@@ -86,9 +109,9 @@ func Start(cfg Config) (*Daemon, error) {
 		if ln != nil {
 			ln.Close()
 		}
-		return nil, err
+		return nil, errors.Join(err, closeControl(ctl))
 	}
-	d := &Daemon{Attachment: a}
+	d := &Daemon{Attachment: a, control: ctl, cfg: cfg}
 	if err := d.startApps(cfg); err != nil {
 		if ln != nil {
 			ln.Close()
@@ -106,6 +129,9 @@ func Start(cfg Config) (*Daemon, error) {
 	d.lost, d.stopWatch = make(chan error, 1), make(chan struct{})
 	d.watching.Add(1)
 	go d.watch()
+	if d.control != nil {
+		d.serveControl()
+	}
 	return d, nil
 }
 
@@ -168,15 +194,15 @@ func (d *Daemon) isLocal(addr netip.Addr) bool {
 }
 
 // Close stops serving and detaches, in the reverse order of Start: the
-// check that the program is still attached; /metrics, while everything
-// it reads is still there; the apps, last started first; the userstack;
-// and the program.
+// control socket; the check that the program is still attached;
+// /metrics, while everything it reads is still there; the apps, last
+// started first; the userstack; and the program.
 func (d *Daemon) Close() error {
+	errs := []error{closeControl(d.control)}
 	if d.stopWatch != nil {
 		close(d.stopWatch)
 		d.watching.Wait()
 	}
-	var errs []error
 	if d.metrics != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

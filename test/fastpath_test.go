@@ -386,11 +386,15 @@ func TestPinsUnderIPNetnsExec(t *testing.T) {
 	root := testutil.PinRoot(t)
 	d := startDaemonWith(t, netnsExec, a, root, "--metrics-addr", "")
 	want := fmt.Sprintf("%s has xdpstack's XDP program %d, but its pins are not in", a.Iface, d.ready.ProgramID)
-	for _, args := range [][]string{{"status", a.Iface}, {"attach", a.Iface, "--metrics-addr", ""}, {"detach", a.Iface}} {
+	for _, args := range [][]string{{"status", a.Iface}, {"detach", a.Iface}} {
 		out, err := run(root, args...)
 		if err == nil || !strings.Contains(out, want) || !strings.Contains(out, "ip netns exec") {
 			t.Errorf("xdpstack %s beside a daemon under ip netns exec: got %v, %q; want an error containing %q and the advice", strings.Join(args, " "), err, out, want)
 		}
+	}
+	// attach finds the daemon by its control socket before its pins.
+	if out, err := run(root, "attach", a.Iface, "--metrics-addr", ""); err == nil || !strings.Contains(out, "xdpstack already runs on "+a.Iface) {
+		t.Errorf("xdpstack attach beside a daemon under ip netns exec: got %v, %q; want already runs", err, out)
 	}
 	if id := xdpProgramID(t, a); id != d.ready.ProgramID {
 		t.Errorf("program on %s after the refused commands: %d, want the daemon's %d", a.Iface, id, d.ready.ProgramID)
@@ -442,6 +446,14 @@ func TestBadInputChangesNothing(t *testing.T) {
 	ready := filepath.Join(files, "ready")
 	reserved := a.Exec(t, "cat", "/proc/sys/net/ipv4/ip_local_reserved_ports")
 	app := func(spec string) []string { return []string{"attach", a.Iface, "--app", spec} }
+	confs := t.TempDir()
+	config := func(text string) string {
+		es, _ := os.ReadDir(confs)
+		path := filepath.Join(confs, fmt.Sprintf("%d.yaml", len(es)))
+		os.WriteFile(path, []byte(text), 0o644)
+		return path
+	}
+	unknownKey := config("mode: auto\nbogus: 1\n")
 
 	var taken net.Listener
 	a.Do(t, func() (err error) {
@@ -510,6 +522,18 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"rule in a namespace", []string{"rules", "add", a.Iface, "--action", "deny", "--namespace", "web"}, "local rules need the control socket"},
 		{"rule when not attached", []string{"rules", "add", a.Iface, "--action", "deny"}, "xdpstack is not attached to " + a.Iface},
 		{"rules list when not attached", []string{"rules", "list", a.Iface}, "xdpstack is not attached to " + a.Iface},
+		{"unknown control group", []string{"attach", a.Iface, "--control-group", "xs-nosuch-group"}, `--control-group: no group "xs-nosuch-group" (see: getent group)`},
+		{"config missing", []string{"attach", a.Iface, "--config", "/nonexistent/x.yaml"}, "config: open /nonexistent/x.yaml: no such file or directory"},
+		{"config unknown key", []string{"attach", a.Iface, "--config", unknownKey}, "config " + unknownKey + ` line 2: unknown key "bogus"`},
+		{"config bad value", []string{"attach", a.Iface, "--config", config("tcp-sack: yes\n")}, `line 1: tcp-sack: want true or false, got "yes"`},
+		{"config bad app", []string{"attach", a.Iface, "--config", config("apps:\n  - echo=tcp://:61500\n")}, "port 61500 is in the userstack's own port range"},
+		{"config app on another host's address", []string{"attach", a.Iface, "--config", config("apps:\n  - echo=tcp://192.0.2.1:7\n")}, "apps echo=tcp://192.0.2.1:7: 192.0.2.1 is not an address of " + a.Iface},
+		{"config rules", []string{"attach", a.Iface, "--config", config("rules:\n  - allow\n")}, "line 1: rules: not supported yet (leave it out or empty)"},
+		{"config namespaces", []string{"attach", a.Iface, "--config", config("namespaces: {blue: {}}\n")}, "line 1: namespaces: not supported yet"},
+		{"config check bad", []string{"config", "check", unknownKey}, "config " + unknownKey + ` line 2: unknown key "bogus"`},
+		{"config check no file", []string{"config", "check"}, "config check: want one FILE argument, got 0"},
+		{"reload not running", []string{"reload", a.Iface}, fmt.Sprintf("reload %s: xdpstack is not running on %s (no daemon answers on %s)", a.Iface, a.Iface, socketOf(a))},
+		{"reload bad name", []string{"reload", "../x"}, `interface name "../x"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.args[0] == "attach" && !slices.Contains(tc.args, "--ready-file") {
@@ -525,6 +549,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 				t.Errorf("error is %d lines, want one: %q", n+1, out)
 			}
 			checkClean(t, a, root)
+			checkNoSocket(t, a)
 			if now := a.Exec(t, "cat", "/proc/sys/net/ipv4/ip_local_reserved_ports"); now != reserved {
 				t.Errorf("reserved ports went from %q to %q", reserved, now)
 			}

@@ -22,6 +22,11 @@ import (
 // binary is the xdpstack built once for all tests.
 var binary string
 
+// runDir holds the control sockets of the daemons the tests start,
+// apart from those of other test runs (XDPSTACK_RUN_DIR, which every
+// command the tests run inherits).
+var runDir string
+
 func TestMain(m *testing.M) {
 	path, remove, err := testutil.BuildBinary("../cmd/xdpstack")
 	if err != nil {
@@ -29,8 +34,17 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = path
+	if runDir, err = os.MkdirTemp("", "xdpstack-test-run"); err == nil {
+		err = os.Chmod(runDir, 0o755) // as /run/xdpstack, for the tests of --control-group
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("XDPSTACK_RUN_DIR", runDir)
 	code := m.Run()
 	remove()
+	os.RemoveAll(runDir)
 	os.Exit(code)
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
@@ -13,11 +15,9 @@ import (
 
 	"github.com/xdpstack/xdpstack/daemon"
 	"github.com/xdpstack/xdpstack/internal/atomicfile"
-	"github.com/xdpstack/xdpstack/internal/hostport"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/userstack"
 	"github.com/xdpstack/xdpstack/userstack/apps"
-	"github.com/xdpstack/xdpstack/userstack/apps/httpapp"
 )
 
 func attachCommand() *cli.Command {
@@ -26,15 +26,19 @@ func attachCommand() *cli.Command {
 		Usage:     "attach to an interface and run in the foreground until SIGINT or SIGTERM",
 		ArgsUsage: "IFACE",
 		Description: "Loads the XDP program, pins its maps under the pin root, attaches it and serves\n" +
-			"/metrics. On SIGINT or SIGTERM it detaches and removes its pins. If the process dies\n" +
-			"instead, the program stays and keeps passing traffic to the kernel; `xdpstack detach`\n" +
-			"or a new `xdpstack attach` takes over.",
+			"/metrics and the control socket (RUN-DIR/IFACE.sock). On SIGINT or SIGTERM it detaches\n" +
+			"and removes its pins. If the process dies instead, the program stays and keeps passing\n" +
+			"traffic to the kernel; `xdpstack detach` or a new `xdpstack attach` takes over.\n" +
+			"--config FILE (YAML) holds the same settings under the flags' names; flags given\n" +
+			"override it. SIGHUP or `xdpstack reload IFACE` reads it again.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "XDP mode: native, generic, or auto (native, else generic, and say so)"},
 			&cli.StringFlag{Name: "metrics-addr", Value: "127.0.0.1:9437", Usage: "HOST:PORT to serve Prometheus /metrics on (port 0 picks one; empty serves none)"},
 			&cli.StringFlag{Name: "ready-file", Usage: "write a JSON line here once attached and serving; removed on exit"},
 			&cli.StringSliceFlag{Name: "app", Usage: "serve a built-in app on the userstack: NAME=URI[,opt=val] (echo, http, proxy; e.g. http=tls://:443,cert=F,key=K); repeatable"},
 			&cli.StringFlag{Name: "root", Usage: "serve the files in this folder from the http apps that have no root= of their own"},
+			&cli.StringFlag{Name: "config", Usage: "read the settings from this YAML file (see `xdpstack config check`); flags given override it"},
+			&cli.StringFlag{Name: "control-group", Usage: "let this group use the control socket (0660); else only root may (0600)"},
 		}, tcpFlags...),
 		Before: needRoot,
 		Action: runAttach,
@@ -59,27 +63,21 @@ func runAttach(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	mode, err := loader.ParseMode(c.String("mode"))
-	if err != nil {
-		return fmt.Errorf("--mode: %w", err)
-	}
-	if addr := c.String("metrics-addr"); addr != "" {
-		if _, _, err := hostport.Split(addr); err != nil {
-			return fmt.Errorf("--metrics-addr %q: %w", addr, err)
-		}
-	}
-	specs, err := parseApps(c.StringSlice("app"))
+	// Caught from the start: SIGHUP would otherwise kill the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	s, err := attachSettings(c)
 	if err != nil {
 		return err
 	}
-	tuning, err := userstackOptions(c)
+	cfg, err := s.check()
 	if err != nil {
 		return err
 	}
-	if root := c.String("root"); root != "" {
-		if err := httpapp.CheckRoot(root); err != nil {
-			return fmt.Errorf("--root %w", err)
-		}
+	if s.file != nil {
+		h, _ := s.logHandler(c.App.ErrWriter) // checked with the rest
+		slog.SetDefault(slog.New(h))
 	}
 	if err := features.HaveProgramType(ebpf.XDP); err != nil {
 		return fmt.Errorf("this kernel cannot load XDP programs: %w (needs Linux 5.9 or later with BPF enabled)", err)
@@ -88,30 +86,39 @@ func runAttach(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, spec := range specs {
-		if err := userstack.CheckListenAddr(iface, spec.URI.Addr); err != nil {
-			return fmt.Errorf("--app %s: %w", spec, err)
-		}
+	if err := checkAppAddrs(s, iface, cfg.Apps); err != nil {
+		return err
 	}
 	// Made now, so that a ready file that cannot be written stops the
 	// command before anything is attached.
-	readyFile := c.String("ready-file")
+	readyFile := s.String("ready-file")
 	var ready *atomicfile.File
 	if readyFile != "" {
 		if ready, err = atomicfile.Create(readyFile, 0o644); err != nil {
-			return fmt.Errorf("--ready-file: %w", err)
+			return fmt.Errorf("%s: %w", s.label("ready-file"), err)
 		}
 		defer ready.Abort()
 	}
 
-	d, err := daemon.Start(daemon.Config{
-		Iface:       ifname,
-		Attach:      loader.Options{Mode: mode, PinRoot: c.String("pin-root")},
-		MetricsAddr: c.String("metrics-addr"),
-		Apps:        specs,
-		AppRoot:     c.String("root"),
-		Userstack:   tuning,
-	})
+	place := func(cfg *daemon.Config) {
+		cfg.Iface, cfg.Attach.PinRoot, cfg.Control.Dir = ifname, c.String("pin-root"), c.String("run-dir")
+	}
+	place(&cfg)
+	if s.file != nil {
+		cfg.Reread = func() (daemon.Config, error) {
+			s, err := attachSettings(c)
+			if err != nil {
+				return daemon.Config{}, err
+			}
+			cfg, err := s.check()
+			if err == nil {
+				err = checkAppAddrs(s, iface, cfg.Apps)
+			}
+			place(&cfg)
+			return cfg, err
+		}
+	}
+	d, err := daemon.Start(cfg)
 	if err != nil {
 		return err
 	}
@@ -152,18 +159,47 @@ func runAttach(c *cli.Context) error {
 		defer os.Remove(readyFile)
 	}
 
-	select {
-	case <-c.Context.Done():
-	case lost := <-d.Lost():
-		if errors.Is(lost, loader.ErrInterfaceGone) {
-			return errors.Join(fmt.Errorf("stop serving %s: %w", ifname, lost), d.Close())
+serve:
+	for {
+		select {
+		case <-c.Context.Done():
+			break serve
+		case <-hup:
+			d.Reread() // logs what it did
+		case lost := <-d.Lost():
+			if errors.Is(lost, loader.ErrInterfaceGone) {
+				return errors.Join(fmt.Errorf("stop serving %s: %w", ifname, lost), d.Close())
+			}
+			slog.Warn("the program was detached from outside (xdpstack detach --force); stopping", "iface", ifname)
+			break serve
 		}
-		slog.Warn("the program was detached from outside (xdpstack detach --force); stopping", "iface", ifname)
 	}
 	if err := d.Close(); err != nil {
 		return fmt.Errorf("detach from %s: %w", ifname, err)
 	}
 	fmt.Fprintf(c.App.Writer, "detached from %s\n", ifname)
+	return nil
+}
+
+// attachSettings are attach's flags over its config file, if any.
+func attachSettings(c *cli.Context) (settings, error) {
+	s := settings{flags: c}
+	if path := c.String("config"); path != "" {
+		var err error
+		if s.file, err = readConfig(path); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// checkAppAddrs checks that the apps serve on addresses of iface.
+func checkAppAddrs(s settings, iface loader.Interface, specs []apps.Spec) error {
+	for _, spec := range specs {
+		if err := userstack.CheckListenAddr(iface, spec.URI.Addr); err != nil {
+			return fmt.Errorf("%s %s: %w", s.label("apps"), spec, err)
+		}
+	}
 	return nil
 }
 

@@ -78,7 +78,7 @@ func echoNetwork(c *cli.Context, spec *apps.Spec) (transport.Network, *daemon.Da
 	if err := maps.CheckIfaceName(ifname); err != nil {
 		return nil, nil, fmt.Errorf("--iface: %w", err)
 	}
-	tuning, err := userstackOptions(c)
+	tuning, err := userstackOptions(settings{flags: c})
 	if err != nil {
 		return nil, nil, err
 	}

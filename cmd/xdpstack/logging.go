@@ -14,22 +14,28 @@ var logFlags = []cli.Flag{
 }
 
 // setupLogging makes the default logger the one the flags ask for,
-// writing timestamped, levelled records to w (stderr).
+// writing timestamped, levelled records to w (stderr). attach does it
+// again when its config file sets the log keys.
 func setupLogging(c *cli.Context, w io.Writer) error {
+	h, err := settings{flags: c}.logHandler(w)
+	if err == nil {
+		slog.SetDefault(slog.New(h))
+	}
+	return err
+}
+
+// logHandler is the handler that log-level and log-format ask for.
+func (s settings) logHandler(w io.Writer) (slog.Handler, error) {
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	if err := level.UnmarshalText([]byte(s.String("log-level"))); err != nil {
+		return nil, fmt.Errorf("%s %q: want debug, info, warn or error", s.label("log-level"), s.String("log-level"))
 	}
 	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler
-	switch c.String("log-format") {
+	switch s.String("log-format") {
 	case "text":
-		h = slog.NewTextHandler(w, opts)
+		return slog.NewTextHandler(w, opts), nil
 	case "json":
-		h = slog.NewJSONHandler(w, opts)
-	default:
-		return fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))
+		return slog.NewJSONHandler(w, opts), nil
 	}
-	slog.SetDefault(slog.New(h))
-	return nil
+	return nil, fmt.Errorf("%s %q: want text or json", s.label("log-format"), s.String("log-format"))
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/xdpstack/xdpstack/daemon/control"
 	"github.com/xdpstack/xdpstack/internal/buildinfo"
 	"github.com/xdpstack/xdpstack/maps"
 )
@@ -38,13 +39,20 @@ var pinRootFlag = &cli.StringFlag{
 	EnvVars: []string{"XDPSTACK_PIN_ROOT"},
 }
 
+var runDirFlag = &cli.StringFlag{
+	Name:    "run-dir",
+	Value:   control.DefaultDir,
+	Usage:   "folder of the daemons' control sockets, one per interface (IFACE.sock)",
+	EnvVars: []string{"XDPSTACK_RUN_DIR"},
+}
+
 func newApp() *cli.App {
 	bi := buildinfo.Read()
 	app := &cli.App{
 		Name:                 "xdpstack",
 		Usage:                "a kernel-cooperative XDP dataplane",
 		Version:              fmt.Sprintf("%s (%s, %s)", bi.Version, bi.Revision, bi.GoVersion),
-		Flags:                append([]cli.Flag{pinRootFlag}, logFlags...),
+		Flags:                append([]cli.Flag{pinRootFlag, runDirFlag}, logFlags...),
 		Before:               func(c *cli.Context) error { return setupLogging(c, c.App.ErrWriter) },
 		EnableBashCompletion: true,
 		// App specs carry commas of their own (echo=tcp://:7,opt=val).
@@ -58,6 +66,8 @@ func newApp() *cli.App {
 			rulesCommand(),
 			pspCommand(),
 			echoCommand(),
+			reloadCommand(),
+			configCommand(),
 		},
 		OnUsageError: usageError,
 	}

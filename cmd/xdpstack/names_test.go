@@ -31,6 +31,7 @@ func TestInterfaceNames(t *testing.T) {
 			{"detach", name, "--force"},
 			{"status", name},
 			{"stats", name},
+			{"reload", name},
 			{"echo", "client", "--iface", name, "--uri", "tcp://10.0.0.1:7"},
 		} {
 			args = append([]string{"--pin-root", root}, args...)

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -10,6 +12,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/xdpstack/xdpstack/daemon"
+	"github.com/xdpstack/xdpstack/daemon/control"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
 )
@@ -17,7 +21,7 @@ import (
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "status",
-		Usage:     "show what xdpstack has attached, read from its pins",
+		Usage:     "show what xdpstack has attached, read from its pins, and what its daemons serve",
 		ArgsUsage: "[IFACE]",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
@@ -38,6 +42,9 @@ type statusJSON struct {
 	PinDir      string    `json:"pin_dir"`
 	Pins        []string  `json:"pins"`
 	AFXDP       []xskJSON `json:"afxdp"`
+	// Daemon is what the daemon says over its control socket; absent
+	// when none answers.
+	Daemon *daemon.Status `json:"daemon,omitempty"`
 }
 
 type xskJSON struct {
@@ -90,14 +97,18 @@ func runStatus(c *cli.Context) error {
 		return err
 	}
 
+	daemons := make([]daemonAnswer, len(all))
+	for i, s := range all {
+		daemons[i] = askDaemon(c, s.Iface)
+	}
 	if c.Bool("json") {
 		out := make([]statusJSON, 0, len(all))
-		for _, s := range all {
+		for i, s := range all {
 			xsks := []xskJSON{}
 			for _, x := range s.XSKs {
 				xsks = append(xsks, xskJSON{x.Queue, xskMode(x).String()})
 			}
-			out = append(out, statusJSON{s.Iface, uint32(s.ProgramID), s.ProgramName, modeOrNone(s), s.AttachedAt.UTC(), s.PID, s.Running, s.PinDir, s.Pins, xsks})
+			out = append(out, statusJSON{s.Iface, uint32(s.ProgramID), s.ProgramName, modeOrNone(s), s.AttachedAt.UTC(), s.PID, s.Running, s.PinDir, s.Pins, xsks, daemons[i].status})
 		}
 		return json.NewEncoder(c.App.Writer).Encode(out)
 	}
@@ -119,7 +130,57 @@ func runStatus(c *cli.Context) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s/{%s}\n", s.Iface, prog, modeOrNone(s), xskSummary(s.XSKs),
 			s.AttachedAt.UTC().Format(time.RFC3339), by, s.PinDir, strings.Join(s.Pins, ","))
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for i, s := range all {
+		fmt.Fprintf(c.App.Writer, "%s: %s\n", s.Iface, daemons[i].summary())
+	}
+	return nil
+}
+
+// daemonAnswer is what the daemon on an interface said over its control
+// socket, or why it said nothing.
+type daemonAnswer struct {
+	socket string
+	status *daemon.Status
+	err    error
+}
+
+// askTimeout bounds the wait for a daemon that does not answer.
+const askTimeout = 3 * time.Second
+
+func askDaemon(c *cli.Context, ifname string) daemonAnswer {
+	ctx, cancel := context.WithTimeout(c.Context, askTimeout)
+	defer cancel()
+	client := control.NewClient(c.String("run-dir"), ifname)
+	st, err := daemon.StatusEndpoint.Call(ctx, client, control.None{})
+	if err != nil {
+		return daemonAnswer{socket: client.Path, err: err}
+	}
+	return daemonAnswer{socket: client.Path, status: &st}
+}
+
+// summary says in one line what the daemon serves: its queues and apps.
+func (a daemonAnswer) summary() string {
+	switch {
+	case errors.Is(a.err, control.ErrNotRunning):
+		return "no daemon running (none answers on " + a.socket + ")"
+	case a.err != nil:
+		return "daemon: " + a.err.Error()
+	case len(a.status.Queues) == 0:
+		return "daemon running, no userstack"
+	}
+	st := a.status
+	queues := make([]string, len(st.Queues))
+	for i, q := range st.Queues {
+		queues[i] = strconv.Itoa(q.Queue)
+	}
+	parts := []string{fmt.Sprintf("daemon running, userstack on queues %s (AF_XDP %s)", strings.Join(queues, ","), st.Queues[0].AFXDPMode)}
+	for _, app := range st.Apps {
+		parts = append(parts, fmt.Sprintf("app %s on %s", app.Spec, app.Addr))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func modeOrNone(s loader.Status) string {

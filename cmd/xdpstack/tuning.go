@@ -22,39 +22,61 @@ var tcpFlags = []cli.Flag{
 	&cli.BoolFlag{Name: "check-checksums", Usage: "check received checksums on a veth too, as on every other interface (for tests and benchmarks: the peer must send whole checksums, its tx checksumming off)"},
 }
 
-// userstackOptions reads tcpFlags and checks them as the userstack would.
-func userstackOptions(c *cli.Context) (userstack.Options, error) {
+// userstackOptions reads the tcpFlags' settings and checks them as the
+// userstack would, each on its own so that an error names its key.
+func userstackOptions(s settings) (userstack.Options, error) {
 	var o userstack.Options
 	t := &o.TCP
-	t.CongestionControl = c.String("tcp-cc")
-	t.NoSACK = !c.Bool("tcp-sack")
-	t.Backlog = c.Int("tcp-backlog")
-	o.CheckChecksums = c.Bool("check-checksums")
-	switch p := c.String("procs"); p {
+	set := func(key string, f func(*userstack.Options)) error {
+		var one userstack.Options
+		f(&one)
+		f(&o)
+		if err := one.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", s.label(key), err)
+		}
+		return nil
+	}
+	if err := set("tcp-cc", func(o *userstack.Options) { o.TCP.CongestionControl = s.String("tcp-cc") }); err != nil {
+		return o, err
+	}
+	t.NoSACK = !s.Bool("tcp-sack")
+	o.CheckChecksums = s.Bool("check-checksums")
+	switch p := s.String("procs"); p {
 	case "auto":
 		o.Procs = userstack.ProcsAuto
 	default:
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 4096 {
-			return o, fmt.Errorf("--procs %q: want auto or a number from 1 to 4096", p)
+			return o, fmt.Errorf("%s %q: want auto or a number from 1 to 4096", s.label("procs"), p)
 		}
 		o.Procs = n
 	}
 	for _, b := range []struct {
-		flag string
-		size *int
-	}{{"tcp-send-buffer", &t.SendBuffer}, {"tcp-receive-buffer", &t.ReceiveBuffer}} {
-		v, err := parseSize(c.String(b.flag))
+		key  string
+		size func(*userstack.Options) *int
+	}{
+		{"tcp-send-buffer", func(o *userstack.Options) *int { return &o.TCP.SendBuffer }},
+		{"tcp-receive-buffer", func(o *userstack.Options) *int { return &o.TCP.ReceiveBuffer }},
+	} {
+		v, err := parseSize(s.String(b.key))
 		if err == nil && v == 0 {
 			err = fmt.Errorf("want a size, not 0")
 		}
-		if err != nil {
-			return o, fmt.Errorf("--%s: %w", b.flag, err)
+		if err == nil {
+			err = set(b.key, func(o *userstack.Options) { *b.size(o) = int(v) })
+		} else {
+			err = fmt.Errorf("%s: %w", s.label(b.key), err)
 		}
-		*b.size = int(v)
+		if err != nil {
+			return o, err
+		}
 	}
-	if t.Backlog <= 0 { // 0 would be the userstack's default
-		return o, fmt.Errorf("--tcp-backlog %d: want 1 to %d", t.Backlog, userstack.MaxBacklog)
+	backlog := s.Int("tcp-backlog")
+	if backlog <= 0 { // 0 would be the userstack's default
+		return o, fmt.Errorf("%s %d: want 1 to %d", s.label("tcp-backlog"), backlog, userstack.MaxBacklog)
+	}
+	if err := set("tcp-backlog", func(o *userstack.Options) { o.TCP.Backlog = backlog }); err != nil {
+		return o, err
 	}
 	if err := o.Validate(); err != nil {
 		return o, fmt.Errorf("userstack tuning: %w", err)

@@ -1,0 +1,49 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/xdpstack/xdpstack/daemon/control"
+)
+
+// The daemon's control endpoints (see package control for how to add
+// one).
+var (
+	StatusEndpoint = control.Endpoint[control.None, Status]{Method: http.MethodGet, Name: "status"}
+	ReloadEndpoint = control.Endpoint[control.None, Reloaded]{Method: http.MethodPost, Name: "reload"}
+)
+
+// Reloaded says what a reload applied.
+type Reloaded struct {
+	// Applied are the configuration keys that changed and were applied;
+	// none when the configuration is as it was.
+	Applied []string `json:"applied"`
+}
+
+// serveControl registers the endpoints and starts answering.
+func (d *Daemon) serveControl() {
+	control.Register(d.control, StatusEndpoint, func(context.Context, control.None) (Status, error) {
+		return d.Status()
+	})
+	control.Register(d.control, ReloadEndpoint, func(context.Context, control.None) (Reloaded, error) {
+		applied, err := d.Reread()
+		if err != nil {
+			code := http.StatusConflict
+			if errors.Is(err, errBadConfig) {
+				code = http.StatusUnprocessableEntity
+			}
+			return Reloaded{}, control.Refuse(code, err)
+		}
+		return Reloaded{Applied: applied}, nil
+	})
+	d.control.Serve()
+}
+
+func closeControl(s *control.Server) error {
+	if s == nil {
+		return nil
+	}
+	return s.Close()
+}
