@@ -13,6 +13,8 @@ import (
 var (
 	StatusEndpoint = control.Endpoint[control.None, Status]{Method: http.MethodGet, Name: "status"}
 	ReloadEndpoint = control.Endpoint[control.None, Reloaded]{Method: http.MethodPost, Name: "reload"}
+	// SessionsEndpoint is a POST because its query is a JSON body.
+	SessionsEndpoint = control.Endpoint[SessionsQuery, SessionsReply]{Method: http.MethodPost, Name: "sessions"}
 )
 
 // Reloaded says what a reload applied.
@@ -37,6 +39,13 @@ func (d *Daemon) serveControl() {
 			return Reloaded{}, control.Refuse(code, err)
 		}
 		return Reloaded{Applied: applied}, nil
+	})
+	control.Register(d.control, SessionsEndpoint, func(_ context.Context, q SessionsQuery) (SessionsReply, error) {
+		reply, err := d.Sessions(q)
+		if err != nil {
+			return reply, control.Refuse(http.StatusBadRequest, err)
+		}
+		return reply, nil
 	})
 	d.control.Serve()
 }

@@ -229,3 +229,38 @@ func TestStaleControlSocket(t *testing.T) {
 	checkClean(t, a, root)
 	checkNoSocket(t, a)
 }
+
+// TestSessionsThroughTheControlSocket lists a kernel client's connection
+// to the echo app with `xdpstack sessions`, as the daemon answers it
+// over its control socket.
+func TestSessionsThroughTheControlSocket(t *testing.T) {
+	a, b := testutil.HostPair(t, 0)
+	root := testutil.PinRoot(t)
+	startDaemon(t, a, root, "--metrics-addr", "", "--app", "echo=tcp://:7")
+	c, err := b.DialContext(context.Background(), "tcp", netip.AddrPortFrom(a.Addr, 7).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	c.Read(make([]byte, 1))
+	out := mustXdpstack(t, root, "sessions", a.Iface, "--verbose")
+	conn := fmt.Sprintf("%s:7->%s", a.Addr, c.LocalAddr())
+	if !strings.Contains(out, conn) || !strings.Contains(out, "opened") || !strings.Contains(out, "listening") || !strings.Contains(out, "echo") {
+		t.Errorf("sessions: want the listener and the opened session %s of the echo app, got:\n%s", conn, out)
+	}
+	out = mustXdpstack(t, root, "sessions", a.Iface, "--state", "listening", "--json")
+	var r struct {
+		Sessions []struct{ State string } `json:"sessions"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || len(r.Sessions) == 0 {
+		t.Fatalf("sessions --json: %v, %s", err, out)
+	}
+	for _, s := range r.Sessions {
+		if s.State != "listening" {
+			t.Errorf("sessions --state listening listed a session %q", s.State)
+		}
+	}
+}

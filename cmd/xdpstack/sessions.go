@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -13,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/xdpstack/xdpstack/daemon"
+	"github.com/xdpstack/xdpstack/daemon/control"
 	"github.com/xdpstack/xdpstack/userstack"
 )
 
@@ -70,10 +70,14 @@ func (*verbosity) Accepts(arg string) bool {
 	return err == nil
 }
 
-// fetchSessions asks the daemon on iface for its sessions. The control
-// socket will carry the question; this build has none.
+// fetchSessions asks the daemon on iface for its sessions, through its
+// control socket; tests replace it.
 var fetchSessions = func(c *cli.Context, iface string, q daemon.SessionsQuery) (daemon.SessionsReply, error) {
-	return daemon.SessionsReply{}, errors.New("sessions needs the control socket (not available in this build)")
+	r, err := daemon.SessionsEndpoint.Call(c.Context, control.NewClient(c.String("run-dir"), iface), q)
+	if err != nil {
+		return r, fmt.Errorf("sessions %s: %w", iface, err)
+	}
+	return r, nil
 }
 
 func runSessions(c *cli.Context) error {

@@ -195,11 +195,13 @@ func TestSessionsBadFlags(t *testing.T) {
 	}
 }
 
-func TestSessionsWithoutControlSocket(t *testing.T) {
+func TestSessionsWithoutDaemon(t *testing.T) {
 	app := newApp()
-	full, _ := flagsFirst(app, []string{"xdpstack", "sessions", "eth0"})
+	dir := t.TempDir()
+	full, _ := flagsFirst(app, []string{"xdpstack", "--run-dir", dir, "sessions", "eth0"})
 	err := app.Run(full)
-	if err == nil || err.Error() != "sessions needs the control socket (not available in this build)" {
-		t.Errorf("sessions without a control socket: %v", err)
+	want := "sessions eth0: xdpstack is not running on eth0 (no daemon answers on " + dir + "/eth0.sock)"
+	if err == nil || err.Error() != want {
+		t.Errorf("sessions with no daemon: %v, want %q", err, want)
 	}
 }
