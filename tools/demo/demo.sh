@@ -96,6 +96,21 @@ for _ in $(seq 50); do in_b bash -c "echo >/dev/tcp/$ADDR_A/7007" 2>/dev/null &&
 pingpong 7
 pingpong 7007
 
+step "xdpstack sessions $IF_A: the userstack's listeners and connections, asked over the daemon's control socket"
+in_b python3 -c "import socket, time; s = socket.create_connection(('$ADDR_A', 7)); s.sendall(b'hello'); time.sleep(2)" &
+HOLDER=$!
+sleep 0.5
+"$XDPSTACK" sessions "$IF_A" --verbose
+wait $HOLDER
+
+step "session rules in XDP: deny TCP to port 7 from $B, see it counted, delete it"
+"$XDPSTACK" rules add "$IF_A" --proto tcp --remote $ADDR_B --local :7 --action deny --tag demo-deny
+in_b timeout 2 "$XDPSTACK" echo client --uri tcp://$ADDR_A:7 --bytes 1K --stats 0 >/dev/null 2>&1 &&
+	echo "connected: the rule did not hold" || echo "connect to port 7: no answer while the rule holds"
+"$XDPSTACK" rules list "$IF_A"
+"$XDPSTACK" rules del "$IF_A" --tag demo-deny
+in_b "$XDPSTACK" echo client --uri tcp://$ADDR_A:7 --bytes 1K --stats 0 | tail -1
+
 step "only what is addressed to $A is steered: forwarded and spoofed packets are not"
 # Traffic routed through A to port 80 matches the wildcard listener of the
 # HTTP app, but is not for A: it passes to the kernel (pass/not_local).

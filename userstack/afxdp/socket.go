@@ -173,7 +173,9 @@ type Socket struct {
 	// contend for the socket's mutex in the kernel.
 	kickMu sync.Mutex
 
-	txMu   sync.Mutex
+	txMu sync.Mutex
+	// closed is set by Close, under txMu.
+	closed bool
 	tx     descRing
 	comp   addrRing
 	txFree []uint64
@@ -625,7 +627,7 @@ func (s *Socket) handToKicker() {
 func (s *Socket) queue(n int, write func(i int, buf []byte) (int, Checksum)) (sent int, inline bool, err error) {
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
-	if s.fd < 0 {
+	if s.closed {
 		return 0, false, net.ErrClosed // its rings are unmapped
 	}
 	idle := s.tx.pending() == 0
@@ -976,6 +978,7 @@ func (s *Socket) Close() error {
 		<-s.kickerDone
 		s.kicks = nil
 	}
+	s.closed = true
 	// Closing unbinds the device, so the rings, still mapped, hold still.
 	// Not under an inline kick, which reads txFD.
 	s.kickMu.Lock()
