@@ -248,8 +248,8 @@ func TestSessionsThroughTheControlSocket(t *testing.T) {
 	c.Read(make([]byte, 1))
 	out := mustXdpstack(t, root, "sessions", a.Iface, "--verbose")
 	conn := fmt.Sprintf("%s:7->%s", a.Addr, c.LocalAddr())
-	if !strings.Contains(out, conn) || !strings.Contains(out, "opened") || !strings.Contains(out, "listening") || !strings.Contains(out, "echo") {
-		t.Errorf("sessions: want the listener and the opened session %s of the echo app, got:\n%s", conn, out)
+	if !strings.Contains(out, conn) || !strings.Contains(out, "opened") || !strings.Contains(out, "*:7->*") || !strings.Contains(out, "listening") || !strings.Contains(out, "echo") {
+		t.Errorf("sessions: want the listener *:7 and the opened session %s of the echo app, got:\n%s", conn, out)
 	}
 	out = mustXdpstack(t, root, "sessions", a.Iface, "--state", "listening", "--json")
 	var r struct {

@@ -306,8 +306,13 @@ func tcpVarsOf(ep *tcp.Endpoint, in tcpInternals) *TCPVars {
 }
 
 func addrPort(a tcpip.Address, port uint16) netip.AddrPort {
-	if a.BitLen() == 0 {
-		return netip.AddrPortFrom(netip.Addr{}, port)
+	switch {
+	case a.BitLen() == 0 && port == 0:
+		return netip.AddrPort{} // no peer
+	case a.BitLen() == 0:
+		// Any address: [::]:port, which keeps its port in JSON, where
+		// an invalid address would lose it.
+		return netip.AddrPortFrom(netip.IPv6Unspecified(), port)
 	}
 	addr, _ := netip.AddrFromSlice(a.AsSlice())
 	return netip.AddrPortFrom(addr.Unmap(), port)

@@ -184,7 +184,7 @@ func endpoint(ap netip.AddrPort) string {
 	switch {
 	case !ap.Addr().IsValid() && ap.Port() == 0:
 		return "*"
-	case !ap.Addr().IsValid():
+	case !ap.Addr().IsValid() || ap.Addr().IsUnspecified():
 		return "*:" + strconv.Itoa(int(ap.Port()))
 	}
 	return ap.String()

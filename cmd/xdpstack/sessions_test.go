@@ -44,7 +44,7 @@ func TestPrintSessions(t *testing.T) {
 		want    string
 	}{
 		{0, `Connection                                     State                           Rx-f  Tx-f
-[0:0][T] 0.0.0.0:80->*                         listening (LISTEN)              0     0
+[0:0][T] *:80->*                               listening (LISTEN)              0     0
 [0:1][U] *:443->*                              listening                       0     0
 [1:0][T] 10.0.0.1:80->10.0.0.2:41234           opened (ESTABLISHED)            3000  1448
 [1:1][T] [2001:db8::1]:80->[2001:db8::2]:5000  transport-closing (CLOSE-WAIT)  0     0
@@ -52,7 +52,7 @@ queue 0: 2 sessions, Rx-f 0, Tx-f 0
 queue 1: 2 sessions, Rx-f 3000, Tx-f 1448
 `},
 		{1, `Connection                                     State                           Rx-f  Tx-f  Namespace  App
-[0:0][T] 0.0.0.0:80->*                         listening (LISTEN)              0     0     default    http
+[0:0][T] *:80->*                               listening (LISTEN)              0     0     default    http
 [0:1][U] *:443->*                              listening                       0     0     default    echo
 [1:0][T] 10.0.0.1:80->10.0.0.2:41234           opened (ESTABLISHED)            3000  1448  default    http
 [1:1][T] [2001:db8::1]:80->[2001:db8::2]:5000  transport-closing (CLOSE-WAIT)  0     0     default    -
@@ -60,7 +60,7 @@ queue 0: 2 sessions, Rx-f 0, Tx-f 0
 queue 1: 2 sessions, Rx-f 3000, Tx-f 1448
 `},
 		{2, `Connection                                     State                           Rx-f  Tx-f  Namespace  App
-[0:0][T] 0.0.0.0:80->*                         listening (LISTEN)              0     0     default    http
+[0:0][T] *:80->*                               listening (LISTEN)              0     0     default    http
 [0:1][U] *:443->*                              listening                       0     0     default    echo
 [1:0][T] 10.0.0.1:80->10.0.0.2:41234           opened (ESTABLISHED)            3000  1448  default    http
     snd.una 100 snd.nxt 1548 rcv.nxt 2000 snd.wnd 65535 (wscale 7) rcv.wnd 131072 (wscale 7) mss 1448 cwnd 10 ssthresh 2147483647 srtt 1.250ms rttvar 0.500ms rto 200.000ms retrans 2 timeouts 1 sack 3000-4448
