@@ -170,8 +170,10 @@ type Socket struct {
 	kicks      chan struct{}
 	kickerDone chan struct{}
 	// kickMu is held by whoever kicks the TX ring, so that kicks never
-	// contend for the socket's mutex in the kernel.
-	kickMu sync.Mutex
+	// contend for the socket's mutex in the kernel; lastInline is when
+	// the last inline kick ended (stagetime.Now).
+	kickMu     sync.Mutex
+	lastInline atomic.Int64
 
 	txMu sync.Mutex
 	// closed is set by Close, under txMu.
@@ -587,11 +589,21 @@ func (s *Socket) Transmit(n int, write func(i int, buf []byte) (int, Checksum)) 
 // separate process spent more time there than in the netstack.
 const inlineKickFrames = 4
 
+// inlineKickGap is how long after an inline kick ends the next small
+// transmit still goes to the kicker: a burst of small packets (QUIC's,
+// one frame each, some 25 us apart at its rate here) then shares kicks,
+// where each one kicking for itself cost QUIC echo a fifth of its
+// throughput; a reply to a request comes a round trip later. With one
+// P (AutoProcs on two CPUs) the kicker is only a goroutine switch away
+// and inline kicks gained nothing measurable in ping-pong; with more,
+// handing to the kicker woke a thread each time.
+const inlineKickGap = 30 * time.Microsecond
+
 // kickInline kicks the TX ring from the calling goroutine, once, unless
-// a kick is under way (which then sends these frames too); the kicker
-// takes what one kick leaves.
+// a kick is under way (which then sends these frames too) or one was
+// just made inline; the kicker takes what one kick leaves.
 func (s *Socket) kickInline() {
-	if !s.kickMu.TryLock() {
+	if stagetime.Now()-s.lastInline.Load() < int64(inlineKickGap) || !s.kickMu.TryLock() {
 		s.handToKicker()
 		return
 	}
@@ -604,6 +616,7 @@ func (s *Socket) kickInline() {
 		err = s.kickOnce()
 	}
 	left := s.tx.pending()
+	s.lastInline.Store(stagetime.Now())
 	s.kickMu.Unlock()
 	if err != nil {
 		s.txFailed(TxKick, err)

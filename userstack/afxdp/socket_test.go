@@ -12,6 +12,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
+	"github.com/xdpstack/xdpstack/internal/stagetime"
 	"github.com/xdpstack/xdpstack/internal/testing/hosts"
 	"github.com/xdpstack/xdpstack/internal/testing/packet"
 	"github.com/xdpstack/xdpstack/internal/testing/testutil"
@@ -311,5 +312,48 @@ func TestTransmitWhileClosing(t *testing.T) {
 	}
 	for range 4 {
 		<-done
+	}
+}
+
+// TestInlineKickOnlyApart checks that a small transmit on an idle ring
+// kicks from the caller, and that one right after it leaves the kick to
+// the kicker, so that a burst of small packets shares kicks.
+func TestInlineKickOnlyApart(t *testing.T) {
+	a, _ := testutil.Veth(t)
+	att, err := loader.Attach(a, loader.Options{PinRoot: testutil.PinRoot(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { att.Close() })
+	s, err := Open(att.Iface.Index, 0, Options{Frames: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	write := func(_ int, buf []byte) (int, Checksum) { return 60, Checksum{} }
+	send := func() int64 {
+		t.Helper()
+		if sent, err := s.Transmit(1, write); sent != 1 || err != nil {
+			t.Fatalf("Transmit: %d, %v", sent, err)
+		}
+		return s.lastInline.Load()
+	}
+	if send() == 0 {
+		t.Fatal("a lone small transmit did not kick inline")
+	}
+	// As if an inline kick had just ended (a transmit's own time is
+	// not the test's to bound, under -race least of all).
+	just := stagetime.Now()
+	s.lastInline.Store(just)
+	if send() != just {
+		t.Error("a transmit right after an inline kick kicked inline too")
+	}
+	// Once the kicker has sent that one, the ring is idle again.
+	for deadline := time.Now().Add(time.Second); s.tx.pending() != 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	s.lastInline.Store(just - int64(2*inlineKickGap))
+	if send() == just-int64(2*inlineKickGap) {
+		t.Error("a transmit well after the last inline kick did not kick inline")
 	}
 }
