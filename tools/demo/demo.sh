@@ -74,7 +74,9 @@ in_b curl -s "http://$ADDR_A/status.json" | head -n 12
 in_b ping -q -c 3 -i 0.01 $ADDR_A | tail -1
 
 step "1-byte round trips: the echo app on the userstack (port 7) and on kernel sockets (port 7007)"
-in_a "$XDPSTACK" echo server --uri tcp://$ADDR_A:7007 >"$WORK/kecho.log" 2>&1 &
+# nsenter itself, not in_a: a function run in the background is a
+# subshell, whose pid is not the server's.
+nsenter --net=/run/netns/$A -- "$XDPSTACK" echo server --uri tcp://$ADDR_A:7007 >"$WORK/kecho.log" 2>&1 &
 KECHO_PID=$!
 # A plain blocking client: write one byte, read it back, 2000 times.
 pingpong() {
