@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpstack/xdpstack/internal/testing/hosts"
@@ -198,17 +195,7 @@ func TestMetricsEqualMapSums(t *testing.T) {
 	b.Exec(t, "ping", "-q", "-c", "10", "-i", "0.01", a.Addr.String())
 	time.Sleep(100 * time.Millisecond) // let veth deliver the last replies' requests
 
-	client := &http.Client{Transport: &http.Transport{DialContext: a.DialContext}, Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + d.ready.MetricsAddr + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape: %v", err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
+	families := scrapeMetrics(t, a, d.ready.MetricsAddr)
 	sums := readStats(t, root, a.Iface)
 
 	for name, field := range map[string]func(maps.Counter) uint64{

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -47,9 +48,8 @@ func listRules(t *testing.T, root, iface string) []listedRule {
 	return rules
 }
 
-// scrapeRuleHits reads xdpstack_rule_hits_packets_total from the
-// daemon's /metrics, by label set.
-func scrapeRuleHits(t *testing.T, h *testutil.Host, addr string) map[string]uint64 {
+// scrapeMetrics reads the daemon's /metrics at addr, dialled from h.
+func scrapeMetrics(t *testing.T, h *testutil.Host, addr string) map[string]*dto.MetricFamily {
 	t.Helper()
 	client := &http.Client{Transport: &http.Transport{DialContext: h.DialContext}, Timeout: 5 * time.Second}
 	resp, err := client.Get("http://" + addr + "/metrics")
@@ -62,8 +62,15 @@ func scrapeRuleHits(t *testing.T, h *testutil.Host, addr string) map[string]uint
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)
 	}
+	return families
+}
+
+// scrapeRuleHits reads xdpstack_rule_hits_packets_total from the
+// daemon's /metrics, by label set.
+func scrapeRuleHits(t *testing.T, h *testutil.Host, addr string) map[string]uint64 {
+	t.Helper()
 	hits := map[string]uint64{}
-	if fam := families["xdpstack_rule_hits_packets_total"]; fam != nil {
+	if fam := scrapeMetrics(t, h, addr)["xdpstack_rule_hits_packets_total"]; fam != nil {
 		for _, m := range fam.Metric {
 			var labels []string
 			for _, l := range m.Label {
