@@ -278,11 +278,10 @@ func TestStatsDuringClose(t *testing.T) {
 	}
 }
 
-// TestTransmitWhileClosing sends small packets from several goroutines,
-// most of them kicked inline, while the socket closes: no kick may reach
-// the closed descriptors, no wake the closed kicker (under -race, and a
-// send on the closed channel would panic).
-func TestTransmitWhileClosing(t *testing.T) {
+// idleSocket is a socket on queue 0 of a fresh veth with the program
+// attached and nothing steered to it, closed at the end of the test.
+func idleSocket(t *testing.T) *Socket {
+	t.Helper()
 	a, _ := testutil.Veth(t)
 	att, err := loader.Attach(a, loader.Options{PinRoot: testutil.PinRoot(t)})
 	if err != nil {
@@ -293,14 +292,26 @@ func TestTransmitWhileClosing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A frame of no protocol: the peer's kernel drops it.
-	write := func(_ int, buf []byte) (int, Checksum) { return 60, Checksum{} }
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// write60 writes a frame of 60 bytes of no protocol, which the peer's
+// kernel drops.
+func write60(int, []byte) (int, Checksum) { return 60, Checksum{} }
+
+// TestTransmitWhileClosing sends small packets from several goroutines,
+// most of them kicked inline, while the socket closes: no kick may reach
+// the closed descriptors, no wake the closed kicker (under -race, and a
+// send on the closed channel would panic).
+func TestTransmitWhileClosing(t *testing.T) {
+	s := idleSocket(t)
 	done := make(chan struct{})
 	for range 4 {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			for range 2000 {
-				if sent, _ := s.Transmit(1, write); sent == 0 {
+				if sent, _ := s.Transmit(1, write60); sent == 0 {
 					return // closed
 				}
 			}
@@ -319,21 +330,10 @@ func TestTransmitWhileClosing(t *testing.T) {
 // kicks from the caller, and that one right after it leaves the kick to
 // the kicker, so that a burst of small packets shares kicks.
 func TestInlineKickOnlyApart(t *testing.T) {
-	a, _ := testutil.Veth(t)
-	att, err := loader.Attach(a, loader.Options{PinRoot: testutil.PinRoot(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { att.Close() })
-	s, err := Open(att.Iface.Index, 0, Options{Frames: 256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	write := func(_ int, buf []byte) (int, Checksum) { return 60, Checksum{} }
+	s := idleSocket(t)
 	send := func() int64 {
 		t.Helper()
-		if sent, err := s.Transmit(1, write); sent != 1 || err != nil {
+		if sent, err := s.Transmit(1, write60); sent != 1 || err != nil {
 			t.Fatalf("Transmit: %d, %v", sent, err)
 		}
 		return s.lastInline.Load()
