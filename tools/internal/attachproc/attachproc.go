@@ -18,6 +18,14 @@ import (
 	"github.com/xdpstack/xdpstack/internal/testing/hosts"
 )
 
+// NewPinRoot names a pin root of its own on /sys/fs/bpf for a
+// benchmark called name, which the caller removes.
+func NewPinRoot(name string) string {
+	id := make([]byte, 4)
+	rand.Read(id)
+	return "/sys/fs/bpf/xdpstack-" + name + "-" + hex.EncodeToString(id)
+}
+
 // readyWithin bounds the wait for the ready file.
 const readyWithin = 20 * time.Second
 
@@ -32,9 +40,7 @@ func Start(h *hosts.Host, binary string, extra ...string) (stop func() error, er
 // StartPinned is Start that also returns the folder of the interface's
 // pins, for a caller to put rules in.
 func StartPinned(h *hosts.Host, binary string, extra ...string) (stop func() error, pinDir string, err error) {
-	id := make([]byte, 4)
-	rand.Read(id)
-	pinRoot := "/sys/fs/bpf/xdpstack-bench-" + hex.EncodeToString(id)
+	pinRoot := NewPinRoot("bench")
 	stop, err = start(h, binary, pinRoot, extra...)
 	return stop, filepath.Join(pinRoot, h.Iface), err
 }

@@ -1,14 +1,12 @@
 package echobench
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/maps"
+	"github.com/xdpstack/xdpstack/tools/internal/attachproc"
 	"github.com/xdpstack/xdpstack/tools/internal/pktgen"
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
 )
@@ -21,9 +19,7 @@ const rxPort = 9
 // that only releases them. It attaches in-process, with no userstack.
 func (b *bench) rxRate() (Row, error) {
 	a, p := b.pair.A, b.pair.B
-	id := make([]byte, 4)
-	rand.Read(id)
-	root := filepath.Join("/sys/fs/bpf", "xdpstack-echobench-"+hex.EncodeToString(id))
+	root := attachproc.NewPinRoot("echobench")
 	defer os.RemoveAll(root)
 	var att *loader.Attachment
 	if err := a.Run(func() (err error) {

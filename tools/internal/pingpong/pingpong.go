@@ -10,16 +10,13 @@ package pingpong
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -30,6 +27,7 @@ import (
 	"github.com/xdpstack/xdpstack/internal/stagetime"
 	"github.com/xdpstack/xdpstack/internal/testing/hosts"
 	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/tools/internal/attachproc"
 	"github.com/xdpstack/xdpstack/tools/internal/echobench"
 	"github.com/xdpstack/xdpstack/userstack"
 )
@@ -230,9 +228,7 @@ func stageNames(path []stagetime.Stage) []string {
 // starts both echo loops; it returns the AF_XDP mode.
 func (r *run) start() (string, error) {
 	a := r.pair.A
-	id := make([]byte, 4)
-	rand.Read(id)
-	root := filepath.Join("/sys/fs/bpf", "xdpstack-pingpong-"+hex.EncodeToString(id))
+	root := attachproc.NewPinRoot("pingpong")
 	r.closers = append(r.closers, func() error { return os.RemoveAll(root) })
 	var (
 		stack  *userstack.Stack
