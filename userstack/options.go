@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
+	"github.com/xdpstack/xdpstack/userstack/appns"
 )
 
 // Options tune the engine. The zero value is a good start.
@@ -26,6 +27,11 @@ type Options struct {
 	// process that runs more than the userstack (tests, benchmarks).
 	Procs int
 	TCP   TCPOptions
+	// Namespaces are the interface's application namespaces, which the
+	// daemon keeps (the control socket and the config file change
+	// them); nil gives the stack a registry of its own with only the
+	// default namespace.
+	Namespaces *appns.Registry
 }
 
 // TCPOptions are the netstack's TCP settings.
