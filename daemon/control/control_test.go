@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 )
@@ -116,8 +117,11 @@ func TestSocketMode(t *testing.T) {
 	if err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket %s: %v, %v; want a socket 0600", s.Path, fi.Mode(), err)
 	}
-	if es, _ := os.ReadDir(dir); len(es) != 1 {
-		t.Errorf("%s holds %v, want the socket alone", dir, es)
+	if es, _ := os.ReadDir(dir); len(es) != 2 {
+		t.Errorf("%s holds %v, want the socket and its lock file alone", dir, es)
+	}
+	if fi, err := os.Stat(s.Path + ".lock"); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("lock file: %v, %v; want 0600", fi.Mode(), err)
 	}
 
 	gid := 12345
@@ -143,12 +147,53 @@ func TestLookupGroup(t *testing.T) {
 func TestSecondDaemonRefused(t *testing.T) {
 	s, _ := serve(t, Options{})
 	dir := filepath.Dir(s.Path)
-	if _, err := Listen("xs0", Options{Dir: dir}); err == nil || !strings.Contains(err.Error(), "xdpstack already runs on xs0 (a daemon answers on "+s.Path+")") {
+	if _, err := Listen("xs0", Options{Dir: dir}); err == nil || !strings.Contains(err.Error(), "xdpstack already runs on xs0 (a daemon holds "+s.Path+".lock)") {
 		t.Errorf("second Listen: got %v, want already runs", err)
 	}
 	// The first still answers.
 	if _, err := VersionEndpoint.Call(context.Background(), NewClient(dir, "xs0"), None{}); err != nil {
 		t.Errorf("first daemon after a refused second: %v", err)
+	}
+}
+
+// TestDaemonsStartingAtOnce: of daemons that start together, one takes
+// the socket and the others are refused, where each could pass the
+// check for a live socket before any had placed its own.
+func TestDaemonsStartingAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	const n = 8
+	servers := make(chan *Server, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if s, err := Listen("xs0", Options{Dir: dir}); err == nil {
+				servers <- s
+			} else if !strings.Contains(err.Error(), "already runs on xs0") {
+				t.Errorf("Listen: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(servers)
+	var won []*Server
+	for s := range servers {
+		won = append(won, s)
+		t.Cleanup(func() { s.Close() })
+	}
+	if len(won) != 1 {
+		t.Fatalf("%d of %d daemons starting at once took the socket, want 1", len(won), n)
+	}
+	// The winner's socket is the one at the path: closing it removes it.
+	won[0].Close()
+	if _, err := os.Lstat(won[0].Path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket after the only daemon closed: %v", err)
+	}
+	if s, err := Listen("xs0", Options{Dir: dir}); err != nil {
+		t.Errorf("after the daemon closed: %v", err)
+	} else {
+		s.Close()
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xdpstack/xdpstack/internal/buildinfo"
 	"github.com/xdpstack/xdpstack/internal/httpserver"
 	"github.com/xdpstack/xdpstack/maps"
@@ -62,6 +64,9 @@ type Options struct {
 type Server struct {
 	Path string
 	ln   *net.UnixListener
+	// lock is held while the server lives, so that two daemons
+	// starting at once cannot both take the socket's path.
+	lock *os.File
 	// inode is the socket file's, so that Close removes only its own.
 	inode uint64
 
@@ -84,6 +89,38 @@ func Listen(iface string, o Options) (*Server, error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
+	lock, err := lockPath(iface, path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := listen(iface, path, o)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	s.lock = lock
+	return s, nil
+}
+
+// lockPath takes path's lock file, which it leaves in place: removing
+// it would let a third daemon lock a fresh file while a second still
+// holds the removed one.
+func lockPath(iface, path string) (*os.File, error) {
+	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("xdpstack already runs on %s (a daemon holds %s.lock)", iface, path)
+		}
+		return nil, fmt.Errorf("control socket: lock %s.lock: %w", path, err)
+	}
+	return f, nil
+}
+
+func listen(iface, path string, o Options) (*Server, error) {
 	if err := checkStale(iface, path); err != nil {
 		return nil, err
 	}
@@ -205,5 +242,5 @@ func (s *Server) close() error {
 			err = errors.Join(err, rerr)
 		}
 	}
-	return err
+	return errors.Join(err, s.lock.Close())
 }
