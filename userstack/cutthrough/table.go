@@ -500,14 +500,17 @@ func (l *Listener) enqueue(ctx context.Context, c *Conn) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	l.table.advance(c.pair, queued)
-	// Queued as the listener closed, maybe after it emptied the queue:
-	// empty it again, so that no connection waits for an Accept that
-	// will not come.
 	select {
 	case <-l.done:
+		// Queued as the listener closed, maybe after it emptied the
+		// queue: empty it again, so that no connection waits for an
+		// Accept that will not come, and refuse this one if it went.
 		l.resetQueued()
+		if c.closed.Load() {
+			return refused
+		}
 	default:
 	}
+	l.table.advance(c.pair, queued)
 	return nil
 }
