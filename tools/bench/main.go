@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/xdpstack/xdpstack/internal/testing/hosts"
+	"github.com/xdpstack/xdpstack/tools/internal/ctbench"
 	"github.com/xdpstack/xdpstack/tools/internal/echobench"
 	"github.com/xdpstack/xdpstack/tools/internal/pingpong"
 )
@@ -62,7 +63,7 @@ func main() {
 }
 
 // sections are the parts of the report, in order.
-var sections = []string{"fastpath", "apps", "userstack", "latency"}
+var sections = []string{"fastpath", "apps", "userstack", "latency", "cutthrough"}
 
 func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBytes string, only map[string]bool) (string, error) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
@@ -143,6 +144,14 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 			return "", fmt.Errorf("latency breakdown: %w", err)
 		}
 		fmt.Fprintf(&r, "\n## Where a 1-byte ping-pong's time goes\n\n`go run ./tools/pingpong`: a separate client process on the peer stamps each round trip, the userstack marks where the message passes (`internal/stagetime`).\n\n%s", rep.Markdown())
+	}
+	if only["cutthrough"] {
+		fmt.Fprintln(logOut, "cut-through sessions:")
+		rep, err := ctbench.Run(context.Background(), ctbench.Config{Rounds: rounds, Log: logOut})
+		if err != nil {
+			return "", fmt.Errorf("cut-through: %w", err)
+		}
+		fmt.Fprintf(&r, "\n## Session layer: cut-through sessions against kernel TCP over loopback\n\n`go run ./tools/ctbench`: a local-scope connect joined in memory to a listener of its namespace (`userstack/cutthrough`), against the same client and echo app on 127.0.0.1.\n\n%s", rep.Markdown())
 	}
 	return r.String(), nil
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package cutthrough
+
+const raceEnabled = false
