@@ -128,14 +128,17 @@ func TestNamespacesThroughTheDaemon(t *testing.T) {
 		}
 	}
 
-	// The file changes web and adds api: a reload sets both and keeps
-	// blue, which the CLI added.
-	os.WriteFile(config, []byte("metrics-addr: 127.0.0.1:0\napps: [echo=tcp://:7]\nnamespaces:\n  - name: web\n    secret: web-s3cret\n    rules: [{remote: \":25\", action: deny}]\n  - {name: api, secret-file: "+secretFile+"}\n"), 0o644)
+	// The file changes web and adds api, on an address the interface
+	// got after attach: a reload sets both and keeps blue, which the
+	// CLI added.
+	added := netip.AddrFrom4([4]byte{a.Addr.As4()[0], a.Addr.As4()[1], a.Addr.As4()[2], 9})
+	a.Exec(t, "ip", "addr", "add", added.String()+"/24", "dev", a.Iface)
+	os.WriteFile(config, []byte("metrics-addr: 127.0.0.1:0\napps: [echo=tcp://:7]\nnamespaces:\n  - name: web\n    secret: web-s3cret\n    rules: [{remote: \":25\", action: deny}]\n  - {name: api, secret-file: "+secretFile+", addrs: ["+added.String()+"]}\n"), 0o644)
 	if out := run("reload", a.Iface); out != "reloaded "+a.Iface+": applied namespaces" {
 		t.Errorf("reload: got %q", out)
 	}
 	after := listNamespaces(t, root, a.Iface)
-	if len(after) != 4 || after["web"].Rules != 1 || after["api"].From != "file" || after["blue"].Rules != 1 || after["blue"].From != "cli" {
+	if len(after) != 4 || after["web"].Rules != 1 || after["api"].From != "file" || fmt.Sprint(after["api"].Addrs) != "["+added.String()+"]" || after["blue"].Rules != 1 || after["blue"].From != "cli" {
 		t.Errorf("namespaces after the reload: %+v", after)
 	}
 

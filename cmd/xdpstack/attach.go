@@ -118,7 +118,11 @@ func runAttach(c *cli.Context) error {
 				err = checkAppAddrs(s, iface, cfg.Apps)
 			}
 			if err == nil {
-				err = s.checkNamespaceAddrs(iface)
+				// A namespace may claim an address added since attach.
+				var now loader.Interface
+				if now, err = loader.LookupInterface(ifname); err == nil {
+					err = s.checkNamespaceAddrs(now)
+				}
 			}
 			place(&cfg)
 			return cfg, err
