@@ -49,33 +49,33 @@ func (d *Daemon) serveControl() {
 		return Reloaded{Applied: applied}, nil
 	})
 	control.Register(d.control, SessionsEndpoint, func(_ context.Context, q SessionsQuery) (SessionsReply, error) {
-		return refused(d.Sessions(q))
+		return badRequest(d.Sessions(q))
 	})
 	control.Register(d.control, NamespacesEndpoint, func(context.Context, control.None) (Namespaces, error) {
 		return d.ListNamespaces(), nil
 	})
 	control.Register(d.control, NamespaceAddEndpoint, func(_ context.Context, req NamespaceAdd) (Namespace, error) {
-		return refused(d.AddNamespace(req))
+		return badRequest(d.AddNamespace(req))
 	})
 	control.Register(d.control, NamespaceDelEndpoint, func(_ context.Context, req NamespaceDel) (control.None, error) {
-		return refused(control.None{}, d.DeleteNamespace(req.Name))
+		return badRequest(control.None{}, d.DeleteNamespace(req.Name))
 	})
 	control.Register(d.control, LocalRulesEndpoint, func(_ context.Context, q LocalRulesQuery) (LocalRules, error) {
-		return refused(d.LocalRules(q))
+		return badRequest(d.LocalRules(q))
 	})
 	control.Register(d.control, LocalRuleAddEndpoint, func(_ context.Context, req LocalRuleAdd) (LocalRules, error) {
-		return refused(d.AddLocalRule(req))
+		return badRequest(d.AddLocalRule(req))
 	})
 	control.Register(d.control, LocalRulesDelEndpoint, func(_ context.Context, req LocalRuleDel) (LocalRules, error) {
-		return refused(d.DeleteLocalRules(req))
+		return badRequest(d.DeleteLocalRules(req))
 	})
 	d.control.Serve()
 }
 
-// refused makes an error of an endpoint's function the request's: a
+// badRequest makes an error of an endpoint's function the request's: a
 // bad query, an unknown name, a rule that clashes with another. It is a
 // 400, and it changed nothing.
-func refused[Resp any](resp Resp, err error) (Resp, error) {
+func badRequest[Resp any](resp Resp, err error) (Resp, error) {
 	if err != nil {
 		return resp, control.Refuse(http.StatusBadRequest, err)
 	}

@@ -351,6 +351,9 @@ func (f *configFile) decodeNamespaces(v *yaml.Node) ([]configNamespace, error) {
 				return f.scalar(val, "namespaces: secret-file", &ns.secretFile)
 			case "addrs":
 				addrs, err := f.list("namespaces: addrs", val)
+				if err != nil {
+					return err
+				}
 				for _, a := range addrs {
 					var text string
 					if err := f.scalar(a, "namespaces: addrs", &text); err != nil {
@@ -358,7 +361,7 @@ func (f *configFile) decodeNamespaces(v *yaml.Node) ([]configNamespace, error) {
 					}
 					ns.addrs = append(ns.addrs, configAddr{a.Line, text})
 				}
-				return err
+				return nil
 			}
 			rules = val
 			return nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -55,7 +56,7 @@ func nsCommand() *cli.Command {
 // ifaceAndName reads the IFACE NAME arguments of ns add and ns del.
 func ifaceAndName(c *cli.Context) (string, string, error) {
 	if c.NArg() != 2 {
-		return "", "", fmt.Errorf("%s: want IFACE and NAME, got %d arguments %q (see: %s --help)", commandName(c), c.NArg(), c.Args().Slice(), c.Command.HelpName)
+		return "", "", fmt.Errorf("%s: want IFACE and NAME, got %q (see: %s --help)", commandName(c), c.Args().Slice(), c.Command.HelpName)
 	}
 	iface, name := c.Args().Get(0), c.Args().Get(1)
 	if err := maps.CheckIfaceName(iface); err != nil {
@@ -99,9 +100,9 @@ func readSecretFile(path string) (string, error) {
 	secret := strings.TrimRight(string(b), "\r\n")
 	switch {
 	case secret == "":
-		return "", fmt.Errorf("empty")
+		return "", errors.New("empty")
 	case strings.ContainsAny(secret, "\r\n"):
-		return "", fmt.Errorf("more than one line (want the secret alone)")
+		return "", errors.New("more than one line (want the secret alone)")
 	}
 	return secret, nil
 }

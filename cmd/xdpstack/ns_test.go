@@ -25,7 +25,7 @@ func TestNsBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no name", []string{"ns", "add", "xs0"}, "ns add: want IFACE and NAME, got 1 arguments"},
+		{"no name", []string{"ns", "add", "xs0"}, `ns add: want IFACE and NAME, got ["xs0"]`},
 		{"bad name", []string{"ns", "add", "xs0", "a/b", "--secret", "s"}, `ns add: namespace "a/b": want letters, digits and -_. only`},
 		{"bad iface", []string{"ns", "del", "../x", "blue"}, `interface name "../x"`},
 		{"no secret", []string{"ns", "add", "xs0", "blue"}, "ns add: --secret or --secret-file missing"},

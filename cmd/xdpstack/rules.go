@@ -147,12 +147,12 @@ func runRulesAdd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := needFlags(c, "action"); err != nil {
+		return err
+	}
 	text, err := ruleFlags(c, "proto", "local", "remote", "action", "tag")
 	if err != nil {
 		return fmt.Errorf("rules add: %w", err)
-	}
-	if text.Action == "" {
-		return needFlags(c, "action")
 	}
 	r, err := text.Rule()
 	if err != nil {
