@@ -65,20 +65,17 @@ func rule(t *testing.T, text maps.RuleText) maps.Rule {
 
 // cliAddRules adds rules to the global table as `xdpstack rules add`
 // does, through the pins under their lock.
-func cliAddRules(t *testing.T, d *Daemon, rules ...maps.Rule) {
-	t.Helper()
+func cliAddRules(d *Daemon, rules ...maps.Rule) error {
 	unlock, err := maps.LockPinDir(d.PinDir)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer unlock()
 	have, err := d.Maps.Rules.All()
 	if err == nil {
 		_, err = d.Maps.Rules.Replace(append(have, rules...))
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	return err
 }
 
 // globalRules lists the table as `rules list` does, by rule text.
@@ -144,7 +141,9 @@ func TestReloadFileAndCLI(t *testing.T) {
 
 	// The CLI adds a rule and a namespace of its own.
 	web := rule(t, maps.RuleText{Proto: "tcp", Local: ":80", Action: "pass", Tag: "web"})
-	cliAddRules(t, d, web)
+	if err := cliAddRules(d, web); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := d.AddNamespace(NamespaceAdd{Name: "red", Secret: "r1", Addrs: []netip.Addr{second}}); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +188,9 @@ func TestReloadFileAndCLI(t *testing.T) {
 	}
 	unlock()
 	cliOnly := rule(t, maps.RuleText{Remote: "192.0.2.7", Action: "deny"})
-	cliAddRules(t, d, web, cliOnly)
+	if err := cliAddRules(d, web, cliOnly); err != nil {
+		t.Fatal(err)
+	}
 	if err := d.DeleteNamespace("green"); err != nil {
 		t.Fatal(err)
 	}
@@ -331,5 +332,56 @@ func TestControlSocket(t *testing.T) {
 	}
 	if _, err := StatusEndpoint.Call(ctx, c, control.None{}); !errors.Is(err, control.ErrNotRunning) {
 		t.Errorf("status after Close: %v, want not running", err)
+	}
+}
+
+// TestReloadBesideCLIChanges: reloads that swap the file's rules while
+// `xdpstack rules add` runs beside them lose none of the CLI's rules:
+// both read and write the table under the pin folder's lock.
+func TestReloadBesideCLIChanges(t *testing.T) {
+	a, _ := testutil.HostPair(t, 0)
+	cfg := Config{Iface: a.Iface, Attach: loader.Options{PinRoot: testutil.PinRoot(t)}}
+	var d *Daemon
+	a.Do(t, func() (err error) {
+		d, err = Start(cfg)
+		return err
+	})
+	defer d.Close()
+	files := [2]Config{cfg, cfg}
+	for i := range 20 {
+		files[i%2].Rules = append(files[i%2].Rules, rule(t, maps.RuleText{Local: fmt.Sprintf(":%d", 1000+i), Action: "deny"}))
+	}
+	const cliRules = 40
+	var cli []maps.Rule
+	for i := range cliRules {
+		cli = append(cli, rule(t, maps.RuleText{Remote: fmt.Sprintf("192.0.2.%d", i), Action: "deny"}))
+	}
+	done := make(chan error, 1)
+	go func() {
+		for _, r := range cli {
+			if err := cliAddRules(d, r); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	reloads := 0
+	for running := true; running; reloads++ {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			running = false
+		default:
+		}
+		if _, err := d.Reload(files[reloads%2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := globalRules(t, d)
+	if want := cliRules + len(files[(reloads-1)%2].Rules); len(got) != want {
+		t.Errorf("after %d reloads beside %d CLI changes: %d rules, want %d", reloads, cliRules, len(got), want)
 	}
 }
