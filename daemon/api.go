@@ -15,6 +15,14 @@ var (
 	ReloadEndpoint = control.Endpoint[control.None, Reloaded]{Method: http.MethodPost, Name: "reload"}
 	// SessionsEndpoint is a POST because its query is a JSON body.
 	SessionsEndpoint = control.Endpoint[SessionsQuery, SessionsReply]{Method: http.MethodPost, Name: "sessions"}
+
+	NamespacesEndpoint   = control.Endpoint[control.None, Namespaces]{Method: http.MethodGet, Name: "namespaces"}
+	NamespaceAddEndpoint = control.Endpoint[NamespaceAdd, Namespace]{Method: http.MethodPost, Name: "namespaces/add"}
+	NamespaceDelEndpoint = control.Endpoint[NamespaceDel, control.None]{Method: http.MethodPost, Name: "namespaces/del"}
+	// LocalRulesEndpoint is a POST because its query is a JSON body.
+	LocalRulesEndpoint    = control.Endpoint[LocalRulesQuery, LocalRules]{Method: http.MethodPost, Name: "local-rules"}
+	LocalRuleAddEndpoint  = control.Endpoint[LocalRuleAdd, LocalRules]{Method: http.MethodPost, Name: "local-rules/add"}
+	LocalRulesDelEndpoint = control.Endpoint[LocalRuleDel, LocalRules]{Method: http.MethodPost, Name: "local-rules/del"}
 )
 
 // Reloaded says what a reload applied.
@@ -41,13 +49,37 @@ func (d *Daemon) serveControl() {
 		return Reloaded{Applied: applied}, nil
 	})
 	control.Register(d.control, SessionsEndpoint, func(_ context.Context, q SessionsQuery) (SessionsReply, error) {
-		reply, err := d.Sessions(q)
-		if err != nil {
-			return reply, control.Refuse(http.StatusBadRequest, err)
-		}
-		return reply, nil
+		return badRequest(d.Sessions(q))
+	})
+	control.Register(d.control, NamespacesEndpoint, func(context.Context, control.None) (Namespaces, error) {
+		return d.ListNamespaces(), nil
+	})
+	control.Register(d.control, NamespaceAddEndpoint, func(_ context.Context, req NamespaceAdd) (Namespace, error) {
+		return badRequest(d.AddNamespace(req))
+	})
+	control.Register(d.control, NamespaceDelEndpoint, func(_ context.Context, req NamespaceDel) (control.None, error) {
+		return badRequest(control.None{}, d.DeleteNamespace(req.Name))
+	})
+	control.Register(d.control, LocalRulesEndpoint, func(_ context.Context, q LocalRulesQuery) (LocalRules, error) {
+		return badRequest(d.LocalRules(q))
+	})
+	control.Register(d.control, LocalRuleAddEndpoint, func(_ context.Context, req LocalRuleAdd) (LocalRules, error) {
+		return badRequest(d.AddLocalRule(req))
+	})
+	control.Register(d.control, LocalRulesDelEndpoint, func(_ context.Context, req LocalRuleDel) (LocalRules, error) {
+		return badRequest(d.DeleteLocalRules(req))
 	})
 	d.control.Serve()
+}
+
+// badRequest makes an error of an endpoint's function the request's: a
+// bad query, an unknown name, a rule that clashes with another. It is a
+// 400, and it changed nothing.
+func badRequest[Resp any](resp Resp, err error) (Resp, error) {
+	if err != nil {
+		return resp, control.Refuse(http.StatusBadRequest, err)
+	}
+	return resp, nil
 }
 
 func closeControl(s *control.Server) error {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
 
 	"github.com/xdpstack/xdpstack/daemon/control"
 	"github.com/xdpstack/xdpstack/internal/httpserver"
@@ -22,6 +23,7 @@ import (
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/metrics"
 	"github.com/xdpstack/xdpstack/userstack"
+	"github.com/xdpstack/xdpstack/userstack/appns"
 	"github.com/xdpstack/xdpstack/userstack/apps"
 )
 
@@ -43,8 +45,13 @@ type Config struct {
 
 	// Control places the control socket; none when its Dir is empty.
 	Control control.Options
-	// Settings are the effective value of every configuration key, as
-	// text, for Reload to tell what changed.
+	// Namespaces and Rules are the config file's application namespaces
+	// and global session rules; how a reload changes them beside those
+	// of the CLI is applyFile's to say.
+	Namespaces []appns.Config
+	Rules      []maps.Rule
+	// Settings are the effective value of every other configuration
+	// key, as text: Reload refuses a change of any of them.
 	Settings map[string]string
 	// Reread, when set, reads the configuration again for Reread
 	// (SIGHUP, the reload verb).
@@ -64,9 +71,17 @@ type Daemon struct {
 	rates   rates
 	control *control.Server
 
+	// Namespaces are the interface's application namespaces, kept with
+	// or without a userstack, so that they may be set up before the
+	// applications that attach to them.
+	Namespaces *appns.Registry
+	netlink    *netlink.Handle
+
 	// cfg is the running configuration, as Reload leaves it.
-	cfg       Config
-	reloading sync.Mutex
+	cfg Config
+	// changing serializes reloads and the control socket's changes of
+	// namespaces and local rules.
+	changing sync.Mutex
 
 	lost      chan error
 	stopWatch chan struct{}
@@ -104,22 +119,35 @@ func Start(cfg Config) (*Daemon, error) {
 			return nil, errors.Join(fmt.Errorf("listen for metrics on %s: %w (choose another --metrics-addr)", cfg.MetricsAddr, err), closeControl(ctl))
 		}
 	}
-	a, err := loader.Attach(cfg.Iface, cfg.Attach)
+	spaces, nl, err := openNamespaces(cfg.Iface, cfg.Namespaces)
 	if err != nil {
 		if ln != nil {
 			ln.Close()
 		}
 		return nil, errors.Join(err, closeControl(ctl))
 	}
-	d := &Daemon{Attachment: a, control: ctl, cfg: cfg}
-	if err := d.startApps(cfg); err != nil {
+	cfg.Userstack.Namespaces = spaces
+	a, err := loader.Attach(cfg.Iface, cfg.Attach)
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		nl.Close()
+		return nil, errors.Join(err, closeControl(ctl))
+	}
+	d := &Daemon{Attachment: a, control: ctl, cfg: cfg, Namespaces: spaces, netlink: nl}
+	err = d.applyFileRules(cfg.Rules)
+	if err == nil {
+		err = d.startApps(cfg)
+	}
+	if err != nil {
 		if ln != nil {
 			ln.Close()
 		}
 		return nil, errors.Join(err, d.Close())
 	}
 	if ln != nil {
-		var extra []prometheus.Collector
+		extra := []prometheus.Collector{namespaceCollector{a.Iface.Name, spaces}}
 		if d.Stack != nil {
 			extra = append(extra, d.Stack.Collector())
 		}
@@ -214,5 +242,6 @@ func (d *Daemon) Close() error {
 	if d.Stack != nil {
 		errs = append(errs, d.Stack.Close())
 	}
+	d.netlink.Close()
 	return errors.Join(append(errs, d.Attachment.Close())...)
 }

@@ -223,7 +223,7 @@ func CheckRules(rules []Rule) ([]Rule, error) {
 		checked[i] = c
 	}
 	if len(shapes) > MaxRuleShapes {
-		return nil, fmt.Errorf("rules: %d distinct shapes (protocol, prefix lengths, port wildcards), the program takes at most %d", len(shapes), MaxRuleShapes)
+		return nil, fmt.Errorf("%d distinct shapes (protocol, prefix lengths, port wildcards): the program takes at most %d", len(shapes), MaxRuleShapes)
 	}
 	return checked, nil
 }

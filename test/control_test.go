@@ -101,7 +101,7 @@ rules: []
 		{"mode changed", "mode: generic\n" + good, "reload " + a.Iface + ": mode changed: needs a restart (detach and attach again)"},
 		{"two keys changed", "tcp-backlog: 64\nprocs: \"1\"\n" + strings.Replace(good, "tcp-backlog: 128\n", "", 1), "reload " + a.Iface + ": procs, tcp-backlog changed: need a restart"},
 		{"bad file", good + "bogus: 1\n", "reload " + a.Iface + `: bad configuration: config ` + config + ` line 12: unknown key "bogus"`},
-		{"rules", strings.Replace(good, "rules: []", "rules:\n  - deny", 1), "line 11: rules: not supported yet"},
+		{"bad rule", strings.Replace(good, "rules: []", "rules:\n  - deny", 1), `line 12: rules: want a rule (proto, local, remote, action, tag), got "deny"`},
 	} {
 		os.WriteFile(config, []byte(tc.text), 0o644)
 		out, err := xdpstack(t, root, "reload", a.Iface)

@@ -441,6 +441,13 @@ func TestBadInputChangesNothing(t *testing.T) {
 		return path
 	}
 	unknownKey := config("mode: auto\nbogus: 1\n")
+	tooManyShapes := "rules:\n"
+	for bits := 0; bits <= maps.MaxRuleShapes; bits++ {
+		tooManyShapes += fmt.Sprintf("  - {remote: 100.64.0.0/%d, action: deny}\n", bits)
+	}
+	openSecret := filepath.Join(confs, "open.secret")
+	os.WriteFile(openSecret, []byte("s3cret\n"), 0o644)
+	os.Chmod(openSecret, 0o644)
 
 	var taken net.Listener
 	a.Do(t, func() (err error) {
@@ -506,7 +513,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"sessions verbose not a number", []string{"sessions", a.Iface, "--verbose=lots"}, `sessions: verbose "lots" (want 0, 1 or 2)`},
 		{"rule with a bad prefix", []string{"rules", "add", a.Iface, "--remote", "10.0.0.0/40", "--action", "deny"}, `rules add: --remote: "10.0.0.0/40": not an address or prefix`},
 		{"rule with a bad action", []string{"rules", "add", a.Iface, "--action", "drop"}, `rules add: --action: action "drop": want allow, deny or pass`},
-		{"rule in a namespace", []string{"rules", "add", a.Iface, "--action", "deny", "--namespace", "web"}, "local rules need the control socket"},
+		{"rule in a namespace not running", []string{"rules", "add", a.Iface, "--action", "deny", "--namespace", "web"}, fmt.Sprintf("rules add %s: xdpstack is not running on %s (no daemon answers on %s)", a.Iface, a.Iface, socketOf(a))},
+		{"ns add not running", []string{"ns", "add", a.Iface, "blue", "--secret", "s"}, fmt.Sprintf("ns add %s: xdpstack is not running on %s", a.Iface, a.Iface)},
+		{"ns list not running", []string{"ns", "list", a.Iface}, fmt.Sprintf("ns list %s: xdpstack is not running on %s", a.Iface, a.Iface)},
 		{"rule when not attached", []string{"rules", "add", a.Iface, "--action", "deny"}, "xdpstack is not attached to " + a.Iface},
 		{"rules list when not attached", []string{"rules", "list", a.Iface}, "xdpstack is not attached to " + a.Iface},
 		{"unknown control group", []string{"attach", a.Iface, "--control-group", "xs-nosuch-group"}, `--control-group: no group "xs-nosuch-group" (see: getent group)`},
@@ -515,8 +524,14 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"config bad value", []string{"attach", a.Iface, "--config", config("tcp-sack: yes\n")}, `line 1: tcp-sack: want true or false, got "yes"`},
 		{"config bad app", []string{"attach", a.Iface, "--config", config("apps:\n  - echo=tcp://:61500\n")}, "port 61500 is in the userstack's own port range"},
 		{"config app on another host's address", []string{"attach", a.Iface, "--config", config("apps:\n  - echo=tcp://192.0.2.1:7\n")}, "apps echo=tcp://192.0.2.1:7: 192.0.2.1 is not an address of " + a.Iface},
-		{"config rules", []string{"attach", a.Iface, "--config", config("rules:\n  - allow\n")}, "line 1: rules: not supported yet (leave it out or empty)"},
-		{"config namespaces", []string{"attach", a.Iface, "--config", config("namespaces: {blue: {}}\n")}, "line 1: namespaces: not supported yet"},
+		{"config rule not a mapping", []string{"attach", a.Iface, "--config", config("rules:\n  - allow\n")}, `line 2: rules: want a rule (proto, local, remote, action, tag), got "allow"`},
+		{"config bad rule", []string{"attach", a.Iface, "--config", config("rules:\n  - proto: tcp\n    local: :22\n    action: drop\n")}, `line 4: rules: action: action "drop": want allow, deny or pass`},
+		{"config rules of too many shapes", []string{"attach", a.Iface, "--config", config(tooManyShapes)}, "line 2: rules: 33 distinct shapes (protocol, prefix lengths, port wildcards): the program takes at most 32"},
+		{"config namespaces not a list", []string{"attach", a.Iface, "--config", config("namespaces: {blue: {}}\n")}, "line 1: namespaces: want a list, got a mapping"},
+		{"config namespace without secret", []string{"attach", a.Iface, "--config", config("namespaces:\n  - name: blue\n")}, "line 2: namespaces: namespace blue: needs a secret"},
+		{"config namespace on another host's address", []string{"attach", a.Iface, "--config", config("namespaces:\n  - {name: blue, secret: s, addrs: [192.0.2.1]}\n")}, "line 2: namespaces: blue: addrs: 192.0.2.1 is not an address of " + a.Iface},
+		{"config namespace secret others read", []string{"attach", a.Iface, "--config", config("namespaces:\n  - name: blue\n    secret-file: " + openSecret + "\n")}, "line 3: namespaces: blue: secret-file " + openSecret + ": mode 0644 lets others than its owner at the secret"},
+		{"config local pass rule", []string{"attach", a.Iface, "--config", config("namespaces:\n  - name: default\n    rules:\n      - {local: \":80\", action: pass}\n")}, "line 4: namespaces: default: rules: action: pass is for global rules only"},
 		{"config check bad", []string{"config", "check", unknownKey}, "config " + unknownKey + ` line 2: unknown key "bogus"`},
 		{"config check no file", []string{"config", "check"}, "config check: want one FILE argument, got 0"},
 		{"reload not running", []string{"reload", a.Iface}, fmt.Sprintf("reload %s: xdpstack is not running on %s (no daemon answers on %s)", a.Iface, a.Iface, socketOf(a))},

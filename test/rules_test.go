@@ -202,7 +202,7 @@ func TestBadRulesChangeNothing(t *testing.T) {
 		{"long tag", add("--action", "deny", "--tag", strings.Repeat("x", 40)), "want at most 31"},
 		{"tag with a space", add("--action", "deny", "--tag", "a b"), "want letters, digits and -_.:/ only"},
 		{"same match twice", add("--remote", "10.1.2.3/8", "--action", "pass"), "same match as rule --proto any --local 0.0.0.0/0 --remote 10.0.0.0/8 --action deny --tag ten"},
-		{"namespace", add("--action", "deny", "--namespace", "web"), "local rules need the control socket"},
+		{"unknown namespace", add("--action", "deny", "--namespace", "web"), "rules add " + a.Iface + ": namespace web: no such namespace"},
 		{"del with neither", []string{"rules", "del", a.Iface}, "give either --tag or the rule's match"},
 		{"del with both", []string{"rules", "del", a.Iface, "--tag", "ten", "--local", ":80"}, "give either --tag or the rule's match"},
 		{"del unknown tag", []string{"rules", "del", a.Iface, "--tag", "nope"}, `no rule on ` + a.Iface + ` has tag "nope"`},

@@ -89,6 +89,9 @@ func runAttach(c *cli.Context) error {
 	if err := checkAppAddrs(s, iface, cfg.Apps); err != nil {
 		return err
 	}
+	if err := s.checkNamespaceAddrs(iface); err != nil {
+		return err
+	}
 	// Made now, so that a ready file that cannot be written stops the
 	// command before anything is attached.
 	readyFile := s.String("ready-file")
@@ -113,6 +116,13 @@ func runAttach(c *cli.Context) error {
 			cfg, err := s.check()
 			if err == nil {
 				err = checkAppAddrs(s, iface, cfg.Apps)
+			}
+			if err == nil {
+				// A namespace may claim an address added since attach.
+				var now loader.Interface
+				if now, err = loader.LookupInterface(ifname); err == nil {
+					err = s.checkNamespaceAddrs(now)
+				}
 			}
 			place(&cfg)
 			return cfg, err

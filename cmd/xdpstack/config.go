@@ -12,6 +12,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/xdpstack/xdpstack/maps"
 )
 
 // A config file (attach --config FILE) holds what attach's flags hold,
@@ -25,9 +27,8 @@ const (
 	kindBool
 	kindInt
 	kindApps
-	// kindLater is a section whose schema is still to come: accepted
-	// only empty.
-	kindLater
+	kindNamespaces
+	kindRules
 )
 
 // configKey is one key of the config file.
@@ -43,7 +44,7 @@ var notInConfig = []string{"config"}
 // configKeys lists the config file's keys: one per flag of attach and
 // per log flag, so that every flag has one, and the later sections.
 func configKeys() map[string]configKey {
-	keys := map[string]configKey{"namespaces": {kind: kindLater}, "rules": {kind: kindLater}}
+	keys := map[string]configKey{"namespaces": {kind: kindNamespaces}, "rules": {kind: kindRules}}
 	for _, f := range append(attachCommand().Flags, logFlags...) {
 		name := f.Names()[0]
 		if slices.Contains(notInConfig, name) {
@@ -94,7 +95,8 @@ type configFile struct {
 // configValue is one key's value and where it was written.
 type configValue struct {
 	line int
-	// value is a string, bool or int, or []configApp for apps.
+	// value is a string, bool or int, []configApp for apps,
+	// []configNamespace for namespaces, []configRule for rules.
 	value any
 }
 
@@ -194,11 +196,10 @@ func (f *configFile) decode(k *yaml.Node, kind int, v *yaml.Node) (any, error) {
 		return n, nil
 	case kindApps:
 		return f.decodeApps(v)
-	case kindLater:
-		if v.Tag != "!!null" && len(v.Content) > 0 {
-			return nil, f.errorf(k.Line, "%s: not supported yet (leave it out or empty)", key)
-		}
-		return "", nil
+	case kindNamespaces:
+		return f.decodeNamespaces(v)
+	case kindRules:
+		return f.decodeRules("rules", v)
 	}
 	panic("unknown config kind")
 }
@@ -273,6 +274,150 @@ func (f *configFile) options(v *yaml.Node) (map[string]string, error) {
 		opts[k.Value] = s
 	}
 	return opts, nil
+}
+
+// configRule is one rule of a rules list, as RuleText takes it, with
+// the line of each field for errors.
+type configRule struct {
+	line  int
+	text  maps.RuleText
+	lines map[string]int
+}
+
+// ruleKeys are the keys of a rule: the rules command's flags.
+var ruleKeys = []string{"proto", "local", "remote", "action", "tag"}
+
+// decodeRules reads a list of rules, the global one or a namespace's
+// (what names it in errors).
+func (f *configFile) decodeRules(what string, v *yaml.Node) ([]configRule, error) {
+	items, err := f.list(what, v)
+	if err != nil {
+		return nil, err
+	}
+	var list []configRule
+	for _, item := range items {
+		r := configRule{line: item.Line, lines: map[string]int{}}
+		fields := map[string]*string{"proto": &r.text.Proto, "local": &r.text.Local, "remote": &r.text.Remote, "action": &r.text.Action, "tag": &r.text.Tag}
+		err := f.mapping(what, "a rule", ruleKeys, item, func(k, val *yaml.Node) error {
+			r.lines[k.Value] = val.Line
+			return f.scalar(val, what+": "+k.Value, fields[k.Value])
+		})
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, r)
+	}
+	return list, nil
+}
+
+// configNamespace is one namespace of the namespaces list.
+type configNamespace struct {
+	line       int
+	name       string
+	secret     string
+	secretFile string
+	// fileLine is the line of secret-file, for its errors.
+	fileLine int
+	addrs    []configAddr
+	rules    []configRule
+}
+
+// configAddr is an address of a namespace, with its line.
+type configAddr struct {
+	line int
+	text string
+}
+
+// namespaceKeys are the keys of a namespace.
+var namespaceKeys = []string{"name", "secret", "secret-file", "addrs", "rules"}
+
+func (f *configFile) decodeNamespaces(v *yaml.Node) ([]configNamespace, error) {
+	items, err := f.list("namespaces", v)
+	if err != nil {
+		return nil, err
+	}
+	var list []configNamespace
+	for _, item := range items {
+		ns := configNamespace{line: item.Line}
+		var rules *yaml.Node
+		err := f.mapping("namespaces", "a namespace", namespaceKeys, item, func(k, val *yaml.Node) error {
+			switch k.Value {
+			case "name":
+				return f.scalar(val, "namespaces: name", &ns.name)
+			case "secret":
+				return f.scalar(val, "namespaces: secret", &ns.secret)
+			case "secret-file":
+				ns.fileLine = val.Line
+				return f.scalar(val, "namespaces: secret-file", &ns.secretFile)
+			case "addrs":
+				addrs, err := f.list("namespaces: addrs", val)
+				if err != nil {
+					return err
+				}
+				for _, a := range addrs {
+					var text string
+					if err := f.scalar(a, "namespaces: addrs", &text); err != nil {
+						return err
+					}
+					ns.addrs = append(ns.addrs, configAddr{a.Line, text})
+				}
+				return nil
+			}
+			rules = val
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		what := "namespaces: " + ns.name
+		switch {
+		case ns.name == "":
+			return nil, f.errorf(item.Line, "namespaces: a namespace needs a name (e.g. name: blue, secret-file: FILE)")
+		case ns.secret != "" && ns.secretFile != "":
+			return nil, f.errorf(item.Line, "%s: secret and secret-file both given (give one)", what)
+		}
+		if rules != nil {
+			if ns.rules, err = f.decodeRules(what+": rules", rules); err != nil {
+				return nil, err
+			}
+		}
+		list = append(list, ns)
+	}
+	return list, nil
+}
+
+// list reads a list; nothing is an empty one.
+func (f *configFile) list(what string, v *yaml.Node) ([]*yaml.Node, error) {
+	switch {
+	case v.Tag == "!!null":
+		return nil, nil
+	case v.Kind != yaml.SequenceNode:
+		return nil, f.errorf(v.Line, "%s: want a list, got %s", what, describe(v))
+	}
+	return v.Content, nil
+}
+
+// mapping reads an item of a list that is a mapping of known keys, each
+// given once, and hands each key and value to field.
+func (f *configFile) mapping(what, item string, known []string, v *yaml.Node, field func(k, val *yaml.Node) error) error {
+	if v.Kind != yaml.MappingNode {
+		return f.errorf(v.Line, "%s: want %s (%s), got %s", what, item, strings.Join(known, ", "), describe(v))
+	}
+	seen := map[string]int{}
+	for i := 0; i < len(v.Content); i += 2 {
+		k, val := v.Content[i], v.Content[i+1]
+		switch line, dup := seen[k.Value]; {
+		case !slices.Contains(known, k.Value):
+			return f.errorf(k.Line, "%s: unknown key %q (known: %s)", what, k.Value, strings.Join(known, ", "))
+		case dup:
+			return f.errorf(k.Line, "%s: %s given twice (first on line %d)", what, k.Value, line)
+		}
+		seen[k.Value] = k.Line
+		if err := field(k, val); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // describe names what a node holds, for errors.

@@ -58,8 +58,34 @@ func TestConfigErrors(t *testing.T) {
 		{"app option", "apps:\n  - name: echo\n    uri: tcp://:7\n    options:\n      cert: x.pem\n", "line 2: apps: app echo: cert, key and test-cert go with tls:// or quic://"},
 		{"app option not a mapping", "apps:\n  - name: echo\n    uri: tcp://:7\n    options: [a]\n", "line 4: apps: options: want opt: val pairs, got a list"},
 		{"two apps on a port", "apps:\n  - echo=tcp://:7\n  - http=tcp://:7\n", "line 2: apps: apps echo=tcp://:7 and http=tcp://:7: both on tcp port 7"},
-		{"namespaces", "namespaces:\n  - name: blue\n", "line 1: namespaces: not supported yet (leave it out or empty)"},
-		{"rules", "\nrules: {allow: all}\n", "line 2: rules: not supported yet (leave it out or empty)"},
+		{"rules not a list", "\nrules: {allow: all}\n", "line 2: rules: want a list, got a mapping"},
+		{"rule not a mapping", "rules:\n  - deny\n", `line 2: rules: want a rule (proto, local, remote, action, tag), got "deny"`},
+		{"unknown rule key", "rules:\n  - action: deny\n    port: 22\n", `line 3: rules: unknown key "port" (known: proto, local, remote, action, tag)`},
+		{"rule key twice", "rules:\n  - action: deny\n    action: allow\n", "line 3: rules: action given twice (first on line 2)"},
+		{"rule value a list", "rules:\n  - action: [deny]\n", "line 2: rules: action: want a value, got a list"},
+		{"rule without action", "rules:\n  - local: \":22\"\n", "line 2: rules: action: missing (want allow, deny or pass)"},
+		{"bad rule action", "rules:\n  - proto: tcp\n    local: :22\n    action: reject\n", `line 4: rules: action: action "reject": want allow, deny or pass`},
+		{"bad rule proto", "rules:\n  - proto: icmp\n    action: deny\n", `line 2: rules: proto: protocol "icmp": want tcp, udp or any`},
+		{"bad rule prefix", "rules:\n  - action: deny\n    remote: 10.0.0.0/33\n", `line 3: rules: remote: "10.0.0.0/33": not an address or prefix`},
+		{"bad rule port", "rules:\n  - action: deny\n\n    local: 10.0.0.1:70000\n", `line 4: rules: local: "10.0.0.1:70000": port "70000" is not 0 to 65535`},
+		{"bad rule tag", "rules:\n  - action: deny\n    tag: a b\n", `line 3: rules: tag: tag "a b": want letters`},
+		{"rule of two families", "rules:\n  - action: deny\n    local: 10.0.0.1\n    remote: 2001:db8::1\n", "line 2: rules: local 10.0.0.1/32 and remote 2001:db8::1/128: prefixes of different families"},
+		{"one match twice", "rules:\n  - {local: \":22\", action: deny}\n  - {local: \":22\", proto: any, action: allow}\n", "line 3: rules: the rule on line 2 has the same match"},
+		{"namespaces not a list", "namespaces: blue\n", `line 1: namespaces: want a list, got "blue"`},
+		{"namespace without name", "namespaces:\n  - secret: s\n", "line 2: namespaces: a namespace needs a name"},
+		{"unknown namespace key", "namespaces:\n  - name: blue\n    secret: s\n    addr: 10.0.0.1\n", `line 4: namespaces: unknown key "addr" (known: name, secret, secret-file, addrs, rules)`},
+		{"namespace without secret", "namespaces:\n  - name: blue\n", "line 2: namespaces: namespace blue: needs a secret"},
+		{"secret and secret file", "namespaces:\n  - name: blue\n    secret: s\n    secret-file: /x\n", "line 2: namespaces: blue: secret and secret-file both given"},
+		{"bad namespace name", "namespaces:\n  - name: a/b\n    secret: s\n", `line 2: namespaces: namespace "a/b": want letters, digits and -_. only`},
+		{"default with a secret", "namespaces:\n  - name: default\n    secret: s\n", "line 2: namespaces: namespace default: has no secret"},
+		{"namespace twice", "namespaces:\n  - {name: blue, secret: s}\n  - {name: red, secret: t}\n  - {name: blue, secret: u}\n", "line 4: namespaces: blue: given twice (first on line 2)"},
+		{"bad address", "namespaces:\n  - name: blue\n    secret: s\n    addrs:\n      - 10.0.0.1\n      - 10.0.0.300\n", `line 6: namespaces: blue: addrs: "10.0.0.300": not an IP address`},
+		{"addrs not a list", "namespaces:\n  - name: blue\n    secret: s\n    addrs: 10.0.0.1\n", `line 4: namespaces: addrs: want a list, got "10.0.0.1"`},
+		{"address of two namespaces", "namespaces:\n  - {name: blue, secret: s, addrs: [10.0.0.1]}\n  - {name: red, secret: t, addrs: [10.0.0.2, 10.0.0.1]}\n", "line 3: namespaces: red: addrs: 10.0.0.1 belongs to namespace blue (line 2)"},
+		{"address twice", "namespaces:\n  - {name: blue, secret: s, addrs: [10.0.0.1, 10.0.0.1]}\n", "line 2: namespaces: namespace blue: address 10.0.0.1 given twice"},
+		{"bad local rule", "namespaces:\n  - name: blue\n    secret: s\n    rules:\n      - remote: 192.0.2.0/24\n        action: drop\n", `line 6: namespaces: blue: rules: action: action "drop": want allow, deny or pass`},
+		{"local pass rule", "namespaces:\n  - name: blue\n    secret: s\n    rules:\n      - {remote: 192.0.2.0/24, action: pass}\n", "line 5: namespaces: blue: rules: action: pass is for global rules only"},
+		{"secret file missing", "namespaces:\n  - name: blue\n    secret-file: /nonexistent/blue.secret\n", "line 3: namespaces: blue: secret-file /nonexistent/blue.secret: no such file or directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeConfig(t, tc.text)
@@ -81,7 +107,7 @@ func TestConfigErrors(t *testing.T) {
 // TestConfigGood: empty files, empty later sections and both forms of
 // apps are accepted, with defaults for what is left out.
 func TestConfigGood(t *testing.T) {
-	for _, text := range []string{"", "# nothing\n", "namespaces:\nrules: []\n", "namespaces: {}\n"} {
+	for _, text := range []string{"", "# nothing\n", "namespaces:\nrules: []\n", "namespaces: []\n"} {
 		f, err := parseConfig("x.yaml", []byte(text))
 		if err == nil {
 			_, err = settings{file: f}.check()
@@ -212,12 +238,84 @@ func TestConfigExample(t *testing.T) {
 	}
 	www := t.TempDir()
 	f.values["root"] = configValue{line: f.values["root"].line, value: www} // /srv/www need not exist here
-	if _, err := (settings{file: f}).check(); err != nil {
+	// nor /etc/xdpstack/web.secret
+	secret := filepath.Join(t.TempDir(), "web.secret")
+	os.WriteFile(secret, []byte("s3cret\n"), 0o600)
+	f.values["namespaces"].value.([]configNamespace)[0].secretFile = secret
+	cfg, err := (settings{file: f}).check()
+	if err != nil {
 		t.Fatal(err)
+	}
+	if len(cfg.Namespaces) != 2 || len(cfg.Rules) != 3 {
+		t.Errorf("the example's namespaces %v and rules %v, want 2 and 3", cfg.Namespaces, cfg.Rules)
 	}
 	for key := range configKeys() {
 		if _, ok := f.values[key]; !ok {
 			t.Errorf("the example leaves out %s", key)
 		}
+	}
+}
+
+// TestConfigNamespacesAndRules reads both sections whole, a secret from
+// a file among them, and refuses a secret file that others may read,
+// without showing the secret.
+func TestConfigNamespacesAndRules(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "blue.secret")
+	os.WriteFile(secretFile, []byte("blue-secret\n"), 0o600)
+	text := fmt.Sprintf(`namespaces:
+  - name: blue
+    secret-file: %s
+    addrs: [10.0.0.1, "2001:db8::1"]
+    rules:
+      - {proto: tcp, remote: 192.0.2.0/24, action: deny, tag: no-doc}
+  - name: red
+    secret: red-secret
+  - name: default
+    rules:
+      - {remote: "[2001:db8:1::/48]:25", action: deny}
+rules:
+  - proto: tcp
+    local: :22
+    action: deny
+    tag: no-ssh
+  - {proto: udp, local: "[2001:db8::/32]:53", action: pass}
+`, secretFile)
+	f, err := parseConfig("x.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := settings{file: f}.check()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := cfg.Namespaces
+	if len(ns) != 3 || ns[0].Name != "blue" || ns[0].Secret != "blue-secret" || fmt.Sprint(ns[0].Addrs) != "[10.0.0.1 2001:db8::1]" ||
+		len(ns[0].Rules) != 1 || ns[0].Rules[0].String() != "--proto tcp --local 0.0.0.0/0 --remote 192.0.2.0/24 --action deny --tag no-doc" ||
+		ns[1].Secret != "red-secret" || ns[2].Name != "default" || len(ns[2].Rules) != 1 {
+		t.Errorf("namespaces: got %+v", ns)
+	}
+	if len(cfg.Rules) != 2 || cfg.Rules[0].String() != "--proto tcp --local :22 --remote any --action deny --tag no-ssh" ||
+		cfg.Rules[1].String() != "--proto udp --local [2001:db8::/32]:53 --remote ::/0 --action pass" {
+		t.Errorf("rules: got %v", cfg.Rules)
+	}
+	if _, ok := cfg.Settings["namespaces"]; ok {
+		t.Error("the namespaces are in the settings a reload refuses to change")
+	}
+	path := writeConfig(t, text)
+	if code, out, errOut := run(t, "config", "check", path); code != 0 || out != "ok: "+path+": auto mode, metrics on 127.0.0.1:9437, 3 namespaces, 2 global rules\n" {
+		t.Errorf("config check: exit %d, %q, %q", code, out, errOut)
+	}
+
+	os.Chmod(secretFile, 0o640)
+	_, err = settings{file: f}.check()
+	want := "config x.yaml line 3: namespaces: blue: secret-file " + secretFile + ": mode 0640 lets others than its owner at the secret (chmod 600 " + secretFile + ")"
+	if err == nil || err.Error() != want {
+		t.Errorf("secret file others may read: got %v, want %q", err, want)
+	}
+	os.WriteFile(secretFile, []byte("secret-one\nsecret-two\n"), 0o600)
+	os.Chmod(secretFile, 0o600)
+	if _, err = (settings{file: f}).check(); err == nil || !strings.Contains(err.Error(), "more than one line") || strings.Contains(err.Error(), "secret-one") {
+		t.Errorf("secret file of two lines: got %v", err)
 	}
 }

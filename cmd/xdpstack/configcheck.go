@@ -15,8 +15,9 @@ func configCommand() *cli.Command {
 			Name:      "check",
 			Usage:     "check a config file as attach --config would, without attaching",
 			ArgsUsage: "FILE",
-			Description: "Checks every key and value that needs no interface; that the apps' addresses\n" +
-				"belong to the interface is checked by attach.",
+			Description: "Checks every key and value that needs no interface, and reads the namespaces'\n" +
+				"secret files; that the addresses of the apps and namespaces belong to the interface\n" +
+				"is checked by attach.",
 			Action: runConfigCheck,
 		}},
 	}
@@ -41,6 +42,20 @@ func runConfigCheck(c *cli.Context) error {
 	if cfg.MetricsAddr != "" {
 		parts = append(parts, "metrics on "+cfg.MetricsAddr)
 	}
+	if n := len(cfg.Namespaces); n > 0 {
+		parts = append(parts, plural(n, "namespace"))
+	}
+	if n := len(cfg.Rules); n > 0 {
+		parts = append(parts, plural(n, "global rule"))
+	}
 	fmt.Fprintf(c.App.Writer, "ok: %s: %s\n", file.path, strings.Join(parts, ", "))
 	return nil
+}
+
+// plural is "1 rule" or "n rules".
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }

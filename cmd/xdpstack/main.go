@@ -64,6 +64,7 @@ func newApp() *cli.App {
 			statsCommand(),
 			sessionsCommand(),
 			rulesCommand(),
+			nsCommand(),
 			pspCommand(),
 			echoCommand(),
 			reloadCommand(),

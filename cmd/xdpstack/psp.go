@@ -158,7 +158,7 @@ func pspMasterKeys(c *cli.Context) ([2]psp.MasterKey, error) {
 		return keys, fmt.Errorf("%s: --key-file and --master-keys both given (give one)", commandName(c))
 	case c.IsSet("key-file"):
 		path := c.String("key-file")
-		b, err := readKeyFile(path)
+		b, err := readPrivateFile(path, "keys", maxKeyFile)
 		if err != nil {
 			return keys, fmt.Errorf("--key-file %s: %w", path, err)
 		}
@@ -179,12 +179,13 @@ func pspMasterKeys(c *cli.Context) ([2]psp.MasterKey, error) {
 	return keys, nil
 }
 
-// maxKeyFile bounds what readKeyFile reads: two keys and some room.
+// maxKeyFile bounds a key file: two keys and some room.
 const maxKeyFile = 4096
 
-// readKeyFile reads a file of master keys, which its owner alone may
-// read: keys that others can read are no longer secret.
-func readKeyFile(path string) ([]byte, error) {
+// readPrivateFile reads a file of secrets (what: "keys"), which its
+// owner alone may read: secrets that others can read are no longer
+// secret. It reads at most max bytes.
+func readPrivateFile(path, what string, max int) ([]byte, error) {
 	f, err := os.Open(path)
 	var pathErr *fs.PathError
 	if errors.As(err, &pathErr) {
@@ -202,14 +203,14 @@ func readKeyFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("not a regular file")
 	}
 	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("mode %04o lets others than its owner at the keys (chmod 600 %s)", perm, path)
+		return nil, fmt.Errorf("mode %04o lets others than its owner at the %s (chmod 600 %s)", perm, what, path)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > maxKeyFile {
-		return nil, fmt.Errorf("longer than %d bytes: not a file of two keys", maxKeyFile)
+	if len(b) > max {
+		return nil, fmt.Errorf("longer than %d bytes: not a file of %s", max, what)
 	}
 	return b, nil
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	gomaps "maps"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -13,6 +15,8 @@ import (
 	"github.com/xdpstack/xdpstack/daemon/control"
 	"github.com/xdpstack/xdpstack/internal/hostport"
 	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/maps"
+	"github.com/xdpstack/xdpstack/userstack/appns"
 	"github.com/xdpstack/xdpstack/userstack/apps"
 	"github.com/xdpstack/xdpstack/userstack/apps/httpapp"
 	"github.com/xdpstack/xdpstack/userstack/transport"
@@ -169,18 +173,132 @@ func (s settings) check() (daemon.Config, error) {
 	if _, err := s.logHandler(io.Discard); err != nil {
 		return cfg, err
 	}
+	if cfg.Namespaces, err = s.namespaces(); err != nil {
+		return cfg, err
+	}
+	if cfg.Rules, err = s.rules(); err != nil {
+		return cfg, err
+	}
 	cfg.Settings = s.text()
 	return cfg, nil
 }
 
+// rules reads and checks the global rules.
+func (s settings) rules() ([]maps.Rule, error) {
+	v, ok := s.fileValue("rules")
+	if !ok {
+		return nil, nil
+	}
+	rules, err := s.file.parseRules("rules", v.value.([]configRule), false)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := maps.CheckRules(rules); err != nil {
+		return nil, s.file.errorf(v.line, "rules: %v", err)
+	}
+	return rules, nil
+}
+
+// parseRules reads a list of rules, global or (local) a namespace's.
+// An error names the line of the field that is wrong.
+func (f *configFile) parseRules(what string, list []configRule, local bool) ([]maps.Rule, error) {
+	rules := make([]maps.Rule, 0, len(list))
+	lines := map[maps.RuleMatch]int{}
+	for _, cr := range list {
+		r, err := cr.text.Rule()
+		if fe, ok := errors.AsType[*maps.RuleFieldError](err); ok && cr.lines[fe.Field] != 0 {
+			return nil, f.errorf(cr.lines[fe.Field], "%s: %v", what, err)
+		}
+		switch first, dup := lines[r.RuleMatch]; {
+		case err != nil:
+			return nil, f.errorf(cr.line, "%s: %v", what, err)
+		case dup:
+			return nil, f.errorf(cr.line, "%s: the rule on line %d has the same match (one match, one rule)", what, first)
+		case local && r.Action == maps.RulePass:
+			return nil, f.errorf(cr.lines["action"], "%s: action: pass is for global rules only (a local rule allows or denies)", what)
+		}
+		lines[r.RuleMatch] = cr.line
+		rules = append(rules, r)
+	}
+	return rules, nil
+}
+
+// namespaces reads and checks the namespaces, their secrets from their
+// files. That their addresses are the interface's, attach checks
+// (checkNamespaceAddrs).
+func (s settings) namespaces() ([]appns.Config, error) {
+	v, ok := s.fileValue("namespaces")
+	if !ok {
+		return nil, nil
+	}
+	f := s.file
+	var cs []appns.Config
+	names := map[string]int{}
+	owners := map[netip.Addr]configNamespace{}
+	for _, ns := range v.value.([]configNamespace) {
+		what := "namespaces: " + ns.name
+		c := appns.Config{Name: ns.name, Secret: ns.secret}
+		if ns.secretFile != "" {
+			secret, err := readSecretFile(ns.secretFile)
+			if err != nil {
+				return nil, f.errorf(ns.fileLine, "%s: secret-file %s: %v", what, ns.secretFile, err)
+			}
+			c.Secret = secret
+		}
+		for _, a := range ns.addrs {
+			addr, err := netip.ParseAddr(a.text)
+			if err != nil {
+				return nil, f.errorf(a.line, "%s: addrs: %q: not an IP address", what, a.text)
+			}
+			if other, taken := owners[addr.Unmap()]; taken && other.name != ns.name {
+				return nil, f.errorf(a.line, "%s: addrs: %s belongs to namespace %s (line %d)", what, addr, other.name, other.line)
+			}
+			owners[addr.Unmap()] = ns
+			c.Addrs = append(c.Addrs, addr)
+		}
+		var err error
+		if c.Rules, err = f.parseRules(what+": rules", ns.rules, true); err != nil {
+			return nil, err
+		}
+		if first, dup := names[ns.name]; dup {
+			return nil, f.errorf(ns.line, "%s: given twice (first on line %d)", what, first)
+		}
+		names[ns.name] = ns.line
+		// What else appns refuses (a name, a missing secret, an
+		// address twice), it refuses here, with the namespace's line.
+		if err := appns.New(nil).Replace([]appns.Config{c}); err != nil {
+			return nil, f.errorf(ns.line, "namespaces: %v", err)
+		}
+		cs = append(cs, c)
+	}
+	return cs, nil
+}
+
+// checkNamespaceAddrs checks that the namespaces' addresses are iface's.
+func (s settings) checkNamespaceAddrs(iface loader.Interface) error {
+	v, ok := s.fileValue("namespaces")
+	if !ok {
+		return nil
+	}
+	for _, ns := range v.value.([]configNamespace) {
+		for _, a := range ns.addrs {
+			addr, _ := netip.ParseAddr(a.text) // checked with the rest
+			if !slices.ContainsFunc(iface.Addrs, func(p netip.Prefix) bool { return p.Addr() == addr.Unmap() }) {
+				return s.file.errorf(a.line, "namespaces: %s: addrs: %s is not an address of %s (see: ip address show %s)", ns.name, addr, iface.Name, iface.Name)
+			}
+		}
+	}
+	return nil
+}
+
 // text is the value of every key as text, for a reload to tell what
-// changed.
+// changed. The sections that a reload applies are left out: applying
+// them tells what changed (daemon.Reload).
 func (s settings) text() map[string]string {
 	out := map[string]string{}
 	for key, k := range configKeys() {
 		switch k.kind {
-		case kindLater:
-			out[key] = "" // accepted only empty, so far
+		case kindNamespaces, kindRules:
 		case kindApps:
 			var list []string
 			if v, ok := s.fileValue(key); ok {

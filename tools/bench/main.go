@@ -63,7 +63,7 @@ func main() {
 }
 
 // sections are the parts of the report, in order.
-var sections = []string{"fastpath", "apps", "userstack", "latency", "cutthrough"}
+var sections = []string{"fastpath", "rules", "apps", "userstack", "latency", "cutthrough"}
 
 func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBytes string, only map[string]bool) (string, error) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
@@ -105,6 +105,16 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 		fmt.Fprintf(&r, "| packets passed to the kernel, 64 B UDP (Mpps), %d rules in 8 shapes against none | %.2f | %.2f | **%.3f×** | ≥ 0.90× |\n\n",
 			manyRules, rules[xdpstack]/1e6, rules[xdpstackRules]/1e6, rules[xdpstackRules]/rules[xdpstack])
 		r.WriteString(notes)
+	}
+	if only["rules"] {
+		rows, err := b.ruleChanges()
+		if err != nil {
+			return "", fmt.Errorf("rule changes: %w", err)
+		}
+		fmt.Fprintf(&r, "\n## Rule changes\n\nOn a running `attach` daemon, each table growing as it goes; one run each.\n\n| how | made | rate |\n|---|---:|---:|\n")
+		for _, row := range rows {
+			fmt.Fprintf(&r, "| %s | %d %s | **%.0f %s/s** |\n", row.how, row.changes, row.unit, row.rate, row.unit)
+		}
 	}
 	if only["apps"] {
 		fmt.Fprintln(logOut, "transports and apps:")

@@ -346,6 +346,21 @@ func (r *Registry) List() []Info {
 	return out
 }
 
+// Configs returns the namespaces as they were given, secrets included,
+// by name: what a reload that changes some of them gives Replace for
+// the others. Never show them.
+func (r *Registry) Configs() []Config {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]Config, 0, len(r.spaces))
+	for _, name := range sortedKeys(r.spaces) {
+		c := r.spaces[name].Config
+		c.Addrs, c.Rules = slices.Clone(c.Addrs), slices.Clone(c.Rules)
+		out = append(out, c)
+	}
+	return out
+}
+
 // RefusalCounts returns the refusal counters; the namespace of
 // attaches to unknown namespaces is "".
 func (r *Registry) RefusalCounts() map[string]map[Refusal]uint64 {

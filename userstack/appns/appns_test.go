@@ -208,3 +208,29 @@ func TestReplaceKeepsAttachedApps(t *testing.T) {
 		t.Error("the reloaded rule does not apply to an attached app")
 	}
 }
+
+// TestConfigsRoundTrip: what Configs returns, Replace takes back
+// without a change, secrets and rules included.
+func TestConfigsRoundTrip(t *testing.T) {
+	r := New(ifaceAddrs)
+	deny := maps.Rule{RuleMatch: maps.RuleMatch{RemotePort: 25}, Action: maps.RuleDeny}
+	if err := r.Add(Config{Name: "blue", Secret: "s", Addrs: []netip.Addr{a2, a1}, Rules: []maps.Rule{deny}}); err != nil {
+		t.Fatal(err)
+	}
+	app := mustAttach(t, r, "blue", "s")
+	before := r.Configs()
+	if len(before) != 2 || before[0].Name != "blue" || before[0].Secret != "s" || !slices.Equal(before[0].Addrs, []netip.Addr{a1, a2}) || len(before[0].Rules) != 1 || before[1].Name != Default {
+		t.Fatalf("Configs() = %+v", before)
+	}
+	before[0].Addrs[0] = a3 // a copy: the registry keeps its own
+	if err := r.Replace(r.Configs()); err != nil {
+		t.Fatalf("Replace(Configs()): %v", err)
+	}
+	if got := r.Configs(); got[0].Addrs[0] != a1 || got[0].Secret != "s" {
+		t.Errorf("after Replace(Configs()): %+v", got)
+	}
+	if _, err := r.Attach("blue", "s"); err != nil {
+		t.Errorf("attach after the round trip: %v", err)
+	}
+	app.Detach()
+}
