@@ -190,43 +190,53 @@ func (a *App) listen(ap netip.AddrPort) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	var wq waiter.Queue
-	// Reuse: a namespace that claimed an address after a wildcard
-	// listener of another opened on the port may listen on it too; the
-	// netstack's more specific listener takes its connections.
-	eps, port, err := s.bindAll(tcp.ProtocolNumber, addrs, ap.Port(), &wq, func(ep tcpip.Endpoint) { ep.SocketOptions().SetReuseAddress(true) })
-	if err != nil {
-		return nil, err
-	}
-	closeAll := func() {
-		for _, ep := range eps {
-			ep.Close()
+	ln := &listener{app: a, wq: &waiter.Queue{}, closing: make(chan struct{}), fromLocal: make(chan localConn)}
+	port := ap.Port()
+	if a.scope.Global() {
+		// Reuse: a namespace that claimed an address after a wildcard
+		// listener of another opened on the port may listen on it too;
+		// the netstack's more specific listener takes its connections.
+		if ln.eps, port, err = s.bindAll(tcp.ProtocolNumber, addrs, port, ln.wq, func(ep tcpip.Endpoint) { ep.SocketOptions().SetReuseAddress(true) }); err != nil {
+			return nil, err
 		}
-	}
-	for _, ep := range eps {
-		if terr := ep.Listen(s.opts.TCP.Backlog); terr != nil {
-			closeAll()
-			return nil, errors.New(terr.String())
+		for _, ep := range ln.eps {
+			s.held.add(ep, a.label)
 		}
+		err = ln.listenNetstack(addrs, port)
 	}
-	steer, err := s.steer(maps.TCP, addrs, port)
+	if err == nil && a.scope.Local() {
+		err = a.listenLocal(ln, addrs, port)
+	}
+	if err == nil {
+		err = a.keep(ln)
+	}
 	if err != nil {
-		closeAll()
-		return nil, err
-	}
-	ln := &listener{app: a, eps: eps, wq: &wq, addr: netTCPAddr(netip.AddrPortFrom(ap.Addr(), port)), steer: steer, closing: make(chan struct{})}
-	if len(eps) == 1 {
-		bound, _ := eps[0].GetLocalAddress()
-		ln.addr = &net.TCPAddr{IP: net.IP(bound.Addr.AsSlice()), Port: int(bound.Port)}
-	}
-	for _, ep := range eps {
-		s.held.add(ep, a.label)
-	}
-	if err := a.keep(ln); err != nil {
 		ln.Close()
 		return nil, err
 	}
+	ln.addr = netTCPAddr(netip.AddrPortFrom(ap.Addr(), port))
+	if len(ln.eps) == 1 {
+		bound, _ := ln.eps[0].GetLocalAddress()
+		ln.addr = netTCPAddr(addrPort(bound.Addr, bound.Port))
+	}
+	for _, ll := range ln.locals {
+		go ln.acceptLocal(ll)
+	}
 	return ln, nil
+}
+
+// listenNetstack makes ln's bound endpoints listen, and steers their
+// addresses to them.
+func (ln *listener) listenNetstack(addrs []netip.Addr, port uint16) error {
+	s := ln.app.s
+	for _, ep := range ln.eps {
+		if terr := ep.Listen(s.opts.TCP.Backlog); terr != nil {
+			return errors.New(terr.String())
+		}
+	}
+	var err error
+	ln.steer, err = s.steer(maps.TCP, addrs, port)
+	return err
 }
 
 // bindError is a bind the netstack refused.
@@ -339,9 +349,14 @@ func (s *Stack) unsteer(steer []maps.Listener) error {
 	return errors.Join(errs...)
 }
 
+// errLocalTCPOnly refuses UDP to an app of local scope only: a local
+// session joins two streams.
+var errLocalTCPOnly = errors.New("scope local: local sessions carry tcp only (use scope global or both)")
+
 // ListenPacket opens a UDP socket on address: on the namespace's
 // addresses, one netstack endpoint each, as Listen does. A datagram is
-// answered from the address it was sent to.
+// answered from the address it was sent to. UDP has no local scope:
+// for an app of scope both it is global.
 func (a *App) ListenPacket(network, address string) (net.PacketConn, error) {
 	ap, proto, err := parseAddr(network, address)
 	if err == nil && proto != maps.UDP {
@@ -358,6 +373,9 @@ func (a *App) ListenPacket(network, address string) (net.PacketConn, error) {
 
 func (a *App) listenPacket(ap netip.AddrPort) (net.PacketConn, error) {
 	s := a.s
+	if a.scope == appns.ScopeLocal {
+		return nil, errLocalTCPOnly
+	}
 	addrs, err := a.bindAddrs(ap.Addr())
 	if err != nil {
 		return nil, err
@@ -400,7 +418,9 @@ func (a *App) listenPacket(ap netip.AddrPort) (net.PacketConn, error) {
 
 // Dial connects over TCP, or opens a UDP socket connected to one peer,
 // from the userstack's port range and an address of the namespace. The
-// namespace's local rules may refuse it: the error names the rule.
+// namespace's local rules may refuse it: the error names the rule. An
+// app of local scope connects only to the namespace's local listeners
+// (cut-through); one of scope both, to one of them if there is one.
 func (a *App) Dial(ctx context.Context, network, address string) (net.Conn, error) {
 	ap, proto, err := parseAddr(network, address)
 	if err == nil && (!ap.Addr().IsValid() || ap.Addr().IsUnspecified() || ap.Port() == 0) {
@@ -417,7 +437,22 @@ func (a *App) Dial(ctx context.Context, network, address string) (net.Conn, erro
 	return c, err
 }
 
+// dial connects to a local listener first, for an app of local scope
+// or both; over the network if it finds none, for both.
 func (a *App) dial(ctx context.Context, proto maps.Protocol, remote netip.AddrPort) (net.Conn, error) {
+	switch {
+	case proto == maps.UDP && a.scope == appns.ScopeLocal:
+		return nil, errLocalTCPOnly
+	case proto == maps.TCP && a.scope.Local():
+		c, err := a.dialLocal(ctx, remote)
+		if a.scope == appns.ScopeLocal || !errors.Is(err, errNoLocalListener) {
+			return c, err
+		}
+	}
+	return a.dialNetstack(ctx, proto, remote)
+}
+
+func (a *App) dialNetstack(ctx context.Context, proto maps.Protocol, remote netip.AddrPort) (net.Conn, error) {
 	src, err := a.source(remote.Addr())
 	if err != nil {
 		return nil, err

@@ -86,7 +86,7 @@ func memStack(t *testing.T, addrs ...string) (*Stack, *appns.Registry, *steering
 	}
 	reg := appns.New(func() []netip.Addr { return own })
 	steer := &steering{m: map[maps.Listener]uint32{}}
-	s := &Stack{stack: ns, view: &kernelview.View{}, sessions: session.NewTable(steer), done: make(chan struct{}),
+	s := &Stack{stack: ns, view: &kernelview.View{}, sessions: session.NewTable(steer), done: make(chan struct{}), ports: maps.PortRange{Min: 61000, Max: 61999},
 		opts: Options{Namespaces: reg, TCP: TCPOptions{Backlog: 16}}}
 	return s, reg, steer
 }

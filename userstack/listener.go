@@ -14,15 +14,19 @@ import (
 	"github.com/xdpstack/xdpstack/maps"
 )
 
-// listener accepts the TCP connections of the netstack endpoints that
-// listen on one port for an app: one, or one per address of the app's
-// namespace, which share a wait queue.
+// listener accepts the TCP connections of what listens on one port for
+// an app: netstack endpoints (one, or one per address of the app's
+// namespace), which share a wait queue, and local listeners.
 type listener struct {
 	app   *App
 	eps   []tcpip.Endpoint
 	wq    *waiter.Queue
 	addr  net.Addr
 	steer []maps.Listener
+	// locals are the listeners in the cut-through table, whose
+	// connections come through fromLocal.
+	locals    []localListener
+	fromLocal chan localConn
 	// next is the endpoint Accept tries first, in turn.
 	next atomic.Uint32
 
@@ -65,8 +69,50 @@ func (l *listener) Accept() (net.Conn, error) {
 		case <-l.closing:
 			return nil, l.closedError()
 		case <-ready:
+		case lc := <-l.fromLocal:
+			if c := l.admitLocal(lc); c != nil {
+				return c, nil
+			}
 		}
 	}
+}
+
+// acceptLocal hands Accept the connections of a local listener until
+// it closes.
+func (l *listener) acceptLocal(ll localListener) {
+	for {
+		c, err := ll.Accept()
+		if err != nil {
+			return
+		}
+		select {
+		case l.fromLocal <- c:
+		case <-l.closing:
+			c.Close()
+			return
+		}
+	}
+}
+
+// admitLocal is a cut-through connection the namespace admits, held for
+// the app; nil for one it refused (closed, and counted).
+func (l *listener) admitLocal(lc localConn) net.Conn {
+	local, _ := lc.LocalAddr().(*net.TCPAddr)
+	remote, _ := lc.RemoteAddr().(*net.TCPAddr)
+	if local == nil || remote == nil {
+		lc.Close()
+		return nil
+	}
+	if err := l.app.ns.Admit(maps.RulePacket{Protocol: maps.TCP, Local: local.AddrPort(), Remote: remote.AddrPort()}); err != nil {
+		slog.Debug("closed a local connection the namespace refused", "err", err)
+		lc.Close()
+		return nil
+	}
+	c, err := l.app.holdLocal(lc)
+	if err != nil {
+		return nil
+	}
+	return c
 }
 
 // acceptOne takes a connection from the first endpoint that has one;
@@ -118,13 +164,17 @@ func (l *listener) Addr() net.Addr { return l.addr }
 // kernel's refusal instead of a closed listener.
 func (l *listener) Close() error {
 	l.once.Do(func() {
-		l.closeErr = l.app.s.unsteer(l.steer)
+		errs := []error{l.app.s.unsteer(l.steer)}
 		close(l.closing)
 		for _, ep := range l.eps {
 			l.app.s.held.remove(ep)
 			ep.Close()
 		}
+		for _, ll := range l.locals {
+			errs = append(errs, ll.Close())
+		}
 		l.app.forget(l)
+		l.closeErr = errors.Join(errs...)
 	})
 	return l.closeErr
 }

@@ -153,8 +153,9 @@ func (h *held) copy() map[tcpip.Endpoint]label {
 	return maps.Clone(h.eps)
 }
 
-// ListSessions lists the netstack's listeners and connections that f
-// chooses, by queue and index.
+// ListSessions lists the netstack's listeners and connections, and the
+// cut-through ones (on queue 0, which they never use), that f chooses,
+// by queue and index.
 func (s *Stack) ListSessions(f SessionFilter) []Session {
 	apps := s.held.copy()
 	unseen := maps.Clone(apps)
@@ -181,6 +182,7 @@ func (s *Stack) ListSessions(f SessionFilter) []Session {
 	for e, l := range unseen {
 		add(e, l)
 	}
+	all = append(all, s.localSessions()...)
 	slices.SortFunc(all, func(a, b Session) int {
 		return cmp.Or(cmp.Compare(a.Queue, b.Queue),
 			boolOrder(a.State != StateListening, b.State != StateListening),

@@ -14,6 +14,7 @@ import (
 	"math"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -57,6 +58,11 @@ type Stack struct {
 
 	// proxy answers SYNs while a SYN flood lasts (synproxy).
 	proxy *synproxy.Proxy
+	// local joins local-scope sessions in memory; nil refuses local
+	// scope.
+	local localTable
+	// localPorts turns the ports of cut-through connects.
+	localPorts atomic.Uint32
 	// unlabeled is the app of Listen, ListenPacket and Dial.
 	unlabeled     *App
 	unlabeledErr  error
