@@ -396,6 +396,9 @@ func TestPacketConnOfSeveralAddresses(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if port := c.LocalAddr().(*net.UDPAddr).Port; port < 61000 || port > 61999 || c.RemoteAddr().String() != to {
+			t.Errorf("dialled %s from %v to %v, want a port of the range 61000-61999", to, c.LocalAddr(), c.RemoteAddr())
+		}
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		if _, err := c.Write([]byte(to)); err != nil {
 			t.Fatal(err)

@@ -37,8 +37,9 @@ type packetConn struct {
 	// replies are the endpoints peers last wrote to, for the answers.
 	replies replyRoutes
 
+	// readDeadline and writeDeadline are Unix nanoseconds; 0 is none.
+	readDeadline, writeDeadline atomic.Int64
 	mu                          sync.Mutex
-	readDeadline, writeDeadline time.Time
 	// deadlineSet is closed, and replaced, when a deadline changes: it
 	// wakes the reads and writes that wait, to wait again until the new
 	// deadline.
@@ -214,31 +215,29 @@ func (c *packetConn) isClosed() bool {
 	}
 }
 
-// expired says os.ErrDeadlineExceeded once *deadline has passed, and
+// expired says os.ErrDeadlineExceeded once deadline has passed, and
 // net.ErrClosed once the conn is closed.
-func (c *packetConn) expired(deadline *time.Time) error {
+func (c *packetConn) expired(deadline *atomic.Int64) error {
 	if c.isClosed() {
 		return net.ErrClosed
 	}
-	c.mu.Lock()
-	d := *deadline
-	c.mu.Unlock()
-	if !d.IsZero() && !time.Now().Before(d) {
+	if d := deadline.Load(); d != 0 && time.Now().UnixNano() >= d {
 		return os.ErrDeadlineExceeded
 	}
 	return nil
 }
 
-// wait blocks until ready fires, *deadline passes or the conn closes.
-func (c *packetConn) wait(ready <-chan struct{}, deadline *time.Time) error {
+// wait blocks until ready fires, deadline passes or the conn closes.
+func (c *packetConn) wait(ready <-chan struct{}, deadline *atomic.Int64) error {
 	for {
 		c.mu.Lock()
-		d, changed := *deadline, c.deadlineSet
+		changed := c.deadlineSet
 		c.mu.Unlock()
+		d := deadline.Load()
 		var timer *time.Timer
 		var timeout <-chan time.Time
-		if !d.IsZero() {
-			left := time.Until(d)
+		if d != 0 {
+			left := time.Until(time.Unix(0, d))
 			if left <= 0 {
 				return os.ErrDeadlineExceeded
 			}
@@ -266,13 +265,17 @@ func (c *packetConn) wait(ready <-chan struct{}, deadline *time.Time) error {
 }
 
 func (c *packetConn) setDeadlines(read, write bool, t time.Time) error {
+	var d int64
+	if !t.IsZero() {
+		d = max(t.UnixNano(), 1)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if read {
-		c.readDeadline = t
+		c.readDeadline.Store(d)
 	}
 	if write {
-		c.writeDeadline = t
+		c.writeDeadline.Store(d)
 	}
 	close(c.deadlineSet)
 	c.deadlineSet = make(chan struct{})

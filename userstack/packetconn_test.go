@@ -1,8 +1,12 @@
 package userstack
 
 import (
+	"errors"
+	"net"
 	"net/netip"
+	"os"
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
@@ -86,5 +90,30 @@ func TestPacketConnLocalAddr(t *testing.T) {
 			t.Errorf("LocalAddr() = %s, want %s", got, tc.want)
 		}
 		c.Close()
+	}
+}
+
+// A deadline set while a read waits applies to it, as on a kernel
+// socket: quic-go and the echo tester end reads that way.
+func TestPacketConnDeadlineWakesRead(t *testing.T) {
+	c := bindUDP(t, udpStack(t), tcpip.FullAddress{Port: 4433}, ipv4.ProtocolNumber)
+	read := make(chan error, 1)
+	go func() {
+		_, _, err := c.ReadFrom(make([]byte, 10))
+		read <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // it waits
+	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	select {
+	case err := <-read:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("ReadFrom after the deadline: %v, want os.ErrDeadlineExceeded", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadFrom still waits 5s after its deadline")
+	}
+	c.SetWriteDeadline(time.Now().Add(-time.Second))
+	if _, err := c.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 7}); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("WriteTo past the write deadline: %v", err)
 	}
 }
