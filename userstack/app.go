@@ -245,7 +245,12 @@ type bindError struct {
 	err  tcpip.Error
 }
 
-func (e *bindError) Error() string { return fmt.Sprintf("bind to %s: %s", e.addr, e.err) }
+func (e *bindError) Error() string {
+	if !e.addr.Addr().IsValid() {
+		return fmt.Sprintf("bind: %s", e.err)
+	}
+	return fmt.Sprintf("bind to %s: %s", e.addr, e.err)
+}
 
 // bindTries bounds the ports tried for a bind of several addresses to
 // port 0: another bind may take the port picked before it is bound on
@@ -290,7 +295,7 @@ func (s *Stack) freePort(proto tcpip.TransportProtocolNumber) (uint16, error) {
 	}
 	defer ep.Close()
 	if terr := ep.Bind(fa); terr != nil {
-		return 0, &bindError{netip.AddrPortFrom(netip.Addr{}, 0), terr}
+		return 0, &bindError{err: terr}
 	}
 	bound, _ := ep.GetLocalAddress()
 	return bound.Port, nil

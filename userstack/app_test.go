@@ -275,6 +275,18 @@ func TestBindOutsideNamespaceRefused(t *testing.T) {
 			t.Errorf("%s ListenPacket(%s): %v", tc.app.Namespace(), tc.addr, err)
 		}
 	}
+	ln, err := def.Listen("tcp", "10.0.0.1:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The default namespace's every address is 10.0.0.1 now.
+	for _, addr := range []string{"10.0.0.1:80", ":80"} {
+		want := fmt.Sprintf("listen tcp %s: bind to 10.0.0.1:80: port is in use", addr)
+		if _, err := def.Listen("tcp", addr); err == nil || err.Error() != want {
+			t.Errorf("Listen(%s) with 10.0.0.1:80 taken: %v, want %q", addr, err, want)
+		}
+	}
+	ln.Close()
 	if got, _ := steer.All(); len(got) != 0 {
 		t.Errorf("steering after refused binds: %v", got)
 	}
@@ -295,6 +307,9 @@ func TestWildcardBeforeClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	go serveName(ln, "default")
+	if _, err := def.Listen("tcp", ":80"); err == nil || err.Error() != "listen tcp :80: bind: port is in use" {
+		t.Errorf("a second wildcard listener: %v", err)
+	}
 	if err := reg.Add(appns.Config{Name: "blue", Secret: "b", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.2")}}); err != nil {
 		t.Fatal(err)
 	}
