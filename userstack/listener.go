@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -46,6 +47,11 @@ func (l *listener) Accept() (net.Conn, error) {
 		select {
 		case <-l.closing:
 			return nil, l.closedError()
+		case lc := <-l.fromLocal:
+			if c := l.admitLocal(lc); c != nil {
+				return c, nil
+			}
+			continue
 		default:
 		}
 		c, ok, err := l.acceptOne()
@@ -103,7 +109,8 @@ func (l *listener) admitLocal(lc localConn) net.Conn {
 		lc.Close()
 		return nil
 	}
-	if err := l.app.ns.Admit(maps.RulePacket{Protocol: maps.TCP, Local: local.AddrPort(), Remote: remote.AddrPort()}); err != nil {
+	session := maps.RulePacket{Protocol: maps.TCP, Local: unmap(local.AddrPort()), Remote: unmap(remote.AddrPort())}
+	if err := l.app.ns.Admit(session); err != nil {
 		slog.Debug("closed a local connection the namespace refused", "err", err)
 		lc.Close()
 		return nil
@@ -113,6 +120,10 @@ func (l *listener) admitLocal(lc localConn) net.Conn {
 		return nil
 	}
 	return c
+}
+
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // acceptOne takes a connection from the first endpoint that has one;

@@ -144,8 +144,7 @@ func (c *packetConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if !ok {
 		return 0, c.opError("write", addr, errors.New("not a UDP address"))
 	}
-	to := ua.AddrPort()
-	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	to := unmap(ua.AddrPort())
 	return c.write(c.endpointFor(to), b, tcpip.WriteOptions{To: &tcpip.FullAddress{Addr: tcpAddr(to.Addr()), Port: to.Port()}}, addr)
 }
 
