@@ -201,7 +201,7 @@ func (d *Daemon) startApps(cfg Config) error {
 		return err
 	}
 	for _, spec := range cfg.Apps {
-		app, err := apps.Start(apps.Env{Network: d.Stack, Status: d.StatusHandler(), Local: d.isLocal, Root: cfg.AppRoot}, spec)
+		app, err := d.startApp(cfg, spec)
 		if err != nil {
 			return fmt.Errorf("start app %s: %w", spec, err)
 		}
@@ -209,6 +209,29 @@ func (d *Daemon) startApps(cfg Config) error {
 	}
 	return nil
 }
+
+// startApp attaches an app to the userstack with its namespace and
+// scope, and runs it there.
+func (d *Daemon) startApp(cfg Config, spec apps.Spec) (apps.App, error) {
+	att, err := d.Stack.Attach(userstack.AppOptions{Name: spec.Name, Namespace: spec.Namespace, Secret: spec.Secret, Scope: spec.Scope, Scheme: spec.URI.Scheme})
+	if err != nil {
+		return nil, err
+	}
+	app, err := apps.Start(apps.Env{Network: att, Status: d.StatusHandler(), Local: d.isLocal, Root: cfg.AppRoot}, spec)
+	if err != nil {
+		return nil, errors.Join(err, att.Close())
+	}
+	return attachedApp{app, att}, nil
+}
+
+// attachedApp is a running app with its attachment, which closing the
+// app ends.
+type attachedApp struct {
+	apps.App
+	att *userstack.App
+}
+
+func (a attachedApp) Close() error { return errors.Join(a.App.Close(), a.att.Close()) }
 
 // isLocal tells whether a client is on one of the interface's own
 // networks, for the http apps' status=local.

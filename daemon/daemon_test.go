@@ -14,6 +14,7 @@ import (
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
+	"github.com/xdpstack/xdpstack/userstack/appns"
 	"github.com/xdpstack/xdpstack/userstack/apps"
 )
 
@@ -171,5 +172,77 @@ func TestAppInUserstackPorts(t *testing.T) {
 				t.Errorf("Start with --app %s: got %v, want an error containing %q", tc.app, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestAppsAttachToNamespaces: each app attaches with its namespace and
+// secret; a wrong secret stops Start with one line, and the sessions
+// view names each app's namespace.
+func TestAppsAttachToNamespaces(t *testing.T) {
+	a, _ := testutil.HostPair(t, 0)
+	run := func(specs ...string) (*Daemon, error) {
+		cfg := Config{Iface: a.Iface, Attach: loader.Options{PinRoot: testutil.PinRoot(t)}, Namespaces: []appns.Config{{Name: "blue", Secret: "b"}}}
+		for _, s := range specs {
+			spec, err := apps.ParseSpec(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Apps = append(cfg.Apps, spec)
+		}
+		var d *Daemon
+		var err error
+		a.Do(t, func() error {
+			d, err = Start(cfg)
+			return nil
+		})
+		return d, err
+	}
+
+	_, err := run("echo=tcp://:7,ns=blue,secret=b", "echo=tcp://:8,ns=blue,secret=nope-x")
+	want := "start app echo=tcp://:8,ns=blue: attach to namespace blue: wrong secret"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Start with a wrong secret: %v, want %q", err, want)
+	}
+
+	d, err := run("echo=tcp://:7,ns=blue,secret=b", "echo=tcp://:8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			d.Close()
+		}
+	})
+	attached := func() int {
+		n := 0
+		for _, ns := range d.Namespaces.List() {
+			n += ns.Apps
+		}
+		return n
+	}
+	if n := attached(); n != 2 {
+		t.Errorf("%d apps attached, want 2", n)
+	}
+	got, err := d.Sessions(SessionsQuery{Namespace: "blue"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Sessions) != 1 || got.Sessions[0].Local.Port() != 7 || got.Sessions[0].App != "echo" {
+		t.Errorf("blue's sessions: %+v, want the echo app's listener on port 7", got.Sessions)
+	}
+	st, err := d.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Apps[0].Spec != "echo=tcp://:7,ns=blue" {
+		t.Errorf("status names the first app %q", st.Apps[0].Spec)
+	}
+	closed = true
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := attached(); n != 0 {
+		t.Errorf("%d apps attached after Close, want none", n)
 	}
 }

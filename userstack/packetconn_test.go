@@ -1,17 +1,19 @@
 package userstack
 
 import (
+	"errors"
 	"net"
+	"net/netip"
+	"os"
 	"testing"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/link/loopback"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
 )
 
 // udpStack is a netstack with UDP over IPv4 and IPv6 and no NIC, enough
@@ -25,15 +27,29 @@ func udpStack(t *testing.T) *stack.Stack {
 	return s
 }
 
+// bindUDP is a packet conn of one endpoint of s bound to addr.
+func bindUDP(t *testing.T, s *stack.Stack, addr tcpip.FullAddress, netProto tcpip.NetworkProtocolNumber) *packetConn {
+	t.Helper()
+	var wq waiter.Queue
+	ep, terr := s.NewEndpoint(udp.ProtocolNumber, netProto, &wq)
+	if terr != nil {
+		t.Fatal(terr)
+	}
+	if terr := ep.Bind(addr); terr != nil {
+		ep.Close()
+		t.Fatal(terr)
+	}
+	a, _ := netip.AddrFromSlice(addr.Addr.AsSlice())
+	c := newPacketConn([]tcpip.Endpoint{ep}, []netip.Addr{a}, &wq)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // quic-go sizes the buffers of the conn it is given when the conn lets
 // it, as on a kernel socket; the netstack's limits bound them.
 func TestPacketConnBuffers(t *testing.T) {
-	c, err := newPacketConn(udpStack(t), tcpip.FullAddress{}, ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	opts := c.ep.SocketOptions()
+	c := bindUDP(t, udpStack(t), tcpip.FullAddress{}, ipv4.ProtocolNumber)
+	opts := c.eps[0].SocketOptions()
 	for _, buf := range []struct {
 		name   string
 		set    func(int) error
@@ -69,10 +85,7 @@ func TestPacketConnLocalAddr(t *testing.T) {
 		{ipv4.ProtocolNumber, "0.0.0.0:4433"},
 		{ipv6.ProtocolNumber, "[::]:4433"},
 	} {
-		c, err := newPacketConn(s, tcpip.FullAddress{Port: 4433}, tc.proto)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := bindUDP(t, s, tcpip.FullAddress{Port: 4433}, tc.proto)
 		if got := c.LocalAddr().String(); got != tc.want {
 			t.Errorf("LocalAddr() = %s, want %s", got, tc.want)
 		}
@@ -80,57 +93,27 @@ func TestPacketConnLocalAddr(t *testing.T) {
 	}
 }
 
-// A conn dialled to one peer takes its port from the stack's range and
-// writes and reads with Write and Read, as the echo tester does.
-func TestDialUDP(t *testing.T) {
-	s := udpStack(t)
-	if err := s.CreateNIC(1, loopback.New()); err != nil {
-		t.Fatal(err)
-	}
-	addr := tcpip.AddrFrom4([4]byte{10, 0, 0, 1})
-	if err := s.AddProtocolAddress(1, tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: addr.WithPrefix()}, stack.AddressProperties{}); err != nil {
-		t.Fatal(err)
-	}
-	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}})
-	if err := s.SetPortRange(61000, 61009); err != nil {
-		t.Fatal(err)
-	}
-	server, err := newPacketConn(s, tcpip.FullAddress{Addr: addr, Port: 7}, ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { server.Close() })
+// A deadline set while a read waits applies to it, as on a kernel
+// socket: quic-go and the echo tester end reads that way.
+func TestPacketConnDeadlineWakesRead(t *testing.T) {
+	c := bindUDP(t, udpStack(t), tcpip.FullAddress{Port: 4433}, ipv4.ProtocolNumber)
+	read := make(chan error, 1)
 	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := server.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			server.WriteTo(buf[:n], from)
-		}
+		_, _, err := c.ReadFrom(make([]byte, 10))
+		read <- err
 	}()
-
-	c, err := dialUDP(s, tcpip.FullAddress{Addr: addr, Port: 7}, ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if port := c.LocalAddr().(*net.UDPAddr).Port; port < 61000 || port > 61009 {
-		t.Errorf("LocalAddr %v: port outside the stack's range 61000-61009", c.LocalAddr())
-	}
-	if got := c.RemoteAddr().String(); got != "10.0.0.1:7" {
-		t.Errorf("RemoteAddr = %s, want 10.0.0.1:7", got)
-	}
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	for _, msg := range []string{"one", "two"} {
-		if _, err := c.Write([]byte(msg)); err != nil {
-			t.Fatalf("Write(%q): %v", msg, err)
+	time.Sleep(20 * time.Millisecond) // it waits
+	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	select {
+	case err := <-read:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("ReadFrom after the deadline: %v, want os.ErrDeadlineExceeded", err)
 		}
-		buf := make([]byte, 64)
-		n, err := c.Read(buf)
-		if err != nil || string(buf[:n]) != msg {
-			t.Fatalf("Read: %q, %v; want the echo of %q", buf[:n], err, msg)
-		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadFrom still waits 5s after its deadline")
+	}
+	c.SetWriteDeadline(time.Now().Add(-time.Second))
+	if _, err := c.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 7}); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("WriteTo past the write deadline: %v", err)
 	}
 }

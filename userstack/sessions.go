@@ -2,24 +2,19 @@ package userstack
 
 import (
 	"cmp"
-	"context"
 	"maps"
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
-	xtransport "github.com/xdpstack/xdpstack/userstack/transport"
+	"github.com/xdpstack/xdpstack/userstack/appns"
 )
 
 // Transports as VPP's `show session` tags them.
@@ -28,13 +23,12 @@ const (
 	TransportUDP  = "U"
 	TransportTLS  = "TLS"
 	TransportQUIC = "Q"
-	// TransportCutThrough is for sessions joined in memory, to come.
+	// TransportCutThrough is for sessions joined in memory.
 	TransportCutThrough = "CT"
 )
 
-// DefaultNamespace is every session's namespace until the session layer
-// has namespaces.
-const DefaultNamespace = "default"
+// DefaultNamespace is the namespace of the sessions of no app.
+const DefaultNamespace = appns.Default
 
 // Session is a listener or a connection of the netstack, as the sessions
 // view shows it.
@@ -65,7 +59,7 @@ type Session struct {
 	TxFifo    int    `json:"tx_fifo"`
 	Namespace string `json:"namespace"`
 	// App is the app that opened the session, when it said (see
-	// Labeled).
+	// AppOptions.Name).
 	App string `json:"app,omitempty"`
 	// TCP are the connection's variables, when asked for.
 	TCP *TCPVars `json:"tcp,omitempty"`
@@ -120,10 +114,12 @@ func (f SessionFilter) match(s Session) bool {
 		(f.Protocol == "" || f.Protocol == s.Protocol)
 }
 
-// label is what an app said of an endpoint it opened.
+// label is what an app said of an endpoint it opened, and its
+// namespace.
 type label struct {
 	app       string
 	transport string
+	namespace string
 }
 
 // held are the endpoints apps hold: listeners, UDP sockets and TCP
@@ -157,8 +153,9 @@ func (h *held) copy() map[tcpip.Endpoint]label {
 	return maps.Clone(h.eps)
 }
 
-// ListSessions lists the netstack's listeners and connections that f
-// chooses, by queue and index.
+// ListSessions lists the netstack's listeners and connections, and the
+// cut-through ones (on queue 0, which they never use), that f chooses,
+// by queue and index.
 func (s *Stack) ListSessions(f SessionFilter) []Session {
 	apps := s.held.copy()
 	unseen := maps.Clone(apps)
@@ -185,6 +182,7 @@ func (s *Stack) ListSessions(f SessionFilter) []Session {
 	for e, l := range unseen {
 		add(e, l)
 	}
+	all = append(all, s.localSessions()...)
 	slices.SortFunc(all, func(a, b Session) int {
 		return cmp.Or(cmp.Compare(a.Queue, b.Queue),
 			boolOrder(a.State != StateListening, b.State != StateListening),
@@ -254,7 +252,7 @@ func (s *Stack) session(ep tcpip.Endpoint, l label, tcpVars bool) (Session, bool
 	sess := Session{
 		Local:     addrPort(info.ID.LocalAddress, info.ID.LocalPort),
 		Remote:    addrPort(info.ID.RemoteAddress, info.ID.RemotePort),
-		Namespace: DefaultNamespace,
+		Namespace: cmp.Or(l.namespace, DefaultNamespace),
 		App:       l.app,
 		Transport: l.transport,
 	}
@@ -316,75 +314,4 @@ func addrPort(a tcpip.Address, port uint16) netip.AddrPort {
 	}
 	addr, _ := netip.AddrFromSlice(a.AsSlice())
 	return netip.AddrPortFrom(addr.Unmap(), port)
-}
-
-// labeledNetwork is the userstack as a network that names what an app
-// opens on it, for the sessions view.
-type labeledNetwork struct {
-	s     *Stack
-	label label
-}
-
-var _ xtransport.Labeler = (*Stack)(nil)
-
-// Labeled names what app opens on the returned network over scheme:
-// TLS and QUIC are tagged TLS and Q, where the netstack sees TCP and UDP.
-func (s *Stack) Labeled(app string, scheme xtransport.Scheme) xtransport.Network {
-	l := label{app: app}
-	switch scheme {
-	case xtransport.TLS:
-		l.transport = TransportTLS
-	case xtransport.QUIC:
-		l.transport = TransportQUIC
-	}
-	return labeledNetwork{s, l}
-}
-
-func (n labeledNetwork) Listen(network, address string) (net.Listener, error) {
-	return n.s.listen(network, address, n.label)
-}
-
-func (n labeledNetwork) ListenPacket(network, address string) (net.PacketConn, error) {
-	return n.s.listenPacket(network, address, n.label)
-}
-
-func (n labeledNetwork) Dial(ctx context.Context, network, address string) (net.Conn, error) {
-	return n.s.dial(ctx, network, address, n.label)
-}
-
-// conn is a TCP connection the app holds: closing it lets the view
-// forget it.
-type conn struct {
-	*gonet.TCPConn
-	release func()
-	once    sync.Once
-}
-
-func (c *conn) Close() error {
-	c.once.Do(c.release)
-	return c.TCPConn.Close()
-}
-
-// hold keeps c's endpoint in the view until the app closes c.
-func (s *Stack) hold(c *gonet.TCPConn, l label) net.Conn {
-	local, _ := c.LocalAddr().(*net.TCPAddr)
-	remote, _ := c.RemoteAddr().(*net.TCPAddr)
-	if local == nil || remote == nil {
-		return c
-	}
-	la, ra := netip.AddrPortFrom(local.AddrPort().Addr().Unmap(), local.AddrPort().Port()), netip.AddrPortFrom(remote.AddrPort().Addr().Unmap(), remote.AddrPort().Port())
-	netProto := ipv6.ProtocolNumber
-	if la.Addr().Is4() {
-		netProto = ipv4.ProtocolNumber
-	}
-	id := stack.TransportEndpointID{
-		LocalPort: la.Port(), LocalAddress: tcpip.AddrFromSlice(la.Addr().AsSlice()),
-		RemotePort: ra.Port(), RemoteAddress: tcpip.AddrFromSlice(ra.Addr().AsSlice()),
-	}
-	ep, ok := s.stack.FindTransportEndpoint(netProto, tcp.ProtocolNumber, id, nicID).(tcpip.Endpoint)
-	if !ok {
-		return c
-	}
-	s.held.add(ep, l)
-	return &conn{TCPConn: c, release: func() { s.held.remove(ep) }}
 }

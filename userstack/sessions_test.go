@@ -139,7 +139,7 @@ func waitGone(t *testing.T, s *Stack, remote netip.AddrPort) {
 func TestSessionsView(t *testing.T) {
 	a, b := testutil.HostPair(t, 2)
 	s, _ := startOn(t, a, Options{})
-	ln, err := s.Labeled("hold", xtransport.TCP).Listen("tcp", ":7")
+	ln, err := attach(t, s, AppOptions{Name: "hold"}).Listen("tcp", ":7")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestSessionsView(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	pc, err := s.Labeled("quic-app", xtransport.QUIC).ListenPacket("udp", ":9")
+	pc, err := attach(t, s, AppOptions{Name: "quic-app", Scheme: xtransport.QUIC}).ListenPacket("udp", ":9")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,31 +8,29 @@
 package userstack
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
-	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/xdpstack/xdpstack/internal/hostport"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
+	"github.com/xdpstack/xdpstack/userstack/appns"
+	"github.com/xdpstack/xdpstack/userstack/cutthrough"
 	"github.com/xdpstack/xdpstack/userstack/gsotx"
 	"github.com/xdpstack/xdpstack/userstack/kernelview"
 	"github.com/xdpstack/xdpstack/userstack/link"
@@ -61,6 +59,14 @@ type Stack struct {
 
 	// proxy answers SYNs while a SYN flood lasts (synproxy).
 	proxy *synproxy.Proxy
+	// local joins local-scope sessions in memory.
+	local *cutthrough.Table
+	// localPorts turns the ports of cut-through connects.
+	localPorts atomic.Uint32
+	// unlabeled is the app of Listen, ListenPacket and Dial.
+	unlabeled     *App
+	unlabeledErr  error
+	unlabeledOnce sync.Once
 	// ports are the attachment's range for the userstack's own
 	// connections, steered to it and reserved in the kernel.
 	ports     maps.PortRange
@@ -82,12 +88,16 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 		return nil, err
 	}
 	opts.AFXDP.FitMTU(iface.MTU)
-	s = &Stack{iface: iface, opts: opts, log: slog.With("iface", iface.Name), xsks: m.XSKs, sessions: session.NewTable(m.Listeners), done: make(chan struct{}), info: m.Info}
+	s = &Stack{iface: iface, log: slog.With("iface", iface.Name), xsks: m.XSKs, sessions: session.NewTable(m.Listeners), local: cutthrough.NewTable(), done: make(chan struct{}), info: m.Info}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
+	if opts.Namespaces == nil {
+		opts.Namespaces = appns.New(s.servedAddrs)
+	}
+	s.opts = opts
 	// Before our sockets take the packets: a stale listener would steer
 	// them to a netstack that does not listen.
 	stale, err := s.sessions.TakeOver()
@@ -283,6 +293,9 @@ func (s *Stack) Endpoints() int { return len(s.stack.RegisteredEndpoints()) }
 func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
+		if s.unlabeled != nil {
+			errs = append(errs, s.unlabeled.Close())
+		}
 		for l := range s.sessions.Listeners() {
 			errs = append(errs, s.sessions.Remove(l))
 		}
@@ -344,6 +357,18 @@ func parseAddr(network, address string) (netip.AddrPort, maps.Protocol, error) {
 	return netip.AddrPortFrom(addr, port), proto, nil
 }
 
+// servedAddrs are the interface's addresses that the userstack serves,
+// which the namespaces of a registry of the stack's own may claim.
+func (s *Stack) servedAddrs() []netip.Addr {
+	var addrs []netip.Addr
+	for _, p := range s.view.Addrs() {
+		if kernelview.Served(p.Addr()) {
+			addrs = append(addrs, p.Addr().Unmap())
+		}
+	}
+	return addrs
+}
+
 // fullAddr turns an address into the netstack's, choosing the network
 // protocol: a wildcard is IPv4 unless the interface has IPv6 addresses,
 // in which case it is dual-stack IPv6.
@@ -359,144 +384,4 @@ func (s *Stack) fullAddr(ap netip.AddrPort) (tcpip.FullAddress, tcpip.NetworkPro
 		}
 	}
 	return fa, ipv4.ProtocolNumber
-}
-
-// Listen listens for TCP connections on address (HOST:PORT, HOST may be
-// empty) and steers them to the userstack until the listener closes.
-func (s *Stack) Listen(network, address string) (net.Listener, error) {
-	return s.listen(network, address, label{})
-}
-
-func (s *Stack) listen(network, address string, l label) (net.Listener, error) {
-	ap, proto, err := parseAddr(network, address)
-	if err == nil && proto != maps.TCP {
-		err = errors.New("use ListenPacket for udp")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listen %s %s: %w", network, address, err)
-	}
-	fa, netProto := s.fullAddr(ap)
-	var wq waiter.Queue
-	ep, terr := s.stack.NewEndpoint(tcp.ProtocolNumber, netProto, &wq)
-	if terr != nil {
-		return nil, fmt.Errorf("listen %s %s: %s", network, address, terr)
-	}
-	if terr := ep.Bind(fa); terr != nil {
-		ep.Close()
-		return nil, fmt.Errorf("listen %s %s: bind: %s", network, address, terr)
-	}
-	if terr := ep.Listen(s.opts.TCP.Backlog); terr != nil {
-		ep.Close()
-		return nil, fmt.Errorf("listen %s %s: %s", network, address, terr)
-	}
-	ln := gonet.NewTCPListener(s.stack, &wq, ep)
-	bound, _ := ep.GetLocalAddress()
-	steer := maps.Listener{Protocol: maps.TCP, Addr: ap.Addr(), Port: bound.Port}
-	if _, err := s.sessions.Add(steer); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	s.held.add(ep, l)
-	return &listener{Listener: ln, s: s, label: l, release: func() error {
-		s.held.remove(ep)
-		return s.sessions.Remove(steer)
-	}}, nil
-}
-
-type listener struct {
-	net.Listener
-	s *Stack
-	// label is what the app said of the listener and its connections.
-	label   label
-	release func() error
-	once    sync.Once
-	closed  atomic.Bool
-}
-
-// Accept says net.ErrClosed once the listener is closed, as the net
-// package's listeners do, where gonet's says "endpoint is in invalid
-// state": servers end quietly on the one and fail on the other.
-func (l *listener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil && l.closed.Load() {
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed}
-	}
-	if err != nil {
-		return nil, err
-	}
-	return l.s.hold(c.(*gonet.TCPConn), l.label), nil
-}
-
-// Close stops steering first, so that new connections meet the
-// kernel's refusal instead of a closed listener.
-func (l *listener) Close() error {
-	var err error
-	l.once.Do(func() {
-		l.closed.Store(true)
-		err = errors.Join(l.release(), l.Listener.Close())
-	})
-	return err
-}
-
-// Dial connects over TCP, or opens a UDP socket connected to one peer,
-// from the userstack's port range.
-func (s *Stack) Dial(ctx context.Context, network, address string) (net.Conn, error) {
-	return s.dial(ctx, network, address, label{})
-}
-
-func (s *Stack) dial(ctx context.Context, network, address string, l label) (net.Conn, error) {
-	ap, proto, err := parseAddr(network, address)
-	if err == nil && (!ap.Addr().IsValid() || ap.Addr().IsUnspecified() || ap.Port() == 0) {
-		err = errors.New("want HOST:PORT of a peer")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("dial %s %s: %w", network, address, err)
-	}
-	fa, netProto := s.fullAddr(ap)
-	if proto == maps.UDP {
-		c, err := dialUDP(s.stack, fa, netProto)
-		if err != nil {
-			return nil, fmt.Errorf("dial %s %s: %w", network, address, err)
-		}
-		s.held.add(c.ep, l)
-		c.release = func() error { s.held.remove(c.ep); return nil }
-		return c, nil
-	}
-	c, err := gonet.DialContextTCP(ctx, s.stack, fa, netProto)
-	if err != nil {
-		return nil, err
-	}
-	return s.hold(c, l), nil
-}
-
-// ListenPacket opens a UDP socket on address and steers its datagrams
-// to the userstack until it closes.
-func (s *Stack) ListenPacket(network, address string) (net.PacketConn, error) {
-	return s.listenPacket(network, address, label{})
-}
-
-func (s *Stack) listenPacket(network, address string, l label) (net.PacketConn, error) {
-	ap, proto, err := parseAddr(network, address)
-	if err == nil && proto != maps.UDP {
-		err = errors.New("use Listen for tcp")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listen %s %s: %w", network, address, err)
-	}
-	fa, netProto := s.fullAddr(ap)
-	c, err := newPacketConn(s.stack, fa, netProto)
-	if err != nil {
-		return nil, fmt.Errorf("listen %s %s: %w", network, address, err)
-	}
-	steer := maps.Listener{Protocol: maps.UDP, Addr: ap.Addr(), Port: c.LocalAddr().(*net.UDPAddr).AddrPort().Port()}
-	if _, err := s.sessions.Add(steer); err != nil {
-		c.Close()
-		return nil, err
-	}
-	s.held.add(c.ep, l)
-	c.release = func() error {
-		s.held.remove(c.ep)
-		return s.sessions.Remove(steer)
-	}
-	return c, nil
 }

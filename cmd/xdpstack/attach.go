@@ -35,7 +35,7 @@ func attachCommand() *cli.Command {
 			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "XDP mode: native, generic, or auto (native, else generic, and say so)"},
 			&cli.StringFlag{Name: "metrics-addr", Value: "127.0.0.1:9437", Usage: "HOST:PORT to serve Prometheus /metrics on (port 0 picks one; empty serves none)"},
 			&cli.StringFlag{Name: "ready-file", Usage: "write a JSON line here once attached and serving; removed on exit"},
-			&cli.StringSliceFlag{Name: "app", Usage: "serve a built-in app on the userstack: NAME=URI[,opt=val] (echo, http, proxy; e.g. http=tls://:443,cert=F,key=K); repeatable"},
+			&cli.StringSliceFlag{Name: "app", Usage: "serve a built-in app on the userstack: NAME=URI[,opt=val] (echo, http, proxy; e.g. http=tls://:443,cert=F,key=K); ns=NS,secret=S attach it to a namespace, scope=global|local|both; repeatable"},
 			&cli.StringFlag{Name: "root", Usage: "serve the files in this folder from the http apps that have no root= of their own"},
 			&cli.StringFlag{Name: "config", Usage: "read the settings from this YAML file (see `xdpstack config check`); flags given override it"},
 			&cli.StringFlag{Name: "control-group", Usage: "let this group use the control socket (0660); else only root may (0600)"},

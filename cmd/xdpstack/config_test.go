@@ -319,3 +319,24 @@ rules:
 		t.Errorf("secret file of two lines: got %v", err)
 	}
 }
+
+// TestConfigCheckHidesSecret: config check prints the apps' namespaces
+// and scopes, never their secrets, whether the file is good or bad.
+func TestConfigCheckHidesSecret(t *testing.T) {
+	const secret = "hunter2-secret"
+	good := writeConfig(t, "apps:\n  - echo=tcp://:7,ns=blue,secret="+secret+",scope=both\n  - name: http\n    uri: tcp://:80\n    options: {ns: red, secret: "+secret+"}\n")
+	code, stdout, stderr := run(t, "config", "check", good)
+	if code != 0 || !strings.Contains(stdout, "app echo=tcp://:7,ns=blue,scope=both, app http=tcp://:80,ns=red") || strings.Contains(stdout+stderr, secret) {
+		t.Errorf("config check of a good file: exit %d, %q %q", code, stdout, stderr)
+	}
+	for _, text := range []string{
+		"apps:\n  - echo=tcp://:7,ns=blue,secret=" + secret + ",bogus=1\n",
+		"apps:\n  - echo=tcp://:7,ns=blue,secert=" + secret + "\n",
+		"apps:\n  - name: echo\n    uri: tcp://:7\n    options: {secret: " + secret + "}\n",
+	} {
+		code, stdout, stderr := run(t, "config", "check", writeConfig(t, text))
+		if code == 0 || strings.Contains(stdout+stderr, secret) {
+			t.Errorf("config check of %q: exit %d, %q %q; want a failure that hides the secret", text, code, stdout, stderr)
+		}
+	}
+}

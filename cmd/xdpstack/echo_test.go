@@ -29,7 +29,7 @@ func TestBadEchoInput(t *testing.T) {
 		{[]string{"echo", "server"}, "--uri is required"},
 		{[]string{"echo", "client", "--uri", "tcp://10.0.0.1:7", "--tcp-sack=false"}, "--tcp-sack goes with --iface"},
 		{[]string{"echo", "server", "--uri", "tcp://:7", "--iface", "lo", "--tcp-cc", "vegas"}, `congestion control "vegas"`},
-		{[]string{"attach", "lo", "--app", "echo=tcp://:7,speed=9"}, "--app: app \"echo=tcp://:7,speed=9\": unknown option"},
+		{[]string{"attach", "lo", "--app", "echo=tcp://:7,speed=9"}, "--app: app \"echo=tcp://:7,speed=...\": unknown option \"speed\""},
 		{[]string{"attach", "lo", "--app", "ftp=tcp://:21"}, "unknown app \"ftp\""},
 		{[]string{"attach", "lo", "--app", "http=tls://:443,cert=/no/c.pem,key=/no/k.pem"}, "no such file"},
 		{[]string{"attach", "lo", "--app", "proxy=tcp://:80"}, "proxy needs backend="},

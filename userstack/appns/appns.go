@@ -578,3 +578,15 @@ func protoName(p maps.Protocol) string {
 	}
 	return "tcp"
 }
+
+// Admit checks a session that arrives at one of the app's listeners
+// (local is the app's end): its local address must be the namespace's,
+// which a wildcard listener opened before a namespace claimed the
+// address would otherwise take, and the local rules must not deny it.
+// A refusal is counted.
+func (a *App) Admit(p maps.RulePacket) error {
+	if !a.Owns(p.Local.Addr()) {
+		return a.r.refuse(a.ns, RefusedAddress, "accept %s %s from %s: %s is not an address of namespace %s", protoName(p.Protocol), p.Local, p.Remote, p.Local.Addr(), a.ns)
+	}
+	return a.Check(p)
+}

@@ -234,3 +234,52 @@ func TestConfigsRoundTrip(t *testing.T) {
 	}
 	app.Detach()
 }
+
+func TestAdmit(t *testing.T) {
+	r := New(ifaceAddrs)
+	def := mustAttach(t, r, "", "")
+	deny := maps.Rule{RuleMatch: maps.RuleMatch{Protocol: maps.TCP, Remote: netip.MustParsePrefix("192.0.2.0/24")}, Action: maps.RuleDeny}
+	if err := r.Add(Config{Name: "blue", Secret: "s", Addrs: []netip.Addr{a2}, Rules: []maps.Rule{deny}}); err != nil {
+		t.Fatal(err)
+	}
+	blue := mustAttach(t, r, "blue", "s")
+	session := func(local, remote string) maps.RulePacket {
+		return maps.RulePacket{Protocol: maps.TCP, Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote)}
+	}
+	for _, tc := range []struct {
+		app     *App
+		session maps.RulePacket
+		err     string
+	}{
+		{def, session("10.0.0.1:80", "198.51.100.1:4000"), ""},
+		// A wildcard listener of the default namespace, opened before
+		// blue claimed 10.0.0.2.
+		{def, session("10.0.0.2:80", "198.51.100.1:4000"), "10.0.0.2 is not an address of namespace default"},
+		{blue, session("10.0.0.2:80", "198.51.100.1:4000"), ""},
+		{blue, session("10.0.0.2:80", "192.0.2.1:4000"), "local rule 1"},
+	} {
+		err := tc.app.Admit(tc.session)
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s Admit(%v) = %v, want %q", tc.app.Namespace(), tc.session, err, tc.err)
+		}
+	}
+	got := r.RefusalCounts()
+	if got["default"][RefusedAddress] != 1 || got["blue"][RefusedRule] != 1 {
+		t.Errorf("refusals %v, want one address refusal in default and one rule refusal in blue", got)
+	}
+}
+
+func TestParseScope(t *testing.T) {
+	for _, s := range []Scope{ScopeGlobal, ScopeLocal, ScopeBoth} {
+		got, err := ParseScope(s.String())
+		if err != nil || got != s {
+			t.Errorf("ParseScope(%q) = %v, %v", s, got, err)
+		}
+	}
+	if _, err := ParseScope("everywhere"); err == nil || !strings.Contains(err.Error(), "want global, local or both") {
+		t.Errorf("ParseScope(everywhere): %v", err)
+	}
+	if !ScopeBoth.Local() || !ScopeBoth.Global() || ScopeLocal.Global() || ScopeGlobal.Local() {
+		t.Error("Local and Global disagree with the scopes")
+	}
+}

@@ -9,6 +9,7 @@ package apps
 import (
 	"cmp"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/xdpstack/xdpstack/userstack/appns"
 	"github.com/xdpstack/xdpstack/userstack/apps/httpapp"
 	"github.com/xdpstack/xdpstack/userstack/apps/proxy"
 	xtls "github.com/xdpstack/xdpstack/userstack/tls"
@@ -36,7 +38,14 @@ const (
 type Spec struct {
 	Name string
 	URI  transport.URI
+	// Opts are the app's own options: all but the attach options.
 	Opts map[string]string
+	// Namespace, Secret and Scope say how the app attaches to the
+	// userstack (ns=, secret=, scope=); an empty Namespace is the
+	// default one. The secret is never printed.
+	Namespace string
+	Secret    string
+	Scope     appns.Scope
 	// TLS is the server configuration of a tls:// or quic:// app, loaded
 	// when the spec is parsed.
 	TLS *tls.Config
@@ -46,9 +55,27 @@ type Spec struct {
 	Access httpapp.Access
 }
 
-func (s Spec) String() string { return s.Name + "=" + s.URI.String() }
+// String is the spec as --app takes it, with its attach options but the
+// secret, and without the app's own options.
+func (s Spec) String() string {
+	out := s.Name + "=" + s.URI.String()
+	if s.Namespace != "" {
+		out += ",ns=" + s.Namespace
+	}
+	if s.Scope != appns.ScopeGlobal {
+		out += ",scope=" + s.Scope.String()
+	}
+	return out
+}
 
-// appOptions lists the options each app accepts.
+// namespace is the spec's namespace, default when it names none.
+func (s Spec) namespace() string { return cmp.Or(s.Namespace, appns.Default) }
+
+// attachOptions are the options every app takes: how it attaches to
+// the userstack.
+var attachOptions = []string{"ns", "secret", "scope"}
+
+// appOptions lists the options each app accepts besides attachOptions.
 var appOptions = map[string][]string{
 	"echo":  {"cert", "key", "test-cert"},
 	"http":  {"cert", "key", "test-cert", "root", "status"},
@@ -65,13 +92,38 @@ func appNames() string {
 }
 
 // ParseSpec reads an app spec and checks its name, URI and options,
-// loading its certificate.
+// loading its certificate. Its errors quote the spec without the
+// secret.
 func ParseSpec(s string) (Spec, error) {
 	spec, err := parseSpec(s)
 	if err != nil {
-		return Spec{}, fmt.Errorf("app %q: %w", s, err)
+		return Spec{}, fmt.Errorf("app %q: %w", hideSecret(s), err)
 	}
 	return spec, nil
+}
+
+// hideSecret is a spec with the values of its secret= option, and of
+// the options no app knows (a mistyped secret=), hidden.
+func hideSecret(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts[1:] {
+		if k, _, ok := strings.Cut(p, "="); ok && (k == "secret" || !knownOption(k)) {
+			parts[i+1] = k + "=..."
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func knownOption(k string) bool {
+	if slices.Contains(attachOptions, k) {
+		return true
+	}
+	for _, opts := range appOptions {
+		if slices.Contains(opts, k) {
+			return true
+		}
+	}
+	return false
 }
 
 func parseSpec(s string) (Spec, error) {
@@ -114,12 +166,22 @@ func NewSpec(name string, uri transport.URI, opts map[string]string) (Spec, erro
 	if uri.ServerName != "" {
 		return Spec{}, fmt.Errorf("uri %s: [%s] names the server a client checks; an app serves with cert=, key= or test-cert=", uri, uri.ServerName)
 	}
-	for k, v := range opts {
+	known = append(slices.Clone(known), attachOptions...)
+	for k := range opts {
 		if !slices.Contains(known, k) {
-			return Spec{}, fmt.Errorf("unknown option %q for %s (known: %s)", k+"="+v, name, strings.Join(known, ", "))
+			// The key alone: the value may be a mistyped secret.
+			return Spec{}, fmt.Errorf("unknown option %q for %s (known: %s)", k, name, strings.Join(known, ", "))
 		}
 	}
-	spec := Spec{Name: name, URI: uri, Opts: opts}
+	spec := Spec{Name: name, URI: uri, Opts: map[string]string{}}
+	for k, v := range opts {
+		if !slices.Contains(attachOptions, k) {
+			spec.Opts[k] = v
+		}
+	}
+	if err := spec.readAttachOptions(opts); err != nil {
+		return Spec{}, err
+	}
 	if name != "echo" && uri.Scheme == transport.UDP {
 		return Spec{}, fmt.Errorf("%s serves streams: use tcp://, tls:// or quic://", name)
 	}
@@ -151,6 +213,32 @@ func NewSpec(name string, uri transport.URI, opts map[string]string) (Spec, erro
 	return spec, nil
 }
 
+// readAttachOptions reads ns=, secret= and scope=.
+func (s *Spec) readAttachOptions(opts map[string]string) error {
+	s.Namespace, s.Secret = opts["ns"], opts["secret"]
+	if s.Namespace != "" {
+		if err := appns.CheckName(s.Namespace); err != nil {
+			return fmt.Errorf("ns=: %w", err)
+		}
+	}
+	switch {
+	case s.Secret != "" && s.namespace() == appns.Default:
+		return errors.New("secret= goes with ns=NAME (the default namespace has none)")
+	case s.Secret == "" && s.namespace() != appns.Default:
+		return fmt.Errorf("ns=%s needs secret= (the namespace's secret)", s.Namespace)
+	}
+	if v, ok := opts["scope"]; ok {
+		var err error
+		if s.Scope, err = appns.ParseScope(v); err != nil {
+			return err
+		}
+	}
+	if s.Scope.Local() && s.URI.Network() != "tcp" {
+		return fmt.Errorf("scope=%s is for tcp:// and tls:// apps (a local session joins two streams in memory)", s.Scope)
+	}
+	return nil
+}
+
 // serverTLS builds the server side of an app on tls:// or quic:// from
 // the cert, key and test-cert options, or returns nil for tcp and udp.
 func serverTLS(spec Spec) (*tls.Config, error) {
@@ -175,13 +263,14 @@ func serverTLS(spec Spec) (*tls.Config, error) {
 	return xtls.ServerConfig(o)
 }
 
-// CheckSpecs checks specs that will run together: two apps cannot serve
-// the same port of the same transport protocol. TCP and UDP (so tls and
-// quic) may share a port number.
+// CheckSpecs checks specs that will run together: two apps of one
+// namespace cannot serve the same port of the same transport protocol.
+// TCP and UDP (so tls and quic) may share a port number, and so may
+// namespaces, if their addresses differ (the userstack checks that).
 func CheckSpecs(specs []Spec) error {
 	for i, a := range specs {
 		for _, b := range specs[:i] {
-			if a.URI.Network() == b.URI.Network() && a.URI.Port == b.URI.Port &&
+			if a.namespace() == b.namespace() && a.URI.Network() == b.URI.Network() && a.URI.Port == b.URI.Port &&
 				(!a.URI.Addr.IsValid() || !b.URI.Addr.IsValid() || a.URI.Addr == b.URI.Addr) {
 				return fmt.Errorf("apps %s and %s: both on %s port %d", b, a, a.URI.Network(), a.URI.Port)
 			}
@@ -213,11 +302,9 @@ type Env struct {
 	Root string
 }
 
-// Start runs the app a spec names, on a network that names its
-// sessions after it where the network can (the userstack's sessions
-// view).
+// Start runs the app a spec names on env.Network: for the userstack,
+// the app attached with the spec's namespace, secret and scope.
 func Start(env Env, spec Spec) (App, error) {
-	env.Network = transport.Labeled(env.Network, spec.Name, spec.URI.Scheme)
 	switch spec.Name {
 	case "echo":
 		return StartEcho(env.Network, spec.URI, spec.TLS)

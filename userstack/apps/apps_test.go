@@ -3,6 +3,7 @@ package apps
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,7 +37,19 @@ func TestParseSpec(t *testing.T) {
 		{"echo=sctp://:7", "unknown scheme", false},
 		{"echo=tcp://:0", "needs a port from 1 to 65535", false},
 		{"echo=tcp://host:7", "not an IP address", false},
-		{"echo=tcp://:7,size=3", `unknown option "size=3"`, false},
+		{"echo=tcp://:7,size=3", `unknown option "size" for echo`, false},
+		{"echo=tcp://:7,ns=blue,secret=s", "echo=tcp://:7,ns=blue", true},
+		{"http=tls://:443,test-cert=a,ns=blue,secret=s,scope=both", "http=tls://:443,ns=blue,scope=both", true},
+		{"echo=tcp://:7,scope=local", "echo=tcp://:7,scope=local", true},
+		{"echo=tcp://:7,scope=global", "echo=tcp://:7", true},
+		{"echo=tcp://:7,ns=default", "echo=tcp://:7,ns=default", true},
+		{"echo=tcp://:7,ns=blue", "ns=blue needs secret=", false},
+		{"echo=tcp://:7,secret=s", "secret= goes with ns=NAME", false},
+		{"echo=tcp://:7,ns=default,secret=s", "secret= goes with ns=NAME", false},
+		{"echo=tcp://:7,ns=a/b,secret=s", "ns=: namespace \"a/b\": want letters", false},
+		{"echo=tcp://:7,scope=near", `scope "near": want global, local or both`, false},
+		{"echo=udp://:7,scope=local", "scope=local is for tcp:// and tls:// apps", false},
+		{"echo=quic://:7,test-cert=a,scope=both", "scope=both is for tcp:// and tls:// apps", false},
 		{"echo=tcp://:7,cert=a.pem", "go with tls:// or quic://", false},
 		{"echo=tls://:7", "needs cert=FILE and key=FILE", false},
 		{"echo=tls://:7,cert=/no/cert.pem,key=/no/key.pem", "no such file", false},
@@ -72,6 +85,30 @@ func TestParseSpec(t *testing.T) {
 	}
 }
 
+// TestSecretNeverShown: the secret is in no spec's String and in no
+// error, wherever it is wrong.
+func TestSecretNeverShown(t *testing.T) {
+	const secret = "s3cr3t"
+	for _, in := range []string{
+		"echo=tcp://:7,ns=blue,secret=" + secret,
+		"echo=tcp://:7,ns=blue,secret=" + secret + ",size=1",
+		"echo=tcp://:7,ns=blue,secret=" + secret + ",scope=x",
+		"echo=tcp://:7,secret=" + secret,
+		"echo=tcp://:7,ns=blue,secret=" + secret + ",secret=" + secret,
+		"echo=tcp://:7,ns=blue,secert=" + secret,
+		"echo=tcp://:0,ns=blue,secret=" + secret,
+	} {
+		spec, err := ParseSpec(in)
+		shown := spec.String() + fmt.Sprint(spec.Opts)
+		if err != nil {
+			shown = err.Error()
+		}
+		if strings.Contains(shown, secret) {
+			t.Errorf("ParseSpec(%q) shows the secret: %s", in, shown)
+		}
+	}
+}
+
 func TestCheckSpecs(t *testing.T) {
 	parse := func(specs ...string) []Spec {
 		var out []Spec
@@ -90,10 +127,15 @@ func TestCheckSpecs(t *testing.T) {
 	if err := CheckSpecs(parse("echo=tcp://10.0.0.1:7", "echo=tcp://10.0.0.2:7")); err != nil {
 		t.Errorf("same port, other addresses: %v", err)
 	}
+	if err := CheckSpecs(parse("echo=tcp://:7,ns=blue,secret=b", "echo=tcp://:7,ns=red,secret=r")); err != nil {
+		t.Errorf("same port, other namespaces: %v", err)
+	}
 	for _, pair := range [][]string{
 		{"echo=tcp://:7", "http=tcp://:7"},
 		{"echo=tcp://10.0.0.1:7", "http=tls://:7,test-cert=a"},
 		{"echo=udp://:443", "http=quic://:443,test-cert=a"},
+		{"echo=tcp://:7", "echo=tcp://:7,ns=default"},
+		{"echo=tcp://:7,ns=blue,secret=b", "http=tcp://:7,ns=blue,secret=b"},
 	} {
 		if err := CheckSpecs(parse(pair...)); err == nil || !strings.Contains(err.Error(), "both on") {
 			t.Errorf("CheckSpecs(%v): got %v, want a clash", pair, err)

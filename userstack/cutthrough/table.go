@@ -440,6 +440,15 @@ func (l *Listener) Addr() net.Addr { return l.tcpAddr }
 // Accept waits for a connection and returns its accepted end, a *Conn.
 // Once the listener is closed it says net.ErrClosed.
 func (l *Listener) Accept() (net.Conn, error) {
+	c, err := l.AcceptConn()
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// AcceptConn is Accept for callers that want the *Conn.
+func (l *Listener) AcceptConn() (*Conn, error) {
 	select {
 	case <-l.done:
 		return nil, l.closedError()

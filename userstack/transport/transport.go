@@ -146,18 +146,3 @@ func clientConfig(u URI, tlsConf *tls.Config) *tls.Config {
 	}
 	return c
 }
-
-// Labeler is a Network that names the endpoints an app opens on it,
-// for its sessions view: the userstack.
-type Labeler interface {
-	Labeled(app string, scheme Scheme) Network
-}
-
-// Labeled is n naming what app opens on it over scheme, where n can;
-// else n itself.
-func Labeled(n Network, app string, scheme Scheme) Network {
-	if l, ok := n.(Labeler); ok {
-		return l.Labeled(app, scheme)
-	}
-	return n
-}
