@@ -217,7 +217,7 @@ func TestStaleControlSocket(t *testing.T) {
 
 	d = startDaemon(t, a, root, "--metrics-addr", "")
 	out, err := a.Command(context.Background(), binary, "--pin-root", root, "attach", a.Iface, "--metrics-addr", "").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), fmt.Sprintf("xdpstack already runs on %s (a daemon answers on %s)", a.Iface, socketOf(a))) {
+	if err == nil || !strings.Contains(string(out), fmt.Sprintf("xdpstack already runs on %s (a daemon holds %s.lock)", a.Iface, socketOf(a))) {
 		t.Errorf("second attach: got %v, %q", err, out)
 	}
 	if out := mustXdpstack(t, root, "status", a.Iface, "--json"); !strings.Contains(out, `"daemon":{`) {
