@@ -113,6 +113,17 @@ in_b timeout 2 "$XDPSTACK" echo client --uri tcp://$ADDR_A:7 --bytes 1K --stats 
 "$XDPSTACK" rules del "$IF_A" --tag demo-deny
 in_b "$XDPSTACK" echo client --uri tcp://$ADDR_A:7 --bytes 1K --stats 0 | tail -1
 
+step "application namespaces: blue claims a second address of $A, with a secret and a local rule"
+ip -n $A addr add 10.213.250.3/24 dev $IF_A
+install -m 600 /dev/null "$WORK/blue.secret"
+echo "demo-secret-$RANDOM" >"$WORK/blue.secret"
+"$XDPSTACK" ns add "$IF_A" blue --secret-file "$WORK/blue.secret" --addr 10.213.250.3
+"$XDPSTACK" rules add "$IF_A" --namespace blue --proto tcp --remote 192.0.2.0/24 --action deny --tag no-doc-nets
+"$XDPSTACK" ns list "$IF_A"
+"$XDPSTACK" rules list "$IF_A" --namespace blue
+"$XDPSTACK" ns add "$IF_A" red --secret-file "$WORK/blue.secret" --addr 10.213.250.3 2>&1 || true
+"$XDPSTACK" ns del "$IF_A" blue
+
 step "only what is addressed to $A is steered: forwarded and spoofed packets are not"
 # Traffic routed through A to port 80 matches the wildcard listener of the
 # HTTP app, but is not for A: it passes to the kernel (pass/not_local).
