@@ -1,0 +1,164 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf/perf"
+
+	"github.com/xdpstack/xdpstack/maps"
+)
+
+// Source is where a capture reads packets from: the XDP hook (OpenXDP)
+// or the userstack's stream (ReadStream).
+type Source interface {
+	// Next returns the next packet, waiting for it until the time
+	// given; os.ErrDeadlineExceeded when none came by then. The
+	// packet's Data is valid until the next call.
+	Next(until time.Time) (Packet, error)
+	// Lost is how many packets were lost on their way to the capture
+	// so far: a full buffer, a slow reader.
+	Lost() uint64
+	// Close stops the capture; a Next waiting returns.
+	Close() error
+}
+
+// A lease lasts leaseTerm and is renewed every leaseRenewal: a capture
+// killed with -9 stops costing the program within leaseTerm.
+const (
+	leaseTerm    = time.Second
+	leaseRenewal = leaseTerm / 4
+)
+
+// XDPOptions say what a capture at the XDP hook asks for.
+type XDPOptions struct {
+	// Snaplen is how many bytes of each sample the program copies.
+	Snaplen uint32
+	// All samples every packet while the capture runs, not 1 in 2^N.
+	All bool
+	// PerCPUBuffer is the size of each CPU's perf buffer; past it,
+	// samples are lost.
+	PerCPUBuffer int
+}
+
+// XDP is a capture at the XDP hook: it reads the samples the program
+// writes to its perf buffers, through the interface's pins, and holds
+// the capture lease (maps.Lease) while it runs.
+type XDP struct {
+	sampling maps.Sampling
+	reader   *perf.Reader
+	lease    maps.Lease
+	// base is a wall-clock time and when it was on the program's clock.
+	base     time.Time
+	baseMono time.Duration
+	lost     uint64
+	rec      perf.Record
+
+	stop      chan struct{}
+	renewing  sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ Source = (*XDP)(nil)
+
+// OpenXDP starts a capture of the samples of the program pinned in
+// pinDir.
+func OpenXDP(pinDir string, o XDPOptions) (*XDP, error) {
+	if err := maps.CheckSnaplen(int(o.Snaplen)); err != nil {
+		return nil, err
+	}
+	s, err := maps.OpenPinnedSampling(pinDir)
+	if err != nil {
+		return nil, err
+	}
+	// Woken once a CPU's buffer holds a good share of it, or when Next's
+	// wait ends: at a high rate, one wake-up reads many samples.
+	reader, err := perf.NewReaderWithOptions(s.Samples(), o.PerCPUBuffer, perf.ReaderOptions{Watermark: o.PerCPUBuffer / 4})
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open the samples' perf buffers: %w", err)
+	}
+	x := &XDP{
+		sampling: s,
+		reader:   reader,
+		lease:    maps.Lease{Snaplen: o.Snaplen, All: o.All},
+		base:     time.Now(),
+		baseMono: maps.MonotonicNow(),
+		stop:     make(chan struct{}),
+	}
+	if err := x.renew(); err != nil {
+		reader.Close()
+		s.Close()
+		return nil, err
+	}
+	x.renewing.Add(1)
+	go x.keepRenewing()
+	return x, nil
+}
+
+func (x *XDP) renew() error {
+	x.lease.Until = maps.MonotonicNow() + leaseTerm
+	return x.sampling.SetLease(x.lease)
+}
+
+func (x *XDP) keepRenewing() {
+	defer x.renewing.Done()
+	t := time.NewTicker(leaseRenewal)
+	defer t.Stop()
+	for {
+		select {
+		case <-x.stop:
+			return
+		case <-t.C:
+			x.renew() // the maps stay while the capture holds them
+		}
+	}
+}
+
+// Next returns the next sample.
+func (x *XDP) Next(until time.Time) (Packet, error) {
+	x.reader.SetDeadline(until)
+	for {
+		if err := x.reader.ReadInto(&x.rec); err != nil {
+			if errors.Is(err, perf.ErrClosed) {
+				err = os.ErrClosed
+			}
+			return Packet{}, err
+		}
+		if x.rec.LostSamples > 0 {
+			x.lost += x.rec.LostSamples
+			continue
+		}
+		s, err := maps.DecodeSample(x.rec.RawSample)
+		if err != nil {
+			return Packet{}, err
+		}
+		return Packet{
+			Time:    x.base.Add(s.Time - x.baseMono),
+			Point:   PointXDP,
+			Queue:   s.Queue,
+			Verdict: s.Verdict,
+			RuleID:  s.RuleID,
+			Len:     s.Len,
+			Data:    s.Data,
+		}, nil
+	}
+}
+
+// Lost is how many samples found the capture's perf buffers full.
+func (x *XDP) Lost() uint64 { return x.lost }
+
+// Close ends the lease, so that the program stops sampling for the
+// capture at once, and closes the perf buffers.
+func (x *XDP) Close() error {
+	x.closeOnce.Do(func() {
+		close(x.stop)
+		x.renewing.Wait()
+		x.closeErr = errors.Join(x.sampling.SetLease(maps.Lease{}), x.reader.Close(), x.sampling.Close())
+	})
+	return x.closeErr
+}
