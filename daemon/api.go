@@ -15,6 +15,9 @@ var (
 	ReloadEndpoint = control.Endpoint[control.None, Reloaded]{Method: http.MethodPost, Name: "reload"}
 	// SessionsEndpoint is a POST because its query is a JSON body.
 	SessionsEndpoint = control.Endpoint[SessionsQuery, SessionsReply]{Method: http.MethodPost, Name: "sessions"}
+	SamplingEndpoint = control.Endpoint[SamplingRequest, SamplingReply]{Method: http.MethodPost, Name: "sampling"}
+	// CaptureEndpoint streams the userstack's frames (capture.Tap).
+	CaptureEndpoint = control.StreamEndpoint[CaptureRequest]{Name: "capture"}
 )
 
 // Reloaded says what a reload applied.
@@ -46,6 +49,12 @@ func (d *Daemon) serveControl() {
 			return reply, control.Refuse(http.StatusBadRequest, err)
 		}
 		return reply, nil
+	})
+	control.Register(d.control, SamplingEndpoint, func(_ context.Context, req SamplingRequest) (SamplingReply, error) {
+		return d.Sampling(req)
+	})
+	control.RegisterStream(d.control, CaptureEndpoint, func(_ context.Context, req CaptureRequest) (control.Streamer, error) {
+		return d.captureStream(req)
 	})
 	d.control.Serve()
 }

@@ -12,7 +12,7 @@ import (
 // reloadable are the configuration keys that a reload applies to a
 // running daemon, without detaching and without dropping a session. A
 // change of any other key needs a restart.
-var reloadable = map[string]bool{"namespaces": true, "rules": true}
+var reloadable = map[string]bool{"namespaces": true, "rules": true, "sample-rate": true}
 
 // errBadConfig marks a configuration that Config.Reread could not read.
 var errBadConfig = errors.New("bad configuration")
@@ -77,6 +77,11 @@ func (d *Daemon) reload(cfg Config) ([]string, error) {
 		return nil, fmt.Errorf("%s changed: needs a restart (detach and attach again)", fixed[0])
 	default:
 		return nil, fmt.Errorf("%s changed: need a restart (detach and attach again)", strings.Join(fixed, ", "))
+	}
+	if slices.Contains(applied, "sample-rate") {
+		if err := d.setSampleRate(cfg.Attach.Sampling.Rate); err != nil {
+			return nil, err
+		}
 	}
 	// The reloadable sections hold nothing yet (the config file accepts
 	// them only empty): applying them is keeping the new configuration.
