@@ -69,7 +69,7 @@ var _ Source = (*XDP)(nil)
 // pinDir.
 func OpenXDP(pinDir string, o XDPOptions) (*XDP, error) {
 	if err := maps.CheckSnaplen(int(o.Snaplen)); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("snaplen %d: %w", o.Snaplen, err)
 	}
 	s, err := maps.OpenPinnedSampling(pinDir)
 	if err != nil {

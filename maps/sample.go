@@ -37,18 +37,20 @@ type SampleSettings struct {
 // of a sample a capture asks for.
 var DefaultSampleSettings = SampleSettings{Snaplen: DefaultSnaplen}
 
-// CheckSampleRate refuses a rate the program does not take.
+// CheckSampleRate refuses a rate the program does not take; the error
+// leaves naming the rate to the caller.
 func CheckSampleRate(rate int) error {
 	if rate < 0 || rate > int(MaxSampleRate) {
-		return fmt.Errorf("sample rate %d: want 0 (off) to %d (1 packet in 2^N)", rate, MaxSampleRate)
+		return fmt.Errorf("want 0 (off) to %d (1 packet in 2^N)", MaxSampleRate)
 	}
 	return nil
 }
 
-// CheckSnaplen refuses a snap length the program does not take.
+// CheckSnaplen refuses a snap length the program does not take; the
+// error leaves naming the length to the caller.
 func CheckSnaplen(n int) error {
 	if n < 1 || n > int(MaxSnaplen) {
-		return fmt.Errorf("snaplen %d: want 1 to %d bytes", n, MaxSnaplen)
+		return fmt.Errorf("want 1 to %d bytes", MaxSnaplen)
 	}
 	return nil
 }
@@ -56,9 +58,12 @@ func CheckSnaplen(n int) error {
 // Check refuses settings the program does not take.
 func (s SampleSettings) Check() error {
 	if err := CheckSampleRate(int(s.Rate)); err != nil {
-		return err
+		return fmt.Errorf("sample rate %d: %w", s.Rate, err)
 	}
-	return CheckSnaplen(int(s.Snaplen))
+	if err := CheckSnaplen(int(s.Snaplen)); err != nil {
+		return fmt.Errorf("snaplen %d: %w", s.Snaplen, err)
+	}
+	return nil
 }
 
 // Lease is what a running capture asks of the program, until a time it

@@ -64,6 +64,7 @@ func newApp() *cli.App {
 			statsCommand(),
 			sessionsCommand(),
 			rulesCommand(),
+			captureCommand(),
 			pspCommand(),
 			echoCommand(),
 			reloadCommand(),
