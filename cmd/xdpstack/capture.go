@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -154,7 +155,10 @@ func captureOn(c *cli.Context, ifname string, f captureFlags) error {
 		tags = ruleTags(st.PinDir)
 	} else {
 		req := daemon.CaptureRequest{Point: f.point.String(), Snaplen: f.snaplen, Filter: f.filter.String()}
-		body, err := daemon.CaptureEndpoint.Open(c.Context, control.NewClient(c.String("run-dir"), ifname), req)
+		// Not ended by ^C: the frames on their way are read first, then
+		// closing the stream ends it.
+		ctx := context.WithoutCancel(c.Context)
+		body, err := daemon.CaptureEndpoint.Open(ctx, control.NewClient(c.String("run-dir"), ifname), req)
 		if err != nil {
 			return err
 		}
@@ -191,27 +195,35 @@ func captureOn(c *cli.Context, ifname string, f captureFlags) error {
 
 // copyPackets copies the packets the filter keeps from src to out until
 // the command is interrupted, the count or the duration is reached, or
-// the source ends.
+// the source ends; then, for up to flushEvery, those already on their
+// way.
 func copyPackets(c *cli.Context, src capture.Source, out *captureOutput, f captureFlags) (int, error) {
-	var end time.Time
+	var end, drained time.Time
 	if f.duration > 0 {
 		end = time.Now().Add(f.duration)
 	}
 	n := 0
 	lastFlush := time.Now()
-	for (f.count == 0 || n < f.count) && c.Context.Err() == nil {
-		wait := time.Now().Add(flushEvery)
-		if !end.IsZero() {
-			if time.Now().After(end) {
-				break
-			}
-			if end.Before(wait) {
-				wait = end
-			}
+	for f.count == 0 || n < f.count {
+		now := time.Now()
+		wait := now.Add(flushEvery)
+		if drained.IsZero() && (c.Context.Err() != nil || !end.IsZero() && !now.Before(end)) {
+			drained = now.Add(flushEvery)
+		}
+		switch {
+		case !drained.IsZero() && now.After(drained):
+			return n, nil
+		case !drained.IsZero():
+			wait = now // no more waiting: what the buffers hold
+		case !end.IsZero() && end.Before(wait):
+			wait = end
 		}
 		p, err := src.Next(wait)
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			if !drained.IsZero() {
+				return n, nil
+			}
 		case errors.Is(err, io.EOF):
 			return n, errors.New("the daemon ended the stream (it stopped)")
 		case err != nil:
