@@ -1,9 +1,11 @@
 package capture
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,8 +18,7 @@ import (
 // or the userstack's stream (ReadStream).
 type Source interface {
 	// Next returns the next packet, waiting for it until the time
-	// given; os.ErrDeadlineExceeded when none came by then. The
-	// packet's Data is valid until the next call.
+	// given; os.ErrDeadlineExceeded when none came by then.
 	Next(until time.Time) (Packet, error)
 	// Lost is how many packets were lost on their way to the capture
 	// so far: a full buffer, a slow reader.
@@ -56,6 +57,9 @@ type XDP struct {
 	baseMono time.Duration
 	lost     uint64
 	rec      perf.Record
+	// pending are samples read since the buffers were last found empty,
+	// ready those handed out next, in time order (see Next).
+	pending, ready []Packet
 
 	stop      chan struct{}
 	renewing  sync.WaitGroup
@@ -119,17 +123,27 @@ func (x *XDP) keepRenewing() {
 	}
 }
 
-// Next returns the next sample.
+// reorderBatch is the most samples Next holds back to put them in time
+// order.
+const reorderBatch = 1024
+
+// Next returns the next sample. Each CPU has its buffer, and the reader
+// empties one after the other: Next holds the samples back until it
+// has found every buffer empty (or holds reorderBatch of them), and
+// hands them out in time order.
 func (x *XDP) Next(until time.Time) (Packet, error) {
 	x.reader.SetDeadline(until)
-	for {
-		if err := x.reader.ReadInto(&x.rec); err != nil {
-			if errors.Is(err, perf.ErrClosed) {
-				err = os.ErrClosed
-			}
+	for len(x.ready) == 0 {
+		err := x.reader.ReadInto(&x.rec)
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded) && len(x.pending) > 0:
+			x.release()
+			continue
+		case errors.Is(err, perf.ErrClosed):
+			return Packet{}, os.ErrClosed
+		case err != nil:
 			return Packet{}, err
-		}
-		if x.rec.LostSamples > 0 {
+		case x.rec.LostSamples > 0:
 			x.lost += x.rec.LostSamples
 			continue
 		}
@@ -137,16 +151,28 @@ func (x *XDP) Next(until time.Time) (Packet, error) {
 		if err != nil {
 			return Packet{}, err
 		}
-		return Packet{
+		x.pending = append(x.pending, Packet{
 			Time:    x.base.Add(s.Time - x.baseMono),
 			Point:   PointXDP,
 			Queue:   s.Queue,
 			Verdict: s.Verdict,
 			RuleID:  s.RuleID,
 			Len:     s.Len,
-			Data:    s.Data,
-		}, nil
+			Data:    bytes.Clone(s.Data),
+		})
+		if len(x.pending) == reorderBatch {
+			x.release()
+		}
 	}
+	p := x.ready[0]
+	x.ready = x.ready[1:]
+	return p, nil
+}
+
+// release hands out the pending samples, in time order.
+func (x *XDP) release() {
+	slices.SortStableFunc(x.pending, func(a, b Packet) int { return a.Time.Compare(b.Time) })
+	x.ready, x.pending = x.pending, nil
 }
 
 // Lost is how many samples found the capture's perf buffers full.

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"net"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpstack/xdpstack/bpf"
 	"github.com/xdpstack/xdpstack/internal/testing/packet"
 	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 	"github.com/xdpstack/xdpstack/loader"
@@ -92,6 +96,68 @@ func TestXDPCapture(t *testing.T) {
 	}
 	if lease, err := a.Maps.Sampling.Lease(); err != nil || lease != (maps.Lease{}) {
 		t.Errorf("lease after Close: got %+v, %v; want none", lease, err)
+	}
+}
+
+// TestXDPOrder runs the program on one CPU, then another, then the
+// first again: the capture hands the samples out in the order they
+// were taken, though each CPU has its own buffer.
+func TestXDPOrder(t *testing.T) {
+	testutil.RequireBPF(t)
+	var cpus unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &cpus); err != nil || cpus.Count() < 2 {
+		t.Skip("needs two CPUs")
+	}
+	var use []int
+	for cpu := 0; len(use) < 2; cpu++ {
+		if cpus.IsSet(cpu) {
+			use = append(use, cpu)
+		}
+	}
+	dir := filepath.Join(testutil.PinRoot(t), "xs0")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := bpf.LoadXdp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs bpf.XdpObjects
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}); err != nil {
+		t.Fatal(err)
+	}
+	defer objs.Close()
+	if err := maps.FromObjects(&objs.XdpMaps).Sampling.SetSettings(maps.DefaultSampleSettings); err != nil {
+		t.Fatal(err)
+	}
+	x, err := OpenXDP(dir, XDPOptions{Snaplen: 64, All: true, PerCPUBuffer: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer unix.SchedSetaffinity(0, &cpus)
+	for i, cpu := range []int{use[0], use[1], use[0]} {
+		var on unix.CPUSet
+		on.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &on); err != nil {
+			t.Fatal(err)
+		}
+		frame := tcpFrame(addrB, addrA, uint16(1000+i), 80)
+		if _, err := objs.XdpstackIngress.Run(&ebpf.RunOptions{Data: frame}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		p, err := x.Next(time.Now().Add(time.Second))
+		if err != nil {
+			t.Fatalf("sample %d: %v", i, err)
+		}
+		if h := parseHeaders(p.Data); h.sport != uint16(1000+i) {
+			t.Errorf("sample %d: from port %d, want %d", i, h.sport, 1000+i)
+		}
 	}
 }
 
