@@ -351,7 +351,7 @@ func TestCaptureSampling(t *testing.T) {
 	}
 
 	d.signal(t, syscall.SIGKILL) // the pins stay
-	out := mustXdpstack(t, root, "capture", a.Iface, "--sample-rate", "0", "--all", "--duration", "10ms")
+	out := mustXdpstack(t, root, "capture", a.Iface, "--sample-rate", "0", "--all", "--duration", "10ms", "-w", "/dev/null")
 	if !strings.Contains(out, "set through the pins") {
 		t.Errorf("capture --sample-rate 0 with no daemon: %q", out)
 	}

@@ -532,7 +532,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"capture sample rate past 16", []string{"capture", a.Iface, "--sample-rate", "17"}, "--sample-rate 17: want 0 (off) to 16"},
 		{"capture all at the userstack", []string{"capture", a.Iface, "--point", "userstack", "--all"}, "--all and --sample-rate go with --point xdp"},
 		{"capture verdicts at the userstack", []string{"capture", a.Iface, "--point", "userstack", "--filter", "reason steered"}, "verdict, reason and rule are the XDP hook's"},
-		{"capture to a folder", []string{"capture", a.Iface, "--all", "-w", files}, "--write " + files + ": not a regular file"},
+		{"capture to a folder", []string{"capture", a.Iface, "--all", "-w", files}, "--write " + files + ": a folder (want a file, a pipe or -)"},
 		{"capture not attached", []string{"capture", a.Iface, "--all", "-w", filepath.Join(files, "c.pcapng")}, "capture " + a.Iface + ": xdpstack is not attached to " + a.Iface},
 		{"capture argument", []string{"capture", a.Iface, "tcp"}, "want one IFACE argument, got 2"},
 		{"reload not running", []string{"reload", a.Iface}, fmt.Sprintf("reload %s: xdpstack is not running on %s (no daemon answers on %s)", a.Iface, a.Iface, socketOf(a))},

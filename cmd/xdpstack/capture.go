@@ -94,8 +94,8 @@ func readCaptureFlags(c *cli.Context) (captureFlags, error) {
 	case f.point != capture.PointXDP && (f.all || f.setRate):
 		return f, errors.New("--all and --sample-rate go with --point xdp: the userstack's every frame is captured")
 	case f.write != "" && f.write != "-":
-		if fi, err := os.Stat(f.write); err == nil && !fi.Mode().IsRegular() {
-			return f, fmt.Errorf("--write %s: not a regular file", f.write)
+		if fi, err := os.Stat(f.write); err == nil && fi.IsDir() {
+			return f, fmt.Errorf("--write %s: a folder (want a file, a pipe or -)", f.write)
 		}
 	}
 	return f, nil
