@@ -152,7 +152,9 @@ func captureOn(c *cli.Context, ifname string, f captureFlags) error {
 		if src, err = capture.OpenXDP(st.PinDir, capture.XDPOptions{Snaplen: uint32(f.snaplen), All: f.all, PerCPUBuffer: capturePerCPUBuffer}); err != nil {
 			return err
 		}
-		tags = ruleTags(st.PinDir)
+		var closeTags func()
+		tags, closeTags = ruleTags(st.PinDir)
+		defer closeTags()
 	} else {
 		req := daemon.CaptureRequest{Point: f.point.String(), Snaplen: f.snaplen, Filter: f.filter.String()}
 		// Not ended by ^C: the frames on their way are read first, then
@@ -257,26 +259,27 @@ func setSampleRate(c *cli.Context, ifname string, sampling maps.Sampling, settin
 
 // ruleTags names the rules of the interface whose pins are in dir,
 // reading the rule table again when it meets an id it does not know,
-// at most once a second; nil for pins without rules.
-func ruleTags(dir string) capture.RuleTags {
+// at most once a second; nil for pins without rules. closeTable
+// closes the table.
+func ruleTags(dir string) (tags capture.RuleTags, closeTable func()) {
 	rules, err := maps.OpenPinnedRules(dir)
 	if err != nil {
-		return nil
+		return nil, func() {}
 	}
-	tags := map[uint32]string{}
+	known := map[uint32]string{}
 	var read time.Time
 	return func(id uint32) string {
-		if tag, ok := tags[id]; ok || time.Since(read) < time.Second {
+		if tag, ok := known[id]; ok || time.Since(read) < time.Second {
 			return tag
 		}
 		read = time.Now()
 		if all, err := rules.All(); err == nil {
 			for _, r := range all {
-				tags[r.ID] = r.Tag
+				known[r.ID] = r.Tag
 			}
 		}
-		return tags[id]
-	}
+		return known[id]
+	}, func() { rules.Close() }
 }
 
 // captureOutput is where captured packets go: pcapng to a file or
