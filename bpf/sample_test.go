@@ -186,6 +186,15 @@ func TestLeaseLapses(t *testing.T) {
 		t.Errorf("lease after its time: got %+v, %v; want it ended (Until 0)", l, err)
 	}
 
+	// A lease that asks for no more than the settings, which sample
+	// nothing, ends all the same.
+	setSampling(t, objs, maps.DefaultSampleSettings, maps.Lease{Until: maps.MonotonicNow() - 1, Snaplen: 64})
+	checkVerdict(t, objs, frame, passNoMatch)
+	noSample(t, r)
+	if l, err := sampling(objs).Lease(); err != nil || l.Until != 0 {
+		t.Errorf("lease of samples only after its time: got %+v, %v; want it ended", l, err)
+	}
+
 	// A lapsed lease's snap length gives way to the settings'.
 	setSampling(t, objs, maps.SampleSettings{Rate: 1, Snaplen: 20}, maps.Lease{Until: maps.MonotonicNow() - 1, Snaplen: 64, All: true})
 	for range 64 { // at rate 1, a sample comes within 64 runs but one time in 2^64

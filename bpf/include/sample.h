@@ -59,25 +59,25 @@ static __noinline int take_sample(struct xdp_md *ctx, struct sample_settings *se
 				  __u32 verdict, __u32 rule_id)
 {
 	__u64 now = 0, until = lease->until_ns;
-	__u32 snaplen = set->snaplen, all = 0;
+	__u32 snaplen = set->snaplen, rate = set->rate, taken = 0;
 
-	if (until) {
+	/* The draw first: it costs less than reading the clock, which a
+	 * packet the draw passes over needs only for a lease of all. */
+	if (rate && rate <= SAMPLE_MAX_RATE && !(bpf_get_prandom_u32() & ((1u << rate) - 1)))
+		taken = 1;
+	if (until && (taken || lease->all || !rate)) {
 		now = bpf_ktime_get_ns();
 		if (now < until) {
 			snaplen = lease->snaplen;
-			all = lease->all;
+			taken |= lease->all;
 		} else {
 			/* The capture is gone: stop paying for its lease. A
 			 * renewal that came meanwhile stays. */
 			__sync_val_compare_and_swap(&lease->until_ns, until, 0);
 		}
 	}
-	if (!all) {
-		__u32 rate = set->rate;
-
-		if (!rate || rate > SAMPLE_MAX_RATE || (bpf_get_prandom_u32() & ((1u << rate) - 1)))
-			return 0;
-	}
+	if (!taken)
+		return 0;
 
 	__u32 len = bpf_xdp_get_buff_len(ctx);
 	struct sample_meta meta = {
