@@ -1,7 +1,6 @@
 package capture
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -18,7 +17,8 @@ import (
 // or the userstack's stream (ReadStream).
 type Source interface {
 	// Next returns the next packet, waiting for it until the time
-	// given; os.ErrDeadlineExceeded when none came by then.
+	// given; os.ErrDeadlineExceeded when none came by then. The
+	// packet's Data may be reused once Next is called again.
 	Next(until time.Time) (Packet, error)
 	// Lost is how many packets were lost on their way to the capture
 	// so far: a full buffer, a slow reader.
@@ -40,10 +40,15 @@ type XDPOptions struct {
 	Snaplen uint32
 	// All samples every packet while the capture runs, not 1 in 2^N.
 	All bool
-	// PerCPUBuffer is the size of each CPU's perf buffer; past it,
-	// samples are lost.
-	PerCPUBuffer int
+	// Buffer is the size of the perf buffers, shared out among the
+	// CPUs, each of which gets at least minCPUBuffer; past it, samples
+	// are lost.
+	Buffer int
 }
+
+// minCPUBuffer is the least perf buffer a CPU gets: some 9,000 samples
+// of 64-byte frames.
+const minCPUBuffer = 1 << 20
 
 // XDP is a capture at the XDP hook: it reads the samples the program
 // writes to its perf buffers, through the interface's pins, and holds
@@ -58,8 +63,10 @@ type XDP struct {
 	lost     uint64
 	rec      perf.Record
 	// pending are samples read since the buffers were last found empty,
-	// ready those handed out next, in time order (see Next).
+	// ready those handed out next, in time order (see Next); arena holds
+	// their bytes.
 	pending, ready []Packet
+	arena          []byte
 
 	stop      chan struct{}
 	renewing  sync.WaitGroup
@@ -79,9 +86,10 @@ func OpenXDP(pinDir string, o XDPOptions) (*XDP, error) {
 	if err != nil {
 		return nil, err
 	}
+	perCPU := max(minCPUBuffer, o.Buffer/int(s.Samples().MaxEntries()))
 	// Woken once a CPU's buffer holds a good share of it, or when Next's
 	// wait ends: at a high rate, one wake-up reads many samples.
-	reader, err := perf.NewReaderWithOptions(s.Samples(), o.PerCPUBuffer, perf.ReaderOptions{Watermark: o.PerCPUBuffer / 4})
+	reader, err := perf.NewReaderWithOptions(s.Samples(), perCPU, perf.ReaderOptions{Watermark: perCPU / 4})
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open the samples' perf buffers: %w", err)
@@ -133,6 +141,9 @@ const reorderBatch = 1024
 // hands them out in time order.
 func (x *XDP) Next(until time.Time) (Packet, error) {
 	x.reader.SetDeadline(until)
+	if len(x.ready) == 0 && len(x.pending) == 0 {
+		x.arena = x.arena[:0] // the packets handed out are done with
+	}
 	for len(x.ready) == 0 {
 		err := x.reader.ReadInto(&x.rec)
 		switch {
@@ -151,6 +162,8 @@ func (x *XDP) Next(until time.Time) (Packet, error) {
 		if err != nil {
 			return Packet{}, err
 		}
+		start := len(x.arena)
+		x.arena = append(x.arena, s.Data...)
 		x.pending = append(x.pending, Packet{
 			Time:    x.base.Add(s.Time - x.baseMono),
 			Point:   PointXDP,
@@ -158,7 +171,7 @@ func (x *XDP) Next(until time.Time) (Packet, error) {
 			Verdict: s.Verdict,
 			RuleID:  s.RuleID,
 			Len:     s.Len,
-			Data:    bytes.Clone(s.Data),
+			Data:    x.arena[start:len(x.arena):len(x.arena)],
 		})
 		if len(x.pending) == reorderBatch {
 			x.release()
@@ -169,10 +182,14 @@ func (x *XDP) Next(until time.Time) (Packet, error) {
 	return p, nil
 }
 
-// release hands out the pending samples, in time order.
+// release hands out the pending samples, in time order. They mostly
+// are already: under a flood, one CPU takes an RX queue's packets.
 func (x *XDP) release() {
-	slices.SortStableFunc(x.pending, func(a, b Packet) int { return a.Time.Compare(b.Time) })
-	x.ready, x.pending = x.pending, nil
+	byTime := func(a, b Packet) int { return a.Time.Compare(b.Time) }
+	if !slices.IsSortedFunc(x.pending, byTime) {
+		slices.SortStableFunc(x.pending, byTime)
+	}
+	x.ready, x.pending = x.pending, x.ready[:0]
 }
 
 // Lost is how many samples found the capture's perf buffers full.

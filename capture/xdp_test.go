@@ -50,7 +50,7 @@ func TestXDPCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	x, err := OpenXDP(a.PinDir, XDPOptions{Snaplen: 40, All: true, PerCPUBuffer: 1 << 16})
+	x, err := OpenXDP(a.PinDir, XDPOptions{Snaplen: 40, All: true, Buffer: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestXDPOrder(t *testing.T) {
 	if err := maps.FromObjects(&objs.XdpMaps).Sampling.SetSettings(maps.DefaultSampleSettings); err != nil {
 		t.Fatal(err)
 	}
-	x, err := OpenXDP(dir, XDPOptions{Snaplen: 64, All: true, PerCPUBuffer: 1 << 16})
+	x, err := OpenXDP(dir, XDPOptions{Snaplen: 64, All: true, Buffer: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -221,25 +222,41 @@ type Sample struct {
 	Data []byte
 }
 
+// Where struct sample_meta's fields are, read by hand: binary.Decode
+// takes a tenth of a microsecond a sample, as much as the rest of a
+// capture's work on it.
+var (
+	sampleMeta      bpf.XdpSampleMeta
+	sampleMetaSize  = int(unsafe.Sizeof(sampleMeta))
+	sampleTimeAt    = unsafe.Offsetof(sampleMeta.TimeNs)
+	sampleIfindexAt = unsafe.Offsetof(sampleMeta.Ifindex)
+	sampleQueueAt   = unsafe.Offsetof(sampleMeta.RxQueue)
+	sampleLenAt     = unsafe.Offsetof(sampleMeta.Len)
+	sampleCapLenAt  = unsafe.Offsetof(sampleMeta.CapLen)
+	sampleRuleIDAt  = unsafe.Offsetof(sampleMeta.RuleId)
+	sampleActionAt  = unsafe.Offsetof(sampleMeta.Action)
+	sampleReasonAt  = unsafe.Offsetof(sampleMeta.Reason)
+)
+
 // DecodeSample reads a sample as the program writes it to the perf
 // buffer: struct sample_meta, then the frame's first bytes, then up to
 // 7 bytes of the record's padding. Data points into raw.
 func DecodeSample(raw []byte) (Sample, error) {
-	var meta bpf.XdpSampleMeta
-	n, err := binary.Decode(raw, binary.LittleEndian, &meta)
-	if err != nil {
-		return Sample{}, fmt.Errorf("sample of %d bytes: shorter than its header", len(raw))
+	if len(raw) < sampleMetaSize {
+		return Sample{}, fmt.Errorf("sample of %d bytes: shorter than its %d-byte header", len(raw), sampleMetaSize)
 	}
-	if int(meta.CapLen) > len(raw)-n {
-		return Sample{}, fmt.Errorf("sample of %d bytes: says it holds %d bytes of the frame", len(raw), meta.CapLen)
+	le := binary.LittleEndian
+	capLen := int(le.Uint32(raw[sampleCapLenAt:]))
+	if capLen > len(raw)-sampleMetaSize {
+		return Sample{}, fmt.Errorf("sample of %d bytes: says it holds %d bytes of the frame", len(raw), capLen)
 	}
 	return Sample{
-		Time:    time.Duration(meta.TimeNs),
-		Ifindex: int(meta.Ifindex),
-		Queue:   int(meta.RxQueue),
-		Len:     int(meta.Len),
-		RuleID:  meta.RuleId,
-		Verdict: Verdict{Action: Action(meta.Action), Reason: Reason(meta.Reason)},
-		Data:    raw[n : n+int(meta.CapLen)],
+		Time:    time.Duration(le.Uint64(raw[sampleTimeAt:])),
+		Ifindex: int(le.Uint32(raw[sampleIfindexAt:])),
+		Queue:   int(le.Uint32(raw[sampleQueueAt:])),
+		Len:     int(le.Uint32(raw[sampleLenAt:])),
+		RuleID:  le.Uint32(raw[sampleRuleIDAt:]),
+		Verdict: Verdict{Action: Action(raw[sampleActionAt]), Reason: Reason(raw[sampleReasonAt])},
+		Data:    raw[sampleMetaSize : sampleMetaSize+capLen],
 	}, nil
 }

@@ -47,9 +47,10 @@ func captureCommand() *cli.Command {
 	}
 }
 
-// capturePerCPUBuffer is the size of each CPU's perf buffer at the XDP
-// hook: some 37,000 samples of 64-byte frames.
-const capturePerCPUBuffer = 4 << 20
+// captureBuffer is the size of the perf buffers at the XDP hook, in
+// all: a few hundred thousand samples of 64-byte frames, a fraction of
+// a second of a flood to ride out a moment the capture is not run.
+const captureBuffer = 32 << 20
 
 // flushEvery bounds how long a packet waits in the output's buffer, so
 // that a reader on a pipe sees it.
@@ -149,7 +150,7 @@ func captureOn(c *cli.Context, ifname string, f captureFlags) error {
 			return err
 		}
 		defer unlock()
-		if src, err = capture.OpenXDP(st.PinDir, capture.XDPOptions{Snaplen: uint32(f.snaplen), All: f.all, PerCPUBuffer: capturePerCPUBuffer}); err != nil {
+		if src, err = capture.OpenXDP(st.PinDir, capture.XDPOptions{Snaplen: uint32(f.snaplen), All: f.all, Buffer: captureBuffer}); err != nil {
 			return err
 		}
 		var closeTags func()
