@@ -65,7 +65,11 @@ func (b *bench) captureAll(rounds int, frames uint32) (captureFigure, error) {
 	defer gen.Close()
 	var offered, captured, kept []float64
 	for round := range rounds {
-		o, c, err := b.captureAllRound(gen, frames)
+		var o, c float64
+		err := retryStalled(func() (err error) {
+			o, c, err = b.captureAllRound(gen, frames)
+			return err
+		})
 		if err != nil {
 			return captureFigure{}, fmt.Errorf("round %d: %w", round+1, err)
 		}
@@ -86,22 +90,10 @@ func (b *bench) captureAllRound(gen *pktgen.Generator, frames uint32) (offered, 
 		return 0, 0, err
 	}
 	time.Sleep(settle)
-	a := b.pair.A
-	before, err := a.Link()
-	if err != nil {
-		c.stop()
-		return 0, 0, err
-	}
-	elapsed, err := gen.Send(frames)
-	time.Sleep(50 * time.Millisecond) // let the last batch arrive
-	after, lerr := a.Link()
+	received, elapsed, err := b.send(gen, frames)
 	n, serr := c.stop()
-	if err = errors.Join(err, lerr, serr); err != nil {
+	if err = errors.Join(err, serr); err != nil {
 		return 0, 0, err
-	}
-	received := after.Attrs().Statistics.RxPackets - before.Attrs().Statistics.RxPackets
-	if received == 0 {
-		return 0, 0, fmt.Errorf("no frames arrived on %s", a.Iface)
 	}
 	return float64(received) / elapsed.Seconds(), float64(n) / elapsed.Seconds(), nil
 }
