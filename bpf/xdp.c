@@ -6,6 +6,7 @@
  * every verdict with its reason. */
 #include "parse.h"
 #include "xdpstack.h"
+#include "sample.h"
 
 #ifndef MAX_LISTENERS
 #define MAX_LISTENERS 4096
@@ -127,14 +128,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rule_hits SEC(".maps");
 
-/* Keep the enums in the BTF so that bpf2go can emit their constants. */
+/* Keep the enums in the BTF so that bpf2go can emit their constants,
+ * and the samples' header, which no map names, for its Go type. */
 const enum xdp_reason *const reason_btf = 0;
 const enum local_addr_flags *const local_addr_flags_btf = 0;
 const enum rule_action *const rule_action_btf = 0;
 const enum rule_family *const rule_family_btf = 0;
 const enum rule_shape_flags *const rule_shape_flags_btf = 0;
+const enum sample_limits *const sample_limits_btf = 0;
+const struct sample_meta *const sample_meta_btf = 0;
 
-static __always_inline int count(struct xdp_md *ctx, int action, enum xdp_reason reason)
+/* count_rule counts a verdict that the session rule rule_id (0: none)
+ * decided, and samples it. */
+static __always_inline int count_rule(struct xdp_md *ctx, int action, enum xdp_reason reason, __u32 rule_id)
 {
 	__u32 index = STATS_INDEX(action, reason);
 	struct counter *c = bpf_map_lookup_elem(&stats, &index);
@@ -143,7 +149,13 @@ static __always_inline int count(struct xdp_md *ctx, int action, enum xdp_reason
 		c->packets++;
 		c->bytes += bpf_xdp_get_buff_len(ctx);
 	}
+	sample(ctx, index, rule_id);
 	return action;
+}
+
+static __always_inline int count(struct xdp_md *ctx, int action, enum xdp_reason reason)
+{
+	return count_rule(ctx, action, reason, 0);
 }
 
 /* The addresses of a packet that steering looks at, IPv4 ones
@@ -278,9 +290,9 @@ static __always_inline int apply_rules(struct xdp_md *ctx, struct flow *f)
 		}
 		switch (v->action) {
 		case RULE_DENY:
-			return count(ctx, XDP_DROP, REASON_RULE_DENY);
+			return count_rule(ctx, XDP_DROP, REASON_RULE_DENY, id);
 		case RULE_PASS:
-			return count(ctx, XDP_PASS, REASON_RULE_PASS);
+			return count_rule(ctx, XDP_PASS, REASON_RULE_PASS, id);
 		}
 		return RULES_GO_ON;
 	}

@@ -138,6 +138,47 @@ type XdpRuleValue struct {
 	Action uint32
 }
 
+type XdpSampleCount struct {
+	_      structs.HostLayout
+	Taken  uint64
+	Lost   uint64
+	Unread uint64
+}
+
+type XdpSampleLease struct {
+	_       structs.HostLayout
+	UntilNs uint64
+	Snaplen uint32
+	All     uint32
+}
+
+type XdpSampleLimits uint32
+
+const (
+	XdpSampleLimitsSAMPLE_MAX_RATE        XdpSampleLimits = 16
+	XdpSampleLimitsSAMPLE_DEFAULT_SNAPLEN XdpSampleLimits = 256
+	XdpSampleLimitsSAMPLE_MAX_SNAPLEN     XdpSampleLimits = 65280
+)
+
+type XdpSampleMeta struct {
+	_       structs.HostLayout
+	TimeNs  uint64
+	Ifindex uint32
+	RxQueue uint32
+	Len     uint32
+	CapLen  uint32
+	RuleId  uint32
+	Action  uint8
+	Reason  uint8
+	Pad     uint16
+}
+
+type XdpSampleSettings struct {
+	_       structs.HostLayout
+	Rate    uint32
+	Snaplen uint32
+}
+
 type XdpXdpReason uint32
 
 const (
@@ -160,6 +201,7 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	XdpMapCaptureLease      = "capture_lease"
 	XdpMapInfo              = "info"
 	XdpMapListenPorts       = "listen_ports"
 	XdpMapListeners         = "listeners"
@@ -169,6 +211,9 @@ const (
 	XdpMapRuleMatch         = "rule_match"
 	XdpMapRuleSets          = "rule_sets"
 	XdpMapRules             = "rules"
+	XdpMapSampleCounts      = "sample_counts"
+	XdpMapSamples           = "samples"
+	XdpMapSampling          = "sampling"
 	XdpMapStats             = "stats"
 	XdpMapXsks              = "xsks"
 	XdpProgXdpstackIngress  = "xdpstack_ingress"
@@ -177,6 +222,8 @@ const (
 	XdpVarRuleActionBtf     = "rule_action_btf"
 	XdpVarRuleFamilyBtf     = "rule_family_btf"
 	XdpVarRuleShapeFlagsBtf = "rule_shape_flags_btf"
+	XdpVarSampleLimitsBtf   = "sample_limits_btf"
+	XdpVarSampleMetaBtf     = "sample_meta_btf"
 	XdpVarUserstackPortMax  = "userstack_port_max"
 	XdpVarUserstackPortMin  = "userstack_port_min"
 )
@@ -230,17 +277,21 @@ type XdpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XdpMapSpecs struct {
-	Info        *ebpf.MapSpec `ebpf:"info"`
-	ListenPorts *ebpf.MapSpec `ebpf:"listen_ports"`
-	Listeners   *ebpf.MapSpec `ebpf:"listeners"`
-	LocalAddrs  *ebpf.MapSpec `ebpf:"local_addrs"`
-	RuleActive  *ebpf.MapSpec `ebpf:"rule_active"`
-	RuleHits    *ebpf.MapSpec `ebpf:"rule_hits"`
-	RuleMatch   *ebpf.MapSpec `ebpf:"rule_match"`
-	RuleSets    *ebpf.MapSpec `ebpf:"rule_sets"`
-	Rules       *ebpf.MapSpec `ebpf:"rules"`
-	Stats       *ebpf.MapSpec `ebpf:"stats"`
-	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
+	CaptureLease *ebpf.MapSpec `ebpf:"capture_lease"`
+	Info         *ebpf.MapSpec `ebpf:"info"`
+	ListenPorts  *ebpf.MapSpec `ebpf:"listen_ports"`
+	Listeners    *ebpf.MapSpec `ebpf:"listeners"`
+	LocalAddrs   *ebpf.MapSpec `ebpf:"local_addrs"`
+	RuleActive   *ebpf.MapSpec `ebpf:"rule_active"`
+	RuleHits     *ebpf.MapSpec `ebpf:"rule_hits"`
+	RuleMatch    *ebpf.MapSpec `ebpf:"rule_match"`
+	RuleSets     *ebpf.MapSpec `ebpf:"rule_sets"`
+	Rules        *ebpf.MapSpec `ebpf:"rules"`
+	SampleCounts *ebpf.MapSpec `ebpf:"sample_counts"`
+	Samples      *ebpf.MapSpec `ebpf:"samples"`
+	Sampling     *ebpf.MapSpec `ebpf:"sampling"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	Xsks         *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // XdpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -252,6 +303,8 @@ type XdpVariableSpecs struct {
 	RuleActionBtf     *ebpf.VariableSpec `ebpf:"rule_action_btf"`
 	RuleFamilyBtf     *ebpf.VariableSpec `ebpf:"rule_family_btf"`
 	RuleShapeFlagsBtf *ebpf.VariableSpec `ebpf:"rule_shape_flags_btf"`
+	SampleLimitsBtf   *ebpf.VariableSpec `ebpf:"sample_limits_btf"`
+	SampleMetaBtf     *ebpf.VariableSpec `ebpf:"sample_meta_btf"`
 	UserstackPortMax  *ebpf.VariableSpec `ebpf:"userstack_port_max"`
 	UserstackPortMin  *ebpf.VariableSpec `ebpf:"userstack_port_min"`
 }
@@ -276,21 +329,26 @@ func (o *XdpObjects) Close() error {
 //
 // It can be passed to LoadXdpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XdpMaps struct {
-	Info        *ebpf.Map `ebpf:"info"`
-	ListenPorts *ebpf.Map `ebpf:"listen_ports"`
-	Listeners   *ebpf.Map `ebpf:"listeners"`
-	LocalAddrs  *ebpf.Map `ebpf:"local_addrs"`
-	RuleActive  *ebpf.Map `ebpf:"rule_active"`
-	RuleHits    *ebpf.Map `ebpf:"rule_hits"`
-	RuleMatch   *ebpf.Map `ebpf:"rule_match"`
-	RuleSets    *ebpf.Map `ebpf:"rule_sets"`
-	Rules       *ebpf.Map `ebpf:"rules"`
-	Stats       *ebpf.Map `ebpf:"stats"`
-	Xsks        *ebpf.Map `ebpf:"xsks"`
+	CaptureLease *ebpf.Map `ebpf:"capture_lease"`
+	Info         *ebpf.Map `ebpf:"info"`
+	ListenPorts  *ebpf.Map `ebpf:"listen_ports"`
+	Listeners    *ebpf.Map `ebpf:"listeners"`
+	LocalAddrs   *ebpf.Map `ebpf:"local_addrs"`
+	RuleActive   *ebpf.Map `ebpf:"rule_active"`
+	RuleHits     *ebpf.Map `ebpf:"rule_hits"`
+	RuleMatch    *ebpf.Map `ebpf:"rule_match"`
+	RuleSets     *ebpf.Map `ebpf:"rule_sets"`
+	Rules        *ebpf.Map `ebpf:"rules"`
+	SampleCounts *ebpf.Map `ebpf:"sample_counts"`
+	Samples      *ebpf.Map `ebpf:"samples"`
+	Sampling     *ebpf.Map `ebpf:"sampling"`
+	Stats        *ebpf.Map `ebpf:"stats"`
+	Xsks         *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *XdpMaps) Close() error {
 	return _XdpClose(
+		m.CaptureLease,
 		m.Info,
 		m.ListenPorts,
 		m.Listeners,
@@ -300,6 +358,9 @@ func (m *XdpMaps) Close() error {
 		m.RuleMatch,
 		m.RuleSets,
 		m.Rules,
+		m.SampleCounts,
+		m.Samples,
+		m.Sampling,
 		m.Stats,
 		m.Xsks,
 	)
@@ -314,6 +375,8 @@ type XdpVariables struct {
 	RuleActionBtf     *ebpf.Variable `ebpf:"rule_action_btf"`
 	RuleFamilyBtf     *ebpf.Variable `ebpf:"rule_family_btf"`
 	RuleShapeFlagsBtf *ebpf.Variable `ebpf:"rule_shape_flags_btf"`
+	SampleLimitsBtf   *ebpf.Variable `ebpf:"sample_limits_btf"`
+	SampleMetaBtf     *ebpf.Variable `ebpf:"sample_meta_btf"`
 	UserstackPortMax  *ebpf.Variable `ebpf:"userstack_port_max"`
 	UserstackPortMin  *ebpf.Variable `ebpf:"userstack_port_min"`
 }

@@ -23,6 +23,9 @@ var (
 	LocalRulesEndpoint    = control.Endpoint[LocalRulesQuery, LocalRules]{Method: http.MethodPost, Name: "local-rules"}
 	LocalRuleAddEndpoint  = control.Endpoint[LocalRuleAdd, LocalRules]{Method: http.MethodPost, Name: "local-rules/add"}
 	LocalRulesDelEndpoint = control.Endpoint[LocalRuleDel, LocalRules]{Method: http.MethodPost, Name: "local-rules/del"}
+	SamplingEndpoint      = control.Endpoint[SamplingRequest, SamplingReply]{Method: http.MethodPost, Name: "sampling"}
+	// CaptureEndpoint streams the userstack's frames (capture.Tap).
+	CaptureEndpoint = control.StreamEndpoint[CaptureRequest]{Name: "capture"}
 )
 
 // Reloaded says what a reload applied.
@@ -68,6 +71,12 @@ func (d *Daemon) serveControl() {
 	})
 	control.Register(d.control, LocalRulesDelEndpoint, func(_ context.Context, req LocalRuleDel) (LocalRules, error) {
 		return badRequest(d.DeleteLocalRules(req))
+	})
+	control.Register(d.control, SamplingEndpoint, func(_ context.Context, req SamplingRequest) (SamplingReply, error) {
+		return d.Sampling(req)
+	})
+	control.RegisterStream(d.control, CaptureEndpoint, func(_ context.Context, req CaptureRequest) (control.Streamer, error) {
+		return d.captureStream(req)
 	})
 	d.control.Serve()
 }

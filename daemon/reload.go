@@ -13,6 +13,11 @@ import (
 	"github.com/xdpstack/xdpstack/userstack/appns"
 )
 
+// reloadable are the settings that a reload applies to a running
+// daemon; a change of any other needs a restart. The namespaces and
+// rules sections are not settings: applying them tells what changed.
+var reloadable = map[string]bool{"sample-rate": true}
+
 // errBadConfig marks a configuration that Config.Reread could not read.
 var errBadConfig = errors.New("bad configuration")
 
@@ -58,11 +63,15 @@ func (d *Daemon) Reload(cfg Config) ([]string, error) {
 }
 
 func (d *Daemon) reload(cfg Config) ([]string, error) {
-	var fixed []string
+	var settings, fixed []string
 	keys := slices.AppendSeq(slices.Collect(gomaps.Keys(d.cfg.Settings)), gomaps.Keys(cfg.Settings))
 	slices.Sort(keys)
 	for _, k := range slices.Compact(keys) {
-		if d.cfg.Settings[k] != cfg.Settings[k] {
+		switch {
+		case d.cfg.Settings[k] == cfg.Settings[k]:
+		case reloadable[k]:
+			settings = append(settings, k)
+		default:
 			fixed = append(fixed, k)
 		}
 	}
@@ -77,6 +86,13 @@ func (d *Daemon) reload(cfg Config) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	if slices.Contains(settings, "sample-rate") {
+		if err := d.setSampleRate(cfg.Attach.Sampling.Rate); err != nil {
+			return nil, err
+		}
+	}
+	applied = append(applied, settings...)
+	slices.Sort(applied)
 	cfg.Reread = d.cfg.Reread
 	d.cfg = cfg
 	return applied, nil

@@ -385,3 +385,68 @@ func TestReloadBesideCLIChanges(t *testing.T) {
 		t.Errorf("after %d reloads beside %d CLI changes: %d rules, want %d", reloads, cliRules, len(got), want)
 	}
 }
+
+// TestSampling changes the sample rate through the control socket and
+// through a reload, and has bad requests and captures refused.
+func TestSampling(t *testing.T) {
+	a, _ := testutil.HostPair(t, 0)
+	dir := filepath.Join(t.TempDir(), "run")
+	cfg := Config{Iface: a.Iface, Control: control.Options{Dir: dir}, Settings: map[string]string{"sample-rate": "2"},
+		Attach: loader.Options{PinRoot: testutil.PinRoot(t), Sampling: maps.SampleSettings{Rate: 2, Snaplen: 128}}}
+	var d *Daemon
+	a.Do(t, func() (err error) {
+		d, err = Start(cfg)
+		return err
+	})
+	defer d.Close()
+	c := control.NewClient(dir, a.Iface)
+	ctx := context.Background()
+	rate := func() uint32 {
+		t.Helper()
+		set, err := d.Maps.Sampling.Settings()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return set.Rate
+	}
+
+	if got, err := SamplingEndpoint.Call(ctx, c, SamplingRequest{}); err != nil || got != (SamplingReply{Rate: 2, Snaplen: 128}) {
+		t.Errorf("sampling: got %+v, %v; want rate 2, snaplen 128", got, err)
+	}
+	five, bad := 5, 17
+	if got, err := SamplingEndpoint.Call(ctx, c, SamplingRequest{Rate: &five}); err != nil || got.Rate != 5 || rate() != 5 {
+		t.Errorf("sampling rate 5: got %+v, %v, program's rate %d", got, err, rate())
+	}
+	_, err := SamplingEndpoint.Call(ctx, c, SamplingRequest{Rate: &bad})
+	if r, ok := errors.AsType[*control.RefusedError](err); !ok || r.Code != http.StatusBadRequest || err.Error() != "sample rate 17: want 0 (off) to 16 (1 packet in 2^N)" || rate() != 5 {
+		t.Errorf("sampling rate 17: got %v, rate %d; want a 400 and rate 5 kept", err, rate())
+	}
+
+	// A reload compares the file with the rate set meanwhile.
+	reloaded := cfg
+	reloaded.Settings = map[string]string{"sample-rate": "5"}
+	if applied, err := d.Reload(reloaded); err != nil || len(applied) != 0 {
+		t.Errorf("reload of the rate in force: got %v, %v; want nothing applied", applied, err)
+	}
+	reloaded.Settings = map[string]string{"sample-rate": "0"}
+	reloaded.Attach.Sampling.Rate = 0
+	if applied, err := d.Reload(reloaded); err != nil || !slices.Equal(applied, []string{"sample-rate"}) || rate() != 0 {
+		t.Errorf("reload to rate 0: got %v, %v, program's rate %d", applied, err, rate())
+	}
+
+	for _, tc := range []struct {
+		req  CaptureRequest
+		code int
+		err  string
+	}{
+		{CaptureRequest{Point: "xdp", Snaplen: 64}, http.StatusBadRequest, "the xdp point is captured through the pins, not the daemon"},
+		{CaptureRequest{Point: "userstack", Snaplen: 0}, http.StatusBadRequest, "snaplen 0: want 1 to 65280 bytes"},
+		{CaptureRequest{Point: "userstack", Snaplen: 64, Filter: "verdict drop"}, http.StatusBadRequest, "verdict, reason and rule are the XDP hook's"},
+		{CaptureRequest{Point: "userstack", Snaplen: 64}, http.StatusConflict, "no userstack runs here (attach with --app)"},
+	} {
+		_, err := CaptureEndpoint.Open(ctx, c, tc.req)
+		if r, ok := errors.AsType[*control.RefusedError](err); !ok || r.Code != tc.code || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("capture %+v: got %v, want %d %q", tc.req, err, tc.code, tc.err)
+		}
+	}
+}

@@ -42,6 +42,9 @@ type Options struct {
 	// steers and reserves none. The userstack reads it from the attach
 	// record. DefaultUserPorts is the usual choice.
 	UserPorts maps.PortRange
+	// Sampling is how the program samples packets for captures; a zero
+	// Snaplen is maps.DefaultSnaplen.
+	Sampling maps.SampleSettings
 }
 
 // DefaultUserPorts is the userstack's range unless told otherwise: above
@@ -145,6 +148,14 @@ func Attach(ifname string, opts Options) (*Attachment, error) {
 		a.abort()
 		return nil, err
 	}
+	sampling := opts.Sampling
+	if sampling.Snaplen == 0 {
+		sampling.Snaplen = maps.DefaultSnaplen
+	}
+	if err := a.Maps.Sampling.SetSettings(sampling); err != nil {
+		a.abort()
+		return nil, err
+	}
 	// Steered to the userstack, the range must be kept from the kernel's
 	// own connections.
 	if a.userPorts != (maps.PortRange{}) {
@@ -194,10 +205,11 @@ func existingLink(iface Interface, dir string, mode Mode) (link.Link, error) {
 var loadSpec = bpf.LoadXdp
 
 // rebuiltMaps are filled anew by every attach (the record, the sockets,
-// the addresses), so a pinned one of another layout is replaced rather
+// the addresses, the sampling settings) or by a capture (its lease, its
+// perf buffers), so a pinned one of another layout is replaced rather
 // than refused. The others hold what must outlive the process: the
 // counters and the steering table with its per-port counts.
-var rebuiltMaps = []string{maps.InfoName, maps.XSKsName, maps.LocalAddrsName}
+var rebuiltMaps = []string{maps.InfoName, maps.XSKsName, maps.LocalAddrsName, maps.SamplingName, maps.CaptureLeaseName, maps.SamplesName}
 
 // load loads the collection, reusing maps already pinned in the pin
 // folder so that counters and listeners survive a replace.
@@ -337,7 +349,8 @@ func (a *Attachment) Close() error {
 func (a *Attachment) unpinMaps() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{a.objs.Stats, a.objs.Listeners, a.objs.ListenPorts, a.objs.LocalAddrs, a.objs.Info, a.objs.Xsks,
-		a.objs.RuleMatch, a.objs.RuleSets, a.objs.RuleActive, a.objs.Rules, a.objs.RuleHits} {
+		a.objs.RuleMatch, a.objs.RuleSets, a.objs.RuleActive, a.objs.Rules, a.objs.RuleHits,
+		a.objs.Sampling, a.objs.CaptureLease, a.objs.Samples, a.objs.SampleCounts} {
 		if m != nil {
 			errs = append(errs, m.Unpin())
 		}

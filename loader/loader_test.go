@@ -78,7 +78,8 @@ func TestAttachAndClose(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantPins := []string{"info", "link", "listen_ports", "listeners", "local_addrs", "rule_active", "rule_hits", "rule_match", "rule_sets", "rules", "stats", "xsks"}
+			wantPins := []string{"capture_lease", "info", "link", "listen_ports", "listeners", "local_addrs", "rule_active", "rule_hits", "rule_match", "rule_sets", "rules",
+				"sample_counts", "samples", "sampling", "stats", "xsks"}
 			if !slices.Equal(st.Pins, wantPins) || st.ProgramID != a.ProgramID || st.Mode != tc.want ||
 				st.PID != os.Getpid() || !st.Running || st.ProgramName != "xdpstack_ingress" {
 				t.Errorf("ReadInterfaceStatus: got %+v", st)
@@ -153,9 +154,9 @@ func TestAttachReplacesDeadProcess(t *testing.T) {
 
 // TestReplaceByAnotherBuild replaces a dead process's program with a
 // build that has more counter reasons, and that one with this build
-// again: each takes over the pins, counters, listeners and rules kept.
-// The first pin folder is one of a build from before session rules:
-// the attach adds the rule maps to it.
+// again: each takes over the pins, counters, listeners, rules and
+// sample counters kept. The first pin folder is one of a build from
+// before session rules and sampling: the attach adds their maps to it.
 func TestReplaceByAnotherBuild(t *testing.T) {
 	ifname, _ := testutil.Veth(t)
 	root := testutil.PinRoot(t)
@@ -176,7 +177,7 @@ func TestReplaceByAnotherBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range maps.RuleMapNames {
+	for _, name := range slices.Concat(maps.RuleMapNames, maps.SampleMapNames) {
 		if err := os.Remove(filepath.Join(first.PinDir, name)); err != nil {
 			t.Fatal(err)
 		}
@@ -184,15 +185,19 @@ func TestReplaceByAnotherBuild(t *testing.T) {
 	if _, err := maps.OpenPinnedRules(first.PinDir); !errors.Is(err, maps.ErrRuleMapsMissing) {
 		t.Fatalf("OpenPinnedRules of a folder without rule maps: got %v, want ErrRuleMapsMissing", err)
 	}
+	if _, err := maps.OpenPinnedSampling(first.PinDir); !errors.Is(err, maps.ErrSampleMapsMissing) {
+		t.Fatalf("OpenPinnedSampling of a folder without sampling maps: got %v, want ErrSampleMapsMissing", err)
+	}
 	die(t, first)
 	rule := maps.Rule{RuleMatch: maps.RuleMatch{Protocol: maps.TCP, LocalPort: 22}, Action: maps.RuleDeny, Tag: "kept"}
 
+	settings := maps.SampleSettings{Rate: 3, Snaplen: 100}
 	for _, build := range []struct {
 		name string
 		load func() (*ebpf.CollectionSpec, error)
 	}{{"more reasons", upgradetest.LoadXdp}, {"this build again", bpf.LoadXdp}} {
 		loadSpec = build.load
-		a, err := Attach(ifname, Options{PinRoot: root})
+		a, err := Attach(ifname, Options{PinRoot: root, Sampling: settings})
 		loadSpec = bpf.LoadXdp
 		if err != nil {
 			t.Fatalf("%s: Attach over a dead process's pins: %v", build.name, err)
@@ -229,6 +234,31 @@ func TestReplaceByAnotherBuild(t *testing.T) {
 		} else if err != nil || len(all) != 1 || all[0].Tag != "kept" {
 			t.Errorf("%s: rules: got %v, %v; want the rule kept", build.name, all, err)
 		}
+		sampling, err := maps.OpenPinnedSampling(a.PinDir)
+		if err != nil {
+			t.Fatalf("%s: sampling maps after the upgrade: %v", build.name, err)
+		}
+		if got, err := sampling.Settings(); err != nil || got != settings {
+			t.Errorf("%s: sampling settings: got %+v, %v; want %+v", build.name, got, err, settings)
+		}
+		counts, err := sampling.Counts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if build.name == "more reasons" {
+			// One sample to keep: the ARP frame, with no capture reading.
+			if err := sampling.SetLease(maps.Lease{Until: maps.MonotonicNow() + time.Hour, Snaplen: 64, All: true}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.objs.XdpstackIngress.Run(&ebpf.RunOptions{Data: frame}); err != nil {
+				t.Fatal(err)
+			}
+			sampling.SetLease(maps.Lease{})
+		} else if counts[counted].Unread != 1 {
+			t.Errorf("%s: sample counts: got %v; want the ARP frame's unread sample kept", build.name, counts)
+		}
+		sampling.Close()
+		settings.Rate++
 		die(t, a)
 	}
 	if err := Detach(ifname, DetachOptions{PinRoot: root}); err != nil {
@@ -360,8 +390,8 @@ func TestPinnedMapsHaveBTF(t *testing.T) {
 	a := attach(t, ifname, Options{PinRoot: root})
 	defer a.Close()
 	for _, name := range maps.PinnedNames {
-		if name == maps.XSKsName {
-			continue // the kernel takes no BTF for an XSKMAP: its values are socket fds
+		if name == maps.XSKsName || name == maps.SamplesName {
+			continue // the kernel takes no BTF for an XSKMAP or a perf event array: their values are fds
 		}
 		m, err := ebpf.LoadPinnedMap(filepath.Join(a.PinDir, name), nil)
 		if err != nil {

@@ -20,17 +20,21 @@ const DefaultPinRoot = "/sys/fs/bpf/xdpstack"
 
 // Names of the pinned maps, as bpftool shows them.
 const (
-	StatsName       = bpf.XdpMapStats
-	ListenersName   = bpf.XdpMapListeners
-	ListenPortsName = bpf.XdpMapListenPorts
-	XSKsName        = bpf.XdpMapXsks
-	InfoName        = bpf.XdpMapInfo
-	LocalAddrsName  = bpf.XdpMapLocalAddrs
-	RuleMatchName   = bpf.XdpMapRuleMatch
-	RuleSetsName    = bpf.XdpMapRuleSets
-	RuleActiveName  = bpf.XdpMapRuleActive
-	RulesName       = bpf.XdpMapRules
-	RuleHitsName    = bpf.XdpMapRuleHits
+	StatsName        = bpf.XdpMapStats
+	ListenersName    = bpf.XdpMapListeners
+	ListenPortsName  = bpf.XdpMapListenPorts
+	XSKsName         = bpf.XdpMapXsks
+	InfoName         = bpf.XdpMapInfo
+	LocalAddrsName   = bpf.XdpMapLocalAddrs
+	RuleMatchName    = bpf.XdpMapRuleMatch
+	RuleSetsName     = bpf.XdpMapRuleSets
+	RuleActiveName   = bpf.XdpMapRuleActive
+	RulesName        = bpf.XdpMapRules
+	RuleHitsName     = bpf.XdpMapRuleHits
+	SamplingName     = bpf.XdpMapSampling
+	CaptureLeaseName = bpf.XdpMapCaptureLease
+	SamplesName      = bpf.XdpMapSamples
+	SampleCountsName = bpf.XdpMapSampleCounts
 )
 
 // coreNames are the maps every xdpstack build pinned; OpenPinned opens
@@ -42,7 +46,7 @@ var coreNames = []string{InfoName, ListenPortsName, ListenersName, LocalAddrsNam
 var RuleMapNames = []string{RuleMatchName, RuleSetsName, RuleActiveName, RulesName, RuleHitsName}
 
 // PinnedNames lists every map the XDP program pins, in a stable order.
-var PinnedNames = append(slices.Clone(coreNames), RuleMapNames...)
+var PinnedNames = slices.Concat(coreNames, RuleMapNames, SampleMapNames)
 
 // ErrNotFound is returned by lookups of a key that is not in a map.
 var ErrNotFound = errors.New("not found")
@@ -57,6 +61,9 @@ type Set struct {
 	// Rules is the global rule table; OpenPinned leaves it zero (see
 	// OpenPinnedRules).
 	Rules Rules
+	// Sampling is the sampling maps; OpenPinned leaves them zero (see
+	// OpenPinnedSampling).
+	Sampling Sampling
 }
 
 // FromObjects wraps the maps of a loaded collection; the collection keeps
@@ -69,6 +76,7 @@ func FromObjects(m *bpf.XdpMaps) *Set {
 		Info:       Info{m.Info},
 		XSKs:       XSKs{m.Xsks},
 		Rules:      Rules{m.RuleMatch, m.RuleSets, m.RuleActive, m.Rules, m.RuleHits},
+		Sampling:   Sampling{m.Sampling, m.CaptureLease, m.Samples, m.SampleCounts},
 	}
 }
 

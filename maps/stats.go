@@ -2,6 +2,7 @@ package maps
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/cilium/ebpf"
 
@@ -28,6 +29,17 @@ func (a Action) String() string {
 		return actionNames[a]
 	}
 	return fmt.Sprintf("action(%d)", uint32(a))
+}
+
+// ParseAction reads an action by its name: pass, drop, redirect,
+// aborted or tx.
+func ParseAction(s string) (Action, error) {
+	for a, name := range actionNames {
+		if s == name {
+			return Action(a), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown verdict %q (want %s)", s, strings.Join(actionNames[:], ", "))
 }
 
 // Reason says why the program chose a verdict; its values are the C enum's.
@@ -78,6 +90,16 @@ func (r Reason) String() string {
 		return reasonNames[r]
 	}
 	return fmt.Sprintf("reason(%d)", uint32(r))
+}
+
+// ParseReason reads a reason by its name: no_match, steered, ...
+func ParseReason(s string) (Reason, error) {
+	for r, name := range reasonNames {
+		if s == name {
+			return Reason(r), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown reason %q (want %s)", s, strings.Join(reasonNames[:], ", "))
 }
 
 // Verdict is one cell of the stats map.

@@ -36,6 +36,35 @@ var (
 		[]string{"iface", "rule", "tag", "action"}, nil)
 )
 
+var xdpSamples = prometheus.NewDesc("xdpstack_xdp_samples_total",
+	"Packets the XDP program sampled, by verdict and reason, and what became of each: taken (written to a capture's buffer), lost (the buffer was full), unread (no capture was reading).",
+	[]string{"iface", "action", "reason", "result"}, nil)
+
+// sampleCollector reads one interface's per-CPU sample counters at each
+// scrape.
+type sampleCollector struct {
+	iface    string
+	sampling maps.Sampling
+}
+
+func (c sampleCollector) Describe(ch chan<- *prometheus.Desc) { ch <- xdpSamples }
+
+func (c sampleCollector) Collect(ch chan<- prometheus.Metric) {
+	counts, err := c.sampling.Counts()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(xdpSamples, fmt.Errorf("%s: %w", c.iface, err))
+		return
+	}
+	for v, n := range counts {
+		for _, r := range []struct {
+			result string
+			n      uint64
+		}{{"taken", n.Taken}, {"lost", n.Lost}, {"unread", n.Unread}} {
+			ch <- prometheus.MustNewConstMetric(xdpSamples, prometheus.CounterValue, float64(r.n), c.iface, v.Action.String(), v.Reason.String(), r.result)
+		}
+	}
+}
+
 // ruleCollector reads one interface's rule table and its per-CPU hit
 // counters at each scrape.
 type ruleCollector struct {
@@ -89,8 +118,8 @@ func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// NewRegistry returns a registry with the XDP counters and rule hits of
-// iface, build info, the Go runtime's and process's own metrics, and
+// NewRegistry returns a registry with the XDP counters, sample counters
+// and rule hits of iface, build info, the Go runtime's and process's own metrics, and
 // extra ones (the userstack's).
 func NewRegistry(iface string, m *maps.Set, extra ...prometheus.Collector) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
@@ -103,6 +132,7 @@ func NewRegistry(iface string, m *maps.Set, extra ...prometheus.Collector) *prom
 	build.Set(1)
 	reg.MustRegister(
 		xdpCollector{iface, m.Stats},
+		sampleCollector{iface, m.Sampling},
 		ruleCollector{iface, m.Rules},
 		build,
 		collectors.NewGoCollector(),

@@ -180,3 +180,52 @@ struct rule_info {
 	__u8 family;		/* enum rule_family */
 	__u32 action;		/* enum rule_action */
 };
+
+/* Sampling (sample.h): one packet in 2^rate of every verdict, or every
+ * packet while a capture asks for it, goes with its verdict to the
+ * samples perf buffer, where `xdpstack capture` reads it. */
+enum sample_limits {
+	SAMPLE_MAX_RATE = 16,	     /* 1 in 65536, as DOCA's --sample-rate */
+	SAMPLE_DEFAULT_SNAPLEN = 256,
+	/* A perf record's size is 16 bits: room for its headers and the
+	 * metadata, rounded down to 256. */
+	SAMPLE_MAX_SNAPLEN = 65280,
+};
+
+/* How the program samples: attach's settings, which the operator may
+ * change while it runs. The loader rewrites them at every attach, so
+ * they may grow. */
+struct sample_settings {
+	__u32 rate;    /* sample 1 in 2^rate packets of every verdict; 0: none */
+	__u32 snaplen; /* bytes of each sample to copy, at most SAMPLE_MAX_SNAPLEN */
+};
+
+/* What a running capture asks for, apart from the settings so that
+ * neither overwrites the other. The capture renews until_ns every
+ * fraction of a second; once that time is past, the program goes back
+ * to the settings by itself, even when the capture was killed. */
+struct sample_lease {
+	__u64 until_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC); 0: no capture */
+	__u32 snaplen;	/* the bytes it wants of each sample */
+	__u32 all;	/* 1: sample every packet, not 1 in 2^rate */
+};
+
+/* What precedes a sample's bytes in the perf buffer. */
+struct sample_meta {
+	__u64 time_ns;	/* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u32 ifindex;
+	__u32 rx_queue;
+	__u32 len;	/* the whole frame's length, fragments included */
+	__u32 cap_len;	/* how many of its first bytes follow */
+	__u32 rule_id;	/* the session rule that decided the verdict; 0: none */
+	__u8 action;	/* the verdict (XDP_*) */
+	__u8 reason;	/* enum xdp_reason */
+	__u16 pad;
+};
+
+/* Per verdict, what became of its samples. */
+struct sample_count {
+	__u64 taken;  /* written to the perf buffer */
+	__u64 lost;   /* the capture's buffer was full */
+	__u64 unread; /* no capture was reading */
+};

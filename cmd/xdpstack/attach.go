@@ -16,6 +16,7 @@ import (
 	"github.com/xdpstack/xdpstack/daemon"
 	"github.com/xdpstack/xdpstack/internal/atomicfile"
 	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack"
 	"github.com/xdpstack/xdpstack/userstack/apps"
 )
@@ -39,6 +40,8 @@ func attachCommand() *cli.Command {
 			&cli.StringFlag{Name: "root", Usage: "serve the files in this folder from the http apps that have no root= of their own"},
 			&cli.StringFlag{Name: "config", Usage: "read the settings from this YAML file (see `xdpstack config check`); flags given override it"},
 			&cli.StringFlag{Name: "control-group", Usage: "let this group use the control socket (0660); else only root may (0600)"},
+			&cli.IntFlag{Name: "sample-rate", Usage: "sample 1 packet in 2^N of every verdict for `xdpstack capture` to read (0 off, up to 16); reloadable"},
+			&cli.IntFlag{Name: "snaplen", Value: int(maps.DefaultSnaplen), Usage: "bytes of each sample to copy, 1 to 65280 (a capture may ask for another while it runs)"},
 		}, tcpFlags...),
 		Before: needRoot,
 		Action: runAttach,

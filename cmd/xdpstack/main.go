@@ -65,6 +65,7 @@ func newApp() *cli.App {
 			sessionsCommand(),
 			rulesCommand(),
 			nsCommand(),
+			captureCommand(),
 			pspCommand(),
 			echoCommand(),
 			reloadCommand(),

@@ -113,6 +113,18 @@ func (s settings) apps() ([]apps.Spec, error) {
 	return specs, nil
 }
 
+// sampling reads and checks --sample-rate and --snaplen.
+func (s settings) sampling() (maps.SampleSettings, error) {
+	rate, snaplen := s.Int("sample-rate"), s.Int("snaplen")
+	if err := maps.CheckSampleRate(rate); err != nil {
+		return maps.SampleSettings{}, fmt.Errorf("%s %d: %w", s.label("sample-rate"), rate, err)
+	}
+	if err := maps.CheckSnaplen(snaplen); err != nil {
+		return maps.SampleSettings{}, fmt.Errorf("%s %d: %w", s.label("snaplen"), snaplen, err)
+	}
+	return maps.SampleSettings{Rate: uint32(rate), Snaplen: uint32(snaplen)}, nil
+}
+
 // parse checks an app of the config file as --app's are checked.
 func (a configApp) parse() (apps.Spec, error) {
 	if a.spec != "" {
@@ -153,6 +165,9 @@ func (s settings) check() (daemon.Config, error) {
 		if _, _, err := hostport.Split(cfg.MetricsAddr); err != nil {
 			return cfg, fmt.Errorf("%s %q: %w", s.label("metrics-addr"), cfg.MetricsAddr, err)
 		}
+	}
+	if cfg.Attach.Sampling, err = s.sampling(); err != nil {
+		return cfg, err
 	}
 	if cfg.Apps, err = s.apps(); err != nil {
 		return cfg, err

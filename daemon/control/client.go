@@ -49,39 +49,53 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, re
 		ctx, cancel = context.WithTimeout(ctx, callTimeout)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://xdpstack"+path, body)
+	r, err := c.send(ctx, method, path, body)
 	if err != nil {
 		return err
+	}
+	defer r.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if err := json.Unmarshal(b, resp); err != nil {
+		return fmt.Errorf("%s %s: bad answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// send makes a request and returns the daemon's answer once it says
+// OK; a refusal becomes a RefusedError with its one line.
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://xdpstack"+path, body)
+	if err != nil {
+		return nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	r, err := c.http.Do(req)
 	if err != nil {
-		return c.dialError(err)
+		return nil, c.dialError(err)
 	}
-	defer r.Body.Close()
 	switch v := r.Header.Get(VersionHeader); {
 	case v == "":
-		return fmt.Errorf("%s %s on %s: not an xdpstack control socket (no %s header)", method, path, c.Path, VersionHeader)
+		r.Body.Close()
+		return nil, fmt.Errorf("%s %s on %s: not an xdpstack control socket (no %s header)", method, path, c.Path, VersionHeader)
 	case v != strconv.Itoa(Version):
-		return fmt.Errorf("the daemon on %s speaks control API v%s, this xdpstack v%d (run the xdpstack that attached it)", c.Iface, v, Version)
-	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+		r.Body.Close()
+		return nil, fmt.Errorf("the daemon on %s speaks control API v%s, this xdpstack v%d (run the xdpstack that attached it)", c.Iface, v, Version)
 	}
 	if r.StatusCode != http.StatusOK {
+		defer r.Body.Close()
 		var e errorBody
+		b, _ := io.ReadAll(io.LimitReader(r.Body, maxBody))
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = fmt.Sprintf("%s %s: %s", method, path, r.Status)
 		}
-		return &RefusedError{Code: r.StatusCode, Err: errors.New(e.Error)}
+		return nil, &RefusedError{Code: r.StatusCode, Err: errors.New(e.Error)}
 	}
-	if err := json.Unmarshal(b, resp); err != nil {
-		return fmt.Errorf("%s %s: bad answer: %w", method, path, err)
-	}
-	return nil
+	return r, nil
 }
 
 // dialError names the usual reasons a daemon cannot be reached.

@@ -73,6 +73,10 @@ type Server struct {
 	mu       sync.Mutex
 	handlers map[string]map[string]http.HandlerFunc // path, method
 	http     *httpserver.Server
+	// closing ends when Close starts, and with it the streams, which
+	// would otherwise hold Close for as long as their clients read.
+	closing    context.Context
+	endStreams context.CancelFunc
 
 	closeOnce sync.Once
 	closeErr  error
@@ -135,6 +139,7 @@ func listen(iface, path string, o Options) (*Server, error) {
 	}
 	ln.SetUnlinkOnClose(false)
 	s := &Server{Path: path, ln: ln, handlers: map[string]map[string]http.HandlerFunc{}}
+	s.closing, s.endStreams = context.WithCancel(context.Background())
 	if err := s.place(tmp, o.Group); err != nil {
 		ln.Close()
 		os.Remove(tmp)
@@ -229,6 +234,7 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) close() error {
+	s.endStreams()
 	var err error
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

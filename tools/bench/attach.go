@@ -23,6 +23,8 @@ func (b *bench) attach(s setup) (func() error, error) {
 		return b.attachWithRules([]maps.Rule{deny})
 	case xdpstackRules:
 		return b.attachWithRules(benchRules(manyRules))
+	case xdpstackSampled:
+		return b.attachSampled()
 	}
 	return func() error { return nil }, nil
 }

@@ -63,7 +63,7 @@ func main() {
 }
 
 // sections are the parts of the report, in order.
-var sections = []string{"fastpath", "rules", "apps", "userstack", "latency", "cutthrough"}
+var sections = []string{"fastpath", "rules", "sampling", "apps", "userstack", "latency", "cutthrough"}
 
 func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBytes string, only map[string]bool) (string, error) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
@@ -115,6 +115,25 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 		for _, row := range rows {
 			fmt.Fprintf(&r, "| %s | %d %s | **%.0f %s/s** |\n", row.how, row.changes, row.unit, row.rate, row.unit)
 		}
+	}
+	if only["sampling"] {
+		pass, err := b.samplingFigures(rounds, frames)
+		if err != nil {
+			return "", fmt.Errorf("sampling: %w", err)
+		}
+		all, err := b.captureAll(rounds, frames)
+		if err != nil {
+			return "", fmt.Errorf("capture --all: %w", err)
+		}
+		fmt.Fprintf(&r, "\n## Sampling and capture\n\n")
+		fmt.Fprintf(&r, "| figure | baseline | xdpstack | xdpstack / baseline | floor | goal |\n|---|---:|---:|---:|---|---|\n")
+		fmt.Fprintf(&r, "| packets passed to the kernel, 64 B UDP (Mpps), sampling off, against minimal XDP_PASS | %.2f | %.2f | **%.3f×** | 0.97× | 1.0× |\n",
+			pass[minimalPass]/1e6, pass[xdpstack]/1e6, pass[xdpstack]/pass[minimalPass])
+		fmt.Fprintf(&r, "| packets passed to the kernel, 64 B UDP (Mpps), `--sample-rate %d` with a capture reading, against sampling off | %.2f | %.2f | **%.3f×** | 0.95× | 0.99× |\n",
+			sampledRate, pass[xdpstack]/1e6, pass[xdpstackSampled]/1e6, pass[xdpstackSampled]/pass[xdpstack])
+		fmt.Fprintf(&r, "| `capture --all -w /dev/null` of 64 B UDP (Mpps): packets captured against packets offered | %.2f | %.2f | **%.3f×** | reported | 1.0× |\n\n",
+			all.offered/1e6, all.captured/1e6, all.kept)
+		r.WriteString(samplingNotes)
 	}
 	if only["apps"] {
 		fmt.Fprintln(logOut, "transports and apps:")
@@ -201,6 +220,11 @@ const notes = `Notes:
   whole path, of which the XDP program is one part.
 `
 
+const samplingNotes = `The sampled pass rate and the capture run the real ` + "`xdpstack capture`" + ` in a process of its own,
+writing pcapng to /dev/null; "captured" is the count in its summary, "offered" the frames the
+interface received, both over the generator's sending time.
+`
+
 // settle is how long a setup runs before it is measured.
 const settle = time.Second
 
@@ -225,10 +249,12 @@ const (
 	minimalDrop
 	xdpstackDeny  // a deny rule for the generator's frames
 	xdpstackRules // manyRules rules, none for the generator's frames
+	// xdpstackSampled samples 1 in 2^sampledRate, a capture reading.
+	xdpstackSampled
 )
 
 func (s setup) String() string {
-	return [...]string{"no XDP", "minimal XDP_PASS", "xdpstack", "minimal XDP_DROP", "xdpstack deny rule", "xdpstack 10k rules"}[s]
+	return [...]string{"no XDP", "minimal XDP_PASS", "xdpstack", "minimal XDP_DROP", "xdpstack deny rule", "xdpstack 10k rules", "xdpstack sampled"}[s]
 }
 
 type bench struct {

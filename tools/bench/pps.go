@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -31,23 +32,50 @@ func (b *bench) rxRate(setups []setup, rounds int, frames uint32) (map[setup]flo
 	defer gen.Close()
 
 	return b.interleave(setups, rounds, func(setup) (float64, error) {
-		before, err := a.Link()
-		if err != nil {
-			return 0, err
-		}
-		elapsed, err := gen.Send(frames)
-		if err != nil {
-			return 0, err
-		}
-		time.Sleep(50 * time.Millisecond) // let the last batch arrive
-		after, err := a.Link()
-		if err != nil {
-			return 0, err
-		}
-		received := after.Attrs().Statistics.RxPackets - before.Attrs().Statistics.RxPackets
-		if received == 0 {
-			return 0, fmt.Errorf("no frames arrived on %s", a.Iface)
-		}
-		return float64(received) / elapsed.Seconds(), nil
+		var rate float64
+		err := retryStalled(func() error {
+			received, elapsed, err := b.send(gen, frames)
+			rate = float64(received) / elapsed.Seconds()
+			return err
+		})
+		return rate, err
 	})
+}
+
+// stallTries is how often retryStalled tries.
+const stallTries = 3
+
+// retryStalled runs measure, and again when the generator stalled in
+// it: the host is shared, and at times busy elsewhere.
+func retryStalled(measure func() error) error {
+	for try := 1; ; try++ {
+		err := measure()
+		if !errors.Is(err, pktgen.ErrStalled) || try == stallTries {
+			return err
+		}
+		fmt.Fprintf(logOut, "  (%v; again)\n", err)
+	}
+}
+
+// send sends frames from the generator and returns how many of them
+// host A's interface took in, and the sending time.
+func (b *bench) send(gen *pktgen.Generator, frames uint32) (received uint64, elapsed time.Duration, err error) {
+	a := b.pair.A
+	before, err := a.Link()
+	if err != nil {
+		return 0, 0, err
+	}
+	if elapsed, err = gen.Send(frames); err != nil {
+		return 0, 0, err
+	}
+	time.Sleep(50 * time.Millisecond) // let the last batch arrive
+	after, err := a.Link()
+	if err != nil {
+		return 0, 0, err
+	}
+	received = after.Attrs().Statistics.RxPackets - before.Attrs().Statistics.RxPackets
+	if received == 0 {
+		return 0, 0, fmt.Errorf("no frames arrived on %s", a.Iface)
+	}
+	return received, elapsed, nil
 }

@@ -124,6 +124,23 @@ echo "demo-secret-$RANDOM" >"$WORK/blue.secret"
 "$XDPSTACK" ns add "$IF_A" red --secret-file "$WORK/blue.secret" --addr 10.213.250.3 2>&1 || true
 "$XDPSTACK" ns del "$IF_A" blue
 
+step "xdpstack capture $IF_A: packets with their verdicts, at the XDP hook (--all while it runs) and at the userstack"
+"$XDPSTACK" rules add "$IF_A" --proto tcp --local :22 --action deny --tag demo-no-ssh >/dev/null
+# Each capture is reading by the time its first packet comes.
+"$XDPSTACK" capture "$IF_A" --all --count 5 --duration 10s --filter "src host $ADDR_B" &
+CAPTURE=$!
+sleep 0.5
+in_b timeout 1 bash -c "echo >/dev/tcp/$ADDR_A/22" 2>/dev/null || true
+in_b ping -q -c 2 -i 0.1 $ADDR_A >/dev/null
+in_b "$XDPSTACK" echo client --uri tcp://$ADDR_A:7 --bytes 1K --stats 0 >/dev/null
+wait $CAPTURE
+"$XDPSTACK" rules del "$IF_A" --tag demo-no-ssh >/dev/null
+"$XDPSTACK" capture "$IF_A" --point userstack --count 4 --duration 10s &
+CAPTURE=$!
+sleep 0.5
+in_b "$XDPSTACK" echo client --uri tcp://$ADDR_A:7 --bytes 1K --stats 0 >/dev/null
+wait $CAPTURE
+
 step "only what is addressed to $A is steered: forwarded and spoofed packets are not"
 # Traffic routed through A to port 80 matches the wildcard listener of the
 # HTTP app, but is not for A: it passes to the kernel (pass/not_local).

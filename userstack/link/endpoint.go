@@ -5,14 +5,15 @@
 // (segment.go) or hands them whole to the kernel (Options.Segmenter),
 // holds pure ACKs back for the next segment to carry (delayedack.go),
 // works around the netstack's dropping of ACKs while its receive window
-// is shut (zerowindow.go), and lets an Interceptor (the SYN proxy) see
-// the TCP traffic first.
+// is shut (zerowindow.go), lets an Interceptor (the SYN proxy) see
+// the TCP traffic first, and a Tap (a capture) every frame both ways.
 //
 // One endpoint serves all the queues, not one per queue, because the
 // netstack routes by NIC and every queue carries the same addresses.
 package link
 
 import (
+	"bytes"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -125,6 +126,8 @@ type Endpoint struct {
 	acks       *delayedACKs
 	zero       *zeroWindows
 	wg         sync.WaitGroup
+	// tap is the capture's, if one runs: one load per frame otherwise.
+	tap atomic.Pointer[tapped]
 }
 
 var (
@@ -158,11 +161,11 @@ func (e *Endpoint) Attach(d stack.NetworkDispatcher) {
 		return
 	}
 	e.dispatcher = d
-	for _, q := range e.queues {
+	for i, q := range e.queues {
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			e.receive(q, d)
+			e.receive(i, q, d)
 		}()
 	}
 }
@@ -171,7 +174,7 @@ func (e *Endpoint) Attach(d stack.NetworkDispatcher) {
 // and parks in Wait when it runs dry. It does not busy-poll: measured
 // on two shared cores, spinning even 50us after the last frame doubled
 // the ping-pong p50 (88 against 49us), taking the CPU the peer needed.
-func (e *Endpoint) receive(q Queue, d stack.NetworkDispatcher) {
+func (e *Endpoint) receive(qi int, q Queue, d stack.NetworkDispatcher) {
 	var g gro.GRO
 	g.Init(e.opts.GRO)
 	g.Dispatcher = d
@@ -183,6 +186,9 @@ func (e *Endpoint) receive(q Queue, d stack.NetworkDispatcher) {
 	}
 	answers := newAnswers()
 	deliver := func(frame []byte) {
+		if t := e.tap.Load(); t != nil {
+			t.Tapped(qi, false, frame)
+		}
 		if !e.opts.TrustChecksums && !checksumsValid(frame, &e.opts.Stats) {
 			return
 		}
@@ -200,7 +206,7 @@ func (e *Endpoint) receive(q Queue, d stack.NetworkDispatcher) {
 	}
 	for {
 		if q.Receive(batchSize, deliver) > 0 {
-			answers.send(q)
+			answers.send(e, qi)
 			flushGRO(&g)
 			stagetime.Mark(stagetime.RxDelivered)
 			continue
@@ -249,13 +255,13 @@ func (a *answers) add(n int) {
 	}
 }
 
-// send transmits the answers on q in one batch. What the TX ring cannot
-// take is dropped there, and counted.
-func (a *answers) send(q Queue) {
+// send transmits the answers on e's queue q in one batch. What the TX
+// ring cannot take is dropped there, and counted.
+func (a *answers) send(e *Endpoint, q int) {
 	if len(a.lens) == 0 {
 		return
 	}
-	q.Transmit(len(a.lens), a.write)
+	e.transmit(q, len(a.lens), a.write)
 	a.lens = a.lens[:0]
 }
 
@@ -381,7 +387,7 @@ func (e *Endpoint) send(packets []*outPacket) (unsent []*outPacket) {
 			return
 		}
 		offload := e.queues[q].OffloadsChecksum()
-		n, _ := e.queues[q].Transmit(len(frames), func(i int, buf []byte) (int, afxdp.Checksum) {
+		n, _ := e.transmit(q, len(frames), func(i int, buf []byte) (int, afxdp.Checksum) {
 			return frames[i].pkt.write(buf, frames[i].seg, offload)
 		})
 		// A packet is sent once its last frame is.
@@ -402,6 +408,9 @@ func (e *Endpoint) send(packets []*outPacket) (unsent []*outPacket) {
 			// (the queue counts and logs why), neither can it go aside.
 			transmit(q)
 			if e.queues[q].Flush() == nil && e.opts.Segmenter.Send(p.gso()) == nil {
+				if t := e.tap.Load(); t != nil {
+					t.Tapped(q, true, bytes.Join(p.views, nil))
+				}
 				continue
 			}
 		}
@@ -418,6 +427,44 @@ func (e *Endpoint) send(packets []*outPacket) (unsent []*outPacket) {
 		}
 	}
 	return unsent
+}
+
+// transmit sends n frames on queue q (Queue.Transmit), showing the tap
+// each frame as it is written.
+func (e *Endpoint) transmit(q, n int, write func(i int, buf []byte) (int, afxdp.Checksum)) (int, error) {
+	if t := e.tap.Load(); t != nil {
+		w := write
+		write = func(i int, buf []byte) (int, afxdp.Checksum) {
+			l, csum := w(i, buf)
+			if l <= len(buf) { // else not written: too long for buf
+				t.Tapped(q, true, buf[:l])
+			}
+			return l, csum
+		}
+	}
+	return e.queues[q].Transmit(n, write)
+}
+
+// Tap sees every frame the endpoint receives and sends, for a capture.
+type Tap interface {
+	// Tapped gets a frame received (out false) or sent on queue. It
+	// copies what it keeps before it returns, and never blocks. Sent
+	// frames may carry a partial checksum that the kernel finishes.
+	Tapped(queue int, out bool, frame []byte)
+}
+
+// tapped holds a Tap for an atomic pointer.
+type tapped struct{ Tap }
+
+// StartTap shows t every frame from now on; false when another tap is
+// on already.
+func (e *Endpoint) StartTap(t Tap) bool { return e.tap.CompareAndSwap(nil, &tapped{t}) }
+
+// StopTap takes t off, if it is on.
+func (e *Endpoint) StopTap(t Tap) {
+	if cur := e.tap.Load(); cur != nil && cur.Tap == t {
+		e.tap.CompareAndSwap(cur, nil)
+	}
 }
 
 // leaves tells whether pkt goes to the wire: the Interceptor sees every

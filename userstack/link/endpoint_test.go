@@ -96,6 +96,7 @@ func (q *memQueue) Transmit(n int, write func(int, []byte) (int, afxdp.Checksum)
 
 type side struct {
 	stack       *stack.Stack
+	ep          *Endpoint
 	addr, addr6 tcpip.Address
 	mac         tcpip.LinkAddress
 }
@@ -127,7 +128,7 @@ func newSide(t *testing.T, q Queue, last byte, opts Options) *side {
 	sub6, _ := tcpip.NewSubnet(tcpip.AddrFrom16([16]byte{0: 0xfd}), tcpip.MaskFromBytes(append([]byte{0xff}, make([]byte, 15)...)))
 	s.SetRouteTable([]tcpip.Route{{Destination: sub, NIC: 1}, {Destination: sub6, NIC: 1}})
 	t.Cleanup(func() { ep.Stop(); s.Close(); s.Wait() })
-	return &side{stack: s, addr: addr, addr6: addr6, mac: tcpip.LinkAddress(opts.MAC)}
+	return &side{stack: s, ep: ep, addr: addr, addr6: addr6, mac: tcpip.LinkAddress(opts.MAC)}
 }
 
 func (s *side) knows(t *testing.T, peer *side) {

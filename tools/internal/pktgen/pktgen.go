@@ -6,6 +6,7 @@
 package pktgen
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,6 +17,10 @@ import (
 
 // FrameSize is the classic minimum: 64 bytes with the Ethernet header.
 const FrameSize = 64
+
+// ErrStalled is a Send the TX ring took no frame of for a while: on a
+// host busy with other work, the kernel did not run the copies in time.
+var ErrStalled = errors.New("transmit stalled")
 
 // Generator sends 64-byte UDP frames from one host to another.
 type Generator struct {
@@ -60,7 +65,7 @@ func (g *Generator) Send(n uint32) (time.Duration, error) {
 		return copy(buf, g.frame), afxdp.Checksum{}
 	})
 	if err == nil && sent < int(n) {
-		err = fmt.Errorf("transmit stalled after %d of %d frames", sent, n)
+		err = fmt.Errorf("%w after %d of %d frames", ErrStalled, sent, n)
 	}
 	if err == nil {
 		err = g.sock.Flush()
