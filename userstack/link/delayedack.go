@@ -38,12 +38,14 @@ type delayedACKs struct {
 	stopped bool
 	// flush sends what the timer releases.
 	flush func([]*outPacket)
+	// delay is ackDelay; tests that must not see it pass make it long.
+	delay time.Duration
 	// replaced counts ACKs a later segment made unnecessary.
 	replaced uint64
 }
 
 func newDelayedACKs(flush func([]*outPacket)) *delayedACKs {
-	d := &delayedACKs{held: map[flowKey]*outPacket{}, flush: flush}
+	d := &delayedACKs{held: map[flowKey]*outPacket{}, flush: flush, delay: ackDelay}
 	d.timer = time.AfterFunc(time.Hour, d.expire)
 	d.timer.Stop()
 	return d
@@ -109,7 +111,7 @@ func (d *delayedACKs) hold(out []*outPacket) []*outPacket {
 		// The timer runs from the first ACK held, so that a stream of
 		// other flows' ACKs cannot put off sending this one.
 		if len(d.held) != 0 && !d.armed {
-			d.timer.Reset(ackDelay)
+			d.timer.Reset(d.delay)
 			d.armed = true
 		}
 		return send
