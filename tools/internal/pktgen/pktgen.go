@@ -7,6 +7,8 @@ package pktgen
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/xdpstack/xdpstack/internal/testing/hosts"
@@ -43,11 +45,20 @@ func New(from, to *hosts.Host, dstPort uint16) (*Generator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generator: %w", err)
 	}
-	f := packet.EthernetTo(toMAC, fromLink.Attrs().HardwareAddr, packet.EtherTypeIPv4).
-		IPv4(packet.IPv4{Src: from.Addr, Dst: to.Addr, Protocol: packet.ProtoUDP}).
-		UDP(9999, dstPort)
-	g.frame = f.Payload(FrameSize - len(f.Bytes())).Bytes()
+	g.frame = Frame(toMAC, fromLink.Attrs().HardwareAddr, from.Addr, to.Addr, dstPort)
 	return g, nil
+}
+
+// SrcPort is the UDP port the generator sends from.
+const SrcPort = 9999
+
+// Frame is the frame a generator sends: FrameSize bytes of UDP from
+// src:SrcPort to dst:dstPort.
+func Frame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, dstPort uint16) []byte {
+	f := packet.EthernetTo(dstMAC, srcMAC, packet.EtherTypeIPv4).
+		IPv4(packet.IPv4{Src: src, Dst: dst, Protocol: packet.ProtoUDP}).
+		UDP(SrcPort, dstPort)
+	return f.Payload(FrameSize - len(f.Bytes())).Bytes()
 }
 
 // Send transmits n frames and returns how long that took; count what
