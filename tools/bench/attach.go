@@ -22,7 +22,7 @@ func (b *bench) attach(s setup) (func() error, error) {
 	case xdpstackDeny:
 		return b.attachWithRules([]maps.Rule{benchrules.Deny(genPort)})
 	case xdpstackRules:
-		return b.attachWithRules(benchrules.Many(manyRules, genPort))
+		return b.attachWithRules(benchrules.Many(manyRules, b.generated()))
 	}
 	return func() error { return nil }, nil
 }

@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/tools/internal/attachproc"
+	"github.com/xdpstack/xdpstack/tools/internal/pktgen"
 )
 
 // ruleFigures measures what session rules cost: the drop rate of a deny
@@ -24,6 +26,15 @@ func (b *bench) ruleFigures(rounds int, frames uint32) (drop, pass map[setup]flo
 
 // manyRules is the size of the rule table the pass-rate figure runs with.
 const manyRules = 10_000
+
+// generated is what a rule sees of the generator's frames.
+func (b *bench) generated() maps.RulePacket {
+	return maps.RulePacket{
+		Protocol: maps.UDP,
+		Local:    netip.AddrPortFrom(b.pair.A.Addr, genPort),
+		Remote:   netip.AddrPortFrom(b.pair.B.Addr, pktgen.SrcPort),
+	}
+}
 
 // attachWithRules runs the real binary on host A and puts rules in its
 // table through the pins, as `xdpstack rules` does.

@@ -75,7 +75,7 @@ func run(rounds, repeat int) error {
 	tables := [][]maps.Rule{
 		{benchrules.Deny(generated.Local.Port())},
 		nil,
-		benchrules.Many(manyRules, generated.Local.Port()),
+		benchrules.Many(manyRules, generated),
 	}
 	xdpstack := make([]*ebpf.Program, len(tables))
 	for i, rules := range tables {

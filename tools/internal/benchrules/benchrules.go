@@ -14,31 +14,38 @@ func Deny(port uint16) maps.Rule {
 	return maps.Rule{RuleMatch: maps.RuleMatch{Protocol: maps.UDP, LocalPort: port}, Action: maps.RuleDeny}
 }
 
-// Many is n distinct rules in 8 shapes (remote /16, /24, /32 and
-// /32 with a port, each with a local /24 or a local /32 and port), all
-// of remote addresses in 100.64.0.0/10, which the generator's frames do
-// not come from: every frame tries every shape.
-func Many(n int, port uint16) []maps.Rule {
-	rules := make([]maps.Rule, n)
-	for i := range rules {
-		r := maps.Rule{Action: maps.RuleDeny, RuleMatch: maps.RuleMatch{Protocol: maps.UDP}}
-		a := netip.AddrFrom4([4]byte{100, 64 + byte(i>>16&63), byte(i >> 8), byte(i)})
+// Many is n distinct UDP rules in 8 shapes (remote /32, /24, /16 with
+// a port and /32 with a port, each with a local /8, or a local /32 with
+// a port), none of which matches the packet p, but all of which come
+// as close to it as the shape lets them: the local prefixes are the
+// packet's /8 and its destination with its port, the remote prefixes
+// lie in the /8 of its source. No filter on a shape's first address
+// byte or local port can pass over the shapes, so every packet looks
+// each of them up.
+func Many(n int, p maps.RulePacket) []maps.Rule {
+	local8 := netip.PrefixFrom(p.Local.Addr(), 8).Masked()
+	first := p.Remote.Addr().As4()[0]
+	rules := make([]maps.Rule, 0, n)
+	for i := 0; len(rules) < n; i++ {
+		r := maps.Rule{Action: maps.RuleDeny, RuleMatch: maps.RuleMatch{Protocol: maps.UDP, Local: local8}}
+		if i%8 >= 4 {
+			r.Local, r.LocalPort = netip.PrefixFrom(p.Local.Addr(), 32), p.Local.Port()
+		}
+		host := netip.AddrFrom4([4]byte{first, byte(i >> 8), byte(i), byte(i>>16) + 1})
 		switch i % 4 {
 		case 0:
-			r.Remote = netip.PrefixFrom(a, 32)
+			r.Remote = netip.PrefixFrom(host, 32)
 		case 1:
-			r.Remote = netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64 + byte(i>>8&63), byte(i), 0}), 24)
+			r.Remote = netip.PrefixFrom(host, 24).Masked()
 		case 2:
-			r.Remote = netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64 + byte(i&63), 0, 0}), 16)
+			r.Remote = netip.PrefixFrom(netip.AddrFrom4([4]byte{first, byte(i)}), 16)
 			r.RemotePort = uint16(1 + i/4)
 		case 3:
-			r.Remote, r.RemotePort = netip.PrefixFrom(a, 32), 53
+			r.Remote, r.RemotePort = netip.PrefixFrom(host, 32), 53
 		}
-		r.Local = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, 0}), 8)
-		if i%8 >= 4 {
-			r.Local, r.LocalPort = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, 1}), 32), port
+		if !r.Matches(p) {
+			rules = append(rules, r)
 		}
-		rules[i] = r
 	}
 	return rules
 }
