@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -18,6 +19,11 @@ func (b *bench) passRate(rounds int, frames uint32) (map[setup]float64, error) {
 	return b.rxRate([]setup{none, minimalPass, xdpstack}, rounds, frames)
 }
 
+// stallRetries is how many times a measurement starts over when the
+// generator stalls, which it does when the other work of a busy machine
+// keeps the kernel from sending for long.
+const stallRetries = 10
+
 // rxRate measures, for each setup, how many of the generator's 64-byte
 // frames per second host A's interface takes in, whatever its program
 // then does with them (veth counts a frame its XDP program dropped as
@@ -30,16 +36,16 @@ func (b *bench) rxRate(setups []setup, rounds int, frames uint32) (map[setup]flo
 	}
 	defer gen.Close()
 
-	return b.interleave(setups, rounds, func(setup) (float64, error) {
+	measure := func() (float64, error) {
 		before, err := a.Link()
 		if err != nil {
 			return 0, err
 		}
 		elapsed, err := gen.Send(frames)
+		time.Sleep(50 * time.Millisecond) // let the last batch arrive
 		if err != nil {
 			return 0, err
 		}
-		time.Sleep(50 * time.Millisecond) // let the last batch arrive
 		after, err := a.Link()
 		if err != nil {
 			return 0, err
@@ -49,5 +55,13 @@ func (b *bench) rxRate(setups []setup, rounds int, frames uint32) (map[setup]flo
 			return 0, fmt.Errorf("no frames arrived on %s", a.Iface)
 		}
 		return float64(received) / elapsed.Seconds(), nil
+	}
+	return b.interleave(setups, rounds, func(s setup) (float64, error) {
+		rate, err := measure()
+		for retry := 1; errors.Is(err, pktgen.ErrStalled) && retry <= stallRetries; retry++ {
+			fmt.Fprintf(logOut, "  %-17s %v; measuring again\n", s, err)
+			rate, err = measure()
+		}
+		return rate, err
 	})
 }

@@ -6,6 +6,7 @@
 package pktgen
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -61,6 +62,11 @@ func Frame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, dstPort uint16)
 	return f.Payload(FrameSize - len(f.Bytes())).Bytes()
 }
 
+// ErrStalled says that the frames stopped leaving: the socket's TX
+// ring stayed full, as it does for a while when other work takes the
+// CPU the kernel sends them from.
+var ErrStalled = errors.New("transmit stalled")
+
 // Send transmits n frames and returns how long that took; count what
 // arrives.
 func (g *Generator) Send(n uint32) (time.Duration, error) {
@@ -71,7 +77,7 @@ func (g *Generator) Send(n uint32) (time.Duration, error) {
 		return copy(buf, g.frame), afxdp.Checksum{}
 	})
 	if err == nil && sent < int(n) {
-		err = fmt.Errorf("transmit stalled after %d of %d frames", sent, n)
+		err = fmt.Errorf("%w after %d of %d frames", ErrStalled, sent, n)
 	}
 	if err == nil {
 		err = g.sock.Flush()
