@@ -338,6 +338,20 @@ func (t Rules) Replace(want []Rule) ([]Rule, error) {
 	return want, nil
 }
 
+// Recompile compiles the rules in the table into the maps the program
+// reads, as Replace would with the same rules: for a program whose
+// compiled maps are new.
+func (t Rules) Recompile() error {
+	all, err := t.All()
+	if err == nil {
+		_, err = t.Replace(all)
+	}
+	if err != nil {
+		return fmt.Errorf("compile the pinned rules: %w", err)
+	}
+	return nil
+}
+
 // clearGeneration deletes the keys of a retired generation.
 func (t Rules) clearGeneration(gen uint8) error {
 	var (
