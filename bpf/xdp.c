@@ -83,9 +83,23 @@ struct {
  * A packet reads the generation once and looks only at its entries, so
  * it sees one whole rule set; a generation's entries are rewritten only
  * by the replace after the one that retired it. */
+
+/* generation << RULE_SLOT_BITS | rule_slot_of(key) -> a key of that hash
+ * and its rule. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 << RULE_SLOT_BITS);
+	__type(key, __u32);
+	__type(value, struct rule_slot);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rule_slots SEC(".maps");
+
+/* The keys that found their slot in rule_slots taken -> their rules.
+ * About one in eight of 10,000, so it allocates as it fills. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 2 * MAX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct rule_key);
 	__type(value, struct rule_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -132,7 +146,6 @@ const enum xdp_reason *const reason_btf = 0;
 const enum local_addr_flags *const local_addr_flags_btf = 0;
 const enum rule_action *const rule_action_btf = 0;
 const enum rule_family *const rule_family_btf = 0;
-const enum rule_shape_flags *const rule_shape_flags_btf = 0;
 
 static __always_inline int count(struct xdp_md *ctx, int action, enum xdp_reason reason)
 {
@@ -221,15 +234,38 @@ static __always_inline int martian(struct flow *f)
 /* No rule decided: on to steering. */
 #define RULES_GO_ON -1
 
-static __always_inline void mask16(__u8 *dst, const __u8 *addr, const __u8 *mask)
-{
-	__u64 a[2], m[2];
+union rule_words {
+	struct rule_key key;
+	__u64 w[5];
+};
 
-	__builtin_memcpy(a, addr, sizeof(a));
-	__builtin_memcpy(m, mask, sizeof(m));
-	a[0] &= m[0];
-	a[1] &= m[1];
-	__builtin_memcpy(dst, a, sizeof(a));
+/* rule_slot_of hashes a key to its slot; ruleSlotOf in maps/rulesmap.go
+ * is the same. The products are independent of each other, which keeps
+ * the hash short in time. */
+static __always_inline __u32 rule_slot_of(const union rule_words *k)
+{
+	__u64 h = k->w[0] * 0x9e3779b97f4a7c15ULL + k->w[1] * 0xc2b2ae3d27d4eb4fULL +
+		  k->w[2] * 0x165667b19e3779f9ULL + k->w[3] * 0xd6e8feb86659fd93ULL +
+		  k->w[4] * 0xff51afd7ed558ccdULL;
+
+	return h >> (64 - RULE_SLOT_BITS);
+}
+
+static __always_inline struct rule_value *find_rule(const union rule_words *k, __u32 gen)
+{
+	__u32 index = gen << RULE_SLOT_BITS | rule_slot_of(k);
+	struct rule_slot *slot = bpf_map_lookup_elem(&rule_slots, &index);
+	const __u64 *s;
+
+	if (!slot)
+		return NULL;
+	s = (const __u64 *)&slot->key;
+	if (s[0] == k->w[0] && s[1] == k->w[1] && s[2] == k->w[2] && s[3] == k->w[3] &&
+	    s[4] == k->w[4] && slot->value.rule_id)
+		return &slot->value;
+	if (slot->overflow)
+		return bpf_map_lookup_elem(&rule_match, &k->key);
+	return NULL;
 }
 
 /* apply_rules looks the packet up in the global rule table and returns
@@ -239,6 +275,8 @@ static __always_inline int apply_rules(struct xdp_md *ctx, struct flow *f)
 	__u32 zero = 0, gen;
 	struct rule_generation *g = bpf_map_lookup_elem(&rule_active, &zero);
 	struct rule_set *set;
+	union rule_words p;
+	__u64 tail;
 
 	if (!g)
 		return RULES_GO_ON;
@@ -247,25 +285,32 @@ static __always_inline int apply_rules(struct xdp_md *ctx, struct flow *f)
 	if (!set || !set->shape_count)
 		return RULES_GO_ON;
 
-	for (__u32 i = 0; i < MAX_RULE_SHAPES; i++) {
-		struct rule_shape *shape;
+	/* The packet's own key, every field exact. */
+	__builtin_memcpy(p.key.local, f->dst.addr, sizeof(p.key.local));
+	__builtin_memcpy(p.key.remote, f->src.addr, sizeof(p.key.remote));
+	p.key.local_port = f->dst.port;
+	p.key.remote_port = f->src_port;
+	p.key.protocol = f->dst.protocol;
+	p.key.family = f->ipv6 ? RULE_FAMILY_IPV6 : RULE_FAMILY_IPV4;
+	p.key.shape = 0;
+	p.key.generation = 0;
+	/* The generation and shape bytes of the last word (bpfel). */
+	tail = (__u64)gen << 56;
+
+	for (__u32 i = 0; i < MAX_RULE_SHAPES; i++, tail += 1ULL << 48) {
 		struct rule_value *v;
-		struct rule_key key;
+		union rule_words k;
+		const __u64 *m;
 
 		if (i >= set->shape_count)
 			break;
-		shape = &set->shapes[i];
-		mask16(key.local, f->dst.addr, shape->local_mask);
-		mask16(key.remote, f->src.addr, shape->remote_mask);
-		key.local_port = shape->flags & RULE_ANY_LOCAL_PORT ? 0 : f->dst.port;
-		key.remote_port = shape->flags & RULE_ANY_REMOTE_PORT ? 0 : f->src_port;
-		key.protocol = shape->flags & RULE_ANY_PROTOCOL ? 0 : f->dst.protocol;
-		key.family = shape->flags & RULE_ANY_FAMILY ? RULE_FAMILY_ANY
-			     : f->ipv6			     ? RULE_FAMILY_IPV6
-							     : RULE_FAMILY_IPV4;
-		key.shape = i;
-		key.generation = gen;
-		v = bpf_map_lookup_elem(&rule_match, &key);
+		m = (const __u64 *)&set->shapes[i].mask;
+		k.w[0] = p.w[0] & m[0];
+		k.w[1] = p.w[1] & m[1];
+		k.w[2] = p.w[2] & m[2];
+		k.w[3] = p.w[3] & m[3];
+		k.w[4] = (p.w[4] & m[4]) | tail;
+		v = find_rule(&k, gen);
 		if (!v)
 			continue;
 

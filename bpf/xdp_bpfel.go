@@ -116,21 +116,19 @@ type XdpRuleSet struct {
 }
 
 type XdpRuleShape struct {
-	_          structs.HostLayout
-	LocalMask  [16]uint8
-	RemoteMask [16]uint8
-	Flags      uint32
-	Rules      uint32
+	_     structs.HostLayout
+	Mask  XdpRuleKey
+	Rules uint32
+	_     [4]byte
 }
 
-type XdpRuleShapeFlags uint32
-
-const (
-	XdpRuleShapeFlagsRULE_ANY_PROTOCOL    XdpRuleShapeFlags = 1
-	XdpRuleShapeFlagsRULE_ANY_FAMILY      XdpRuleShapeFlags = 2
-	XdpRuleShapeFlagsRULE_ANY_LOCAL_PORT  XdpRuleShapeFlags = 4
-	XdpRuleShapeFlagsRULE_ANY_REMOTE_PORT XdpRuleShapeFlags = 8
-)
+type XdpRuleSlot struct {
+	_        structs.HostLayout
+	Key      XdpRuleKey
+	Value    XdpRuleValue
+	Overflow uint32
+	_        [4]byte
+}
 
 type XdpRuleValue struct {
 	_      structs.HostLayout
@@ -168,6 +166,7 @@ const (
 	XdpMapRuleHits          = "rule_hits"
 	XdpMapRuleMatch         = "rule_match"
 	XdpMapRuleSets          = "rule_sets"
+	XdpMapRuleSlots         = "rule_slots"
 	XdpMapRules             = "rules"
 	XdpMapStats             = "stats"
 	XdpMapXsks              = "xsks"
@@ -176,7 +175,6 @@ const (
 	XdpVarReasonBtf         = "reason_btf"
 	XdpVarRuleActionBtf     = "rule_action_btf"
 	XdpVarRuleFamilyBtf     = "rule_family_btf"
-	XdpVarRuleShapeFlagsBtf = "rule_shape_flags_btf"
 	XdpVarUserstackPortMax  = "userstack_port_max"
 	XdpVarUserstackPortMin  = "userstack_port_min"
 )
@@ -238,6 +236,7 @@ type XdpMapSpecs struct {
 	RuleHits    *ebpf.MapSpec `ebpf:"rule_hits"`
 	RuleMatch   *ebpf.MapSpec `ebpf:"rule_match"`
 	RuleSets    *ebpf.MapSpec `ebpf:"rule_sets"`
+	RuleSlots   *ebpf.MapSpec `ebpf:"rule_slots"`
 	Rules       *ebpf.MapSpec `ebpf:"rules"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
 	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
@@ -251,7 +250,6 @@ type XdpVariableSpecs struct {
 	ReasonBtf         *ebpf.VariableSpec `ebpf:"reason_btf"`
 	RuleActionBtf     *ebpf.VariableSpec `ebpf:"rule_action_btf"`
 	RuleFamilyBtf     *ebpf.VariableSpec `ebpf:"rule_family_btf"`
-	RuleShapeFlagsBtf *ebpf.VariableSpec `ebpf:"rule_shape_flags_btf"`
 	UserstackPortMax  *ebpf.VariableSpec `ebpf:"userstack_port_max"`
 	UserstackPortMin  *ebpf.VariableSpec `ebpf:"userstack_port_min"`
 }
@@ -284,6 +282,7 @@ type XdpMaps struct {
 	RuleHits    *ebpf.Map `ebpf:"rule_hits"`
 	RuleMatch   *ebpf.Map `ebpf:"rule_match"`
 	RuleSets    *ebpf.Map `ebpf:"rule_sets"`
+	RuleSlots   *ebpf.Map `ebpf:"rule_slots"`
 	Rules       *ebpf.Map `ebpf:"rules"`
 	Stats       *ebpf.Map `ebpf:"stats"`
 	Xsks        *ebpf.Map `ebpf:"xsks"`
@@ -299,6 +298,7 @@ func (m *XdpMaps) Close() error {
 		m.RuleHits,
 		m.RuleMatch,
 		m.RuleSets,
+		m.RuleSlots,
 		m.Rules,
 		m.Stats,
 		m.Xsks,
@@ -313,7 +313,6 @@ type XdpVariables struct {
 	ReasonBtf         *ebpf.Variable `ebpf:"reason_btf"`
 	RuleActionBtf     *ebpf.Variable `ebpf:"rule_action_btf"`
 	RuleFamilyBtf     *ebpf.Variable `ebpf:"rule_family_btf"`
-	RuleShapeFlagsBtf *ebpf.Variable `ebpf:"rule_shape_flags_btf"`
 	UserstackPortMax  *ebpf.Variable `ebpf:"userstack_port_max"`
 	UserstackPortMin  *ebpf.Variable `ebpf:"userstack_port_min"`
 }

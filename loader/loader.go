@@ -205,7 +205,7 @@ var rebuiltMaps = []string{maps.InfoName, maps.XSKsName, maps.LocalAddrsName}
 // build that lays the table out otherwise takes over the rules, with
 // their ids and hit counters, and an attach cut short leaves nothing
 // that the next one would trust.
-var compiledRuleMaps = []string{maps.RuleMatchName, maps.RuleSetsName, maps.RuleActiveName}
+var compiledRuleMaps = []string{maps.RuleSlotsName, maps.RuleMatchName, maps.RuleSetsName, maps.RuleActiveName}
 
 // load loads the collection, reusing maps already pinned in the pin
 // folder so that counters and listeners survive a replace.
@@ -362,7 +362,7 @@ func (a *Attachment) Close() error {
 func (a *Attachment) unpinMaps() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{a.objs.Stats, a.objs.Listeners, a.objs.ListenPorts, a.objs.LocalAddrs, a.objs.Info, a.objs.Xsks,
-		a.objs.RuleMatch, a.objs.RuleSets, a.objs.RuleActive, a.objs.Rules, a.objs.RuleHits} {
+		a.objs.RuleMatch, a.objs.RuleSets, a.objs.RuleActive, a.objs.Rules, a.objs.RuleHits, a.objs.RuleSlots} {
 		if m != nil {
 			errs = append(errs, m.Unpin())
 		}

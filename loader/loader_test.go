@@ -13,7 +13,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/xdpstack/xdpstack/bpf"
 	"github.com/xdpstack/xdpstack/bpf/upgradetest"
@@ -81,7 +80,7 @@ func TestAttachAndClose(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantPins := []string{"info", "link", "listen_ports", "listeners", "local_addrs", "rule_active", "rule_hits", "rule_match", "rule_sets", "rules", "stats", "xsks"}
+			wantPins := []string{"info", "link", "listen_ports", "listeners", "local_addrs", "rule_active", "rule_hits", "rule_match", "rule_sets", "rule_slots", "rules", "stats", "xsks"}
 			if !slices.Equal(st.Pins, wantPins) || st.ProgramID != a.ProgramID || st.Mode != tc.want ||
 				st.PID != os.Getpid() || !st.Running || st.ProgramName != "xdpstack_ingress" {
 				t.Errorf("ReadInterfaceStatus: got %+v", st)
@@ -261,12 +260,11 @@ func checkDenied(t *testing.T, a *Attachment) {
 	}
 }
 
-// TestRulesRecompiledOverOtherLayouts replaces a dead process's program
-// whose compiled rule maps have other layouts, as a build that compiles
-// the rules otherwise leaves them: the attach makes them anew and
-// compiles the pinned rules into them, so that the rule decides packets
-// again, id and hits kept.
-func TestRulesRecompiledOverOtherLayouts(t *testing.T) {
+// TestRulesRecompiledOverOldLayouts replaces a dead process's program
+// whose compiled rule maps have the layouts of the build before
+// rule_slots: the attach makes them anew and compiles the pinned rules
+// into them, so that the rule decides packets again, id and hits kept.
+func TestRulesRecompiledOverOldLayouts(t *testing.T) {
 	ifname, _ := testutil.Veth(t)
 	root := testutil.PinRoot(t)
 	first := attach(t, ifname, Options{PinRoot: root})
@@ -283,9 +281,9 @@ func TestRulesRecompiledOverOtherLayouts(t *testing.T) {
 		}
 	}
 	for name, spec := range map[string]*ebpf.MapSpec{
-		maps.RuleMatchName:  {Type: ebpf.Hash, KeySize: 40, ValueSize: 8, MaxEntries: 32768, Flags: unix.BPF_F_NO_PREALLOC},
-		maps.RuleSetsName:   {Type: ebpf.Array, KeySize: 4, ValueSize: 1544, MaxEntries: 2},
-		maps.RuleActiveName: {Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1},
+		maps.RuleMatchName:  {Type: ebpf.Hash, KeySize: 40, ValueSize: 8, MaxEntries: 32768},
+		maps.RuleSetsName:   {Type: ebpf.Array, KeySize: 4, ValueSize: 1288, MaxEntries: 2},
+		maps.RuleActiveName: {Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1},
 	} {
 		m, err := ebpf.NewMap(spec)
 		if err != nil {

@@ -24,6 +24,7 @@ const (
 	XdpMapRuleHits          = "rule_hits"
 	XdpMapRuleMatch         = "rule_match"
 	XdpMapRuleSets          = "rule_sets"
+	XdpMapRuleSlots         = "rule_slots"
 	XdpMapRules             = "rules"
 	XdpMapStats             = "stats"
 	XdpMapXsks              = "xsks"
@@ -32,7 +33,6 @@ const (
 	XdpVarReasonBtf         = "reason_btf"
 	XdpVarRuleActionBtf     = "rule_action_btf"
 	XdpVarRuleFamilyBtf     = "rule_family_btf"
-	XdpVarRuleShapeFlagsBtf = "rule_shape_flags_btf"
 	XdpVarUserstackPortMax  = "userstack_port_max"
 	XdpVarUserstackPortMin  = "userstack_port_min"
 )
@@ -94,6 +94,7 @@ type XdpMapSpecs struct {
 	RuleHits    *ebpf.MapSpec `ebpf:"rule_hits"`
 	RuleMatch   *ebpf.MapSpec `ebpf:"rule_match"`
 	RuleSets    *ebpf.MapSpec `ebpf:"rule_sets"`
+	RuleSlots   *ebpf.MapSpec `ebpf:"rule_slots"`
 	Rules       *ebpf.MapSpec `ebpf:"rules"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
 	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
@@ -107,7 +108,6 @@ type XdpVariableSpecs struct {
 	ReasonBtf         *ebpf.VariableSpec `ebpf:"reason_btf"`
 	RuleActionBtf     *ebpf.VariableSpec `ebpf:"rule_action_btf"`
 	RuleFamilyBtf     *ebpf.VariableSpec `ebpf:"rule_family_btf"`
-	RuleShapeFlagsBtf *ebpf.VariableSpec `ebpf:"rule_shape_flags_btf"`
 	UserstackPortMax  *ebpf.VariableSpec `ebpf:"userstack_port_max"`
 	UserstackPortMin  *ebpf.VariableSpec `ebpf:"userstack_port_min"`
 }
@@ -140,6 +140,7 @@ type XdpMaps struct {
 	RuleHits    *ebpf.Map `ebpf:"rule_hits"`
 	RuleMatch   *ebpf.Map `ebpf:"rule_match"`
 	RuleSets    *ebpf.Map `ebpf:"rule_sets"`
+	RuleSlots   *ebpf.Map `ebpf:"rule_slots"`
 	Rules       *ebpf.Map `ebpf:"rules"`
 	Stats       *ebpf.Map `ebpf:"stats"`
 	Xsks        *ebpf.Map `ebpf:"xsks"`
@@ -155,6 +156,7 @@ func (m *XdpMaps) Close() error {
 		m.RuleHits,
 		m.RuleMatch,
 		m.RuleSets,
+		m.RuleSlots,
 		m.Rules,
 		m.Stats,
 		m.Xsks,
@@ -169,7 +171,6 @@ type XdpVariables struct {
 	ReasonBtf         *ebpf.Variable `ebpf:"reason_btf"`
 	RuleActionBtf     *ebpf.Variable `ebpf:"rule_action_btf"`
 	RuleFamilyBtf     *ebpf.Variable `ebpf:"rule_family_btf"`
-	RuleShapeFlagsBtf *ebpf.Variable `ebpf:"rule_shape_flags_btf"`
 	UserstackPortMax  *ebpf.Variable `ebpf:"userstack_port_max"`
 	UserstackPortMin  *ebpf.Variable `ebpf:"userstack_port_min"`
 }
