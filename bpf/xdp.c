@@ -268,15 +268,50 @@ static __always_inline struct rule_value *find_rule(const union rule_words *k, _
 	return NULL;
 }
 
+/* most_specific returns the rule of the first shape, in order of
+ * specificity, whose rules hold the packet's key p masked by the shape,
+ * or NULL. ipv6 is a constant: the copy for IPv4 packets leaves out the
+ * words of their IPv4-mapped addresses that are zero. */
+static __always_inline struct rule_value *most_specific(struct rule_set *set, const union rule_words *p,
+							__u32 gen, const int ipv6)
+{
+	__u32 family = ipv6 ? RULE_FAMILY_IPV6 : RULE_FAMILY_IPV4;
+	/* The generation and shape bytes of the last word (bpfel). */
+	__u64 tail = (__u64)gen << 56;
+
+	for (__u32 i = 0; i < MAX_RULE_SHAPES; i++, tail += 1ULL << 48) {
+		struct rule_shape *shape;
+		struct rule_value *v;
+		union rule_words k;
+		const __u64 *m;
+
+		if (i >= set->shape_count)
+			break;
+		shape = &set->shapes[i];
+		if (shape->family != RULE_FAMILY_ANY && shape->family != family)
+			continue;
+		m = (const __u64 *)&shape->mask;
+		k.w[0] = ipv6 ? p->w[0] & m[0] : 0;
+		k.w[1] = p->w[1] & m[1];
+		k.w[2] = ipv6 ? p->w[2] & m[2] : 0;
+		k.w[3] = p->w[3] & m[3];
+		k.w[4] = (p->w[4] & m[4]) | tail;
+		v = find_rule(&k, gen);
+		if (v)
+			return v;
+	}
+	return NULL;
+}
+
 /* apply_rules looks the packet up in the global rule table and returns
  * the counted verdict of a deny or pass rule, or RULES_GO_ON. */
 static __always_inline int apply_rules(struct xdp_md *ctx, struct flow *f)
 {
 	__u32 zero = 0, gen;
 	struct rule_generation *g = bpf_map_lookup_elem(&rule_active, &zero);
+	struct rule_value *v;
 	struct rule_set *set;
 	union rule_words p;
-	__u64 tail;
 
 	if (!g)
 		return RULES_GO_ON;
@@ -294,40 +329,22 @@ static __always_inline int apply_rules(struct xdp_md *ctx, struct flow *f)
 	p.key.family = f->ipv6 ? RULE_FAMILY_IPV6 : RULE_FAMILY_IPV4;
 	p.key.shape = 0;
 	p.key.generation = 0;
-	/* The generation and shape bytes of the last word (bpfel). */
-	tail = (__u64)gen << 56;
-
-	for (__u32 i = 0; i < MAX_RULE_SHAPES; i++, tail += 1ULL << 48) {
-		struct rule_value *v;
-		union rule_words k;
-		const __u64 *m;
-
-		if (i >= set->shape_count)
-			break;
-		m = (const __u64 *)&set->shapes[i].mask;
-		k.w[0] = p.w[0] & m[0];
-		k.w[1] = p.w[1] & m[1];
-		k.w[2] = p.w[2] & m[2];
-		k.w[3] = p.w[3] & m[3];
-		k.w[4] = (p.w[4] & m[4]) | tail;
-		v = find_rule(&k, gen);
-		if (!v)
-			continue;
-
-		__u32 id = v->rule_id;
-		struct counter *hits = bpf_map_lookup_elem(&rule_hits, &id);
-
-		if (hits) {
-			hits->packets++;
-			hits->bytes += bpf_xdp_get_buff_len(ctx);
-		}
-		switch (v->action) {
-		case RULE_DENY:
-			return count(ctx, XDP_DROP, REASON_RULE_DENY);
-		case RULE_PASS:
-			return count(ctx, XDP_PASS, REASON_RULE_PASS);
-		}
+	v = f->ipv6 ? most_specific(set, &p, gen, 1) : most_specific(set, &p, gen, 0);
+	if (!v)
 		return RULES_GO_ON;
+
+	__u32 id = v->rule_id;
+	struct counter *hits = bpf_map_lookup_elem(&rule_hits, &id);
+
+	if (hits) {
+		hits->packets++;
+		hits->bytes += bpf_xdp_get_buff_len(ctx);
+	}
+	switch (v->action) {
+	case RULE_DENY:
+		return count(ctx, XDP_DROP, REASON_RULE_DENY);
+	case RULE_PASS:
+		return count(ctx, XDP_PASS, REASON_RULE_PASS);
 	}
 	return RULES_GO_ON;
 }

@@ -116,10 +116,10 @@ type XdpRuleSet struct {
 }
 
 type XdpRuleShape struct {
-	_     structs.HostLayout
-	Mask  XdpRuleKey
-	Rules uint32
-	_     [4]byte
+	_      structs.HostLayout
+	Mask   XdpRuleKey
+	Rules  uint32
+	Family uint32
 }
 
 type XdpRuleSlot struct {

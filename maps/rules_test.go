@@ -122,8 +122,9 @@ func TestMatchRule(t *testing.T) {
 }
 
 // TestCompileRules checks the layout compileRules gives the program:
-// every rule's key in the slot it hashes to or, that slot taken, in the
-// overflow with the slot saying so.
+// shapes most specific first, each tried by the packets of its family,
+// and every rule's key in the slot it hashes to or, that slot taken, in
+// the overflow with the slot saying so.
 func TestCompileRules(t *testing.T) {
 	var rules []Rule
 	for i := range 3000 {
@@ -147,9 +148,10 @@ func TestCompileRules(t *testing.T) {
 	if c.set.ShapeCount != 3 || c.set.RuleCount != 3000 {
 		t.Fatalf("got %d shapes and %d rules, want 3 and 3000", c.set.ShapeCount, c.set.RuleCount)
 	}
+	wantFamilies := []uint32{4, 6, 0} // remote /32, then local /48, then neither
 	for i, s := range c.set.Shapes[:c.set.ShapeCount] {
-		if s.Rules != 1000 {
-			t.Errorf("shape %d: %d rules, want 1000", i, s.Rules)
+		if s.Family != wantFamilies[i] || s.Rules != 1000 {
+			t.Errorf("shape %d: family %d with %d rules, want family %d with 1000", i, s.Family, s.Rules, wantFamilies[i])
 		}
 	}
 

@@ -436,7 +436,7 @@ func compileRules(rules []Rule, gen uint8) compiledRules {
 	for _, r := range rules {
 		index := slices.Index(shapes, shapeOf(r.RuleMatch))
 		shape := &c.set.Shapes[index]
-		shape.Mask = shapeMask(r.RuleMatch)
+		shape.Mask, shape.Family = shapeMask(r.RuleMatch), uint32(shapes[index].family)
 		shape.Rules++
 		k := bpf.XdpRuleKey{
 			Local:      addr16(r.Local),

@@ -103,7 +103,8 @@ struct attach_info {
  * wildcards and how long the prefixes are) share one mask, and the
  * program tries the shapes in order of specificity, most specific first,
  * stopping at the first hit. Two rules never have the same match, so the
- * first hit is the most specific rule.
+ * first hit is the most specific rule. A packet tries the shapes of its
+ * own family and those of any address only.
  *
  * A try looks the masked packet up in rule_slots, a table indexed by a
  * hash of the key: its slot holds one key of that hash and tells whether
@@ -164,6 +165,7 @@ struct rule_shape {
 			       * all of an exact field, none of a wildcard, the
 			       * prefix of an address; none of shape and generation */
 	__u32 rules;	      /* how many rules have this shape */
+	__u32 family;	      /* enum rule_family: the packets it is tried on */
 };
 
 /* One generation of the rule table: its shapes, most specific first. */
