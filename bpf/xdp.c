@@ -147,16 +147,23 @@ const enum local_addr_flags *const local_addr_flags_btf = 0;
 const enum rule_action *const rule_action_btf = 0;
 const enum rule_family *const rule_family_btf = 0;
 
-static __always_inline int count(struct xdp_md *ctx, int action, enum xdp_reason reason)
+/* count_len counts a packet of len bytes; a caller that has the length
+ * already saves the helper call of count. */
+static __always_inline int count_len(int action, enum xdp_reason reason, __u64 len)
 {
 	__u32 index = STATS_INDEX(action, reason);
 	struct counter *c = bpf_map_lookup_elem(&stats, &index);
 
 	if (c) {
 		c->packets++;
-		c->bytes += bpf_xdp_get_buff_len(ctx);
+		c->bytes += len;
 	}
 	return action;
+}
+
+static __always_inline int count(struct xdp_md *ctx, int action, enum xdp_reason reason)
+{
+	return count_len(action, reason, bpf_xdp_get_buff_len(ctx));
 }
 
 /* The addresses of a packet that steering looks at, IPv4 ones
@@ -335,16 +342,17 @@ static __always_inline int apply_rules(struct xdp_md *ctx, struct flow *f)
 
 	__u32 id = v->rule_id;
 	struct counter *hits = bpf_map_lookup_elem(&rule_hits, &id);
+	__u64 len = bpf_xdp_get_buff_len(ctx);
 
 	if (hits) {
 		hits->packets++;
-		hits->bytes += bpf_xdp_get_buff_len(ctx);
+		hits->bytes += len;
 	}
 	switch (v->action) {
 	case RULE_DENY:
-		return count(ctx, XDP_DROP, REASON_RULE_DENY);
+		return count_len(XDP_DROP, REASON_RULE_DENY, len);
 	case RULE_PASS:
-		return count(ctx, XDP_PASS, REASON_RULE_PASS);
+		return count_len(XDP_PASS, REASON_RULE_PASS, len);
 	}
 	return RULES_GO_ON;
 }
