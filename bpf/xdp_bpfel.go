@@ -127,7 +127,7 @@ type XdpRuleSlot struct {
 	Key      XdpRuleKey
 	Value    XdpRuleValue
 	Overflow uint32
-	_        [4]byte
+	_        [12]byte
 }
 
 type XdpRuleValue struct {

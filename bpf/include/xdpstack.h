@@ -154,11 +154,12 @@ struct rule_value {
  * that few keys find their slot taken. */
 #define RULE_SLOT_BITS 15
 
+/* A cache line each, so that a try reads one line, not two. */
 struct rule_slot {
 	struct rule_key key;
 	struct rule_value value; /* rule_id 0: the slot is empty */
 	__u32 overflow;		 /* 1: rule_match holds other keys of this slot */
-};
+} __attribute__((aligned(64)));
 
 struct rule_shape {
 	struct rule_key mask; /* the bits of a packet's key that its rules fix:
