@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/xdpstack/xdpstack/bpf"
 	"github.com/xdpstack/xdpstack/internal/testing/packet"
 	"github.com/xdpstack/xdpstack/maps"
@@ -337,6 +339,65 @@ func TestManyRules(t *testing.T) {
 	}
 }
 
+// TestEveryRuleDecides runs a packet for each rule of a table large
+// enough that some keys find their slot in rule_slots taken and go to
+// rule_match: in both generations, every packet must be decided by the
+// rule MatchRule picks, as the hit counters show.
+func TestEveryRuleDecides(t *testing.T) {
+	objs := loadXdp(t, 0, 0)
+	table := maps.FromObjects(&objs.XdpMaps).Rules
+	rules := manyRules(2000)
+	for range 2 {
+		got := replaceRules(t, objs, rules...)
+		var active bpf.XdpRuleGeneration
+		if err := objs.RuleActive.Lookup(uint32(0), &active); err != nil {
+			t.Fatal(err)
+		}
+		var (
+			k          bpf.XdpRuleKey
+			v          bpf.XdpRuleValue
+			overflowed int
+		)
+		for entries := objs.RuleMatch.Iterate(); entries.Next(&k, &v); {
+			if uint32(k.Generation) == active.Active {
+				overflowed++
+			}
+		}
+		if overflowed == 0 {
+			t.Fatalf("generation %d: no key in %s, so its path goes untested (make the table larger)", active.Active, maps.RuleMatchName)
+		}
+		before, err := table.Hits(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[uint32]uint64{}
+		for _, r := range got {
+			frame, p := packetFor(r)
+			decides, ok := maps.MatchRule(got, p)
+			if !ok {
+				t.Fatalf("MatchRule(%v): no rule matches the packet made for rule %v", p, r)
+			}
+			want[decides.ID]++
+			ret, err := objs.XdpstackIngress.Run(&ebpf.RunOptions{Data: frame.Bytes()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if wantAction := map[maps.RuleAction]maps.Action{maps.RuleDeny: maps.ActionDrop, maps.RulePass: maps.ActionPass}[decides.Action]; maps.Action(ret) != wantAction {
+				t.Fatalf("generation %d: packet for rule %v: program says %v, want %v by rule %v", active.Active, r, maps.Action(ret), wantAction, decides)
+			}
+		}
+		after, err := table.Hits(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range got {
+			if n := after[r.ID].Packets - before[r.ID].Packets; n != want[r.ID] {
+				t.Errorf("generation %d: rule %v hit %d times, want %d", active.Active, r, n, want[r.ID])
+			}
+		}
+	}
+}
+
 // manyRules makes n distinct rules in 8 shapes: remote /16 or /24 or
 // /32, local /24 or /32, with and without ports.
 func manyRules(n int) []maps.Rule {
@@ -398,6 +459,7 @@ func TestRuleLayouts(t *testing.T) {
 		{maps.RuleActiveName, uint32(0), bpf.XdpRuleGeneration{}, 1},
 		{maps.RulesName, uint32(0), bpf.XdpRuleInfo{}, maps.MaxRules + 1},
 		{maps.RuleHitsName, uint32(0), bpf.XdpCounter{}, maps.MaxRules + 1},
+		{maps.RuleSlotsName, uint32(0), bpf.XdpRuleSlot{}, 4 * (maps.MaxRules + 1)},
 	} {
 		ms := spec.Maps[tc.name]
 		if ms == nil {

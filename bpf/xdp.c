@@ -84,9 +84,23 @@ struct {
  * A packet reads the generation once and looks only at its entries, so
  * it sees one whole rule set; a generation's entries are rewritten only
  * by the replace after the one that retired it. */
+
+/* generation << RULE_SLOT_BITS | rule_slot_of(key) -> a key of that hash
+ * and its rule. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 << RULE_SLOT_BITS);
+	__type(key, __u32);
+	__type(value, struct rule_slot);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rule_slots SEC(".maps");
+
+/* The keys that found their slot in rule_slots taken -> their rules.
+ * About one in eight of 10,000, so it allocates as it fills. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 2 * MAX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct rule_key);
 	__type(value, struct rule_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -134,20 +148,20 @@ const enum xdp_reason *const reason_btf = 0;
 const enum local_addr_flags *const local_addr_flags_btf = 0;
 const enum rule_action *const rule_action_btf = 0;
 const enum rule_family *const rule_family_btf = 0;
-const enum rule_shape_flags *const rule_shape_flags_btf = 0;
 const enum sample_limits *const sample_limits_btf = 0;
 const struct sample_meta *const sample_meta_btf = 0;
 
-/* count_rule counts a verdict that the session rule rule_id (0: none)
- * decided, and samples it. */
-static __always_inline int count_rule(struct xdp_md *ctx, int action, enum xdp_reason reason, __u32 rule_id)
+/* count_rule counts a verdict of a packet of len bytes that the session
+ * rule rule_id (0: none) decided, and samples it. A caller that has the
+ * length already saves the helper call of count. */
+static __always_inline int count_rule(struct xdp_md *ctx, int action, enum xdp_reason reason, __u64 len, __u32 rule_id)
 {
 	__u32 index = STATS_INDEX(action, reason);
 	struct counter *c = bpf_map_lookup_elem(&stats, &index);
 
 	if (c) {
 		c->packets++;
-		c->bytes += bpf_xdp_get_buff_len(ctx);
+		c->bytes += len;
 	}
 	sample(ctx, index, rule_id);
 	return action;
@@ -155,7 +169,7 @@ static __always_inline int count_rule(struct xdp_md *ctx, int action, enum xdp_r
 
 static __always_inline int count(struct xdp_md *ctx, int action, enum xdp_reason reason)
 {
-	return count_rule(ctx, action, reason, 0);
+	return count_rule(ctx, action, reason, bpf_xdp_get_buff_len(ctx), 0);
 }
 
 /* The addresses of a packet that steering looks at, IPv4 ones
@@ -233,15 +247,73 @@ static __always_inline int martian(struct flow *f)
 /* No rule decided: on to steering. */
 #define RULES_GO_ON -1
 
-static __always_inline void mask16(__u8 *dst, const __u8 *addr, const __u8 *mask)
-{
-	__u64 a[2], m[2];
+union rule_words {
+	struct rule_key key;
+	__u64 w[5];
+};
 
-	__builtin_memcpy(a, addr, sizeof(a));
-	__builtin_memcpy(m, mask, sizeof(m));
-	a[0] &= m[0];
-	a[1] &= m[1];
-	__builtin_memcpy(dst, a, sizeof(a));
+/* rule_slot_of hashes a key to its slot; ruleSlotOf in maps/rulesmap.go
+ * is the same. The products are independent of each other, which keeps
+ * the hash short in time. */
+static __always_inline __u32 rule_slot_of(const union rule_words *k)
+{
+	__u64 h = k->w[0] * 0x9e3779b97f4a7c15ULL + k->w[1] * 0xc2b2ae3d27d4eb4fULL +
+		  k->w[2] * 0x165667b19e3779f9ULL + k->w[3] * 0xd6e8feb86659fd93ULL +
+		  k->w[4] * 0xff51afd7ed558ccdULL;
+
+	return h >> (64 - RULE_SLOT_BITS);
+}
+
+static __always_inline struct rule_value *find_rule(const union rule_words *k, __u32 gen)
+{
+	__u32 index = gen << RULE_SLOT_BITS | rule_slot_of(k);
+	struct rule_slot *slot = bpf_map_lookup_elem(&rule_slots, &index);
+	const __u64 *s;
+
+	if (!slot)
+		return NULL;
+	s = (const __u64 *)&slot->key;
+	if (s[0] == k->w[0] && s[1] == k->w[1] && s[2] == k->w[2] && s[3] == k->w[3] &&
+	    s[4] == k->w[4] && slot->value.rule_id)
+		return &slot->value;
+	if (slot->overflow)
+		return bpf_map_lookup_elem(&rule_match, &k->key);
+	return NULL;
+}
+
+/* most_specific returns the rule of the first shape, in order of
+ * specificity, whose rules hold the packet's key p masked by the shape,
+ * or NULL. ipv6 is a constant: the copy for IPv4 packets leaves out the
+ * words of their IPv4-mapped addresses that are zero. */
+static __always_inline struct rule_value *most_specific(struct rule_set *set, const union rule_words *p,
+							__u32 gen, const int ipv6)
+{
+	__u32 family = ipv6 ? RULE_FAMILY_IPV6 : RULE_FAMILY_IPV4;
+	/* The generation and shape bytes of the last word (bpfel). */
+	__u64 tail = (__u64)gen << 56;
+
+	for (__u32 i = 0; i < MAX_RULE_SHAPES; i++, tail += 1ULL << 48) {
+		struct rule_shape *shape;
+		struct rule_value *v;
+		union rule_words k;
+		const __u64 *m;
+
+		if (i >= set->shape_count)
+			break;
+		shape = &set->shapes[i];
+		if (shape->family != RULE_FAMILY_ANY && shape->family != family)
+			continue;
+		m = (const __u64 *)&shape->mask;
+		k.w[0] = ipv6 ? p->w[0] & m[0] : 0;
+		k.w[1] = p->w[1] & m[1];
+		k.w[2] = ipv6 ? p->w[2] & m[2] : 0;
+		k.w[3] = p->w[3] & m[3];
+		k.w[4] = (p->w[4] & m[4]) | tail;
+		v = find_rule(&k, gen);
+		if (v)
+			return v;
+	}
+	return NULL;
 }
 
 /* apply_rules looks the packet up in the global rule table and returns
@@ -250,7 +322,9 @@ static __always_inline int apply_rules(struct xdp_md *ctx, struct flow *f)
 {
 	__u32 zero = 0, gen;
 	struct rule_generation *g = bpf_map_lookup_elem(&rule_active, &zero);
+	struct rule_value *v;
 	struct rule_set *set;
+	union rule_words p;
 
 	if (!g)
 		return RULES_GO_ON;
@@ -259,42 +333,32 @@ static __always_inline int apply_rules(struct xdp_md *ctx, struct flow *f)
 	if (!set || !set->shape_count)
 		return RULES_GO_ON;
 
-	for (__u32 i = 0; i < MAX_RULE_SHAPES; i++) {
-		struct rule_shape *shape;
-		struct rule_value *v;
-		struct rule_key key;
-
-		if (i >= set->shape_count)
-			break;
-		shape = &set->shapes[i];
-		mask16(key.local, f->dst.addr, shape->local_mask);
-		mask16(key.remote, f->src.addr, shape->remote_mask);
-		key.local_port = shape->flags & RULE_ANY_LOCAL_PORT ? 0 : f->dst.port;
-		key.remote_port = shape->flags & RULE_ANY_REMOTE_PORT ? 0 : f->src_port;
-		key.protocol = shape->flags & RULE_ANY_PROTOCOL ? 0 : f->dst.protocol;
-		key.family = shape->flags & RULE_ANY_FAMILY ? RULE_FAMILY_ANY
-			     : f->ipv6			     ? RULE_FAMILY_IPV6
-							     : RULE_FAMILY_IPV4;
-		key.shape = i;
-		key.generation = gen;
-		v = bpf_map_lookup_elem(&rule_match, &key);
-		if (!v)
-			continue;
-
-		__u32 id = v->rule_id;
-		struct counter *hits = bpf_map_lookup_elem(&rule_hits, &id);
-
-		if (hits) {
-			hits->packets++;
-			hits->bytes += bpf_xdp_get_buff_len(ctx);
-		}
-		switch (v->action) {
-		case RULE_DENY:
-			return count_rule(ctx, XDP_DROP, REASON_RULE_DENY, id);
-		case RULE_PASS:
-			return count_rule(ctx, XDP_PASS, REASON_RULE_PASS, id);
-		}
+	/* The packet's own key, every field exact. */
+	__builtin_memcpy(p.key.local, f->dst.addr, sizeof(p.key.local));
+	__builtin_memcpy(p.key.remote, f->src.addr, sizeof(p.key.remote));
+	p.key.local_port = f->dst.port;
+	p.key.remote_port = f->src_port;
+	p.key.protocol = f->dst.protocol;
+	p.key.family = f->ipv6 ? RULE_FAMILY_IPV6 : RULE_FAMILY_IPV4;
+	p.key.shape = 0;
+	p.key.generation = 0;
+	v = f->ipv6 ? most_specific(set, &p, gen, 1) : most_specific(set, &p, gen, 0);
+	if (!v)
 		return RULES_GO_ON;
+
+	__u32 id = v->rule_id;
+	struct counter *hits = bpf_map_lookup_elem(&rule_hits, &id);
+	__u64 len = bpf_xdp_get_buff_len(ctx);
+
+	if (hits) {
+		hits->packets++;
+		hits->bytes += len;
+	}
+	switch (v->action) {
+	case RULE_DENY:
+		return count_rule(ctx, XDP_DROP, REASON_RULE_DENY, len, id);
+	case RULE_PASS:
+		return count_rule(ctx, XDP_PASS, REASON_RULE_PASS, len, id);
 	}
 	return RULES_GO_ON;
 }

@@ -116,21 +116,19 @@ type XdpRuleSet struct {
 }
 
 type XdpRuleShape struct {
-	_          structs.HostLayout
-	LocalMask  [16]uint8
-	RemoteMask [16]uint8
-	Flags      uint32
-	Rules      uint32
+	_      structs.HostLayout
+	Mask   XdpRuleKey
+	Rules  uint32
+	Family uint32
 }
 
-type XdpRuleShapeFlags uint32
-
-const (
-	XdpRuleShapeFlagsRULE_ANY_PROTOCOL    XdpRuleShapeFlags = 1
-	XdpRuleShapeFlagsRULE_ANY_FAMILY      XdpRuleShapeFlags = 2
-	XdpRuleShapeFlagsRULE_ANY_LOCAL_PORT  XdpRuleShapeFlags = 4
-	XdpRuleShapeFlagsRULE_ANY_REMOTE_PORT XdpRuleShapeFlags = 8
-)
+type XdpRuleSlot struct {
+	_        structs.HostLayout
+	Key      XdpRuleKey
+	Value    XdpRuleValue
+	Overflow uint32
+	_        [12]byte
+}
 
 type XdpRuleValue struct {
 	_      structs.HostLayout
@@ -210,6 +208,7 @@ const (
 	XdpMapRuleHits          = "rule_hits"
 	XdpMapRuleMatch         = "rule_match"
 	XdpMapRuleSets          = "rule_sets"
+	XdpMapRuleSlots         = "rule_slots"
 	XdpMapRules             = "rules"
 	XdpMapSampleCounts      = "sample_counts"
 	XdpMapSamples           = "samples"
@@ -221,7 +220,6 @@ const (
 	XdpVarReasonBtf         = "reason_btf"
 	XdpVarRuleActionBtf     = "rule_action_btf"
 	XdpVarRuleFamilyBtf     = "rule_family_btf"
-	XdpVarRuleShapeFlagsBtf = "rule_shape_flags_btf"
 	XdpVarSampleLimitsBtf   = "sample_limits_btf"
 	XdpVarSampleMetaBtf     = "sample_meta_btf"
 	XdpVarUserstackPortMax  = "userstack_port_max"
@@ -286,6 +284,7 @@ type XdpMapSpecs struct {
 	RuleHits     *ebpf.MapSpec `ebpf:"rule_hits"`
 	RuleMatch    *ebpf.MapSpec `ebpf:"rule_match"`
 	RuleSets     *ebpf.MapSpec `ebpf:"rule_sets"`
+	RuleSlots    *ebpf.MapSpec `ebpf:"rule_slots"`
 	Rules        *ebpf.MapSpec `ebpf:"rules"`
 	SampleCounts *ebpf.MapSpec `ebpf:"sample_counts"`
 	Samples      *ebpf.MapSpec `ebpf:"samples"`
@@ -302,7 +301,6 @@ type XdpVariableSpecs struct {
 	ReasonBtf         *ebpf.VariableSpec `ebpf:"reason_btf"`
 	RuleActionBtf     *ebpf.VariableSpec `ebpf:"rule_action_btf"`
 	RuleFamilyBtf     *ebpf.VariableSpec `ebpf:"rule_family_btf"`
-	RuleShapeFlagsBtf *ebpf.VariableSpec `ebpf:"rule_shape_flags_btf"`
 	SampleLimitsBtf   *ebpf.VariableSpec `ebpf:"sample_limits_btf"`
 	SampleMetaBtf     *ebpf.VariableSpec `ebpf:"sample_meta_btf"`
 	UserstackPortMax  *ebpf.VariableSpec `ebpf:"userstack_port_max"`
@@ -338,6 +336,7 @@ type XdpMaps struct {
 	RuleHits     *ebpf.Map `ebpf:"rule_hits"`
 	RuleMatch    *ebpf.Map `ebpf:"rule_match"`
 	RuleSets     *ebpf.Map `ebpf:"rule_sets"`
+	RuleSlots    *ebpf.Map `ebpf:"rule_slots"`
 	Rules        *ebpf.Map `ebpf:"rules"`
 	SampleCounts *ebpf.Map `ebpf:"sample_counts"`
 	Samples      *ebpf.Map `ebpf:"samples"`
@@ -357,6 +356,7 @@ func (m *XdpMaps) Close() error {
 		m.RuleHits,
 		m.RuleMatch,
 		m.RuleSets,
+		m.RuleSlots,
 		m.Rules,
 		m.SampleCounts,
 		m.Samples,
@@ -374,7 +374,6 @@ type XdpVariables struct {
 	ReasonBtf         *ebpf.Variable `ebpf:"reason_btf"`
 	RuleActionBtf     *ebpf.Variable `ebpf:"rule_action_btf"`
 	RuleFamilyBtf     *ebpf.Variable `ebpf:"rule_family_btf"`
-	RuleShapeFlagsBtf *ebpf.Variable `ebpf:"rule_shape_flags_btf"`
 	SampleLimitsBtf   *ebpf.Variable `ebpf:"sample_limits_btf"`
 	SampleMetaBtf     *ebpf.Variable `ebpf:"sample_meta_btf"`
 	UserstackPortMax  *ebpf.Variable `ebpf:"userstack_port_max"`

@@ -208,8 +208,16 @@ var loadSpec = bpf.LoadXdp
 // the addresses, the sampling settings) or by a capture (its lease, its
 // perf buffers), so a pinned one of another layout is replaced rather
 // than refused. The others hold what must outlive the process: the
-// counters and the steering table with its per-port counts.
+// counters, the steering table with its per-port counts and the rules.
 var rebuiltMaps = []string{maps.InfoName, maps.XSKsName, maps.LocalAddrsName, maps.SamplingName, maps.CaptureLeaseName, maps.SamplesName}
+
+// compiledRuleMaps are the rule table as the program reads it, which
+// maps.Rules compiles from the rules map. Every attach makes them anew
+// and compiles the rules into them before its program runs, so that a
+// build that lays the table out otherwise takes over the rules, with
+// their ids and hit counters, and an attach cut short leaves nothing
+// that the next one would trust.
+var compiledRuleMaps = []string{maps.RuleSlotsName, maps.RuleMatchName, maps.RuleSetsName, maps.RuleActiveName}
 
 // load loads the collection, reusing maps already pinned in the pin
 // folder so that counters and listeners survive a replace.
@@ -226,8 +234,20 @@ func (a *Attachment) load(ports maps.PortRange) error {
 			return fmt.Errorf("set %s: %w", name, err)
 		}
 	}
+	// A rules command waits, so that no change falls between reading the
+	// rules and compiling them.
+	unlock, err := maps.LockPinDir(a.PinDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := a.checkPinnedLayouts(spec); err != nil {
 		return err
+	}
+	for _, name := range compiledRuleMaps {
+		if err := os.Remove(filepath.Join(a.PinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("replace the %s map pinned in %s: %w", name, a.PinDir, err)
+		}
 	}
 	err = spec.LoadAndAssign(&a.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: a.PinDir}})
 	var verr *ebpf.VerifierError
@@ -239,16 +259,21 @@ func (a *Attachment) load(ports maps.PortRange) error {
 	}
 	a.Maps = maps.FromObjects(&a.objs.XdpMaps)
 	a.userPorts = ports
+	if err := a.Maps.Rules.Recompile(); err != nil {
+		a.objs.Close()
+		return err
+	}
 	return nil
 }
 
 // checkPinnedLayouts compares the maps pinned in the pin folder with
-// this build's: one of the rebuilt maps with another layout is unpinned,
-// for the load to make a new one (a program still attached keeps using
-// its own); any other is refused with what to do.
+// this build's, the compiled rule maps aside: one of the rebuilt maps
+// with another layout is unpinned, for the load to make a new one (a
+// program still attached keeps using its own); any other is refused
+// with what to do.
 func (a *Attachment) checkPinnedLayouts(spec *ebpf.CollectionSpec) error {
 	for name, ms := range spec.Maps {
-		if ms.Pinning != ebpf.PinByName {
+		if ms.Pinning != ebpf.PinByName || slices.Contains(compiledRuleMaps, name) {
 			continue
 		}
 		path := filepath.Join(a.PinDir, name)
@@ -349,7 +374,7 @@ func (a *Attachment) Close() error {
 func (a *Attachment) unpinMaps() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{a.objs.Stats, a.objs.Listeners, a.objs.ListenPorts, a.objs.LocalAddrs, a.objs.Info, a.objs.Xsks,
-		a.objs.RuleMatch, a.objs.RuleSets, a.objs.RuleActive, a.objs.Rules, a.objs.RuleHits,
+		a.objs.RuleMatch, a.objs.RuleSets, a.objs.RuleActive, a.objs.Rules, a.objs.RuleHits, a.objs.RuleSlots,
 		a.objs.Sampling, a.objs.CaptureLease, a.objs.Samples, a.objs.SampleCounts} {
 		if m != nil {
 			errs = append(errs, m.Unpin())

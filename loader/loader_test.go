@@ -2,6 +2,7 @@ package loader
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/xdpstack/xdpstack/bpf"
 	"github.com/xdpstack/xdpstack/bpf/upgradetest"
+	"github.com/xdpstack/xdpstack/internal/testing/packet"
 	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 	"github.com/xdpstack/xdpstack/maps"
 )
@@ -78,7 +80,7 @@ func TestAttachAndClose(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantPins := []string{"capture_lease", "info", "link", "listen_ports", "listeners", "local_addrs", "rule_active", "rule_hits", "rule_match", "rule_sets", "rules",
+			wantPins := []string{"capture_lease", "info", "link", "listen_ports", "listeners", "local_addrs", "rule_active", "rule_hits", "rule_match", "rule_sets", "rule_slots", "rules",
 				"sample_counts", "samples", "sampling", "stats", "xsks"}
 			if !slices.Equal(st.Pins, wantPins) || st.ProgramID != a.ProgramID || st.Mode != tc.want ||
 				st.PID != os.Getpid() || !st.Running || st.ProgramName != "xdpstack_ingress" {
@@ -189,7 +191,6 @@ func TestReplaceByAnotherBuild(t *testing.T) {
 		t.Fatalf("OpenPinnedSampling of a folder without sampling maps: got %v, want ErrSampleMapsMissing", err)
 	}
 	die(t, first)
-	rule := maps.Rule{RuleMatch: maps.RuleMatch{Protocol: maps.TCP, LocalPort: 22}, Action: maps.RuleDeny, Tag: "kept"}
 
 	settings := maps.SampleSettings{Rate: 3, Snaplen: 100}
 	for _, build := range []struct {
@@ -228,11 +229,14 @@ func TestReplaceByAnotherBuild(t *testing.T) {
 			if err != nil || len(all) != 0 {
 				t.Errorf("%s: rules: got %v, %v; want none", build.name, all, err)
 			}
-			if _, err := a.Maps.Rules.Replace([]maps.Rule{rule}); err != nil {
+			if _, err := a.Maps.Rules.Replace([]maps.Rule{denySSH}); err != nil {
 				t.Fatal(err)
 			}
-		} else if err != nil || len(all) != 1 || all[0].Tag != "kept" {
-			t.Errorf("%s: rules: got %v, %v; want the rule kept", build.name, all, err)
+		} else {
+			if err != nil || len(all) != 1 || all[0].Tag != denySSH.Tag {
+				t.Errorf("%s: rules: got %v, %v; want the rule kept", build.name, all, err)
+			}
+			checkDenied(t, a)
 		}
 		sampling, err := maps.OpenPinnedSampling(a.PinDir)
 		if err != nil {
@@ -266,9 +270,93 @@ func TestReplaceByAnotherBuild(t *testing.T) {
 	}
 }
 
+// denySSH is a rule, and a frame it drops.
+var (
+	denySSH  = maps.Rule{RuleMatch: maps.RuleMatch{Protocol: maps.TCP, LocalPort: 22}, Action: maps.RuleDeny, Tag: "ssh"}
+	sshFrame = packet.Ethernet(packet.EtherTypeIPv4).
+			IPv4(packet.IPv4{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("192.0.2.2"), Protocol: packet.ProtoTCP}).
+			TCP(40000, 22, 5).Bytes()
+)
+
+// checkDenied runs sshFrame through a's program: denySSH must drop it.
+func checkDenied(t *testing.T, a *Attachment) {
+	t.Helper()
+	ret, err := a.objs.XdpstackIngress.Run(&ebpf.RunOptions{Data: sshFrame})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if maps.Action(ret) != maps.ActionDrop {
+		t.Errorf("a frame to port 22 under a deny rule: program says %v, want drop", maps.Action(ret))
+	}
+}
+
+// TestRulesRecompiledOverOldLayouts replaces a dead process's program
+// whose compiled rule maps have the layouts of the build before
+// rule_slots: the attach makes them anew and compiles the pinned rules
+// into them, so that the rule decides packets again, id and hits kept.
+func TestRulesRecompiledOverOldLayouts(t *testing.T) {
+	ifname, _ := testutil.Veth(t)
+	root := testutil.PinRoot(t)
+	first := attach(t, ifname, Options{PinRoot: root})
+	rules, err := first.Maps.Rules.Replace([]maps.Rule{denySSH})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDenied(t, first)
+	die(t, first)
+
+	for _, name := range compiledRuleMaps {
+		if err := os.Remove(filepath.Join(first.PinDir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, spec := range map[string]*ebpf.MapSpec{
+		maps.RuleMatchName:  {Type: ebpf.Hash, KeySize: 40, ValueSize: 8, MaxEntries: 32768},
+		maps.RuleSetsName:   {Type: ebpf.Array, KeySize: 4, ValueSize: 1288, MaxEntries: 2},
+		maps.RuleActiveName: {Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1},
+	} {
+		m, err := ebpf.NewMap(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = m.Pin(filepath.Join(first.PinDir, name))
+		m.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	a := attach(t, ifname, Options{PinRoot: root})
+	defer a.Close()
+	checkDenied(t, a)
+	all, err := a.Maps.Rules.All()
+	if err != nil || len(all) != 1 || all[0] != rules[0] {
+		t.Errorf("rules after the upgrade: got %v, %v; want %v", all, err, rules)
+	}
+	hits, err := a.Maps.Rules.Hits(rules)
+	if err != nil || hits[rules[0].ID].Packets != 2 {
+		t.Errorf("hits after the upgrade: got %v, %v; want 2 packets of rule %d", hits, err, rules[0].ID)
+	}
+	spec, err := bpf.LoadXdp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range compiledRuleMaps {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(a.PinDir, name), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := spec.Maps[name].Compatible(m); err != nil {
+			t.Errorf("%s pinned after the upgrade: %v", name, err)
+		}
+		m.Close()
+	}
+}
+
 // TestPinnedLayoutChanged puts maps of another layout where the program
 // pins its own: a record that attach rewrites anyway is replaced, the
-// counters are refused with what to do, and nothing is left attached.
+// counters are refused with what to do, and nothing is left attached or
+// unpinned.
 func TestPinnedLayoutChanged(t *testing.T) {
 	ifname, _ := testutil.Veth(t)
 	root := testutil.PinRoot(t)
@@ -301,9 +389,15 @@ func TestPinnedLayoutChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	pin(maps.StatsName, &ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 16, MaxEntries: 35})
+	pin(maps.RuleSetsName, &ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 1288, MaxEntries: 2})
 	_, err := Attach(ifname, Options{PinRoot: root})
 	if err == nil || !strings.Contains(err.Error(), "stats map") || !strings.Contains(err.Error(), "xdpstack detach "+ifname) || strings.Contains(err.Error(), "\n") {
 		t.Errorf("Attach over old counters: got %v, want one line naming the stats map and the detach", err)
+	}
+	// Refused, it changed nothing: the old rules stay where their
+	// program, if it still ran, would find them.
+	if _, err := os.Stat(filepath.Join(dir, maps.RuleSetsName)); err != nil {
+		t.Errorf("%s after a refused attach: %v", maps.RuleSetsName, err)
 	}
 	if id, _ := programOn(t, ifname); id != 0 {
 		t.Errorf("program %d attached after a refused attach", id)

@@ -31,6 +31,7 @@ const (
 	RuleActiveName   = bpf.XdpMapRuleActive
 	RulesName        = bpf.XdpMapRules
 	RuleHitsName     = bpf.XdpMapRuleHits
+	RuleSlotsName    = bpf.XdpMapRuleSlots
 	SamplingName     = bpf.XdpMapSampling
 	CaptureLeaseName = bpf.XdpMapCaptureLease
 	SamplesName      = bpf.XdpMapSamples
@@ -43,7 +44,7 @@ var coreNames = []string{InfoName, ListenPortsName, ListenersName, LocalAddrsNam
 
 // RuleMapNames are the maps of the global session rules
 // (OpenPinnedRules), in the order Rules keeps them.
-var RuleMapNames = []string{RuleMatchName, RuleSetsName, RuleActiveName, RulesName, RuleHitsName}
+var RuleMapNames = []string{RuleMatchName, RuleSetsName, RuleActiveName, RulesName, RuleHitsName, RuleSlotsName}
 
 // PinnedNames lists every map the XDP program pins, in a stable order.
 var PinnedNames = slices.Concat(coreNames, RuleMapNames, SampleMapNames)
@@ -75,7 +76,7 @@ func FromObjects(m *bpf.XdpMaps) *Set {
 		LocalAddrs: LocalAddrs{m.LocalAddrs},
 		Info:       Info{m.Info},
 		XSKs:       XSKs{m.Xsks},
-		Rules:      Rules{m.RuleMatch, m.RuleSets, m.RuleActive, m.Rules, m.RuleHits},
+		Rules:      Rules{m.RuleMatch, m.RuleSets, m.RuleActive, m.Rules, m.RuleHits, m.RuleSlots},
 		Sampling:   Sampling{m.Sampling, m.CaptureLease, m.Samples, m.SampleCounts},
 	}
 }

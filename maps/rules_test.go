@@ -120,3 +120,63 @@ func TestMatchRule(t *testing.T) {
 		t.Errorf("MatchRule(IPv6 packet): got %v, %v; want the rule of any address", got, ok)
 	}
 }
+
+// TestCompileRules checks the layout compileRules gives the program:
+// shapes most specific first, each tried by the packets of its family,
+// and every rule's key in the slot it hashes to or, that slot taken, in
+// the overflow with the slot saying so.
+func TestCompileRules(t *testing.T) {
+	var rules []Rule
+	for i := range 3000 {
+		r := Rule{ID: uint32(i + 1), Action: RuleDeny}
+		switch i % 3 {
+		case 0:
+			r.Remote = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}), 32)
+		case 1:
+			r.Local = netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 8), byte(i)}), 48)
+			r.Protocol = TCP
+		case 2:
+			r.LocalPort = uint16(i)
+		}
+		c, err := r.Check()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules = append(rules, c)
+	}
+	c := compileRules(rules, 1)
+	if c.set.ShapeCount != 3 || c.set.RuleCount != 3000 {
+		t.Fatalf("got %d shapes and %d rules, want 3 and 3000", c.set.ShapeCount, c.set.RuleCount)
+	}
+	wantFamilies := []uint32{4, 6, 0} // remote /32, then local /48, then neither
+	for i, s := range c.set.Shapes[:c.set.ShapeCount] {
+		if s.Family != wantFamilies[i] || s.Rules != 1000 {
+			t.Errorf("shape %d: family %d with %d rules, want family %d with 1000", i, s.Family, s.Rules, wantFamilies[i])
+		}
+	}
+
+	found := map[uint32]int{}
+	for i, s := range c.slots {
+		if s.Value.RuleId == 0 {
+			continue
+		}
+		found[s.Value.RuleId]++
+		if got := ruleSlotOf(s.Key); got != uint32(i) || s.Key.Generation != 1 {
+			t.Errorf("slot %d holds a key of slot %d, generation %d", i, got, s.Key.Generation)
+		}
+	}
+	if len(c.overflowKeys) == 0 {
+		t.Fatal("no key overflowed: make the table larger for the test to mean something")
+	}
+	for i, k := range c.overflowKeys {
+		found[c.overflow[i].RuleId]++
+		if slot := c.slots[ruleSlotOf(k)]; slot.Overflow != 1 || slot.Value.RuleId == 0 {
+			t.Errorf("overflowed key of rule %d: its slot %+v does not say so", c.overflow[i].RuleId, slot)
+		}
+	}
+	for _, r := range rules {
+		if found[r.ID] != 1 {
+			t.Errorf("rule %v: %d keys, want 1", r, found[r.ID])
+		}
+	}
+}

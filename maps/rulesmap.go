@@ -2,6 +2,7 @@ package maps
 
 import (
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -16,36 +17,42 @@ import (
 )
 
 // Rules is the global session-rule table of one interface: the maps the
-// program looks rules up in (rule_match, rule_sets, rule_active), the
-// rules as given (rules) and their hit counters (rule_hits).
+// program looks rules up in (rule_slots, rule_match, rule_sets,
+// rule_active), compiled from the rules as given (rules), and their hit
+// counters (rule_hits).
 type Rules struct {
-	match, sets, active, info, hits *ebpf.Map
+	match, sets, active, info, hits, slots *ebpf.Map
 }
 
-// ruleShape is what the rules of one shape share: the family, the
-// prefix lengths and which fields are wildcards.
+// ruleShape is what the rules of one shape share: how specific they
+// are and their family, which together fix which bits of a packet they
+// look at.
 type ruleShape struct {
 	spec   Specificity
 	family uint8
-	flags  uint32
 }
 
 func shapeOf(m RuleMatch) ruleShape {
-	s := ruleShape{spec: m.Specificity(), family: familyOf(m.Local)}
-	for _, any := range []struct {
-		yes  bool
-		flag bpf.XdpRuleShapeFlags
-	}{
-		{m.Protocol == 0, bpf.XdpRuleShapeFlagsRULE_ANY_PROTOCOL},
-		{!m.Local.IsValid(), bpf.XdpRuleShapeFlagsRULE_ANY_FAMILY},
-		{m.LocalPort == 0, bpf.XdpRuleShapeFlagsRULE_ANY_LOCAL_PORT},
-		{m.RemotePort == 0, bpf.XdpRuleShapeFlagsRULE_ANY_REMOTE_PORT},
-	} {
-		if any.yes {
-			s.flags |= uint32(any.flag)
-		}
+	return ruleShape{spec: m.Specificity(), family: familyOf(m.Local)}
+}
+
+// shapeMask is rule_shape.mask of the shape of m: the bits of a
+// packet's key that m fixes.
+func shapeMask(m RuleMatch) bpf.XdpRuleKey {
+	k := bpf.XdpRuleKey{Local: mask(m.Local), Remote: mask(m.Remote)}
+	if m.LocalPort != 0 {
+		k.LocalPort = 0xffff
 	}
-	return s
+	if m.RemotePort != 0 {
+		k.RemotePort = 0xffff
+	}
+	if m.Protocol != 0 {
+		k.Protocol = 0xff
+	}
+	if m.Local.IsValid() {
+		k.Family = 0xff
+	}
+	return k
 }
 
 func familyOf(p netip.Prefix) uint8 {
@@ -89,8 +96,8 @@ func addr16(p netip.Prefix) [16]byte {
 }
 
 // ErrRuleMapsMissing says that the pins are an older build's, from
-// before session rules.
-var ErrRuleMapsMissing = errors.New("no rule maps pinned (attached by an xdpstack older than session rules; attach again with this one)")
+// before session rules or before one of the rule maps of this build.
+var ErrRuleMapsMissing = errors.New("no rule maps of this build pinned (attached by an older xdpstack; attach again with this one)")
 
 // OpenPinnedRules opens the rule maps pinned in dir. The caller closes
 // them.
@@ -109,12 +116,12 @@ func OpenPinnedRules(dir string) (Rules, error) {
 		}
 		opened = append(opened, m)
 	}
-	return Rules{match: opened[0], sets: opened[1], active: opened[2], info: opened[3], hits: opened[4]}, nil
+	return Rules{match: opened[0], sets: opened[1], active: opened[2], info: opened[3], hits: opened[4], slots: opened[5]}, nil
 }
 
 // Close closes maps opened by OpenPinnedRules.
 func (t Rules) Close() error {
-	return errors.Join(t.match.Close(), t.sets.Close(), t.active.Close(), t.info.Close(), t.hits.Close())
+	return errors.Join(t.match.Close(), t.sets.Close(), t.active.Close(), t.info.Close(), t.hits.Close(), t.slots.Close())
 }
 
 // LockPinDir takes an exclusive lock on an interface's pin folder, for
@@ -236,8 +243,9 @@ func CheckRules(rules []Rule) ([]Rule, error) {
 //
 // The program reads rule_active once per packet and looks only at that
 // generation's shapes and keys. Replace writes the generation not in
-// use, flips rule_active and leaves the retired generation's keys in
-// place; the next Replace clears them, long after any packet that read
+// use (its rule set, its half of rule_slots, its keys in rule_match),
+// flips rule_active and leaves the retired generation in place; the
+// next Replace overwrites it, long after any packet that read
 // them has gone through (XDP runs each packet to completion). So no
 // packet sees half of one set and half of another.
 func (t Rules) Replace(want []Rule) ([]Rule, error) {
@@ -303,13 +311,20 @@ func (t Rules) Replace(want []Rule) ([]Rule, error) {
 			return nil, fmt.Errorf("reset hits of rule %d: %w", id, err)
 		}
 	}
-	set, keys, values := encodeRules(want, uint8(target))
-	if len(keys) > 0 {
-		if _, err := t.match.BatchUpdate(keys, values, nil); err != nil {
+	c := compileRules(want, uint8(target))
+	indexes := make([]uint32, len(c.slots))
+	for i := range indexes {
+		indexes[i] = target<<ruleSlotBits | uint32(i)
+	}
+	if _, err := t.slots.BatchUpdate(indexes, c.slots, nil); err != nil {
+		return nil, fmt.Errorf("write %s map: %w", RuleSlotsName, err)
+	}
+	if len(c.overflowKeys) > 0 {
+		if _, err := t.match.BatchUpdate(c.overflowKeys, c.overflow, nil); err != nil {
 			return nil, fmt.Errorf("write %s map: %w", RuleMatchName, err)
 		}
 	}
-	if err := t.sets.Put(target, set); err != nil {
+	if err := t.sets.Put(target, c.set); err != nil {
 		return nil, fmt.Errorf("write %s map: %w", RuleSetsName, err)
 	}
 	if err := t.active.Put(uint32(0), bpf.XdpRuleGeneration{Active: target}); err != nil {
@@ -338,6 +353,20 @@ func (t Rules) Replace(want []Rule) ([]Rule, error) {
 	return want, nil
 }
 
+// Recompile compiles the rules in the table into the maps the program
+// reads, as Replace would with the same rules: for a program whose
+// compiled maps are new.
+func (t Rules) Recompile() error {
+	all, err := t.All()
+	if err == nil {
+		_, err = t.Replace(all)
+	}
+	if err != nil {
+		return fmt.Errorf("compile the pinned rules: %w", err)
+	}
+	return nil
+}
+
 // clearGeneration deletes the keys of a retired generation.
 func (t Rules) clearGeneration(gen uint8) error {
 	var (
@@ -363,9 +392,34 @@ func (t Rules) clearGeneration(gen uint8) error {
 	return nil
 }
 
-// encodeRules lays out checked rules as one generation: its shapes,
-// most specific first, and a key per rule.
-func encodeRules(rules []Rule, gen uint8) (bpf.XdpRuleSet, []bpf.XdpRuleKey, []bpf.XdpRuleValue) {
+// ruleSlotBits is RULE_SLOT_BITS: a generation has 1<<ruleSlotBits
+// slots.
+const ruleSlotBits = 15
+
+// ruleSlotOf is rule_slot_of in xdp.c: the slot of a key, hashed as
+// the program reads it, in little-endian 64-bit words.
+func ruleSlotOf(k bpf.XdpRuleKey) uint32 {
+	le := binary.LittleEndian.Uint64
+	w4 := uint64(k.LocalPort) | uint64(k.RemotePort)<<16 | uint64(k.Protocol)<<32 |
+		uint64(k.Family)<<40 | uint64(k.Shape)<<48 | uint64(k.Generation)<<56
+	h := le(k.Local[:8])*0x9e3779b97f4a7c15 + le(k.Local[8:])*0xc2b2ae3d27d4eb4f +
+		le(k.Remote[:8])*0x165667b19e3779f9 + le(k.Remote[8:])*0xd6e8feb86659fd93 +
+		w4*0xff51afd7ed558ccd
+	return uint32(h >> (64 - ruleSlotBits))
+}
+
+// compiledRules is one generation of the table as the program reads
+// it: the rule set, the generation's half of rule_slots, and the keys
+// that found their slot taken, for rule_match.
+type compiledRules struct {
+	set          bpf.XdpRuleSet
+	slots        []bpf.XdpRuleSlot
+	overflowKeys []bpf.XdpRuleKey
+	overflow     []bpf.XdpRuleValue
+}
+
+// compileRules lays out checked rules as generation gen.
+func compileRules(rules []Rule, gen uint8) compiledRules {
 	var shapes []ruleShape
 	for _, r := range rules {
 		if s := shapeOf(r.RuleMatch); !slices.Contains(shapes, s) {
@@ -373,17 +427,18 @@ func encodeRules(rules []Rule, gen uint8) (bpf.XdpRuleSet, []bpf.XdpRuleKey, []b
 		}
 	}
 	slices.SortFunc(shapes, func(a, b ruleShape) int {
-		return cmp.Or(b.spec.compare(a.spec), cmp.Compare(a.family, b.family), cmp.Compare(a.flags, b.flags))
+		return cmp.Or(b.spec.compare(a.spec), cmp.Compare(a.family, b.family))
 	})
-	set := bpf.XdpRuleSet{ShapeCount: uint32(len(shapes)), RuleCount: uint32(len(rules))}
-	keys := make([]bpf.XdpRuleKey, len(rules))
-	values := make([]bpf.XdpRuleValue, len(rules))
-	for i, r := range rules {
+	c := compiledRules{
+		set:   bpf.XdpRuleSet{ShapeCount: uint32(len(shapes)), RuleCount: uint32(len(rules))},
+		slots: make([]bpf.XdpRuleSlot, 1<<ruleSlotBits),
+	}
+	for _, r := range rules {
 		index := slices.Index(shapes, shapeOf(r.RuleMatch))
-		s := &set.Shapes[index]
-		s.LocalMask, s.RemoteMask, s.Flags = mask(r.Local), mask(r.Remote), shapes[index].flags
-		s.Rules++
-		keys[i] = bpf.XdpRuleKey{
+		shape := &c.set.Shapes[index]
+		shape.Mask, shape.Family = shapeMask(r.RuleMatch), uint32(shapes[index].family)
+		shape.Rules++
+		k := bpf.XdpRuleKey{
 			Local:      addr16(r.Local),
 			Remote:     addr16(r.Remote),
 			LocalPort:  htons(r.LocalPort),
@@ -393,9 +448,16 @@ func encodeRules(rules []Rule, gen uint8) (bpf.XdpRuleSet, []bpf.XdpRuleKey, []b
 			Shape:      uint8(index),
 			Generation: gen,
 		}
-		values[i] = bpf.XdpRuleValue{RuleId: r.ID, Action: uint32(r.Action)}
+		v := bpf.XdpRuleValue{RuleId: r.ID, Action: uint32(r.Action)}
+		slot := &c.slots[ruleSlotOf(k)]
+		if slot.Value.RuleId == 0 {
+			slot.Key, slot.Value = k, v
+			continue
+		}
+		slot.Overflow = 1
+		c.overflowKeys, c.overflow = append(c.overflowKeys, k), append(c.overflow, v)
 	}
-	return set, keys, values
+	return c
 }
 
 // Hits reads the hit counters of the rules in the table, summed over

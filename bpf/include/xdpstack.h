@@ -100,10 +100,18 @@ struct attach_info {
  * prefix and port and a remote (source) prefix and port; port 0 is any.
  *
  * The table is a tuple-space search: rules of one shape (which fields are
- * wildcards and how long the prefixes are) share one set of masks, and
- * the program tries the shapes in order of specificity, most specific
- * first, stopping at the first hit. Two rules never have the same match,
- * so the first hit is the most specific rule. */
+ * wildcards and how long the prefixes are) share one mask, and the
+ * program tries the shapes in order of specificity, most specific first,
+ * stopping at the first hit. Two rules never have the same match, so the
+ * first hit is the most specific rule. A packet tries the shapes of its
+ * own family and those of any address only.
+ *
+ * A try looks the masked packet up in rule_slots, a table indexed by a
+ * hash of the key: its slot holds one key of that hash and tells whether
+ * the rule_match hash map holds more, so that most tries cost an array
+ * read and a compare. User space compiles rule_slots, rule_match,
+ * rule_sets and rule_active from the rules map; a build that lays them
+ * out otherwise compiles them anew. */
 
 /* Room for this many rules, numbered 1 to MAX_RULES - 1. */
 #define MAX_RULES 16384
@@ -124,7 +132,8 @@ enum rule_family {
 };
 
 /* A packet masked by one shape, or a rule of that shape. Addresses are
- * IPv4-mapped for IPv4, as in listener_key. */
+ * IPv4-mapped for IPv4, as in listener_key. Aligned so that the program
+ * masks, hashes and compares it a 64-bit word at a time. */
 struct rule_key {
 	__u8 local[16];
 	__u8 remote[16];
@@ -134,25 +143,30 @@ struct rule_key {
 	__u8 family;	    /* enum rule_family; ANY in a shape with any address */
 	__u8 shape;	    /* index of the shape in its rule set */
 	__u8 generation;    /* the rule set it belongs to: see the rule_active map */
-};
+} __attribute__((aligned(8)));
 
 struct rule_value {
 	__u32 rule_id;
 	__u32 action; /* enum rule_action */
 };
 
-enum rule_shape_flags {
-	RULE_ANY_PROTOCOL = 1 << 0,
-	RULE_ANY_FAMILY = 1 << 1,
-	RULE_ANY_LOCAL_PORT = 1 << 2,
-	RULE_ANY_REMOTE_PORT = 1 << 3,
-};
+/* log2 of the slots of one generation in rule_slots: twice MAX_RULES, so
+ * that few keys find their slot taken. */
+#define RULE_SLOT_BITS 15
+
+/* A cache line each, so that a try reads one line, not two. */
+struct rule_slot {
+	struct rule_key key;
+	struct rule_value value; /* rule_id 0: the slot is empty */
+	__u32 overflow;		 /* 1: rule_match holds other keys of this slot */
+} __attribute__((aligned(64)));
 
 struct rule_shape {
-	__u8 local_mask[16];  /* over the IPv4-mapped form for IPv4 */
-	__u8 remote_mask[16];
-	__u32 flags;	      /* enum rule_shape_flags */
+	struct rule_key mask; /* the bits of a packet's key that its rules fix:
+			       * all of an exact field, none of a wildcard, the
+			       * prefix of an address; none of shape and generation */
 	__u32 rules;	      /* how many rules have this shape */
+	__u32 family;	      /* enum rule_family: the packets it is tried on */
 };
 
 /* One generation of the rule table: its shapes, most specific first. */

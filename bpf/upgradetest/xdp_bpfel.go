@@ -25,6 +25,7 @@ const (
 	XdpMapRuleHits          = "rule_hits"
 	XdpMapRuleMatch         = "rule_match"
 	XdpMapRuleSets          = "rule_sets"
+	XdpMapRuleSlots         = "rule_slots"
 	XdpMapRules             = "rules"
 	XdpMapSampleCounts      = "sample_counts"
 	XdpMapSamples           = "samples"
@@ -36,7 +37,6 @@ const (
 	XdpVarReasonBtf         = "reason_btf"
 	XdpVarRuleActionBtf     = "rule_action_btf"
 	XdpVarRuleFamilyBtf     = "rule_family_btf"
-	XdpVarRuleShapeFlagsBtf = "rule_shape_flags_btf"
 	XdpVarSampleLimitsBtf   = "sample_limits_btf"
 	XdpVarSampleMetaBtf     = "sample_meta_btf"
 	XdpVarUserstackPortMax  = "userstack_port_max"
@@ -101,6 +101,7 @@ type XdpMapSpecs struct {
 	RuleHits     *ebpf.MapSpec `ebpf:"rule_hits"`
 	RuleMatch    *ebpf.MapSpec `ebpf:"rule_match"`
 	RuleSets     *ebpf.MapSpec `ebpf:"rule_sets"`
+	RuleSlots    *ebpf.MapSpec `ebpf:"rule_slots"`
 	Rules        *ebpf.MapSpec `ebpf:"rules"`
 	SampleCounts *ebpf.MapSpec `ebpf:"sample_counts"`
 	Samples      *ebpf.MapSpec `ebpf:"samples"`
@@ -117,7 +118,6 @@ type XdpVariableSpecs struct {
 	ReasonBtf         *ebpf.VariableSpec `ebpf:"reason_btf"`
 	RuleActionBtf     *ebpf.VariableSpec `ebpf:"rule_action_btf"`
 	RuleFamilyBtf     *ebpf.VariableSpec `ebpf:"rule_family_btf"`
-	RuleShapeFlagsBtf *ebpf.VariableSpec `ebpf:"rule_shape_flags_btf"`
 	SampleLimitsBtf   *ebpf.VariableSpec `ebpf:"sample_limits_btf"`
 	SampleMetaBtf     *ebpf.VariableSpec `ebpf:"sample_meta_btf"`
 	UserstackPortMax  *ebpf.VariableSpec `ebpf:"userstack_port_max"`
@@ -153,6 +153,7 @@ type XdpMaps struct {
 	RuleHits     *ebpf.Map `ebpf:"rule_hits"`
 	RuleMatch    *ebpf.Map `ebpf:"rule_match"`
 	RuleSets     *ebpf.Map `ebpf:"rule_sets"`
+	RuleSlots    *ebpf.Map `ebpf:"rule_slots"`
 	Rules        *ebpf.Map `ebpf:"rules"`
 	SampleCounts *ebpf.Map `ebpf:"sample_counts"`
 	Samples      *ebpf.Map `ebpf:"samples"`
@@ -172,6 +173,7 @@ func (m *XdpMaps) Close() error {
 		m.RuleHits,
 		m.RuleMatch,
 		m.RuleSets,
+		m.RuleSlots,
 		m.Rules,
 		m.SampleCounts,
 		m.Samples,
@@ -189,7 +191,6 @@ type XdpVariables struct {
 	ReasonBtf         *ebpf.Variable `ebpf:"reason_btf"`
 	RuleActionBtf     *ebpf.Variable `ebpf:"rule_action_btf"`
 	RuleFamilyBtf     *ebpf.Variable `ebpf:"rule_family_btf"`
-	RuleShapeFlagsBtf *ebpf.Variable `ebpf:"rule_shape_flags_btf"`
 	SampleLimitsBtf   *ebpf.Variable `ebpf:"sample_limits_btf"`
 	SampleMetaBtf     *ebpf.Variable `ebpf:"sample_meta_btf"`
 	UserstackPortMax  *ebpf.Variable `ebpf:"userstack_port_max"`

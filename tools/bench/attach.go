@@ -7,6 +7,7 @@ import (
 	"github.com/xdpstack/xdpstack/bpf"
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/tools/internal/attachproc"
+	"github.com/xdpstack/xdpstack/tools/internal/benchrules"
 )
 
 // attach puts setup s on host A's interface and returns what undoes it.
@@ -19,10 +20,9 @@ func (b *bench) attach(s setup) (func() error, error) {
 	case xdpstack:
 		return b.attachXdpstack()
 	case xdpstackDeny:
-		deny := maps.Rule{RuleMatch: maps.RuleMatch{Protocol: maps.UDP, LocalPort: genPort}, Action: maps.RuleDeny}
-		return b.attachWithRules([]maps.Rule{deny})
+		return b.attachWithRules([]maps.Rule{benchrules.Deny(genPort)})
 	case xdpstackRules:
-		return b.attachWithRules(benchRules(manyRules))
+		return b.attachWithRules(benchrules.Many(manyRules, b.generated()))
 	case xdpstackSampled:
 		return b.attachSampled()
 	}

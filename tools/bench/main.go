@@ -80,6 +80,9 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 	fmt.Fprintf(&r, "# Benchmarks\n\nMeasured %s on %s with `make bench` (`go run ./tools/bench -binary bin/xdpstack -o BENCHMARKS.md`).\n",
 		time.Now().UTC().Format("2006-01-02"), machine())
 	fmt.Fprintf(&r, "Each figure is the median of %d interleaved rounds on one veth pair between two network namespaces.\n", rounds)
+	if only["fastpath"] || only["rules"] {
+		fmt.Fprintf(&r, "\n## Fast path: what passing through xdpstack costs the kernel\n\n")
+	}
 	if only["fastpath"] {
 		tcp, err := b.tcpThroughput(rounds, tcpTime)
 		if err != nil {
@@ -89,12 +92,13 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 		if err != nil {
 			return "", fmt.Errorf("pass rate: %w", err)
 		}
-		fmt.Fprintf(&r, "\n## Fast path: what passing through xdpstack costs the kernel\n\n")
 		fmt.Fprintf(&r, "| figure | no XDP | minimal XDP_PASS | xdpstack | xdpstack / XDP_PASS | xdpstack / no XDP | target |\n|---|---:|---:|---:|---:|---:|---|\n")
 		fmt.Fprintf(&r, "| kernel TCP throughput, iperf3 %s (Gbit/s) | %.2f | %.2f | %.2f | **%.3f×** | %.3f× | ≥ 0.97× XDP_PASS |\n",
 			tcpTime, tcp[none]/1e9, tcp[minimalPass]/1e9, tcp[xdpstack]/1e9, tcp[xdpstack]/tcp[minimalPass], tcp[xdpstack]/tcp[none])
 		fmt.Fprintf(&r, "| packets passed to the kernel, 64 B UDP (Mpps) | %.2f | %.2f | %.2f | **%.3f×** | %.3f× | ≥ 0.90× XDP_PASS |\n\n",
 			pps[none]/1e6, pps[minimalPass]/1e6, pps[xdpstack]/1e6, pps[xdpstack]/pps[minimalPass], pps[xdpstack]/pps[none])
+	}
+	if only["rules"] {
 		drop, rules, err := b.ruleFigures(rounds, frames)
 		if err != nil {
 			return "", fmt.Errorf("session rules: %w", err)
@@ -104,6 +108,8 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 			drop[minimalDrop]/1e6, drop[xdpstackDeny]/1e6, drop[xdpstackDeny]/drop[minimalDrop])
 		fmt.Fprintf(&r, "| packets passed to the kernel, 64 B UDP (Mpps), %d rules in 8 shapes against none | %.2f | %.2f | **%.3f×** | ≥ 0.90× |\n\n",
 			manyRules, rules[xdpstack]/1e6, rules[xdpstackRules]/1e6, rules[xdpstackRules]/rules[xdpstack])
+	}
+	if only["fastpath"] || only["rules"] {
 		r.WriteString(notes)
 	}
 	if only["rules"] {

@@ -13,6 +13,7 @@ import (
 	"github.com/xdpstack/xdpstack/daemon/control"
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/tools/internal/attachproc"
+	"github.com/xdpstack/xdpstack/tools/internal/benchrules"
 )
 
 // How many changes each way of changing rules makes: enough for a
@@ -117,7 +118,7 @@ func (b *bench) ruleChanges() ([]ruleChangeRow, error) {
 	}
 
 	start := time.Now()
-	if _, err := table.Replace(benchRules(batchRules)); err != nil {
+	if _, err := table.Replace(benchrules.Many(batchRules, b.generated())); err != nil {
 		return nil, fmt.Errorf("replace with %d rules: %w", batchRules, err)
 	}
 	record(fmt.Sprintf("the pins, %d rules in one change (global)", batchRules), batchRules, "rules", time.Since(start))

@@ -8,6 +8,8 @@ package pktgen
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/xdpstack/xdpstack/internal/testing/hosts"
@@ -17,10 +19,6 @@ import (
 
 // FrameSize is the classic minimum: 64 bytes with the Ethernet header.
 const FrameSize = 64
-
-// ErrStalled is a Send the TX ring took no frame of for a while: on a
-// host busy with other work, the kernel did not run the copies in time.
-var ErrStalled = errors.New("transmit stalled")
 
 // Generator sends 64-byte UDP frames from one host to another.
 type Generator struct {
@@ -48,12 +46,26 @@ func New(from, to *hosts.Host, dstPort uint16) (*Generator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generator: %w", err)
 	}
-	f := packet.EthernetTo(toMAC, fromLink.Attrs().HardwareAddr, packet.EtherTypeIPv4).
-		IPv4(packet.IPv4{Src: from.Addr, Dst: to.Addr, Protocol: packet.ProtoUDP}).
-		UDP(9999, dstPort)
-	g.frame = f.Payload(FrameSize - len(f.Bytes())).Bytes()
+	g.frame = Frame(toMAC, fromLink.Attrs().HardwareAddr, from.Addr, to.Addr, dstPort)
 	return g, nil
 }
+
+// SrcPort is the UDP port the generator sends from.
+const SrcPort = 9999
+
+// Frame is the frame a generator sends: FrameSize bytes of UDP from
+// src:SrcPort to dst:dstPort.
+func Frame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, dstPort uint16) []byte {
+	f := packet.EthernetTo(dstMAC, srcMAC, packet.EtherTypeIPv4).
+		IPv4(packet.IPv4{Src: src, Dst: dst, Protocol: packet.ProtoUDP}).
+		UDP(SrcPort, dstPort)
+	return f.Payload(FrameSize - len(f.Bytes())).Bytes()
+}
+
+// ErrStalled says that the frames stopped leaving: the socket's TX
+// ring stayed full, as it does for a while when other work takes the
+// CPU the kernel sends them from.
+var ErrStalled = errors.New("transmit stalled")
 
 // Send transmits n frames and returns how long that took; count what
 // arrives.
