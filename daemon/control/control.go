@@ -93,6 +93,16 @@ func (e *RefusedError) Unwrap() error { return e.Err }
 // Refuse makes err the answer to a request, with status code (4xx).
 func Refuse(code int, err error) error { return &RefusedError{Code: code, Err: err} }
 
+// writeFailure answers an endpoint's error: with its code when it is a
+// refusal, else 500.
+func writeFailure(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	if refused, ok := errors.AsType[*RefusedError](err); ok {
+		code = refused.Code
+	}
+	writeError(w, code, err)
+}
+
 // Register serves e with f on s. Register panics when e is registered
 // twice, as http.ServeMux does.
 func Register[Req, Resp any](s *Server, e Endpoint[Req, Resp], f func(context.Context, Req) (Resp, error)) {
@@ -104,11 +114,7 @@ func Register[Req, Resp any](s *Server, e Endpoint[Req, Resp], f func(context.Co
 		}
 		resp, err := f(r.Context(), req)
 		if err != nil {
-			code := http.StatusInternalServerError
-			if refused, ok := errors.AsType[*RefusedError](err); ok {
-				code = refused.Code
-			}
-			writeError(w, code, err)
+			writeFailure(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, resp)

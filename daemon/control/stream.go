@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,11 +36,7 @@ func RegisterStream[Req any](s *Server, e StreamEndpoint[Req], f func(context.Co
 		}
 		stream, err := f(r.Context(), req)
 		if err != nil {
-			code := http.StatusInternalServerError
-			if refused, ok := errors.AsType[*RefusedError](err); ok {
-				code = refused.Code
-			}
-			writeError(w, code, err)
+			writeFailure(w, err)
 			return
 		}
 		ctx, stop := context.WithCancel(r.Context())
