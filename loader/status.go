@@ -33,6 +33,9 @@ type Status struct {
 	// XSKs are the AF_XDP sockets the process serves the interface
 	// with, by queue, as it recorded them.
 	XSKs []XSK
+	// Sampling is what the program samples; nil where a build older
+	// than sampling pinned no sampling maps.
+	Sampling *maps.SampleSettings
 }
 
 // XSK is an AF_XDP socket on one queue.
@@ -101,7 +104,7 @@ func ReadInterfaceStatus(root, ifname string) (Status, error) {
 	if !f.ours(dir) {
 		return Status{}, fmt.Errorf("xdpstack is not attached to %s (%s holds pins that are not xdpstack's)", ifname, dir)
 	}
-	s := Status{Iface: ifname, PinDir: dir, Pins: f.pins}
+	s := Status{Iface: ifname, PinDir: dir, Pins: f.pins, Sampling: samplingOf(dir)}
 	if rec, ok := attachRecord(dir); ok {
 		s.AttachedAt, s.PID = rec.Time, rec.PID
 		s.Running = attacherAlive(rec)
@@ -127,6 +130,20 @@ func ReadInterfaceStatus(root, ifname string) (Status, error) {
 		s.Mode = mode
 	}
 	return s, nil
+}
+
+// samplingOf reads the sample settings pinned in dir, if any.
+func samplingOf(dir string) *maps.SampleSettings {
+	sm, err := maps.OpenPinnedSampling(dir)
+	if err != nil {
+		return nil
+	}
+	defer sm.Close()
+	set, err := sm.Settings()
+	if err != nil {
+		return nil
+	}
+	return &set
 }
 
 // programName is the name of the program with the given id, or "" when

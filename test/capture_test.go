@@ -349,6 +349,12 @@ func TestCaptureSampling(t *testing.T) {
 	if !strings.Contains(d.output.String(), "sample rate changed") {
 		t.Errorf("the daemon did not log the new rate:\n%s", d.output)
 	}
+	if out := mustXdpstack(t, root, "status", a.Iface); !strings.Contains(out, a.Iface+": sampling 1 packet in 2 (rate 1), ") {
+		t.Errorf("status after the rate change: want the rate in\n%s", out)
+	}
+	if out := mustXdpstack(t, root, "status", a.Iface, "--json"); !strings.Contains(out, `"sampling":{"rate":1,"snaplen":`) {
+		t.Errorf("status --json after the rate change: want the rate in %s", out)
+	}
 
 	d.signal(t, syscall.SIGKILL) // the pins stay
 	out := mustXdpstack(t, root, "capture", a.Iface, "--sample-rate", "0", "--all", "--duration", "10ms", "-w", "/dev/null")

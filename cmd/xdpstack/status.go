@@ -15,6 +15,7 @@ import (
 	"github.com/xdpstack/xdpstack/daemon"
 	"github.com/xdpstack/xdpstack/daemon/control"
 	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
 )
 
@@ -42,9 +43,27 @@ type statusJSON struct {
 	PinDir      string    `json:"pin_dir"`
 	Pins        []string  `json:"pins"`
 	AFXDP       []xskJSON `json:"afxdp"`
+	// Sampling is absent where the pins hold no sampling maps.
+	Sampling *samplingJSON `json:"sampling,omitempty"`
 	// Daemon is what the daemon says over its control socket; absent
 	// when none answers.
 	Daemon *daemon.Status `json:"daemon,omitempty"`
+}
+
+type samplingJSON struct {
+	Rate    uint32 `json:"rate"`
+	Snaplen uint32 `json:"snaplen"`
+}
+
+// samplingSummary says what the program samples, for a person.
+func samplingSummary(set *maps.SampleSettings) string {
+	switch {
+	case set == nil:
+		return "sampling unknown (pins of a build without it)"
+	case set.Rate == 0:
+		return "sampling off"
+	}
+	return fmt.Sprintf("sampling 1 packet in %d (rate %d), %d bytes each", 1<<set.Rate, set.Rate, set.Snaplen)
 }
 
 type xskJSON struct {
@@ -108,7 +127,11 @@ func runStatus(c *cli.Context) error {
 			for _, x := range s.XSKs {
 				xsks = append(xsks, xskJSON{x.Queue, xskMode(x).String()})
 			}
-			out = append(out, statusJSON{s.Iface, uint32(s.ProgramID), s.ProgramName, modeOrNone(s), s.AttachedAt.UTC(), s.PID, s.Running, s.PinDir, s.Pins, xsks, daemons[i].status})
+			var sampling *samplingJSON
+			if s.Sampling != nil {
+				sampling = &samplingJSON{s.Sampling.Rate, s.Sampling.Snaplen}
+			}
+			out = append(out, statusJSON{s.Iface, uint32(s.ProgramID), s.ProgramName, modeOrNone(s), s.AttachedAt.UTC(), s.PID, s.Running, s.PinDir, s.Pins, xsks, sampling, daemons[i].status})
 		}
 		return json.NewEncoder(c.App.Writer).Encode(out)
 	}
@@ -135,6 +158,7 @@ func runStatus(c *cli.Context) error {
 	}
 	for i, s := range all {
 		fmt.Fprintf(c.App.Writer, "%s: %s\n", s.Iface, daemons[i].summary())
+		fmt.Fprintf(c.App.Writer, "%s: %s\n", s.Iface, samplingSummary(s.Sampling))
 	}
 	return nil
 }
