@@ -319,10 +319,4 @@ func (m RuleMatch) String() string {
 	return fmt.Sprintf("--proto %s --local %s --remote %s", m.ProtocolString(), m.LocalString(), m.RemoteString())
 }
 
-func (r Rule) String() string {
-	s := fmt.Sprintf("%s --action %s", r.RuleMatch, r.Action)
-	if r.Tag != "" {
-		s += " --tag " + r.Tag
-	}
-	return s
-}
+func (r Rule) String() string { return r.Row().String() }

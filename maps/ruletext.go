@@ -99,6 +99,15 @@ type RuleRow struct {
 	Tag      string `json:"tag"`
 }
 
+// String writes the rule as the rules command takes it.
+func (r RuleRow) String() string {
+	s := fmt.Sprintf("--proto %s --local %s --remote %s --action %s", r.Protocol, r.Local, r.Remote, r.Action)
+	if r.Tag != "" {
+		s += " --tag " + r.Tag
+	}
+	return s
+}
+
 // Row is r as listings show it.
 func (r Rule) Row() RuleRow {
 	return RuleRow{r.ID, r.ProtocolString(), r.LocalString(), r.RemoteString(), r.Action.String(), r.Tag}

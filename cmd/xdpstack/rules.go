@@ -164,7 +164,7 @@ func runRulesAdd(c *cli.Context) error {
 			return fmt.Errorf("rules add %s: %w", ifname, err)
 		}
 		for _, r := range added.Rules {
-			fmt.Fprintf(c.App.Writer, "namespace %s: local rule %d: %s\n", added.Namespace, r.ID, rowString(r))
+			fmt.Fprintf(c.App.Writer, "namespace %s: local rule %d: %s\n", added.Namespace, r.ID, r)
 		}
 		return nil
 	}
@@ -185,15 +185,6 @@ func runRulesAdd(c *cli.Context) error {
 	return nil
 }
 
-// rowString writes a listed rule as the rules command takes it.
-func rowString(r maps.RuleRow) string {
-	s := fmt.Sprintf("--proto %s --local %s --remote %s --action %s", r.Protocol, r.Local, r.Remote, r.Action)
-	if r.Tag != "" {
-		s += " --tag " + r.Tag
-	}
-	return s
-}
-
 func runRulesDel(c *cli.Context) error {
 	ifname, err := oneIface(c)
 	if err != nil {
@@ -209,7 +200,7 @@ func runRulesDel(c *cli.Context) error {
 			return fmt.Errorf("rules del %s: %w", ifname, err)
 		}
 		for _, r := range gone.Rules {
-			fmt.Fprintf(c.App.Writer, "namespace %s: deleted local rule %d: %s\n", gone.Namespace, r.ID, rowString(r))
+			fmt.Fprintf(c.App.Writer, "namespace %s: deleted local rule %d: %s\n", gone.Namespace, r.ID, r)
 		}
 		return nil
 	}
