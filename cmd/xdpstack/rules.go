@@ -123,23 +123,30 @@ func ruleSelector(c *cli.Context) (maps.RuleSelector, *maps.RuleText, error) {
 	return maps.RuleSelector{Match: m}, &t, flagError(err)
 }
 
-// openRules checks that xdpstack is attached to the command's interface
-// and opens its rule maps, holding the pin folder's lock.
-func openRules(c *cli.Context, ifname string) (maps.Rules, func(), error) {
+// openRules checks that xdpstack is attached to the command's interface,
+// opens its rule maps holding the pin folder's lock, and reads the rules
+// in force.
+func openRules(c *cli.Context, ifname string) (maps.Rules, []maps.Rule, func(), error) {
 	st, err := loader.ReadInterfaceStatus(c.String("pin-root"), ifname)
 	if err != nil {
-		return maps.Rules{}, nil, err
+		return maps.Rules{}, nil, nil, err
 	}
-	rules, err := maps.OpenPinnedRules(st.PinDir)
+	table, err := maps.OpenPinnedRules(st.PinDir)
 	if err != nil {
-		return maps.Rules{}, nil, err
+		return maps.Rules{}, nil, nil, err
 	}
 	unlock, err := maps.LockPinDir(st.PinDir)
 	if err != nil {
-		rules.Close()
-		return maps.Rules{}, nil, err
+		table.Close()
+		return maps.Rules{}, nil, nil, err
 	}
-	return rules, func() { unlock(); rules.Close() }, nil
+	done := func() { unlock(); table.Close() }
+	have, err := table.All()
+	if err != nil {
+		done()
+		return maps.Rules{}, nil, nil, err
+	}
+	return table, have, done, nil
 }
 
 func runRulesAdd(c *cli.Context) error {
@@ -168,15 +175,11 @@ func runRulesAdd(c *cli.Context) error {
 		}
 		return nil
 	}
-	table, done, err := openRules(c, ifname)
+	table, have, done, err := openRules(c, ifname)
 	if err != nil {
 		return err
 	}
 	defer done()
-	have, err := table.All()
-	if err != nil {
-		return err
-	}
 	got, err := table.Replace(append(have, r))
 	if err != nil {
 		return fmt.Errorf("rules add: %w", err)
@@ -204,15 +207,11 @@ func runRulesDel(c *cli.Context) error {
 		}
 		return nil
 	}
-	table, done, err := openRules(c, ifname)
+	table, have, done, err := openRules(c, ifname)
 	if err != nil {
 		return err
 	}
 	defer done()
-	have, err := table.All()
-	if err != nil {
-		return err
-	}
 	keep := slices.DeleteFunc(slices.Clone(have), sel.Selects)
 	if len(keep) == len(have) {
 		return fmt.Errorf("rules del: no rule on %s has %s (see: xdpstack rules list %s)", ifname, sel, ifname)
@@ -243,15 +242,11 @@ func runRulesList(c *cli.Context) error {
 	if c.IsSet("namespace") {
 		return listLocalRules(c, ifname, c.String("namespace"))
 	}
-	table, done, err := openRules(c, ifname)
+	table, rules, done, err := openRules(c, ifname)
 	if err != nil {
 		return err
 	}
 	defer done()
-	rules, err := table.All()
-	if err != nil {
-		return err
-	}
 	hits, err := table.Hits(rules)
 	if err != nil {
 		return err
