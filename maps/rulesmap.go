@@ -471,7 +471,7 @@ func (t Rules) Hits(rules []Rule) (map[uint32]Counter, error) {
 		}
 		var sum Counter
 		for _, c := range perCPU {
-			sum = sum.Add(Counter{c.Packets, c.Bytes})
+			sum = addCounter(sum, c)
 		}
 		hits[r.ID] = sum
 	}

@@ -184,27 +184,9 @@ func (s Sampling) Samples() *ebpf.Map { return s.samples }
 // Counts reads every verdict's sample counters and sums them over the
 // CPUs. Verdicts never sampled are left out.
 func (s Sampling) Counts() (map[Verdict]SampleCount, error) {
-	sums := make(map[Verdict]SampleCount)
-	var (
-		index  uint32
-		perCPU []bpf.XdpSampleCount
-	)
-	entries := s.counts.Iterate()
-	for entries.Next(&index, &perCPU) {
-		var sum SampleCount
-		for _, c := range perCPU {
-			sum.Taken += c.Taken
-			sum.Lost += c.Lost
-			sum.Unread += c.Unread
-		}
-		if sum != (SampleCount{}) {
-			sums[verdictAt(index)] = sum
-		}
-	}
-	if err := entries.Err(); err != nil {
-		return nil, fmt.Errorf("read %s map: %w", SampleCountsName, err)
-	}
-	return sums, nil
+	return sumVerdicts(s.counts, SampleCountsName, func(sum SampleCount, c bpf.XdpSampleCount) SampleCount {
+		return SampleCount{sum.Taken + c.Taken, sum.Lost + c.Lost, sum.Unread + c.Unread}
+	})
 }
 
 // Sample is one packet the program sampled.

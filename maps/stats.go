@@ -132,23 +132,33 @@ type Stats struct{ m *ebpf.Map }
 // Sum reads every verdict's counters and sums them over the CPUs.
 // Verdicts that never happened are left out.
 func (s Stats) Sum() (map[Verdict]Counter, error) {
-	sums := make(map[Verdict]Counter)
+	return sumVerdicts(s.m, StatsName, addCounter)
+}
+
+// addCounter adds one CPU's counter to a sum.
+func addCounter(sum Counter, c bpf.XdpCounter) Counter { return sum.Add(Counter{c.Packets, c.Bytes}) }
+
+// sumVerdicts reads a per-CPU map indexed by verdict, with add summing
+// each entry over the CPUs; verdicts whose sum is zero are left out.
+func sumVerdicts[V any, S comparable](m *ebpf.Map, name string, add func(S, V) S) (map[Verdict]S, error) {
+	sums := make(map[Verdict]S)
 	var (
 		index  uint32
-		perCPU []bpf.XdpCounter
+		perCPU []V
+		zero   S
 	)
-	entries := s.m.Iterate()
+	entries := m.Iterate()
 	for entries.Next(&index, &perCPU) {
-		var sum Counter
+		var sum S
 		for _, c := range perCPU {
-			sum = sum.Add(Counter{c.Packets, c.Bytes})
+			sum = add(sum, c)
 		}
-		if sum.Packets > 0 {
+		if sum != zero {
 			sums[verdictAt(index)] = sum
 		}
 	}
 	if err := entries.Err(); err != nil {
-		return nil, fmt.Errorf("read %s map: %w", StatsName, err)
+		return nil, fmt.Errorf("read %s map: %w", name, err)
 	}
 	return sums, nil
 }
