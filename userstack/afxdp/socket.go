@@ -399,6 +399,11 @@ func (s *Socket) addTXRing(fd int) error {
 // closeSocket closes the sockets and unmaps their rings.
 func (s *Socket) closeSocket() {
 	s.closeFDs()
+	s.unmapRings()
+}
+
+// unmapRings unmaps the rings of closed sockets.
+func (s *Socket) unmapRings() {
 	for _, m := range s.mmaps {
 		unix.Munmap(m)
 	}
@@ -1016,7 +1021,7 @@ func (s *Socket) Close() error {
 	s.rxFreeN.Add(int64(rx + fill))
 	s.txFreeN.Add(int64(tx))
 	s.lost.Store(s.rxInKernel.Swap(0) + s.txInKernel.Swap(0))
-	s.closeSocket()
+	s.unmapRings() // the descriptors closed above, under kickMu
 	unix.Munmap(s.umem)
 	return err
 }
