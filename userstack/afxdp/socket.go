@@ -171,9 +171,11 @@ type Socket struct {
 	kickerDone chan struct{}
 	// kickMu is held by whoever kicks the TX ring, so that kicks never
 	// contend for the socket's mutex in the kernel; lastInline is when
-	// the last inline kick ended (stagetime.Now).
+	// the last inline kick ended (stagetime.Now), and inlineGap is
+	// inlineKickGap (tests that must not see it pass make it long).
 	kickMu     sync.Mutex
 	lastInline atomic.Int64
+	inlineGap  time.Duration
 
 	txMu sync.Mutex
 	// closed is set by Close, under txMu.
@@ -213,7 +215,7 @@ func Open(ifindex, queue int, opts Options) (*Socket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("allocate umem: %w", err)
 	}
-	s := &Socket{Queue: queue, umem: umem, frameSize: opts.FrameSize, frames: opts.Frames, fd: -1, txFD: -1, txHeadroom: txMetadataLen, logger: opts.Log}
+	s := &Socket{Queue: queue, umem: umem, frameSize: opts.FrameSize, frames: opts.Frames, fd: -1, txFD: -1, txHeadroom: txMetadataLen, logger: opts.Log, inlineGap: inlineKickGap}
 	// Zero-copy first, then multi-buffer: many drivers do zero-copy
 	// only in single frames, and copy mode costs more than a ceiling on
 	// the MTU. Kernels before 5.4 know no XDP_USE_NEED_WAKEUP.
@@ -608,7 +610,7 @@ const inlineKickGap = 30 * time.Microsecond
 // a kick is under way (which then sends these frames too) or one was
 // just made inline; the kicker takes what one kick leaves.
 func (s *Socket) kickInline() {
-	if stagetime.Now()-s.lastInline.Load() < int64(inlineKickGap) || !s.kickMu.TryLock() {
+	if stagetime.Now()-s.lastInline.Load() < int64(s.inlineGap) || !s.kickMu.TryLock() {
 		s.handToKicker()
 		return
 	}
