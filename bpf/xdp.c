@@ -326,7 +326,7 @@ static __always_inline int apply_rules(struct xdp_md *ctx, struct flow *f)
 	struct rule_set *set;
 	union rule_words p;
 
-	if (!g)
+	if (!g || !g->shape_count)
 		return RULES_GO_ON;
 	gen = g->active & 1;
 	set = bpf_map_lookup_elem(&rule_sets, &gen);

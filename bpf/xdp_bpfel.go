@@ -78,8 +78,9 @@ const (
 )
 
 type XdpRuleGeneration struct {
-	_      structs.HostLayout
-	Active uint32
+	_          structs.HostLayout
+	Active     uint32
+	ShapeCount uint32
 }
 
 type XdpRuleInfo struct {

@@ -327,7 +327,7 @@ func (t Rules) Replace(want []Rule) ([]Rule, error) {
 	if err := t.sets.Put(target, c.set); err != nil {
 		return nil, fmt.Errorf("write %s map: %w", RuleSetsName, err)
 	}
-	if err := t.active.Put(uint32(0), bpf.XdpRuleGeneration{Active: target}); err != nil {
+	if err := t.active.Put(uint32(0), bpf.XdpRuleGeneration{Active: target, ShapeCount: c.set.ShapeCount}); err != nil {
 		return nil, fmt.Errorf("write %s map: %w", RuleActiveName, err)
 	}
 

@@ -177,7 +177,8 @@ struct rule_set {
 };
 
 struct rule_generation {
-	__u32 active; /* 0 or 1: the rule set and rule_key.generation in use */
+	__u32 active;	   /* 0 or 1: the rule set and rule_key.generation in use */
+	__u32 shape_count; /* the active set's: 0 spares a packet reading the set */
 };
 
 /* A rule as the operator gave it, for listing and bpftool; the program
