@@ -1,7 +1,8 @@
 // Command bench measures xdpstack side by side with the kernel on one veth
 // pair in one run, and prints (and with -o writes) a markdown table of
-// ratios. Every figure is the median of interleaved rounds, because these
-// machines are noisy and absolute numbers drift.
+// ratios. Every figure is the median of interleaved rounds, and every ratio
+// the median of the rounds' ratios, because these machines are noisy and
+// absolute numbers drift.
 //
 //	go run ./tools/bench -binary bin/xdpstack [-rounds 7] [-only apps] [-o BENCHMARKS.md]
 package main
@@ -79,7 +80,7 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 	var r strings.Builder
 	fmt.Fprintf(&r, "# Benchmarks\n\nMeasured %s on %s with `make bench` (`go run ./tools/bench -binary bin/xdpstack -o BENCHMARKS.md`).\n",
 		time.Now().UTC().Format("2006-01-02"), machine())
-	fmt.Fprintf(&r, "Each figure is the median of %d interleaved rounds on one veth pair between two network namespaces.\n", rounds)
+	fmt.Fprintf(&r, "Each figure is the median of %d interleaved rounds on one veth pair between two network namespaces; each ratio the median of the rounds' ratios.\n", rounds)
 	if only["fastpath"] || only["rules"] {
 		fmt.Fprintf(&r, "\n## Fast path: what passing through xdpstack costs the kernel\n\n")
 	}
@@ -94,9 +95,9 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 		}
 		fmt.Fprintf(&r, "| figure | no XDP | minimal XDP_PASS | xdpstack | xdpstack / XDP_PASS | xdpstack / no XDP | target |\n|---|---:|---:|---:|---:|---:|---|\n")
 		fmt.Fprintf(&r, "| kernel TCP throughput, iperf3 %s (Gbit/s) | %.2f | %.2f | %.2f | **%.3f×** | %.3f× | ≥ 0.97× XDP_PASS |\n",
-			tcpTime, tcp[none]/1e9, tcp[minimalPass]/1e9, tcp[xdpstack]/1e9, tcp[xdpstack]/tcp[minimalPass], tcp[xdpstack]/tcp[none])
+			tcpTime, tcp.median(none)/1e9, tcp.median(minimalPass)/1e9, tcp.median(xdpstack)/1e9, tcp.ratio(xdpstack, minimalPass), tcp.ratio(xdpstack, none))
 		fmt.Fprintf(&r, "| packets passed to the kernel, 64 B UDP (Mpps) | %.2f | %.2f | %.2f | **%.3f×** | %.3f× | ≥ 0.90× XDP_PASS |\n\n",
-			pps[none]/1e6, pps[minimalPass]/1e6, pps[xdpstack]/1e6, pps[xdpstack]/pps[minimalPass], pps[xdpstack]/pps[none])
+			pps.median(none)/1e6, pps.median(minimalPass)/1e6, pps.median(xdpstack)/1e6, pps.ratio(xdpstack, minimalPass), pps.ratio(xdpstack, none))
 	}
 	if only["rules"] {
 		drop, rules, err := b.ruleFigures(rounds, frames)
@@ -105,9 +106,9 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 		}
 		fmt.Fprintf(&r, "| figure | baseline | xdpstack | xdpstack / baseline | target |\n|---|---:|---:|---:|---|\n")
 		fmt.Fprintf(&r, "| frames dropped by a deny rule, 64 B UDP (Mpps), against minimal XDP_DROP | %.2f | %.2f | **%.3f×** | ≥ 0.85× |\n",
-			drop[minimalDrop]/1e6, drop[xdpstackDeny]/1e6, drop[xdpstackDeny]/drop[minimalDrop])
+			drop.median(minimalDrop)/1e6, drop.median(xdpstackDeny)/1e6, drop.ratio(xdpstackDeny, minimalDrop))
 		fmt.Fprintf(&r, "| packets passed to the kernel, 64 B UDP (Mpps), %d rules in 8 shapes against none | %.2f | %.2f | **%.3f×** | ≥ 0.90× |\n\n",
-			manyRules, rules[xdpstack]/1e6, rules[xdpstackRules]/1e6, rules[xdpstackRules]/rules[xdpstack])
+			manyRules, rules.median(xdpstack)/1e6, rules.median(xdpstackRules)/1e6, rules.ratio(xdpstackRules, xdpstack))
 	}
 	if only["fastpath"] || only["rules"] {
 		r.WriteString(notes)
@@ -134,9 +135,9 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 		fmt.Fprintf(&r, "\n## Sampling and capture\n\n")
 		fmt.Fprintf(&r, "| figure | baseline | xdpstack | xdpstack / baseline | floor | goal |\n|---|---:|---:|---:|---|---|\n")
 		fmt.Fprintf(&r, "| packets passed to the kernel, 64 B UDP (Mpps), sampling off, against minimal XDP_PASS | %.2f | %.2f | **%.3f×** | 0.97× | 1.0× |\n",
-			pass[minimalPass]/1e6, pass[xdpstack]/1e6, pass[xdpstack]/pass[minimalPass])
+			pass.median(minimalPass)/1e6, pass.median(xdpstack)/1e6, pass.ratio(xdpstack, minimalPass))
 		fmt.Fprintf(&r, "| packets passed to the kernel, 64 B UDP (Mpps), `--sample-rate %d` with a capture reading, against sampling off | %.2f | %.2f | **%.3f×** | 0.95× | 0.99× |\n",
-			sampledRate, pass[xdpstack]/1e6, pass[xdpstackSampled]/1e6, pass[xdpstackSampled]/pass[xdpstack])
+			sampledRate, pass.median(xdpstack)/1e6, pass.median(xdpstackSampled)/1e6, pass.ratio(xdpstackSampled, xdpstack))
 		fmt.Fprintf(&r, "| `capture --all -w /dev/null` of 64 B UDP (Mpps): packets captured against packets offered | %.2f | %.2f | **%.3f×** | reported | 1.0× |\n\n",
 			all.offered/1e6, all.captured/1e6, all.kept)
 		r.WriteString(samplingNotes)
@@ -268,12 +269,12 @@ type bench struct {
 	binary string
 }
 
-// interleave runs measure for every setup in turn, rounds times, and
-// returns each setup's median. Every other round runs the setups in the
-// reverse order, and each measurement starts after the attach settled,
-// so that neither order nor start-up favours a setup.
-func (b *bench) interleave(setups []setup, rounds int, measure func(setup) (float64, error)) (map[setup]float64, error) {
-	samples := make(map[setup][]float64)
+// interleave runs measure for every setup in turn, rounds times. Every
+// other round runs the setups in the reverse order, and each measurement
+// starts after the attach settled, so that neither order nor start-up
+// favours a setup.
+func (b *bench) interleave(setups []setup, rounds int, measure func(setup) (float64, error)) (measured, error) {
+	m := make(measured)
 	for round := range rounds {
 		order := slices.Clone(setups)
 		if round%2 == 1 {
@@ -292,13 +293,26 @@ func (b *bench) interleave(setups []setup, rounds int, measure func(setup) (floa
 			if err != nil {
 				return nil, fmt.Errorf("%v, round %d: %w", s, round+1, err)
 			}
-			samples[s] = append(samples[s], v)
+			m[s] = append(m[s], v)
 			fmt.Fprintf(logOut, "  %-17s round %d: %.4g\n", s, round+1, v)
 		}
 	}
-	medians := make(map[setup]float64)
-	for s, vs := range samples {
-		medians[s] = echobench.Median(vs)
+	return m, nil
+}
+
+// measured holds each setup's value in every round, in round order.
+type measured map[setup][]float64
+
+// median is setup s's median value.
+func (m measured) median(s setup) float64 { return echobench.Median(slices.Clone(m[s])) }
+
+// ratio is the median over the rounds of a's value over b's in the same
+// round: the machine's speed drifts between rounds far more than
+// within one, so pairs measured a few seconds apart cancel most of it.
+func (m measured) ratio(a, b setup) float64 {
+	var r []float64
+	for i := range min(len(m[a]), len(m[b])) {
+		r = append(r, m[a][i]/m[b][i])
 	}
-	return medians, nil
+	return echobench.Median(r)
 }

@@ -14,7 +14,7 @@ const genPort = 9
 // passRate sends 64-byte UDP frames from host B with the generator and
 // measures how many per second host A's interface takes in and passes to
 // the kernel.
-func (b *bench) passRate(rounds int, frames uint32) (map[setup]float64, error) {
+func (b *bench) passRate(rounds int, frames uint32) (measured, error) {
 	fmt.Fprintln(logOut, "packets passed to the kernel (packets/s):")
 	return b.rxRate([]setup{none, minimalPass, xdpstack}, rounds, frames)
 }
@@ -23,7 +23,7 @@ func (b *bench) passRate(rounds int, frames uint32) (map[setup]float64, error) {
 // frames per second host A's interface takes in, whatever its program
 // then does with them (veth counts a frame its XDP program dropped as
 // received too).
-func (b *bench) rxRate(setups []setup, rounds int, frames uint32) (map[setup]float64, error) {
+func (b *bench) rxRate(setups []setup, rounds int, frames uint32) (measured, error) {
 	a := b.pair.A
 	gen, err := pktgen.New(b.pair.B, a, genPort)
 	if err != nil {

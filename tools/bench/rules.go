@@ -12,7 +12,7 @@ import (
 // ruleFigures measures what session rules cost: the drop rate of a deny
 // rule against a program that only drops, and the pass rate with
 // 10,000 rules (none of which match, see benchrules.Many) against none.
-func (b *bench) ruleFigures(rounds int, frames uint32) (drop, pass map[setup]float64, err error) {
+func (b *bench) ruleFigures(rounds int, frames uint32) (drop, pass measured, err error) {
 	fmt.Fprintln(logOut, "frames dropped by a deny rule (packets/s):")
 	if drop, err = b.rxRate([]setup{minimalDrop, xdpstackDeny}, rounds, frames); err != nil {
 		return nil, nil, err

@@ -24,7 +24,7 @@ const sampledRate = 10
 // samplingFigures measures what sampling costs the pass rate: xdpstack
 // with sampling off against a minimal XDP_PASS, and with sampling on
 // (a capture reading the samples) against off.
-func (b *bench) samplingFigures(rounds int, frames uint32) (map[setup]float64, error) {
+func (b *bench) samplingFigures(rounds int, frames uint32) (measured, error) {
 	fmt.Fprintln(logOut, "packets passed to the kernel, sampling off and on (packets/s):")
 	return b.rxRate([]setup{minimalPass, xdpstack, xdpstackSampled}, rounds, frames)
 }

@@ -9,7 +9,7 @@ import (
 
 // tcpThroughput runs iperf3 from host B to a kernel server on host A,
 // with each setup on A's interface.
-func (b *bench) tcpThroughput(rounds int, length time.Duration) (map[setup]float64, error) {
+func (b *bench) tcpThroughput(rounds int, length time.Duration) (measured, error) {
 	a := b.pair.A
 	server := a.Command(context.Background(), "iperf3", "-s", "-B", a.Addr.String())
 	if err := server.Start(); err != nil {
