@@ -81,3 +81,19 @@ func TestChain(t *testing.T) {
 		}
 	}
 }
+
+func TestLAN(t *testing.T) {
+	lan := testutil.HostLAN(t, 3, 0)
+	for i, h := range lan.Hosts {
+		for j, other := range lan.Hosts {
+			if i == j {
+				continue
+			}
+			for _, addr := range []netip.Addr{other.Addr, lan.Addr6[j]} {
+				if out, err := h.Command(context.Background(), "ping", "-c1", "-W2", addr.String()).CombinedOutput(); err != nil {
+					t.Errorf("host %d pings %v: %v: %s", i, addr, err, out)
+				}
+			}
+		}
+	}
+}

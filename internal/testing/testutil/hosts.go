@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -103,4 +104,27 @@ func (h *Host) EchoFrom(tb testing.TB, addr string, n int) {
 		}
 		return nil
 	})
+}
+
+// LAN is a hosts.LAN whose hosts have helpers that fail the test.
+type LAN struct {
+	Hosts []*Host
+	Addr6 []netip.Addr
+}
+
+// HostLAN builds n hosts on one bridge (see hosts.NewLAN), deleted when
+// the test ends.
+func HostLAN(tb testing.TB, n, queues int) *LAN {
+	tb.Helper()
+	RequireBPF(tb)
+	l, err := hosts.NewLAN(n, queues)
+	if err != nil {
+		tb.Fatalf("build hosts: %v", err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	lan := &LAN{Addr6: l.Addr6}
+	for _, h := range l.Hosts {
+		lan.Hosts = append(lan.Hosts, &Host{h})
+	}
+	return lan
 }
