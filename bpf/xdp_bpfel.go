@@ -178,6 +178,12 @@ type XdpSampleSettings struct {
 	Snaplen uint32
 }
 
+type XdpSampleState struct {
+	_        structs.HostLayout
+	Settings XdpSampleSettings
+	Lease    XdpSampleLease
+}
+
 type XdpXdpReason uint32
 
 const (
@@ -200,7 +206,6 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	XdpMapCaptureLease      = "capture_lease"
 	XdpMapInfo              = "info"
 	XdpMapListenPorts       = "listen_ports"
 	XdpMapListeners         = "listeners"
@@ -276,7 +281,6 @@ type XdpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XdpMapSpecs struct {
-	CaptureLease *ebpf.MapSpec `ebpf:"capture_lease"`
 	Info         *ebpf.MapSpec `ebpf:"info"`
 	ListenPorts  *ebpf.MapSpec `ebpf:"listen_ports"`
 	Listeners    *ebpf.MapSpec `ebpf:"listeners"`
@@ -328,7 +332,6 @@ func (o *XdpObjects) Close() error {
 //
 // It can be passed to LoadXdpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XdpMaps struct {
-	CaptureLease *ebpf.Map `ebpf:"capture_lease"`
 	Info         *ebpf.Map `ebpf:"info"`
 	ListenPorts  *ebpf.Map `ebpf:"listen_ports"`
 	Listeners    *ebpf.Map `ebpf:"listeners"`
@@ -348,7 +351,6 @@ type XdpMaps struct {
 
 func (m *XdpMaps) Close() error {
 	return _XdpClose(
-		m.CaptureLease,
 		m.Info,
 		m.ListenPorts,
 		m.Listeners,

@@ -209,7 +209,7 @@ var loadSpec = bpf.LoadXdp
 // perf buffers), so a pinned one of another layout is replaced rather
 // than refused. The others hold what must outlive the process: the
 // counters, the steering table with its per-port counts and the rules.
-var rebuiltMaps = []string{maps.InfoName, maps.XSKsName, maps.LocalAddrsName, maps.SamplingName, maps.CaptureLeaseName, maps.SamplesName}
+var rebuiltMaps = []string{maps.InfoName, maps.XSKsName, maps.LocalAddrsName, maps.SamplingName, maps.SamplesName}
 
 // compiledRuleMaps are the rule table as the program reads it, which
 // maps.Rules compiles from the rules map. Every attach makes them anew
@@ -244,7 +244,7 @@ func (a *Attachment) load(ports maps.PortRange) error {
 	if err := a.checkPinnedLayouts(spec); err != nil {
 		return err
 	}
-	for _, name := range compiledRuleMaps {
+	for _, name := range slices.Concat(compiledRuleMaps, maps.RetiredNames) {
 		if err := os.Remove(filepath.Join(a.PinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("replace the %s map pinned in %s: %w", name, a.PinDir, err)
 		}
@@ -375,7 +375,7 @@ func (a *Attachment) unpinMaps() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{a.objs.Stats, a.objs.Listeners, a.objs.ListenPorts, a.objs.LocalAddrs, a.objs.Info, a.objs.Xsks,
 		a.objs.RuleMatch, a.objs.RuleSets, a.objs.RuleActive, a.objs.Rules, a.objs.RuleHits, a.objs.RuleSlots,
-		a.objs.Sampling, a.objs.CaptureLease, a.objs.Samples, a.objs.SampleCounts} {
+		a.objs.Sampling, a.objs.Samples, a.objs.SampleCounts} {
 		if m != nil {
 			errs = append(errs, m.Unpin())
 		}
@@ -402,7 +402,7 @@ func removePinDir(dir string) error {
 
 // pinNames are the names of the files xdpstack pins in an interface's
 // pin folder: its maps and the link.
-var pinNames = append([]string{linkPinName}, maps.PinnedNames...)
+var pinNames = slices.Concat([]string{linkPinName}, maps.PinnedNames, maps.RetiredNames)
 
 // pinFolder is what an interface's pin folder holds, by name: xdpstack's
 // pins, and anything else.

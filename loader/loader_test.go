@@ -80,7 +80,7 @@ func TestAttachAndClose(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantPins := []string{"capture_lease", "info", "link", "listen_ports", "listeners", "local_addrs", "rule_active", "rule_hits", "rule_match", "rule_sets", "rule_slots", "rules",
+			wantPins := []string{"info", "link", "listen_ports", "listeners", "local_addrs", "rule_active", "rule_hits", "rule_match", "rule_sets", "rule_slots", "rules",
 				"sample_counts", "samples", "sampling", "stats", "xsks"}
 			if !slices.Equal(st.Pins, wantPins) || st.ProgramID != a.ProgramID || st.Mode != tc.want ||
 				st.PID != os.Getpid() || !st.Running || st.ProgramName != "xdpstack_ingress" {

@@ -181,3 +181,29 @@ func TestAttachOverZombie(t *testing.T) {
 		t.Errorf("attach record: got %+v, %v; want this process with its start time", own, err)
 	}
 }
+
+// TestRetiredPinsGo plants the capture_lease map of a build from before
+// the lease moved into the sampling map: an attach over it removes it,
+// and a detach counts one planted after as xdpstack's and removes it
+// with the folder.
+func TestRetiredPinsGo(t *testing.T) {
+	ifname, _ := testutil.Veth(t)
+	root := testutil.PinRoot(t)
+	retired := filepath.Join(root, ifname, maps.RetiredNames[0])
+	pinForeign(t, retired, ebpf.Array)
+	a := attach(t, ifname, Options{Mode: ModeGeneric, PinRoot: root})
+	if exists(retired) {
+		t.Fatalf("attach left the retired %s pin", retired)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	die(t, attach(t, ifname, Options{Mode: ModeGeneric, PinRoot: root}))
+	pinForeign(t, retired, ebpf.Array)
+	if err := Detach(ifname, DetachOptions{PinRoot: root}); err != nil {
+		t.Fatal(err)
+	}
+	if exists(filepath.Join(root, ifname)) {
+		t.Fatal("detach left the pin folder with the retired pin in it")
+	}
+}

@@ -33,10 +33,15 @@ const (
 	RuleHitsName     = bpf.XdpMapRuleHits
 	RuleSlotsName    = bpf.XdpMapRuleSlots
 	SamplingName     = bpf.XdpMapSampling
-	CaptureLeaseName = bpf.XdpMapCaptureLease
 	SamplesName      = bpf.XdpMapSamples
 	SampleCountsName = bpf.XdpMapSampleCounts
 )
+
+// RetiredNames are maps that earlier builds pinned and this one does
+// not: attach removes them, and detach counts them as xdpstack's.
+var RetiredNames = []string{
+	"capture_lease", // now the lease half of the sampling map
+}
 
 // coreNames are the maps every xdpstack build pinned; OpenPinned opens
 // these, so that status and stats read the pins of older builds too.
@@ -77,7 +82,7 @@ func FromObjects(m *bpf.XdpMaps) *Set {
 		Info:       Info{m.Info},
 		XSKs:       XSKs{m.Xsks},
 		Rules:      Rules{m.RuleMatch, m.RuleSets, m.RuleActive, m.Rules, m.RuleHits, m.RuleSlots},
-		Sampling:   Sampling{m.Sampling, m.CaptureLease, m.Samples, m.SampleCounts},
+		Sampling:   Sampling{m.Sampling, m.Samples, m.SampleCounts},
 	}
 }
 

@@ -97,14 +97,15 @@ type SampleCount struct {
 	Unread uint64
 }
 
-// Sampling is the sampling maps of one interface: the settings, the
-// capture lease, the samples perf buffer and the sample counters.
+// Sampling is the sampling maps of one interface: the settings with the
+// capture lease (one value, memory-mapped), the samples perf buffer and
+// the sample counters.
 type Sampling struct {
-	settings, lease, samples, counts *ebpf.Map
+	state, samples, counts *ebpf.Map
 }
 
 // SampleMapNames are the maps of sampling (OpenPinnedSampling).
-var SampleMapNames = []string{SamplingName, CaptureLeaseName, SamplesName, SampleCountsName}
+var SampleMapNames = []string{SamplingName, SamplesName, SampleCountsName}
 
 // ErrSampleMapsMissing says that the pins are an older build's, from
 // before sampling.
@@ -127,54 +128,100 @@ func OpenPinnedSampling(dir string) (Sampling, error) {
 		}
 		opened = append(opened, m)
 	}
-	return Sampling{settings: opened[0], lease: opened[1], samples: opened[2], counts: opened[3]}, nil
+	return Sampling{state: opened[0], samples: opened[1], counts: opened[2]}, nil
 }
 
 // Close closes maps opened by OpenPinnedSampling.
 func (s Sampling) Close() error {
-	return errors.Join(s.settings.Close(), s.lease.Close(), s.samples.Close(), s.counts.Close())
+	return errors.Join(s.state.Close(), s.samples.Close(), s.counts.Close())
 }
+
+// Where the halves of struct sample_state lie. Each writer writes its
+// own half only, in 8-byte words, which the CPU stores whole: the
+// program never sees a torn end of lease or a rate without its snap
+// length.
+var (
+	settingsOffset = int64(unsafe.Offsetof(bpf.XdpSampleState{}.Settings))
+	leaseOffset    = int64(unsafe.Offsetof(bpf.XdpSampleState{}.Lease))
+)
 
 // Settings reads the sampling settings.
 func (s Sampling) Settings() (SampleSettings, error) {
 	var v bpf.XdpSampleSettings
-	if err := s.settings.Lookup(uint32(0), &v); err != nil {
-		return SampleSettings{}, fmt.Errorf("read %s map: %w", SamplingName, err)
+	if err := s.read(settingsOffset, &v); err != nil {
+		return SampleSettings{}, err
 	}
 	return SampleSettings{Rate: v.Rate, Snaplen: v.Snaplen}, nil
 }
 
-// SetSettings checks and writes the sampling settings.
+// SetSettings checks and writes the sampling settings, leaving a
+// running capture's lease as it is.
 func (s Sampling) SetSettings(set SampleSettings) error {
 	if err := set.Check(); err != nil {
 		return err
 	}
-	if err := s.settings.Put(uint32(0), bpf.XdpSampleSettings{Rate: set.Rate, Snaplen: set.Snaplen}); err != nil {
-		return fmt.Errorf("write %s map: %w", SamplingName, err)
-	}
-	return nil
+	return s.write(settingsOffset, bpf.XdpSampleSettings{Rate: set.Rate, Snaplen: set.Snaplen})
 }
 
-// SetLease writes a capture's lease; the zero Lease ends it.
+// SetLease writes a capture's lease; the zero Lease ends it. A lease
+// that starts gets its snap length before its end, and one that ends
+// loses its end first, so the program never reads a live lease with
+// another's snap length.
 func (s Sampling) SetLease(l Lease) error {
-	v := bpf.XdpSampleLease{UntilNs: uint64(l.Until), Snaplen: l.Snaplen}
+	var all uint32
 	if l.All {
-		v.All = 1
+		all = 1
 	}
-	if err := s.lease.Put(uint32(0), v); err != nil {
-		return fmt.Errorf("write %s map: %w", CaptureLeaseName, err)
+	until := uint64(l.Until)
+	tail := [2]uint32{l.Snaplen, all}
+	if until == 0 {
+		if err := s.write(leaseOffset, until); err != nil {
+			return err
+		}
+		return s.write(leaseOffset+8, tail)
 	}
-	return nil
+	if err := s.write(leaseOffset+8, tail); err != nil {
+		return err
+	}
+	return s.write(leaseOffset, until)
 }
 
 // Lease reads the lease as the program last left it: its Until is zero
 // once the program found it past.
 func (s Sampling) Lease() (Lease, error) {
 	var v bpf.XdpSampleLease
-	if err := s.lease.Lookup(uint32(0), &v); err != nil {
-		return Lease{}, fmt.Errorf("read %s map: %w", CaptureLeaseName, err)
+	if err := s.read(leaseOffset, &v); err != nil {
+		return Lease{}, err
 	}
 	return Lease{Until: time.Duration(v.UntilNs), Snaplen: v.Snaplen, All: v.All != 0}, nil
+}
+
+func (s Sampling) read(off int64, v any) error {
+	mem, err := s.state.Memory()
+	if err == nil {
+		b := make([]byte, binary.Size(v))
+		if _, err = mem.ReadAt(b, off); err == nil {
+			_, err = binary.Decode(b, binary.NativeEndian, v)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("read %s map: %w", SamplingName, err)
+	}
+	return nil
+}
+
+func (s Sampling) write(off int64, v any) error {
+	mem, err := s.state.Memory()
+	if err == nil {
+		var b []byte
+		if b, err = binary.Append(nil, binary.NativeEndian, v); err == nil {
+			_, err = mem.WriteAt(b, off)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("write %s map: %w", SamplingName, err)
+	}
+	return nil
 }
 
 // Samples is the perf event array the program writes samples to, for

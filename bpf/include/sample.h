@@ -16,23 +16,15 @@
 #include <linux/errno.h>
 #include "xdpstack.h"
 
-/* 0 -> how the program samples. */
+/* 0 -> how the program samples, and the running capture's lease. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
-	__type(value, struct sample_settings);
+	__type(value, struct sample_state);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sampling SEC(".maps");
-
-/* 0 -> the running capture's lease. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct sample_lease);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} capture_lease SEC(".maps");
 
 /* CPU -> the capture's perf event there: struct sample_meta, then the
  * frame's first sample_meta.cap_len bytes. */
@@ -55,9 +47,10 @@ struct {
 /* take_sample decides whether to sample the packet, which got the
  * verdict at STATS_INDEX verdict, and if so sends it. Out of line: the
  * program calls it from every verdict, and sampling is rare. */
-static __noinline int take_sample(struct xdp_md *ctx, struct sample_settings *set, struct sample_lease *lease,
-				  __u32 verdict, __u32 rule_id)
+static __noinline int take_sample(struct xdp_md *ctx, struct sample_state *s, __u32 verdict, __u32 rule_id)
 {
+	struct sample_settings *set = &s->settings;
+	struct sample_lease *lease = &s->lease;
 	__u64 now = 0, until = lease->until_ns;
 	__u32 snaplen = set->snaplen, rate = set->rate, taken = 0;
 
@@ -107,14 +100,14 @@ static __noinline int take_sample(struct xdp_md *ctx, struct sample_settings *se
 	return 0;
 }
 
-/* sample is what a verdict pays for sampling: while it is off, two
- * array lookups (which the verifier inlines) and two loads. */
+/* sample is what a verdict pays for sampling: while it is off, one
+ * array lookup (which the verifier inlines) and two loads from one
+ * cache line. */
 static __always_inline void sample(struct xdp_md *ctx, __u32 verdict, __u32 rule_id)
 {
 	__u32 zero = 0;
-	struct sample_settings *set = bpf_map_lookup_elem(&sampling, &zero);
-	struct sample_lease *lease = bpf_map_lookup_elem(&capture_lease, &zero);
+	struct sample_state *s = bpf_map_lookup_elem(&sampling, &zero);
 
-	if (set && lease && (set->rate || lease->until_ns))
-		take_sample(ctx, set, lease, verdict, rule_id);
+	if (s && (s->settings.rate || s->lease.until_ns))
+		take_sample(ctx, s, verdict, rule_id);
 }

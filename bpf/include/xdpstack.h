@@ -215,14 +215,22 @@ struct sample_settings {
 	__u32 snaplen; /* bytes of each sample to copy, at most SAMPLE_MAX_SNAPLEN */
 };
 
-/* What a running capture asks for, apart from the settings so that
- * neither overwrites the other. The capture renews until_ns every
+/* What a running capture asks for. The capture renews until_ns every
  * fraction of a second; once that time is past, the program goes back
  * to the settings by itself, even when the capture was killed. */
 struct sample_lease {
 	__u64 until_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC); 0: no capture */
 	__u32 snaplen;	/* the bytes it wants of each sample */
 	__u32 all;	/* 1: sample every packet, not 1 in 2^rate */
+};
+
+/* The sampling map's one value: the settings and the lease share a
+ * cache line, the only one a packet reads for sampling while it is off.
+ * The map is memory-mapped, and each writer writes only its own half,
+ * so that neither overwrites the other. */
+struct sample_state {
+	struct sample_settings settings;
+	struct sample_lease lease;
 };
 
 /* What precedes a sample's bytes in the perf buffer. */

@@ -16,7 +16,6 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	XdpMapCaptureLease      = "capture_lease"
 	XdpMapInfo              = "info"
 	XdpMapListenPorts       = "listen_ports"
 	XdpMapListeners         = "listeners"
@@ -92,7 +91,6 @@ type XdpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XdpMapSpecs struct {
-	CaptureLease *ebpf.MapSpec `ebpf:"capture_lease"`
 	Info         *ebpf.MapSpec `ebpf:"info"`
 	ListenPorts  *ebpf.MapSpec `ebpf:"listen_ports"`
 	Listeners    *ebpf.MapSpec `ebpf:"listeners"`
@@ -144,7 +142,6 @@ func (o *XdpObjects) Close() error {
 //
 // It can be passed to LoadXdpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XdpMaps struct {
-	CaptureLease *ebpf.Map `ebpf:"capture_lease"`
 	Info         *ebpf.Map `ebpf:"info"`
 	ListenPorts  *ebpf.Map `ebpf:"listen_ports"`
 	Listeners    *ebpf.Map `ebpf:"listeners"`
@@ -164,7 +161,6 @@ type XdpMaps struct {
 
 func (m *XdpMaps) Close() error {
 	return _XdpClose(
-		m.CaptureLease,
 		m.Info,
 		m.ListenPorts,
 		m.Listeners,
