@@ -80,6 +80,13 @@ func (c *Config) defaults() error {
 	if len(c.Tunnels) == 0 {
 		return errors.New("tunnelbench: no tunnels to measure (Config.Tunnels)")
 	}
+	names := map[string]bool{}
+	for _, t := range c.Tunnels {
+		if names[t.Name()] {
+			return fmt.Errorf("tunnelbench: two tunnels named %q (each is a column of its own)", t.Name())
+		}
+		names[t.Name()] = true
+	}
 	if c.Streams == nil {
 		c.Streams = []int{1, 4}
 	}

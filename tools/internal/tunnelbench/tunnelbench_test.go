@@ -252,3 +252,39 @@ func processesOf(t *testing.T, binary string) []string {
 	}
 	return pids
 }
+
+func TestConfigRefusesWhatIperf3CannotRun(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, "tunnelbench: no tunnels to measure (Config.Tunnels)"},
+		{Config{Tunnels: []Tunnel{Bare{}, Bare{}}}, `tunnelbench: two tunnels named "bare veth" (each is a column of its own)`},
+		{Config{Tunnels: []Tunnel{Bare{}}, Time: 1500 * time.Millisecond}, "tunnelbench: run time 1.5s (iperf3 takes whole seconds, at least 1)"},
+		{Config{Tunnels: []Tunnel{Bare{}}, Time: -time.Second}, "tunnelbench: run time -1s (iperf3 takes whole seconds, at least 1)"},
+	} {
+		if _, err := Run(context.Background(), c.cfg); err == nil || err.Error() != c.want {
+			t.Errorf("Run(%+v) = %v, want %q", c.cfg, err, c.want)
+		}
+	}
+}
+
+func TestMarkdownHasAColumnPerTunnel(t *testing.T) {
+	r := &Report{Tunnels: []string{"bare veth", "wireguard-go"}, Streams: []int{1, 4}, Time: 3 * time.Second, bps: map[figure]float64{
+		{"bare veth", 1}: 10e9, {"bare veth", 4}: 12e9, {"wireguard-go", 1}: 1e9, {"wireguard-go", 4}: 1.5e9,
+	}}
+	want := `| TCP throughput, iperf3 3s (Gbit/s) | bare veth | wireguard-go |
+|---|---:|---:|
+| 1 stream | 10.00 | 1.00 |
+| 4 streams | 12.00 | 1.50 |
+`
+	if got := r.Markdown(); got != want {
+		t.Errorf("Markdown:\n%s\nwant:\n%s", got, want)
+	}
+	if v, ok := r.Gbps("wireguard-go", 4); !ok || v != 1.5 {
+		t.Errorf("Gbps(wireguard-go, 4) = %v, %v; want 1.5, true", v, ok)
+	}
+	if _, ok := r.Gbps("PSP", 1); ok {
+		t.Error("Gbps of a tunnel not measured says it was")
+	}
+}
