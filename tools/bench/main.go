@@ -64,7 +64,7 @@ func main() {
 }
 
 // sections are the parts of the report, in order.
-var sections = []string{"fastpath", "rules", "sampling", "apps", "userstack", "latency", "cutthrough"}
+var sections = []string{"fastpath", "rules", "sampling", "apps", "userstack", "latency", "cutthrough", "tunnels"}
 
 func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBytes string, only map[string]bool) (string, error) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
@@ -188,6 +188,14 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 			return "", fmt.Errorf("cut-through: %w", err)
 		}
 		fmt.Fprintf(&r, "\n## Session layer: cut-through sessions against kernel TCP over loopback\n\n`go run ./tools/ctbench`: a local-scope connect joined in memory to a listener of its namespace (`userstack/cutthrough`), against the same client and echo app on 127.0.0.1.\n\n%s", rep.Markdown())
+	}
+	if only["tunnels"] {
+		fmt.Fprintln(logOut, "tunnels:")
+		section, err := tunnelFigures(rounds, tcpTime)
+		if err != nil {
+			return "", fmt.Errorf("tunnels: %w", err)
+		}
+		r.WriteString(section)
 	}
 	return r.String(), nil
 }

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/xdpstack/xdpstack/tools/internal/tunnelbench"
+)
+
+// pspTunnel is the name the PSP tunnel's column takes (issue 22): the
+// rows below that name it are printed once it is in the run.
+const pspTunnel = "PSP"
+
+// tunnelRatios are the rows of issue 22's table, each printed when the
+// run measured both tunnels.
+var tunnelRatios = []struct {
+	num, den    string
+	streams     int
+	floor, goal string
+}{
+	{pspTunnel, wireGuardGo, 1, "0.5×", "1.2×"},
+	{pspTunnel, wireGuardGo, 4, "0.5×", "1.2×"},
+	{pspTunnel, bareVeth, 1, "reported", "0.5×"},
+	{pspTunnel, bareVeth, 4, "reported", "0.5×"},
+	{wireGuardGo, bareVeth, 1, "reported", "—"},
+	{wireGuardGo, bareVeth, 4, "reported", "—"},
+}
+
+var (
+	wireGuardGo = tunnelbench.WireGuardGo{}.Name()
+	bareVeth    = tunnelbench.Bare{}.Name()
+)
+
+// tunnelFigures measures TCP through each tunnel and the bare veth, and
+// returns the report's section.
+func tunnelFigures(rounds int, tcpTime time.Duration) (string, error) {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "xdpstack-bench-wg")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	wgBinary, err := tunnelbench.BuildWireGuardGo(ctx, dir)
+	if err != nil {
+		return "", err
+	}
+	wgVersion, err := tunnelbench.WireGuardGoVersion(wgBinary)
+	if err != nil {
+		return "", err
+	}
+	rep, err := tunnelbench.Run(ctx, tunnelbench.Config{
+		Tunnels: []tunnelbench.Tunnel{tunnelbench.Bare{}, tunnelbench.WireGuardGo{Binary: wgBinary}},
+		Rounds:  rounds,
+		Time:    tcpTime,
+		Log:     logOut,
+	})
+	if err != nil {
+		return "", err
+	}
+	var r strings.Builder
+	fmt.Fprintf(&r, "\n## Tunnels: TCP through a tunnel against the bare veth\n\n")
+	fmt.Fprintf(&r, "`go run ./tools/bench -only tunnels`: iperf3 from host B to host A through each tunnel over one veth pair, each round bringing every tunnel up in turn, measuring, and taking it down. wireguard-go %s (`%s`) runs in each namespace with its TUN offloads, configured with `wg`.\n\n", wgVersion, tunnelbench.WireGuardModule)
+	r.WriteString(rep.Markdown())
+	fmt.Fprintf(&r, "\n| figure | ratio | floor | goal |\n|---|---:|---|---|\n")
+	for _, row := range tunnelRatios {
+		num, ok1 := rep.Gbps(row.num, row.streams)
+		den, ok2 := rep.Gbps(row.den, row.streams)
+		if !ok1 || !ok2 {
+			continue
+		}
+		fmt.Fprintf(&r, "| TCP throughput through %s against %s, %s | **%.2f×** | %s | %s |\n", row.num, row.den, tunnelbench.StreamCount(row.streams), num/den, row.floor, row.goal)
+	}
+	return r.String(), nil
+}
