@@ -78,6 +78,7 @@ func TestPrometheusScrape(t *testing.T) {
 			{`xdpstack_userstack_sessions{` + sel + `,transport="T",state="listening"}`, eq(1), "the echo listener"},
 			{`xdpstack_rule_hits_packets_total{` + sel + `,tag="no-ssh",action="deny"}`, gt(0), "hits of the deny rule"},
 			{`xdpstack_rule_table_rules{` + sel + `}`, eq(1), "one rule"},
+			{`xdpstack_rule_table_shapes{` + sel + `}`, eq(1), "the one rule's shape"},
 			{`xdpstack_rule_table_shapes_limit{` + sel + `}`, eq(32), "32"},
 		} {
 			res := p.query(t, tc.query)
