@@ -3,13 +3,16 @@
 GO       ?= go
 BIN      := bin/xdpstack
 # What the tests, the demo and the benchmark run: kernel tools as peers.
-RUN_PKGS := iproute2 iperf3 iputils-ping bpftool curl util-linux ethtool netcat-openbsd openssl ngtcp2-client wrk python3 hping3 tcpdump tshark wireguard-tools
+RUN_PKGS := iproute2 iperf3 iputils-ping bpftool curl util-linux ethtool netcat-openbsd openssl ngtcp2-client wrk python3 hping3 tcpdump tshark wireguard-tools prometheus
 # What `make generate` needs: the pinned compiler and the headers.
 GEN_PKGS := clang-19 llvm-19 libbpf-dev linux-libc-dev
 TEST_FLAGS ?= -count=1 -timeout 30m
 # The unit packages run under the race detector; test/ runs the real
 # binary between namespaces, where -race would only slow the peers.
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/test$$')
+# The Kubernetes manifests' test is a module of its own, so that the
+# k8s.io modules it decodes them with stay out of the daemon's go.mod.
+K8S_MOD := deploy/kubernetes
 
 .DEFAULT_GOAL := help
 
@@ -21,6 +24,7 @@ help: ## show this help
 deps: ## install the Debian packages the tests, demo and benchmark use (as root)
 	@tools/install-packages.sh $(RUN_PKGS)
 	@$(GO) mod download
+	@$(GO) -C $(K8S_MOD) mod download
 
 .PHONY: generate
 generate: ## rebuild the BPF objects and their Go bindings with clang-19 (bpf2go)
@@ -40,6 +44,7 @@ test: deps ## install what is needed and run every test (needs root for BPF and 
 	$(GO) vet ./...
 	$(GO) test -race $(TEST_FLAGS) $(UNIT_PKGS)
 	$(GO) test $(TEST_FLAGS) ./test/
+	$(GO) -C $(K8S_MOD) test $(TEST_FLAGS) ./...
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target briefly (FUZZTIME, default 20s)
@@ -63,6 +68,8 @@ lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+	$(GO) -C $(K8S_MOD) vet ./...
+	cd $(K8S_MOD) && $$($(GO) -C $(CURDIR) tool -n staticcheck) ./...
 
 .PHONY: clean
 clean: ## remove build output

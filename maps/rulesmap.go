@@ -216,7 +216,6 @@ func CheckRules(rules []Rule) ([]Rule, error) {
 	}
 	checked := make([]Rule, len(rules))
 	seen := make(map[RuleMatch]int, len(rules))
-	shapes := make(map[ruleShape]bool)
 	for i, r := range rules {
 		c, err := r.Check()
 		if err != nil {
@@ -226,13 +225,22 @@ func CheckRules(rules []Rule) ([]Rule, error) {
 			return nil, fmt.Errorf("rule %s: same match as rule %s (delete that one first)", c, checked[j])
 		}
 		seen[c.RuleMatch] = i
-		shapes[shapeOf(c.RuleMatch)] = true
 		checked[i] = c
 	}
-	if len(shapes) > MaxRuleShapes {
-		return nil, fmt.Errorf("%d distinct shapes (protocol, prefix lengths, port wildcards): the program takes at most %d", len(shapes), MaxRuleShapes)
+	if n := RuleShapes(checked); n > MaxRuleShapes {
+		return nil, fmt.Errorf("%d distinct shapes (protocol, prefix lengths, port wildcards): the program takes at most %d", n, MaxRuleShapes)
 	}
 	return checked, nil
+}
+
+// RuleShapes counts the distinct shapes of checked rules: the program
+// looks a packet up once per shape and takes at most MaxRuleShapes.
+func RuleShapes(rules []Rule) int {
+	shapes := make(map[ruleShape]bool)
+	for _, r := range rules {
+		shapes[shapeOf(r.RuleMatch)] = true
+	}
+	return len(shapes)
 }
 
 // Replace makes the table hold exactly want, in one step as the program

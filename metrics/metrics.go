@@ -36,6 +36,24 @@ var (
 		[]string{"iface", "rule", "tag", "action"}, nil)
 )
 
+// The rule table's fill, so that an alert can warn before `rules add`
+// is refused: it takes at most maps.MaxRules rules in maps.MaxRuleShapes
+// shapes.
+var (
+	ruleTableRules = prometheus.NewDesc("xdpstack_rule_table_rules",
+		"Global session rules in the table.",
+		[]string{"iface"}, nil)
+	ruleTableRulesLimit = prometheus.NewDesc("xdpstack_rule_table_rules_limit",
+		"Global session rules the table takes at most.",
+		[]string{"iface"}, nil)
+	ruleTableShapes = prometheus.NewDesc("xdpstack_rule_table_shapes",
+		"Distinct shapes (protocol, prefix lengths, port wildcards) of the global session rules; the program looks a packet up once per shape.",
+		[]string{"iface"}, nil)
+	ruleTableShapesLimit = prometheus.NewDesc("xdpstack_rule_table_shapes_limit",
+		"Distinct rule shapes the program takes at most.",
+		[]string{"iface"}, nil)
+)
+
 var xdpSamples = prometheus.NewDesc("xdpstack_xdp_samples_total",
 	"Packets the XDP program sampled, by verdict and reason, and what became of each: taken (written to a capture's buffer), lost (the buffer was full), unread (no capture was reading).",
 	[]string{"iface", "action", "reason", "result"}, nil)
@@ -65,8 +83,8 @@ func (c sampleCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// ruleCollector reads one interface's rule table and its per-CPU hit
-// counters at each scrape.
+// ruleCollector reads one interface's rule table, its fill and its
+// per-CPU hit counters at each scrape.
 type ruleCollector struct {
 	iface string
 	rules maps.Rules
@@ -75,6 +93,10 @@ type ruleCollector struct {
 func (c ruleCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- ruleHitPackets
 	ch <- ruleHitBytes
+	ch <- ruleTableRules
+	ch <- ruleTableRulesLimit
+	ch <- ruleTableShapes
+	ch <- ruleTableShapesLimit
 }
 
 func (c ruleCollector) Collect(ch chan<- prometheus.Metric) {
@@ -92,6 +114,13 @@ func (c ruleCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(ruleHitPackets, prometheus.CounterValue, float64(hits[r.ID].Packets), labels...)
 		ch <- prometheus.MustNewConstMetric(ruleHitBytes, prometheus.CounterValue, float64(hits[r.ID].Bytes), labels...)
 	}
+	gauge := func(d *prometheus.Desc, v int) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), c.iface)
+	}
+	gauge(ruleTableRules, len(rules))
+	gauge(ruleTableRulesLimit, maps.MaxRules)
+	gauge(ruleTableShapes, maps.RuleShapes(rules))
+	gauge(ruleTableShapesLimit, maps.MaxRuleShapes)
 }
 
 // xdpCollector reads one interface's stats map at each scrape.

@@ -230,6 +230,27 @@ func TestStaleControlSocket(t *testing.T) {
 	checkNoSocket(t, a)
 }
 
+// TestReadinessProbe runs `status IFACE --ready` as a Kubernetes
+// readiness probe would: it succeeds only while a daemon answers on the
+// interface's control socket, not before the attach nor after a kill -9
+// that left the socket behind.
+func TestReadinessProbe(t *testing.T) {
+	a, _ := testutil.HostPair(t, 0)
+	root := testutil.PinRoot(t)
+	notRunning := fmt.Sprintf("xdpstack: status %s: xdpstack is not running on %s (no daemon answers on %s)", a.Iface, a.Iface, socketOf(a))
+	if out, err := xdpstack(t, root, "status", a.Iface, "--ready"); err == nil || out != notRunning {
+		t.Errorf("status --ready before attach: got %v, %q; want %q", err, out, notRunning)
+	}
+	d := startDaemon(t, a, root, "--metrics-addr", "")
+	if out, err := xdpstack(t, root, "status", a.Iface, "--ready"); err != nil || out != a.Iface+": daemon running, no userstack" {
+		t.Errorf("status --ready with a daemon: got %v, %q", err, out)
+	}
+	d.signal(t, syscall.SIGKILL)
+	if out, err := xdpstack(t, root, "status", a.Iface, "--ready"); err == nil || out != notRunning {
+		t.Errorf("status --ready after kill -9: got %v, %q; want %q", err, out, notRunning)
+	}
+}
+
 // TestSessionsThroughTheControlSocket lists a kernel client's connection
 // to the echo app with `xdpstack sessions`, as the daemon answers it
 // over its control socket.

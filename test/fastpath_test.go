@@ -552,6 +552,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"capture argument", []string{"capture", a.Iface, "tcp"}, "want one IFACE argument, got 2"},
 		{"reload not running", []string{"reload", a.Iface}, fmt.Sprintf("reload %s: xdpstack is not running on %s (no daemon answers on %s)", a.Iface, a.Iface, socketOf(a))},
 		{"reload bad name", []string{"reload", "../x"}, `interface name "../x"`},
+		{"ready without iface", []string{"status", "--ready"}, "missing IFACE argument"},
+		{"ready as json", []string{"status", a.Iface, "--ready", "--json"}, "--ready and --json: choose one"},
+		{"ready not running", []string{"status", a.Iface, "--ready"}, fmt.Sprintf("status %s: xdpstack is not running on %s (no daemon answers on %s)", a.Iface, a.Iface, socketOf(a))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.args[0] == "attach" && !slices.Contains(tc.args, "--ready-file") {

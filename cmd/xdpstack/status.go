@@ -26,6 +26,7 @@ func statusCommand() *cli.Command {
 		ArgsUsage: "[IFACE]",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			&cli.BoolFlag{Name: "ready", Usage: "only ask IFACE's daemon over its control socket, and fail unless it answers (a readiness probe)"},
 		},
 		Before: needRoot,
 		Action: runStatus,
@@ -100,6 +101,9 @@ func xskSummary(xsks []loader.XSK) string {
 }
 
 func runStatus(c *cli.Context) error {
+	if c.Bool("ready") {
+		return runReady(c)
+	}
 	ifname, err := optionalIface(c)
 	if err != nil {
 		return err
@@ -160,6 +164,24 @@ func runStatus(c *cli.Context) error {
 		fmt.Fprintf(c.App.Writer, "%s: %s\n", s.Iface, daemons[i].summary())
 		fmt.Fprintf(c.App.Writer, "%s: %s\n", s.Iface, samplingSummary(s.Sampling))
 	}
+	return nil
+}
+
+// runReady answers a readiness probe: the daemon serves its control
+// socket once its program is attached and its apps serve.
+func runReady(c *cli.Context) error {
+	if c.Bool("json") {
+		return errors.New("--ready and --json: choose one")
+	}
+	ifname, err := oneIface(c)
+	if err != nil {
+		return err
+	}
+	a := askDaemon(c, ifname)
+	if a.err != nil {
+		return fmt.Errorf("status %s: %w", ifname, a.err)
+	}
+	fmt.Fprintf(c.App.Writer, "%s: %s\n", ifname, a.summary())
 	return nil
 }
 
