@@ -115,17 +115,20 @@ type Gateway struct {
 	mac net.HardwareAddr
 	// wireMTU is the attached interface's: no sealed packet is longer.
 	wireMTU int
+	// queues is how many the stack sends on.
+	queues int
 	// steer keeps UDP port 1000 steered to the userstack, until the
 	// XDP program steers PSP by itself.
 	steer io.Closer
 
 	holds holds
-	rx    []*rxBatch // one per queue
+	rx    []*rxQueue // one per queue
 	tap   atomic.Pointer[tapped]
 
 	counters counters
 	log      *slog.Logger
 	closed   atomic.Bool
+	done     chan struct{} // closed by Close
 	wg       sync.WaitGroup
 	once     sync.Once
 	closeErr error
@@ -139,7 +142,7 @@ func New(stack *userstack.Stack, opts Options) (g *Gateway, err error) {
 		return nil, err
 	}
 	iface := stack.Interface()
-	g = &Gateway{opts: opts, stack: stack, mac: iface.MAC, wireMTU: iface.MTU, log: slog.With("iface", iface.Name, "tun", opts.TUN)}
+	g = &Gateway{done: make(chan struct{}), opts: opts, stack: stack, mac: iface.MAC, wireMTU: iface.MTU, queues: stack.Queues(), log: slog.With("iface", iface.Name, "tun", opts.TUN)}
 	g.holds.init(opts.HoldPackets, opts.HoldDestinations)
 	defer func() {
 		if err != nil {
@@ -153,8 +156,11 @@ func New(stack *userstack.Stack, opts Options) (g *Gateway, err error) {
 	if g.steer, err = stack.ListenPacket("udp", fmt.Sprintf(":%d", psp.UDPPort)); err != nil {
 		return nil, fmt.Errorf("start psp gateway: steer udp port %d: %w", psp.UDPPort, err)
 	}
-	for range stack.Queues() {
-		g.rx = append(g.rx, newRxBatch())
+	for range g.queues {
+		q := newRxQueue()
+		g.rx = append(g.rx, q)
+		g.wg.Add(1)
+		go g.write(q)
 	}
 	opts.Tunnels.OnInstall(g.installed)
 	if !stack.StartSecure(g) {
@@ -190,6 +196,7 @@ func (g *Gateway) drainEvents() {
 func (g *Gateway) Close() error {
 	g.once.Do(func() {
 		g.closed.Store(true)
+		close(g.done)
 		g.stack.StopSecure(g)
 		var errs []error
 		if g.steer != nil {

@@ -44,16 +44,14 @@ func (r *recordingRequester) requests() []netip.Addr {
 
 // side is one host running a userstack with a gateway.
 type side struct {
-	host            *testutil.Host
-	stack           *userstack.Stack
-	dev             *psp.Device
-	tunnels         *tunnel.Table
-	acl             *tunnel.ACL
-	req             *recordingRequester
-	gw              *Gateway
-	secure          netip.Addr
-	virt4, virt6    netip.Addr
-	remote4, remot6 netip.Prefix
+	host    *testutil.Host
+	stack   *userstack.Stack
+	dev     *psp.Device
+	tunnels *tunnel.Table
+	acl     *tunnel.ACL
+	req     *recordingRequester
+	gw      *Gateway
+	secure  netip.Addr
 }
 
 // start attaches to h's interface and runs a userstack and a gateway
@@ -64,7 +62,7 @@ func start(t *testing.T, h *testutil.Host, secure, virt4, virt6 netip.Addr, remo
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &side{host: h, dev: dev, tunnels: &tunnel.Table{}, acl: tunnel.NewACL(nil), req: &recordingRequester{}, secure: secure, virt4: virt4, virt6: virt6}
+	s := &side{host: h, dev: dev, tunnels: &tunnel.Table{}, acl: tunnel.NewACL(nil), req: &recordingRequester{}, secure: secure}
 	root := testutil.PinRoot(t)
 	var att *loader.Attachment
 	h.Do(t, func() (err error) {

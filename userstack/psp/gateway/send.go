@@ -156,7 +156,7 @@ type sealFrame struct {
 const unsendable = 1 << 30
 
 func newSealBatch(g *Gateway) *sealBatch {
-	b := &sealBatch{g: g, byQueue: make([][]sealFrame, g.stack.Queues())}
+	b := &sealBatch{g: g, byQueue: make([][]sealFrame, g.queues)}
 	b.write = func(i int, buf []byte) (int, afxdp.Checksum) {
 		f := &b.cur[i]
 		n, err := f.t.SA.Encrypt(buf, f.frame, &f.t.Encap)
