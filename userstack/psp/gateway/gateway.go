@@ -137,12 +137,12 @@ type Gateway struct {
 // New creates the TUN device with its addresses and routes and starts
 // moving packets between it and stack's queues. Call it in the stack's
 // network namespace, after the stack has started. Close undoes it all.
-func New(stack *userstack.Stack, opts Options) (g *Gateway, err error) {
+func New(stack *userstack.Stack, opts Options) (_ *Gateway, err error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
 	iface := stack.Interface()
-	g = &Gateway{done: make(chan struct{}), opts: opts, stack: stack, mac: iface.MAC, wireMTU: iface.MTU, queues: stack.Queues(), log: slog.With("iface", iface.Name, "tun", opts.TUN)}
+	g := &Gateway{done: make(chan struct{}), opts: opts, stack: stack, mac: iface.MAC, wireMTU: iface.MTU, queues: stack.Queues(), log: slog.With("iface", iface.Name, "tun", opts.TUN)}
 	g.holds.init(opts.HoldPackets, opts.HoldDestinations)
 	defer func() {
 		if err != nil {

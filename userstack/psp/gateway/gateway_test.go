@@ -189,6 +189,16 @@ func testGateway(t *testing.T, outer6 bool) {
 		t.Errorf("ip link show %s: %s, want it up with mtu %s", DefaultTUN, out, wantMTU)
 	}
 
+	// A second gateway on the same stack is refused, and changes
+	// nothing: the first one's device carries the traffic below.
+	c.Client.Do(t, func() error {
+		_, err := New(cl.stack, Options{Device: cl.dev, Tunnels: cl.tunnels, ACL: cl.acl, Secure: clientSecure})
+		if err == nil || !strings.Contains(err.Error(), "psp0: an interface of that name exists") {
+			return fmt.Errorf("a second gateway with the same device name: %v, want it refused", err)
+		}
+		return nil
+	})
+
 	// Held: two datagrams to the server before any tunnel exists.
 	pc, err := c.Server.ListenPacket("udp", netip.AddrPortFrom(sv4, 9000).String())
 	if err != nil {

@@ -1,6 +1,10 @@
 package gateway
 
-import "github.com/xdpstack/xdpstack/userstack/link"
+import (
+	"net/netip"
+
+	"github.com/xdpstack/xdpstack/userstack/link"
+)
 
 var _ link.Secure = (*Gateway)(nil)
 
@@ -62,13 +66,17 @@ func (g *Gateway) Received(queue int, frame []byte) {
 		return
 	}
 	ip := buf[tunOffset : tunOffset-ethLen+n]
-	src, _, ok := addrs(ip)
+	src, dst, ok := addrs(ip)
 	if !ok {
 		g.counters.notIP.Add(1)
 		return
 	}
 	if !g.opts.DisableIngressACL && !g.opts.ACL.Check(hdr.SPI, hdr.Version, src) {
 		g.counters.aclDenied.Add(1)
+		return
+	}
+	if !g.local(dst) {
+		g.counters.notLocal.Add(1)
 		return
 	}
 	if tap := g.tap.Load(); tap != nil {
@@ -78,6 +86,17 @@ func (g *Gateway) Received(queue int, frame []byte) {
 	if b.n++; b.n == len(b.bufs) {
 		g.Flush(queue)
 	}
+}
+
+// local tells whether dst is one of this host's virtual addresses: a
+// peer's packets go to them only, never on through the host.
+func (g *Gateway) local(dst netip.Addr) bool {
+	for _, p := range g.opts.Local {
+		if p.Addr() == dst {
+			return true
+		}
+	}
+	return false
 }
 
 // Flush hands the batch to the queue's writer.

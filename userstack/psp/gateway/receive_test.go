@@ -61,7 +61,7 @@ func newReceiving(tb testing.TB, src netip.Addr) *receiving {
 		tb.Fatal(err)
 	}
 	ft := &fakeTUN{wrote: make(chan struct{}, 100)}
-	g := &Gateway{opts: Options{Device: dev, ACL: acl}, tun: ft, done: make(chan struct{}), queues: 1}
+	g := &Gateway{opts: Options{Device: dev, ACL: acl, Local: []netip.Prefix{netip.MustParsePrefix("10.7.0.2/24")}}, tun: ft, done: make(chan struct{}), queues: 1}
 	q := newRxQueue()
 	g.rx = []*rxQueue{q}
 	g.wg.Add(1)
@@ -79,20 +79,23 @@ func newReceiving(tb testing.TB, src netip.Addr) *receiving {
 	return &receiving{g: g, tun: ft, seal: seal}
 }
 
-func innerUDP(src string, size int) []byte {
+func innerUDP(src string, size int) []byte { return innerUDPTo(src, "10.7.0.2", size) }
+
+func innerUDPTo(src, dst string, size int) []byte {
 	return packet.EthernetTo(net.HardwareAddr{2, 0, 0, 0, 0, 2}, net.HardwareAddr{2, 0, 0, 0, 0, 1}, packet.EtherTypeIPv4).
-		IPv4(packet.IPv4{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr("10.7.0.2"), Protocol: packet.ProtoUDP}).UDP(1, 2).Payload(size).Bytes()
+		IPv4(packet.IPv4{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), Protocol: packet.ProtoUDP}).UDP(1, 2).Payload(size).Bytes()
 }
 
 // TestReceive hands the receiving side a batch: the packet from the
-// granted source is written to the TUN device, the one from another
-// source and the corrupted one are counted and dropped.
+// granted source to this host is written to the TUN device; the one
+// from another source, the one to an address in the local network but
+// not this host's, and the corrupted one are counted and dropped.
 func TestReceive(t *testing.T) {
 	r := newReceiving(t, netip.MustParseAddr("10.7.0.1"))
 	good := innerUDP("10.7.0.1", 100)
 	corrupt := r.seal(good)
 	corrupt[len(corrupt)-1] ^= 1
-	for _, f := range [][]byte{r.seal(good), r.seal(innerUDP("10.7.0.9", 100)), corrupt} {
+	for _, f := range [][]byte{r.seal(good), r.seal(innerUDP("10.7.0.9", 100)), r.seal(innerUDPTo("10.7.0.1", "10.7.0.3", 100)), corrupt} {
 		r.g.Received(0, f)
 	}
 	r.g.Flush(0)
@@ -100,8 +103,8 @@ func TestReceive(t *testing.T) {
 	if len(r.tun.written) != 1 || !bytes.Equal(r.tun.written[0], good[ethLen:]) {
 		t.Errorf("written to the tun device: %d packets, want the one granted", len(r.tun.written))
 	}
-	if st := r.g.Stats(); st.ACLDenied != 1 || st.PSP.RxAuthFail != 1 || st.PSP.RxPackets != 2 {
-		t.Errorf("stats: %+v, want 1 refused by the acl, 1 failing authentication, 2 opened", st)
+	if st := r.g.Stats(); st.ACLDenied != 1 || st.NotLocal != 1 || st.PSP.RxAuthFail != 1 || st.PSP.RxPackets != 3 {
+		t.Errorf("stats: %+v, want 1 refused by the acl, 1 not to this host, 1 failing authentication, 3 opened", st)
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 // counters are the gateway's own, beside the PSP device's.
 type counters struct {
 	noPeer, held, holdDropped, requests, tooBig, txFull atomic.Uint64
-	notIP, aclDenied, tunErrors                         atomic.Uint64
+	notIP, aclDenied, notLocal, tunErrors               atomic.Uint64
 }
 
 // Stats are the gateway's counters. PSP holds the device's, under
@@ -34,6 +34,9 @@ type Stats struct {
 	// ACLDenied: decrypted, but under an SPI not issued for that
 	// version and inner source address; dropped.
 	ACLDenied uint64
+	// NotLocal: decrypted and allowed, but to an address other than
+	// this host's virtual ones; dropped.
+	NotLocal uint64
 	// TUNErrors: writes to the TUN device that failed.
 	TUNErrors uint64
 }
@@ -51,6 +54,7 @@ func (g *Gateway) Stats() Stats {
 		TxFull:      c.txFull.Load(),
 		NotIP:       c.notIP.Load(),
 		ACLDenied:   c.aclDenied.Load(),
+		NotLocal:    c.notLocal.Load(),
 		TUNErrors:   c.tunErrors.Load(),
 	}
 }
@@ -67,5 +71,6 @@ func (s Stats) Each(fn func(name string, v uint64)) {
 	fn("tx-ring-full", s.TxFull)
 	fn("not-ip", s.NotIP)
 	fn("rx-acl-denied", s.ACLDenied)
+	fn("rx-not-local", s.NotLocal)
 	fn("tun-errors", s.TUNErrors)
 }
