@@ -54,9 +54,9 @@ type side struct {
 	secure  netip.Addr
 }
 
-// start attaches to h's interface and runs a userstack and a gateway
-// there until the test ends.
-func start(t *testing.T, h *testutil.Host, secure, virt4, virt6 netip.Addr, remote []netip.Prefix) *side {
+// start attaches to h's interface and runs a userstack with opts and a
+// gateway there until the test ends.
+func start(t *testing.T, h *testutil.Host, opts userstack.Options, secure, virt4, virt6 netip.Addr, remote []netip.Prefix) *side {
 	t.Helper()
 	dev, err := psp.NewDeviceRandom()
 	if err != nil {
@@ -71,7 +71,7 @@ func start(t *testing.T, h *testutil.Host, secure, virt4, virt6 netip.Addr, remo
 	})
 	t.Cleanup(func() { att.Close() })
 	h.Do(t, func() (err error) {
-		s.stack, err = userstack.Start(att.Iface, att.Maps, userstack.Options{})
+		s.stack, err = userstack.Start(att.Iface, att.Maps, opts)
 		return err
 	})
 	t.Cleanup(func() { s.stack.Close() })
@@ -182,8 +182,8 @@ func testGateway(t *testing.T, outer6 bool) {
 	}
 	cv4, cv6 := netip.MustParseAddr("10.77.1.1"), netip.MustParseAddr("fd77:1::1")
 	sv4, sv6 := netip.MustParseAddr("10.77.2.1"), netip.MustParseAddr("fd77:2::1")
-	cl := start(t, c.Client, clientSecure, cv4, cv6, []netip.Prefix{netip.MustParsePrefix("10.77.2.0/24"), netip.MustParsePrefix("fd77:2::/64")})
-	sv := start(t, c.Server, serverSecure, sv4, sv6, []netip.Prefix{netip.MustParsePrefix("10.77.1.0/24"), netip.MustParsePrefix("fd77:1::/64")})
+	cl := start(t, c.Client, userstack.Options{}, clientSecure, cv4, cv6, []netip.Prefix{netip.MustParsePrefix("10.77.2.0/24"), netip.MustParsePrefix("fd77:2::/64")})
+	sv := start(t, c.Server, userstack.Options{}, serverSecure, sv4, sv6, []netip.Prefix{netip.MustParsePrefix("10.77.1.0/24"), netip.MustParsePrefix("fd77:1::/64")})
 	wantMTU := fmt.Sprint(TUNMTU(1500, clientSecure, false))
 	if out := c.Client.Exec(t, "ip", "link", "show", DefaultTUN); !strings.Contains(out, "mtu "+wantMTU) || !strings.Contains(out, "UP") {
 		t.Errorf("ip link show %s: %s, want it up with mtu %s", DefaultTUN, out, wantMTU)
