@@ -153,6 +153,8 @@ func New(stack *userstack.Stack, opts Options) (_ *Gateway, err error) {
 	if g.tun, err = openTUN(opts.TUN, mtu, opts.Local, opts.Remote); err != nil {
 		return nil, err
 	}
+	g.wg.Add(1)
+	go g.drainEvents()
 	if g.steer, err = stack.ListenPacket("udp", fmt.Sprintf(":%d", psp.UDPPort)); err != nil {
 		return nil, fmt.Errorf("start psp gateway: steer udp port %d: %w", psp.UDPPort, err)
 	}
@@ -166,9 +168,8 @@ func New(stack *userstack.Stack, opts Options) (_ *Gateway, err error) {
 	if !stack.StartSecure(g) {
 		return nil, errors.New("start psp gateway: another gateway runs on this stack")
 	}
-	g.wg.Add(2)
+	g.wg.Add(1)
 	go g.send()
-	go g.drainEvents()
 	g.log.Info("psp gateway up", "mtu", mtu, "local", opts.Local, "remote", opts.Remote)
 	return g, nil
 }
