@@ -111,3 +111,10 @@ func TestSecureTakesPSPFrames(t *testing.T) {
 		t.Error("StartSecure after StopSecure: refused")
 	}
 }
+
+// FuzzSecureFrame reads any bytes without a panic.
+func FuzzSecureFrame(f *testing.F) {
+	f.Add(udp4(SecurePort, 0))
+	f.Add(packet.Ethernet(packet.EtherTypeIPv6).IPv6(src6, dst6, packet.ProtoUDP).UDP(5, SecurePort).Payload(40).Bytes())
+	f.Fuzz(func(t *testing.T, frame []byte) { secureFrame(frame) })
+}

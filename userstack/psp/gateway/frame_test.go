@@ -98,3 +98,15 @@ func TestAddrs(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAddrs reads any bytes without a panic, and finds addresses only
+// in what holds a whole IP header.
+func FuzzAddrs(f *testing.F) {
+	f.Add(packet.Ethernet(0).IPv4(packet.IPv4{Src: netip.MustParseAddr("10.7.0.1"), Dst: netip.MustParseAddr("10.7.0.2"), Protocol: packet.ProtoUDP}).Bytes()[ethLen:])
+	f.Add(packet.Ethernet(0).IPv6(netip.MustParseAddr("fd07::1"), netip.MustParseAddr("fd07::2"), packet.ProtoUDP).Bytes()[ethLen:])
+	f.Fuzz(func(t *testing.T, ip []byte) {
+		if _, _, ok := addrs(ip); ok && len(ip) < 20 {
+			t.Errorf("addresses found in %d bytes", len(ip))
+		}
+	})
+}
