@@ -60,6 +60,11 @@ func TestThroughput(t *testing.T) {
 			t.Logf("round %d, %d stream(s): psp tunnel %.2f Gbit/s, bare veth %.2f Gbit/s (%.2fx)", round, streams, psp/1e9, bare/1e9, psp/bare)
 		}
 	}
+	// What the TUN devices took and gave, against the packets on the
+	// wire: their GRO and TSO at work.
+	for _, h := range []*testutil.Host{a, b} {
+		t.Logf("%s: %s", h.Netns, h.Exec(t, "ip", "-s", "-o", "link", "show", DefaultTUN))
+	}
 	for _, s := range []*side{sa, sb} {
 		t.Logf("%s: %+v", s.host.Netns, s.gw.Stats())
 		for _, sock := range s.stack.Sockets() {
