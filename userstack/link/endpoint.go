@@ -6,7 +6,9 @@
 // holds pure ACKs back for the next segment to carry (delayedack.go),
 // works around the netstack's dropping of ACKs while its receive window
 // is shut (zerowindow.go), lets an Interceptor (the SYN proxy) see
-// the TCP traffic first, and a Tap (a capture) every frame both ways.
+// the TCP traffic first, a Tap (a capture) every frame both ways, and
+// a Secure side (the PSP gateway) take the frames of UDP to port 1000
+// (secure.go).
 //
 // One endpoint serves all the queues, not one per queue, because the
 // netstack routes by NIC and every queue carries the same addresses.
@@ -128,6 +130,8 @@ type Endpoint struct {
 	wg         sync.WaitGroup
 	// tap is the capture's, if one runs: one load per frame otherwise.
 	tap atomic.Pointer[tapped]
+	// secure is the PSP gateway's, if one runs: loaded once per batch.
+	secure atomic.Pointer[secured]
 }
 
 var (
@@ -185,9 +189,14 @@ func (e *Endpoint) receive(qi int, q Queue, d stack.NetworkDispatcher) {
 		}
 	}
 	answers := newAnswers()
+	var sec *secured // this batch's
 	deliver := func(frame []byte) {
 		if t := e.tap.Load(); t != nil {
 			t.Tapped(qi, false, frame)
+		}
+		if sec != nil && secureFrame(frame) {
+			sec.Received(qi, frame)
+			return
 		}
 		if !e.opts.TrustChecksums && !checksumsValid(frame, &e.opts.Stats) {
 			return
@@ -205,7 +214,11 @@ func (e *Endpoint) receive(qi int, q Queue, d stack.NetworkDispatcher) {
 		enqueue(frame)
 	}
 	for {
+		sec = e.secure.Load()
 		if q.Receive(batchSize, deliver) > 0 {
+			if sec != nil {
+				sec.Flush(qi)
+			}
 			answers.send(e, qi)
 			flushGRO(&g)
 			stagetime.Mark(stagetime.RxDelivered)
