@@ -30,7 +30,7 @@ var _ tunnel.Requester = (*Gateway)(nil)
 func (g *Gateway) Request(remote netip.Addr) {
 	remote = remote.Unmap()
 	peerCfg, session, ok := g.s.Config.Owner(remote)
-	if !ok || !session.LocalVIP.IsValid() {
+	if !ok {
 		g.log.Debug("no peer owns the address", "remote", remote)
 		return
 	}
@@ -42,6 +42,14 @@ func (g *Gateway) Request(remote netip.Addr) {
 	g.mu.Lock()
 	st := g.pending[remote]
 	if st == nil {
+		if len(g.pending) >= g.s.Options.MaxTunnels {
+			g.prunePendingLocked(now)
+		}
+		if len(g.pending) >= g.s.Options.MaxTunnels {
+			g.mu.Unlock()
+			g.log.Debug("tunnel not requested: too many requests pending", "remote", remote)
+			return
+		}
 		st = &pendingState{}
 		g.pending[remote] = st
 	}
@@ -71,6 +79,15 @@ func (g *Gateway) Request(remote netip.Addr) {
 	}
 }
 
+// prunePendingLocked forgets the failed requests whose backoff is over.
+func (g *Gateway) prunePendingLocked(now time.Time) {
+	for remote, st := range g.pending {
+		if !st.inflight && now.After(st.next) {
+			delete(g.pending, remote)
+		}
+	}
+}
+
 func backoff(failures int) time.Duration {
 	d := backoffMin
 	for i := 1; i < failures && d < backoffMax; i++ {
@@ -96,6 +113,13 @@ func (g *Gateway) exchange(ctx context.Context, p *peerState, pairs []pair) (err
 			g.log.Debug("tunnels exchanged", "peer", p.cfg.GRPC, "tunnels", len(pairs), "took", time.Since(start))
 		}
 	}()
+	remotes := make([]netip.Addr, len(pairs))
+	for i, pr := range pairs {
+		remotes[i] = pr.remote
+	}
+	if !g.room(remotes) {
+		return fmt.Errorf("request tunnels from %s: %d more would pass --max-tunnels %d", p.cfg.GRPC, len(pairs), g.s.Options.MaxTunnels)
+	}
 	v := g.s.Options.Version
 	req := &pb.MultiTunnelRequest{RequestId: g.requestID.Add(1), PspVersionsAccepted: []uint32{uint32(v)}}
 	var granted []uint32
@@ -151,7 +175,7 @@ func staticPairs(p *peerState) []pair {
 	var out []pair
 	for _, s := range p.cfg.Sessions {
 		for _, vip := range s.RemoteVIPs {
-			if vip.IsSingleIP() && s.LocalVIP.IsValid() {
+			if vip.IsSingleIP() {
 				out = append(out, pair{local: s.LocalVIP, remote: vip.Addr()})
 			}
 		}

@@ -131,6 +131,13 @@ func New(s Settings) (*Gateway, error) {
 	if err := s.Config.CheckInner(s.Options.Inner); err != nil {
 		return nil, fmt.Errorf("psp key exchange: %w", err)
 	}
+	for i, p := range s.Config.Peers {
+		for j, ss := range p.Sessions {
+			if !ss.LocalVIP.IsValid() {
+				return nil, fmt.Errorf("psp key exchange: peers[%d].sessions[%d]: no local-vip (fill it from the tun device: Config.FillLocalVIP)", i, j)
+			}
+		}
+	}
 	if s.Timeout == 0 {
 		s.Timeout = 5 * time.Second
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/xdpstack/xdpstack/userstack/psp"
 	"github.com/xdpstack/xdpstack/userstack/psp/keyx/pb"
+	"github.com/xdpstack/xdpstack/userstack/psp/pspconfig"
 	"github.com/xdpstack/xdpstack/userstack/psp/tunnel"
 )
 
@@ -42,7 +43,6 @@ func (g *Gateway) checkRequest(req *pb.MultiTunnelRequest, id identity) (psp.Ver
 	if len(tunnels) == 0 || len(tunnels) > g.s.Options.MaxTunnels {
 		return 0, nil, nil, fmt.Errorf("%d tunnels asked for: want 1 to %d", len(tunnels), g.s.Options.MaxTunnels)
 	}
-	locals := g.s.Config.LocalVIPs()
 	var from *peerState
 	out := make([]wanted, 0, len(tunnels))
 	seen := map[pair]bool{}
@@ -66,8 +66,8 @@ func (g *Gateway) checkRequest(req *pb.MultiTunnelRequest, id identity) (psp.Ver
 			return 0, nil, nil, fmt.Errorf("tunnel %d: virt_src_ip %v: not named by the certificate of %s", i, src, id.subject)
 		case from != nil && from.cfg != owner:
 			return 0, nil, nil, fmt.Errorf("tunnel %d: virt_src_ip %v: of another peer than tunnel 0's", i, src)
-		case !containsAddr(locals, dst):
-			return 0, nil, nil, fmt.Errorf("tunnel %d: virt_dst_ip %v: not a virtual address of this gateway", i, dst)
+		case !paired(owner, dst, src):
+			return 0, nil, nil, fmt.Errorf("tunnel %d: virt_dst_ip %v: not a virtual address of this gateway that a session pairs with %v", i, dst, src)
 		case seen[pair{dst, src}]:
 			return 0, nil, nil, fmt.Errorf("tunnel %d: %v to %v asked for twice", i, src, dst)
 		}
@@ -86,10 +86,17 @@ func (g *Gateway) checkRequest(req *pb.MultiTunnelRequest, id identity) (psp.Ver
 	return v, from, out, nil
 }
 
-func containsAddr(list []netip.Addr, a netip.Addr) bool {
-	for _, x := range list {
-		if x == a {
-			return true
+// paired reports whether a session with peer p sends from local to an
+// address of remote's.
+func paired(p *pspconfig.Peer, local, remote netip.Addr) bool {
+	for _, s := range p.Sessions {
+		if s.LocalVIP != local {
+			continue
+		}
+		for _, vip := range s.RemoteVIPs {
+			if vip.Contains(remote) {
+				return true
+			}
 		}
 	}
 	return false

@@ -230,3 +230,38 @@ func FuzzParams(f *testing.F) {
 		}
 	})
 }
+
+// TestNewRefuses: settings a gateway cannot run with, plaintext without
+// asking for it first of all.
+func TestNewRefuses(t *testing.T) {
+	dev, _ := psp.NewDeviceRandom()
+	base := func() Settings {
+		o := pspconfig.Defaults
+		o.Plaintext = true
+		return Settings{Config: &pspconfig.Config{LocalGRPC: "127.0.0.1:1"}, Options: o,
+			MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Addr: netip.MustParseAddr("fd00::1"),
+			Device: dev, Table: &tunnel.Table{}, ACL: tunnel.NewACL(nil)}
+	}
+	for _, tc := range []struct {
+		edit func(*Settings)
+		want string
+	}{
+		{func(s *Settings) { s.Options.Plaintext = false }, "no certificates (give --psp-cert, --psp-key and --psp-ca, or --psp-plaintext)"},
+		{func(s *Settings) { s.Addr = netip.MustParseAddr("192.0.2.1") }, "secure-side address 192.0.2.1 is not ipv6 (the outer ip type)"},
+		{func(s *Settings) { s.MAC = nil }, "not an ethernet address"},
+		{func(s *Settings) { s.ACL = nil }, "config, device, table and acl are needed"},
+		{func(s *Settings) { s.Options.MaxTunnels = 0 }, "--max-tunnels 0: want 1 to"},
+		{func(s *Settings) {
+			s.Config.Peers = []pspconfig.Peer{{GRPC: "127.0.0.1:2", Sessions: []pspconfig.Session{{RemoteVIPs: []netip.Prefix{netip.MustParsePrefix("fd09::/64")}}}}}
+		}, "peers[0].sessions[0].remote-vips[0]: fd09::/64 is not ipv4 (the inner ip type)"},
+	} {
+		s := base()
+		tc.edit(&s)
+		if g, err := New(s); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if g != nil {
+				g.Close()
+			}
+			t.Errorf("got %v, want %q", err, tc.want)
+		}
+	}
+}
