@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -65,6 +68,7 @@ type meshOpts struct {
 	noServe  map[int]bool                  // listen but do not serve yet
 	options  func(*pspconfig.Options)
 	retire   time.Duration
+	log      *slog.Logger
 }
 
 func mesh(t *testing.T, mo meshOpts) []*node {
@@ -112,7 +116,7 @@ func mesh(t *testing.T, mo meshOpts) []*node {
 			MAC:    net.HardwareAddr{2, 0, 0, 0, 0, byte(i + 1)},
 			Addr:   netip.AddrFrom16([16]byte{0xfd, 15: byte(i + 1)}),
 			Device: nd.dev, Table: nd.table, ACL: nd.acl,
-			Timeout: time.Second, RetireAfter: mo.retire,
+			Timeout: time.Second, RetireAfter: mo.retire, Log: mo.log,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -186,7 +190,8 @@ func (nd *node) open(sealed []byte, src netip.Addr) error {
 // TestExchangeInteroperates: three gateways over loopback mutual TLS
 // make tunnels on demand, and what each seals the other opens, both ways.
 func TestExchangeInteroperates(t *testing.T) {
-	nodes := mesh(t, meshOpts{n: 3})
+	var logs syncBuffer
+	nodes := mesh(t, meshOpts{n: 3, log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	for i, a := range nodes {
 		for j, b := range nodes {
 			if i == j {
@@ -203,10 +208,38 @@ func TestExchangeInteroperates(t *testing.T) {
 			}
 		}
 	}
+	for _, nd := range nodes {
+		if err := nd.gw.Rotate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if text := logs.String(); !strings.Contains(text, "tunnels exchanged") || hexRun.MatchString(text) {
+		t.Fatalf("logs without the exchanges, or with something like a key:\n%s", text)
+	}
 	st := nodes[0].gw.Peers()
 	if len(st) != 2 || st[0].Successes == 0 || st[0].Subject == "" || st[0].LastExchange.IsZero() {
 		t.Fatalf("peer stats %+v", st)
 	}
+}
+
+// hexRun is what a key would look like in a log: 32 hex digits or more.
+var hexRun = regexp.MustCompile(`[0-9a-fA-F]{32,}`)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // TestOtherCAGetsNothing: a node whose certificate comes from another CA
