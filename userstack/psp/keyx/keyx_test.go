@@ -59,6 +59,8 @@ var loopback = netip.MustParseAddr("127.0.0.1")
 
 func vipOf(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 9, 0, byte(i + 1)}) }
 
+func vip6Of(i int) netip.Addr { return netip.AddrFrom16([16]byte{0xfd, 9, 15: byte(i + 1)}) }
+
 // mesh makes n gateways, each configured with the others as peers, all
 // with certificates from one CA (tlsOf may replace one's identity).
 type meshOpts struct {
@@ -75,6 +77,10 @@ func mesh(t *testing.T, mo meshOpts) []*node {
 	t.Helper()
 	ca := newCA(t)
 	nodes := make([]*node, mo.n)
+	o := pspconfig.Defaults
+	if mo.options != nil {
+		mo.options(&o)
+	}
 	for i := range nodes {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -86,6 +92,9 @@ func mesh(t *testing.T, mo meshOpts) []*node {
 			t.Fatal(err)
 		}
 		nodes[i] = &node{table: &tunnel.Table{}, acl: tunnel.NewACL(nil), dev: dev, vip: vipOf(i), l: l}
+		if o.Inner == pspconfig.IPv6 {
+			nodes[i].vip = vip6Of(i)
+		}
 	}
 	for i, nd := range nodes {
 		cfg := &pspconfig.Config{LocalGRPC: nd.l.Addr().String()}
@@ -93,7 +102,7 @@ func mesh(t *testing.T, mo meshOpts) []*node {
 			if j == i {
 				continue
 			}
-			vips := []netip.Prefix{netip.PrefixFrom(other.vip, 32)}
+			vips := []netip.Prefix{netip.PrefixFrom(other.vip, other.vip.BitLen())}
 			if mo.extraVIP != nil {
 				vips = append(vips, mo.extraVIP(i, j)...)
 			}
@@ -107,14 +116,14 @@ func mesh(t *testing.T, mo meshOpts) []*node {
 		if id == nil {
 			id = nodeTLS(t, ca, loopback, nd.vip)
 		}
-		o := pspconfig.Defaults
-		if mo.options != nil {
-			mo.options(&o)
+		addr := netip.AddrFrom16([16]byte{0xfd, 15: byte(i + 1)})
+		if o.Outer == pspconfig.IPv4 {
+			addr = netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)})
 		}
 		gw, err := New(Settings{
 			Config: cfg, Options: o, TLS: id,
 			MAC:    net.HardwareAddr{2, 0, 0, 0, 0, byte(i + 1)},
-			Addr:   netip.AddrFrom16([16]byte{0xfd, 15: byte(i + 1)}),
+			Addr:   addr,
 			Device: nd.dev, Table: nd.table, ACL: nd.acl,
 			Timeout: time.Second, RetireAfter: mo.retire, Log: mo.log,
 		})
@@ -154,17 +163,24 @@ func (nd *node) waitTunnel(t *testing.T, remote netip.Addr) *tunnel.Tunnel {
 
 // frame is an Ethernet frame of a UDP packet from src to dst.
 func frame(src, dst netip.Addr, n int) []byte {
-	f := psptest.Packet(false, psptest.UDP, n)
-	s, d := src.As4(), dst.As4()
-	copy(f[14+12:], s[:])
-	copy(f[14+16:], d[:])
+	f := psptest.Packet(src.Is6(), psptest.UDP, n)
+	copy(f[14+srcOffset(src.Is6()):], src.AsSlice())
+	copy(f[14+srcOffset(src.Is6())+src.BitLen()/8:], dst.AsSlice())
 	return f
+}
+
+// srcOffset is where an IP header holds its source address.
+func srcOffset(v6 bool) int {
+	if v6 {
+		return 8
+	}
+	return 12
 }
 
 // seal wraps a packet from nd to remote through nd's tunnel.
 func (nd *node) seal(t testing.TB, tun *tunnel.Tunnel, remote netip.Addr) []byte {
 	f := frame(nd.vip, remote, 100)
-	out := make([]byte, len(f)+psp.EncapLen(&tun.Encap, false)+64)
+	out := make([]byte, len(f)+psp.EncapLen(&tun.Encap, remote.Is6())+64)
 	n, err := tun.SA.Encrypt(out, f, &tun.Encap)
 	if err != nil {
 		t.Fatalf("seal to %v: %v", remote, err)
@@ -180,7 +196,8 @@ func (nd *node) open(sealed []byte, src netip.Addr) error {
 	if err != nil {
 		return err
 	}
-	inner, _ := netip.AddrFromSlice(out[14+12 : 14+16])
+	off := 14 + srcOffset(src.Is6())
+	inner, _ := netip.AddrFromSlice(out[off : off+src.BitLen()/8])
 	if n == 0 || inner != src || !nd.acl.Check(hdr.SPI, hdr.Version, src) {
 		return fmt.Errorf("spi %#x from %v: refused by the acl", hdr.SPI, inner)
 	}
@@ -240,6 +257,26 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// TestInnerOuterCombinations: tunnels of each inner and outer IP type
+// carry packets both ways (DOCA does IPv4 in IPv6 only).
+func TestInnerOuterCombinations(t *testing.T) {
+	for _, inner := range []pspconfig.IPType{pspconfig.IPv4, pspconfig.IPv6} {
+		for _, outer := range []pspconfig.IPType{pspconfig.IPv4, pspconfig.IPv6} {
+			t.Run(fmt.Sprintf("%v in %v", inner, outer), func(t *testing.T) {
+				nodes := mesh(t, meshOpts{n: 2, options: func(o *pspconfig.Options) { o.Inner, o.Outer, o.CryptOffset, o.Cookie = inner, outer, 1, true }})
+				a, b := nodes[0], nodes[1]
+				a.gw.Request(b.vip)
+				if err := b.open(a.seal(t, a.waitTunnel(t, b.vip), b.vip), a.vip); err != nil {
+					t.Fatal(err)
+				}
+				if err := a.open(b.seal(t, b.waitTunnel(t, a.vip), a.vip), b.vip); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+	}
 }
 
 // TestOtherCAGetsNothing: a node whose certificate comes from another CA
