@@ -203,6 +203,10 @@ func (g *Gateway) RequestKeyRotation(ctx context.Context, req *pb.KeyRotationReq
 		return nil, status.Errorf(codes.Internal, "rotate keys: %v", err)
 	}
 	g.log.Info("master keys rotated at a peer's request", "from", addrOf(p), "subject", id.subject)
-	g.spawn(func() { g.rekey(g.ctx) })
+	g.spawn(func() {
+		if err := g.rekey(g.ctx); err != nil {
+			g.log.Warn("re-key after a peer's rotation request", "err", err)
+		}
+	})
 	return &pb.KeyRotationResponse{RequestId: req.GetRequestId()}, nil
 }
