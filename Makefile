@@ -52,6 +52,9 @@ fuzz: ## run each fuzz target briefly (FUZZTIME, default 20s)
 		$(GO) test ./bpf/ -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-20s} || exit 1; done
 	@for t in $$($(GO) test -list 'Fuzz.*' ./userstack/psp/ | grep ^Fuzz); do \
 		$(GO) test ./userstack/psp/ -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-20s} || exit 1; done
+	@for p in ./userstack/psp/keyx/ ./userstack/psp/pspconfig/; do \
+		for t in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
+		$(GO) test $$p -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-20s} || exit 1; done; done
 
 .PHONY: demo
 demo: deps build ## build two namespaces, attach, drive kernel traffic, show the counters, clean up

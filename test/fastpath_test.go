@@ -441,6 +441,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		return path
 	}
 	unknownKey := config("mode: auto\nbogus: 1\n")
+	badPSP := config("psp:\n  config: {local-grpc-address: \"192.0.2.1:3000\"}\n  peers:\n    - remote-grpc-address: 192.0.2.2\n      sessions: [{remote-vips: [10.9.0.0/33]}]\n")
 	tooManyShapes := "rules:\n"
 	for bits := 0; bits <= maps.MaxRuleShapes; bits++ {
 		tooManyShapes += fmt.Sprintf("  - {remote: 100.64.0.0/%d, action: deny}\n", bits)
@@ -533,6 +534,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"config namespace secret others read", []string{"attach", a.Iface, "--config", config("namespaces:\n  - name: blue\n    secret-file: " + openSecret + "\n")}, "line 3: namespaces: blue: secret-file " + openSecret + ": mode 0644 lets others than its owner at the secret"},
 		{"config local pass rule", []string{"attach", a.Iface, "--config", config("namespaces:\n  - name: default\n    rules:\n      - {local: \":80\", action: pass}\n")}, "line 4: namespaces: default: rules: action: pass is for global rules only"},
 		{"config check bad", []string{"config", "check", unknownKey}, "config " + unknownKey + ` line 2: unknown key "bogus"`},
+		{"config check bad psp", []string{"config", "check", badPSP}, "config " + badPSP + ` line 5: psp: peers[0].sessions[0].remote-vips[0]: "10.9.0.0/33" is not an address or prefix`},
 		{"config check no file", []string{"config", "check"}, "config check: want one FILE argument, got 0"},
 		{"sample rate past 16", []string{"attach", a.Iface, "--sample-rate", "17"}, "--sample-rate 17: want 0 (off) to 16 (1 packet in 2^N)"},
 		{"snaplen 0", []string{"attach", a.Iface, "--snaplen", "0"}, "--snaplen 0: want 1 to 65280 bytes"},

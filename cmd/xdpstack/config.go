@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/xdpstack/xdpstack/maps"
+	"github.com/xdpstack/xdpstack/userstack/psp/pspconfig"
 )
 
 // A config file (attach --config FILE) holds what attach's flags hold,
@@ -29,6 +30,7 @@ const (
 	kindApps
 	kindNamespaces
 	kindRules
+	kindPSP
 )
 
 // configKey is one key of the config file.
@@ -44,7 +46,7 @@ var notInConfig = []string{"config"}
 // configKeys lists the config file's keys: one per flag of attach and
 // per log flag, so that every flag has one, and the later sections.
 func configKeys() map[string]configKey {
-	keys := map[string]configKey{"namespaces": {kind: kindNamespaces}, "rules": {kind: kindRules}}
+	keys := map[string]configKey{"namespaces": {kind: kindNamespaces}, "rules": {kind: kindRules}, "psp": {kind: kindPSP}}
 	for _, f := range append(attachCommand().Flags, logFlags...) {
 		name := f.Names()[0]
 		if slices.Contains(notInConfig, name) {
@@ -96,7 +98,8 @@ type configFile struct {
 type configValue struct {
 	line int
 	// value is a string, bool or int, []configApp for apps,
-	// []configNamespace for namespaces, []configRule for rules.
+	// []configNamespace for namespaces, []configRule for rules,
+	// *pspconfig.Config for psp.
 	value any
 }
 
@@ -200,6 +203,8 @@ func (f *configFile) decode(k *yaml.Node, kind int, v *yaml.Node) (any, error) {
 		return f.decodeNamespaces(v)
 	case kindRules:
 		return f.decodeRules("rules", v)
+	case kindPSP:
+		return f.decodePSP(v)
 	}
 	panic("unknown config kind")
 }
@@ -384,6 +389,21 @@ func (f *configFile) decodeNamespaces(v *yaml.Node) ([]configNamespace, error) {
 		list = append(list, ns)
 	}
 	return list, nil
+}
+
+// decodePSP reads the psp section: the tree of the PSP gateway's JSON
+// config file (config: local-grpc-address, peers), in YAML.
+func (f *configFile) decodePSP(v *yaml.Node) (*pspconfig.Config, error) {
+	c, err := pspconfig.FromYAML(v)
+	var e *pspconfig.Error
+	if errors.As(err, &e) {
+		line := e.Line
+		if line == 0 {
+			line = v.Line
+		}
+		return nil, f.errorf(line, "psp: %s", (&pspconfig.Error{Path: e.Path, Msg: e.Msg}).Error())
+	}
+	return c, err
 }
 
 // list reads a list; nothing is an empty one.

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/userstack/psp/pspconfig"
 )
 
 func writeConfig(t *testing.T, text string) string {
@@ -337,6 +338,30 @@ func TestConfigCheckHidesSecret(t *testing.T) {
 		code, stdout, stderr := run(t, "config", "check", writeConfig(t, text))
 		if code == 0 || strings.Contains(stdout+stderr, secret) {
 			t.Errorf("config check of %q: exit %d, %q %q; want a failure that hides the secret", text, code, stdout, stderr)
+		}
+	}
+}
+
+// TestConfigPSP: the psp section reads as DOCA's JSON tree, and a bad
+// value fails with its line and the key's path.
+func TestConfigPSP(t *testing.T) {
+	good := "psp:\n  config: {local-grpc-address: \"192.0.2.1:3000\"}\n  peers:\n    - remote-grpc-address: 192.0.2.2\n      sessions:\n        - {local-vip: 10.9.0.1, remote-vips: [10.9.0.2]}\n"
+	f, err := readConfig(writeConfig(t, good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := f.values["psp"].value.(*pspconfig.Config); c.Peers[0].GRPC != "192.0.2.2:3000" {
+		t.Fatalf("psp section read as %+v", c)
+	}
+	for _, tc := range []struct{ text, want string }{
+		{"psp: [1]\n", "line 1: psp: want an object of config, peers, got a list"},
+		{"psp:\n  peers: []\n", "line 2: psp: config.local-grpc-address: missing"},
+		{strings.Replace(good, "10.9.0.2]", "10.9.0.2, nope]", 1), `line 6: psp: peers[0].sessions[0].remote-vips[1]: "nope" is not an address or prefix`},
+		{strings.Replace(good, "sessions:", "session:", 1), `line 5: psp: peers[0].session: unknown key (known: remote-grpc-address, sessions)`},
+	} {
+		_, err := readConfig(writeConfig(t, tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.text, err, tc.want)
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/xdpstack/xdpstack/userstack/psp/pspconfig"
 )
 
 func configCommand() *cli.Command {
@@ -47,6 +49,9 @@ func runConfigCheck(c *cli.Context) error {
 	}
 	if n := len(cfg.Rules); n > 0 {
 		parts = append(parts, plural(n, "global rule"))
+	}
+	if v, ok := file.values["psp"]; ok {
+		parts = append(parts, "psp gateway with "+plural(len(v.value.(*pspconfig.Config).Peers), "peer"))
 	}
 	fmt.Fprintf(c.App.Writer, "ok: %s: %s\n", file.path, strings.Join(parts, ", "))
 	return nil

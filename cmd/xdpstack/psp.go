@@ -15,15 +15,17 @@ import (
 )
 
 // pspCommand is `xdpstack psp`: offline tools like Google's reference
-// psp_encrypt and psp_decrypt, and key derivation.
+// psp_encrypt and psp_decrypt, key derivation, and the certificates of
+// the gateway's key exchange.
 func pspCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "psp",
-		Usage: "encrypt and decrypt pcap files with PSP, derive SA keys (offline)",
+		Usage: "encrypt and decrypt pcap files with PSP, derive SA keys (offline); make the gateway's certificates",
 		Subcommands: []*cli.Command{
 			pspEncryptCommand(),
 			pspDecryptCommand(),
 			pspDeriveCommand(),
+			pspCertsCommand(),
 		},
 	}
 }

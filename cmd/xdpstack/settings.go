@@ -19,6 +19,7 @@ import (
 	"github.com/xdpstack/xdpstack/userstack/appns"
 	"github.com/xdpstack/xdpstack/userstack/apps"
 	"github.com/xdpstack/xdpstack/userstack/apps/httpapp"
+	"github.com/xdpstack/xdpstack/userstack/psp/pspconfig"
 	"github.com/xdpstack/xdpstack/userstack/transport"
 )
 
@@ -324,6 +325,10 @@ func (s settings) text() map[string]string {
 				list = s.flags.StringSlice("app")
 			}
 			out[key] = strings.Join(list, "\n")
+		case kindPSP:
+			if v, ok := s.fileValue(key); ok {
+				out[key] = v.value.(*pspconfig.Config).String()
+			}
 		default:
 			out[key] = fmt.Sprint(s.value(key))
 		}

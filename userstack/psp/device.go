@@ -132,6 +132,14 @@ func (d *Device) RunRotation(ctx context.Context, interval time.Duration) error 
 	}
 }
 
+// ActiveKey is the slot (0 or 1, the top bit of the SPIs) new SPIs come
+// from.
+func (d *Device) ActiveKey() int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.active
+}
+
 // Rotations counts the master key rotations ("key-rotations" in Linux).
 func (d *Device) Rotations() uint64 { return d.rotations.Load() }
 
