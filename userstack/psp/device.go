@@ -3,6 +3,7 @@ package psp
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"sync"
@@ -30,6 +31,7 @@ type Device struct {
 }
 
 type keySlotState struct {
+	key     MasterKey // kept only for MasterKeys (--debug-keys)
 	kdf     kdf
 	live    bool   // false once rotated out and not yet replaced
 	nextSPI uint32 // low 31 bits of the next SPI to allocate
@@ -45,7 +47,7 @@ type rxKey struct {
 func NewDevice(k0, k1 MasterKey) *Device {
 	d := &Device{rx: make(map[rxKey]*SA), rand: rand.Reader}
 	for i, k := range [2]*MasterKey{&k0, &k1} {
-		d.slots[i] = keySlotState{kdf: newKDF(k), live: true, nextSPI: 1}
+		d.slots[i] = keySlotState{key: *k, kdf: newKDF(k), live: true, nextSPI: 1}
 	}
 	return d
 }
@@ -93,7 +95,7 @@ func (d *Device) Rotate() error {
 	defer d.mu.Unlock()
 	slot := 1 - d.active
 	d.retire(slot)
-	d.slots[slot] = keySlotState{kdf: newKDF(&k), live: true, nextSPI: 1}
+	d.slots[slot] = keySlotState{key: k, kdf: newKDF(&k), live: true, nextSPI: 1}
 	d.active = slot
 	d.rotations.Add(1)
 	return nil
@@ -138,6 +140,15 @@ func (d *Device) ActiveKey() int {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	return d.active
+}
+
+// MasterKeys are the two master keys as they are now, a retired one
+// zero, in the form ParseMasterKeys reads ("HEX0,HEX1"): for decrypting
+// a capture offline. Only an operator who asked for it may see them.
+func (d *Device) MasterKeys() string {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return hex.EncodeToString(d.slots[0].key[:]) + "," + hex.EncodeToString(d.slots[1].key[:])
 }
 
 // Rotations counts the master key rotations ("key-rotations" in Linux).

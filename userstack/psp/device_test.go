@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -292,4 +293,43 @@ func TestCounters(t *testing.T) {
 	if got := d.Stats(); got != want {
 		t.Errorf("device Stats() = %+v, want %+v", got, want)
 	}
+}
+
+// TestMasterKeysDecryptOffline checks that what MasterKeys prints is
+// what ParseMasterKeys and DeriveKey need to open the device's SAs, as
+// `psp decrypt --master-keys` does with a capture, across a rotation,
+// and that a retired key prints as zero.
+func TestMasterKeysDecryptOffline(t *testing.T) {
+	d, err := NewDeviceRandom()
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(spi uint32, want []byte) {
+		t.Helper()
+		keys, err := ParseMasterKeys(d.MasterKeys())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DeriveKey(&keys, spi, V1)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("spi %#x: derived key differs from the device's (%v)", spi, err)
+		}
+	}
+	spi0, key0, err := d.AllocSPI(V1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(spi0, key0)
+	if !strings.HasSuffix(d.MasterKeys(), ","+strings.Repeat("0", 64)) {
+		t.Fatal("the unused slot of a new device does not print as zero")
+	}
+	if err := d.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	spi1, key1, err := d.AllocSPI(V1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(spi0, key0)
+	check(spi1, key1)
 }
