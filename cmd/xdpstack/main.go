@@ -55,6 +55,8 @@ func newApp() *cli.App {
 		Flags:                append([]cli.Flag{pinRootFlag, runDirFlag}, logFlags...),
 		Before:               func(c *cli.Context) error { return setupLogging(c, c.App.ErrWriter) },
 		EnableBashCompletion: true,
+		// `xdpstack help atach` names the command meant.
+		Suggest: true,
 		// App specs carry commas of their own (echo=tcp://:7,opt=val).
 		DisableSliceFlagSeparator: true,
 		Commands: []*cli.Command{
@@ -72,21 +74,19 @@ func newApp() *cli.App {
 			configCommand(),
 		},
 		OnUsageError: usageError,
+		Action:       showApp,
 	}
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = usageError
 		cmd.HideHelpCommand = true
+		if cmd.Action == nil {
+			cmd.Action = showSubcommands
+		}
 		for _, sub := range cmd.Subcommands {
 			sub.OnUsageError = usageError
 		}
 	}
 	return app
-}
-
-// usageError keeps a bad flag's error to one line instead of the help
-// text that urfave/cli prints by default.
-func usageError(c *cli.Context, err error, _ bool) error {
-	return fmt.Errorf("%w (see: %s --help)", err, c.Command.HelpName)
 }
 
 // needRoot fails commands that touch BPF objects when run without the
