@@ -86,6 +86,7 @@ func newApp() *cli.App {
 			sub.OnUsageError = usageError
 		}
 	}
+	addExamples(app)
 	return app
 }
 
