@@ -109,6 +109,19 @@ var examples = map[string][]example{
 	"config check": {
 		{"check a config file before attaching with it", "xdpstack config check /etc/xdpstack/eth0.yaml"},
 	},
+	"completion": {
+		{"complete xdpstack's words in this bash", "xdpstack completion bash > ~/.xdpstack.bash && . ~/.xdpstack.bash"},
+		{"and in every fish from now on", "xdpstack completion fish > ~/.config/fish/completions/xdpstack.fish"},
+	},
+	"completion bash": {
+		{"for every bash on the host", "xdpstack completion bash > /usr/share/bash-completion/completions/xdpstack"},
+	},
+	"completion zsh": {
+		{"for every zsh on the host (Debian's folder of $fpath)", "xdpstack completion zsh > /usr/share/zsh/vendor-completions/_xdpstack"},
+	},
+	"completion fish": {
+		{"for every fish on the host", "xdpstack completion fish > /usr/share/fish/vendor_completions.d/xdpstack.fish"},
+	},
 }
 
 // helpWithExamples is template, a urfave/cli help template, with an

@@ -22,6 +22,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := newApp()
+	if n := len(os.Args); n > 1 && os.Args[n-1] == completeFlag {
+		for _, w := range completions(app, os.Args[1:n-1]) {
+			fmt.Println(w)
+		}
+		return
+	}
 	args, err := flagsFirst(app, os.Args)
 	if err == nil {
 		err = app.RunContext(ctx, args)
@@ -49,12 +55,11 @@ var runDirFlag = &cli.StringFlag{
 func newApp() *cli.App {
 	bi := buildinfo.Read()
 	app := &cli.App{
-		Name:                 "xdpstack",
-		Usage:                "a kernel-cooperative XDP dataplane",
-		Version:              fmt.Sprintf("%s (%s, %s)", bi.Version, bi.Revision, bi.GoVersion),
-		Flags:                append([]cli.Flag{pinRootFlag, runDirFlag}, logFlags...),
-		Before:               func(c *cli.Context) error { return setupLogging(c, c.App.ErrWriter) },
-		EnableBashCompletion: true,
+		Name:    "xdpstack",
+		Usage:   "a kernel-cooperative XDP dataplane",
+		Version: fmt.Sprintf("%s (%s, %s)", bi.Version, bi.Revision, bi.GoVersion),
+		Flags:   append([]cli.Flag{pinRootFlag, runDirFlag}, logFlags...),
+		Before:  func(c *cli.Context) error { return setupLogging(c, c.App.ErrWriter) },
 		// `xdpstack help atach` names the command meant.
 		Suggest: true,
 		// App specs carry commas of their own (echo=tcp://:7,opt=val).
@@ -72,6 +77,7 @@ func newApp() *cli.App {
 			echoCommand(),
 			reloadCommand(),
 			configCommand(),
+			completionCommand(),
 		},
 		OnUsageError: usageError,
 		Action:       showApp,
