@@ -12,6 +12,15 @@ TEST_FLAGS ?= -count=1 -timeout 30m
 # binary between namespaces, where -race would only slow the peers.
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/test$$')
 
+# What `xdpstack version` reports, stamped by the linker into
+# internal/buildinfo: the release tag (none: the Go module version), the
+# commit, and the build date (SOURCE_DATE_EPOCH for a reproducible one).
+VERSION    ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null)
+COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
+BUILD_DATE ?= $(shell date -u -d @$${SOURCE_DATE_EPOCH:-$$(date +%s)} +%Y-%m-%dT%H:%M:%SZ)
+BUILDINFO  := github.com/xdpstack/xdpstack/internal/buildinfo
+LDFLAGS     = -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).revision=$(COMMIT) -X $(BUILDINFO).date=$(BUILD_DATE)
+
 .DEFAULT_GOAL := help
 
 .PHONY: help
@@ -33,8 +42,8 @@ check-generate: generate ## fail when the committed BPF output differs from a fr
 	@git diff --exit-code --stat -- bpf/ || { echo "committed bpf2go output is stale: run make generate and commit"; exit 1; }
 
 .PHONY: build
-build: ## build bin/xdpstack
-	$(GO) build -o $(BIN) ./cmd/xdpstack
+build: ## build bin/xdpstack, stamped with its version, commit and build date
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/xdpstack
 
 .PHONY: test
 test: deps ## install what is needed and run every test (needs root for BPF and namespaces)

@@ -122,6 +122,10 @@ var examples = map[string][]example{
 	"completion fish": {
 		{"for every fish on the host", "xdpstack completion fish > /usr/share/fish/vendor_completions.d/xdpstack.fish"},
 	},
+	"version": {
+		{"which build runs here", "xdpstack version"},
+		{"as JSON, for an inventory", "xdpstack version --json"},
+	},
 }
 
 // helpWithExamples is template, a urfave/cli help template, with an

@@ -14,7 +14,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/xdpstack/xdpstack/daemon/control"
-	"github.com/xdpstack/xdpstack/internal/buildinfo"
 	"github.com/xdpstack/xdpstack/maps"
 )
 
@@ -53,11 +52,10 @@ var runDirFlag = &cli.StringFlag{
 }
 
 func newApp() *cli.App {
-	bi := buildinfo.Read()
 	app := &cli.App{
 		Name:    "xdpstack",
 		Usage:   "a kernel-cooperative XDP dataplane",
-		Version: fmt.Sprintf("%s (%s, %s)", bi.Version, bi.Revision, bi.GoVersion),
+		Version: versionLine(),
 		Flags:   append([]cli.Flag{pinRootFlag, runDirFlag}, logFlags...),
 		Before:  func(c *cli.Context) error { return setupLogging(c, c.App.ErrWriter) },
 		// `xdpstack help atach` names the command meant.
@@ -78,6 +76,7 @@ func newApp() *cli.App {
 			reloadCommand(),
 			configCommand(),
 			completionCommand(),
+			versionCommand(),
 		},
 		OnUsageError: usageError,
 		Action:       showApp,
