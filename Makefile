@@ -4,7 +4,7 @@ GO       ?= go
 BIN      := bin/xdpstack
 # What the tests, the demo and the benchmark run: kernel tools as peers.
 RUN_PKGS := iproute2 iperf3 iputils-ping bpftool curl util-linux ethtool netcat-openbsd openssl ngtcp2-client wrk python3 hping3 tcpdump tshark \
-	bash-completion zsh fish
+	bash-completion zsh fish groff-base mandoc man-db
 # What `make generate` needs: the pinned compiler and the headers.
 GEN_PKGS := clang-19 llvm-19 libbpf-dev linux-libc-dev
 TEST_FLAGS ?= -count=1 -timeout 30m
@@ -45,6 +45,10 @@ check-generate: generate ## fail when the committed BPF output differs from a fr
 build: ## build bin/xdpstack, stamped with its version, commit and build date
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/xdpstack
 
+.PHONY: man
+man: build ## write the man pages, generated from the commands, to build/man
+	$(BIN) man build/man
+
 .PHONY: test
 test: deps ## install what is needed and run every test (needs root for BPF and namespaces)
 	$(GO) vet ./...
@@ -76,4 +80,4 @@ lint: ## gofmt, go vet and staticcheck
 
 .PHONY: clean
 clean: ## remove build output
-	rm -rf bin
+	rm -rf bin build

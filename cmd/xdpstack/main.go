@@ -77,6 +77,7 @@ func newApp() *cli.App {
 			configCommand(),
 			completionCommand(),
 			versionCommand(),
+			manCommand(),
 		},
 		OnUsageError: usageError,
 		Action:       showApp,
