@@ -3,7 +3,8 @@
 GO       ?= go
 BIN      := bin/xdpstack
 # What the tests, the demo and the benchmark run: kernel tools as peers.
-RUN_PKGS := iproute2 iperf3 iputils-ping bpftool curl util-linux ethtool netcat-openbsd openssl ngtcp2-client wrk python3 hping3 tcpdump tshark wireguard-tools prometheus
+RUN_PKGS := iproute2 iperf3 iputils-ping bpftool curl util-linux ethtool netcat-openbsd openssl ngtcp2-client wrk python3 hping3 tcpdump tshark \
+	wireguard-tools prometheus bash-completion zsh fish groff-base mandoc man-db
 # What `make generate` needs: the pinned compiler and the headers.
 GEN_PKGS := clang-19 llvm-19 libbpf-dev linux-libc-dev
 TEST_FLAGS ?= -count=1 -timeout 30m
@@ -13,6 +14,15 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v '/test$$')
 # The Kubernetes manifests' test is a module of its own, so that the
 # k8s.io modules it decodes them with stay out of the daemon's go.mod.
 K8S_MOD := deploy/kubernetes
+
+# What `xdpstack version` reports, stamped by the linker into
+# internal/buildinfo: the release tag (none: the Go module version), the
+# commit, and the build date (SOURCE_DATE_EPOCH for a reproducible one).
+VERSION    ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null)
+COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
+BUILD_DATE ?= $(shell date -u -d @$${SOURCE_DATE_EPOCH:-$$(date +%s)} +%Y-%m-%dT%H:%M:%SZ)
+BUILDINFO  := github.com/xdpstack/xdpstack/internal/buildinfo
+LDFLAGS     = -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).revision=$(COMMIT) -X $(BUILDINFO).date=$(BUILD_DATE)
 
 .DEFAULT_GOAL := help
 
@@ -36,8 +46,12 @@ check-generate: generate ## fail when the committed BPF output differs from a fr
 	@git diff --exit-code --stat -- bpf/ || { echo "committed bpf2go output is stale: run make generate and commit"; exit 1; }
 
 .PHONY: build
-build: ## build bin/xdpstack
-	$(GO) build -o $(BIN) ./cmd/xdpstack
+build: ## build bin/xdpstack, stamped with its version, commit and build date
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/xdpstack
+
+.PHONY: man
+man: build ## write the man pages, generated from the commands, to build/man
+	$(BIN) man build/man
 
 .PHONY: test
 test: deps ## install what is needed and run every test (needs root for BPF and namespaces)
@@ -76,4 +90,4 @@ lint: ## gofmt, go vet and staticcheck
 
 .PHONY: clean
 clean: ## remove build output
-	rm -rf bin
+	rm -rf bin build

@@ -14,7 +14,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/xdpstack/xdpstack/daemon/control"
-	"github.com/xdpstack/xdpstack/internal/buildinfo"
 	"github.com/xdpstack/xdpstack/maps"
 )
 
@@ -22,6 +21,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := newApp()
+	if n := len(os.Args); n > 1 && os.Args[n-1] == completeFlag {
+		for _, w := range completions(app, os.Args[1:n-1]) {
+			fmt.Println(w)
+		}
+		return
+	}
 	args, err := flagsFirst(app, os.Args)
 	if err == nil {
 		err = app.RunContext(ctx, args)
@@ -47,14 +52,14 @@ var runDirFlag = &cli.StringFlag{
 }
 
 func newApp() *cli.App {
-	bi := buildinfo.Read()
 	app := &cli.App{
-		Name:                 "xdpstack",
-		Usage:                "a kernel-cooperative XDP dataplane",
-		Version:              fmt.Sprintf("%s (%s, %s)", bi.Version, bi.Revision, bi.GoVersion),
-		Flags:                append([]cli.Flag{pinRootFlag, runDirFlag}, logFlags...),
-		Before:               func(c *cli.Context) error { return setupLogging(c, c.App.ErrWriter) },
-		EnableBashCompletion: true,
+		Name:    "xdpstack",
+		Usage:   "a kernel-cooperative XDP dataplane",
+		Version: versionLine(),
+		Flags:   append([]cli.Flag{pinRootFlag, runDirFlag}, logFlags...),
+		Before:  func(c *cli.Context) error { return setupLogging(c, c.App.ErrWriter) },
+		// `xdpstack help atach` names the command meant.
+		Suggest: true,
 		// App specs carry commas of their own (echo=tcp://:7,opt=val).
 		DisableSliceFlagSeparator: true,
 		Commands: []*cli.Command{
@@ -70,23 +75,25 @@ func newApp() *cli.App {
 			echoCommand(),
 			reloadCommand(),
 			configCommand(),
+			completionCommand(),
+			versionCommand(),
+			manCommand(),
 		},
 		OnUsageError: usageError,
+		Action:       showApp,
 	}
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = usageError
 		cmd.HideHelpCommand = true
+		if cmd.Action == nil {
+			cmd.Action = showSubcommands
+		}
 		for _, sub := range cmd.Subcommands {
 			sub.OnUsageError = usageError
 		}
 	}
+	addExamples(app)
 	return app
-}
-
-// usageError keeps a bad flag's error to one line instead of the help
-// text that urfave/cli prints by default.
-func usageError(c *cli.Context, err error, _ bool) error {
-	return fmt.Errorf("%w (see: %s --help)", err, c.Command.HelpName)
 }
 
 // needRoot fails commands that touch BPF objects when run without the
