@@ -26,6 +26,11 @@ var (
 	SamplingEndpoint      = control.Endpoint[SamplingRequest, SamplingReply]{Method: http.MethodPost, Name: "sampling"}
 	// CaptureEndpoint streams the userstack's frames (capture.Tap).
 	CaptureEndpoint = control.StreamEndpoint[CaptureRequest]{Name: "capture"}
+
+	PSPTunnelsEndpoint = control.Endpoint[control.None, PSPTunnels]{Method: http.MethodGet, Name: "psp/tunnels"}
+	PSPPeersEndpoint   = control.Endpoint[control.None, PSPPeers]{Method: http.MethodGet, Name: "psp/peers"}
+	PSPRotateEndpoint  = control.Endpoint[control.None, PSPRotated]{Method: http.MethodPost, Name: "psp/rotate"}
+	PSPKeysEndpoint    = control.Endpoint[control.None, PSPKeys]{Method: http.MethodGet, Name: "psp/keys"}
 )
 
 // Reloaded says what a reload applied.
@@ -78,7 +83,29 @@ func (d *Daemon) serveControl() {
 	control.RegisterStream(d.control, CaptureEndpoint, func(_ context.Context, req CaptureRequest) (control.Streamer, error) {
 		return d.captureStream(req)
 	})
+	control.Register(d.control, PSPTunnelsEndpoint, func(context.Context, control.None) (PSPTunnels, error) {
+		return conflict(d.PSPTunnels())
+	})
+	control.Register(d.control, PSPPeersEndpoint, func(context.Context, control.None) (PSPPeers, error) {
+		return conflict(d.PSPPeers())
+	})
+	control.Register(d.control, PSPRotateEndpoint, func(ctx context.Context, _ control.None) (PSPRotated, error) {
+		return conflict(d.RotatePSP(ctx))
+	})
+	control.Register(d.control, PSPKeysEndpoint, func(context.Context, control.None) (PSPKeys, error) {
+		return conflict(d.PSPKeys())
+	})
 	d.control.Serve()
+}
+
+// conflict makes an error of an endpoint's function a 409: what was
+// asked for does not fit how the daemon runs (no PSP gateway, keys kept
+// secret, a rotation that failed).
+func conflict[Resp any](resp Resp, err error) (Resp, error) {
+	if err != nil {
+		return resp, control.Refuse(http.StatusConflict, err)
+	}
+	return resp, nil
 }
 
 // badRequest makes an error of an endpoint's function the request's: a

@@ -50,6 +50,8 @@ type Config struct {
 	// of the CLI is applyFile's to say.
 	Namespaces []appns.Config
 	Rules      []maps.Rule
+	// PSP runs the PSP gateway on the userstack when set.
+	PSP *PSPConfig
 	// Settings are the effective value of every other configuration
 	// key, as text: Reload refuses a change of any of them.
 	Settings map[string]string
@@ -76,6 +78,8 @@ type Daemon struct {
 	// applications that attach to them.
 	Namespaces *appns.Registry
 	netlink    *netlink.Handle
+	// psp is the PSP gateway, nil without one.
+	psp *pspGateway
 
 	// cfg is the running configuration, as Reload leaves it.
 	cfg Config
@@ -97,7 +101,7 @@ const checkInterval = time.Second
 // another daemon or a taken port changes nothing, then attaches and
 // serves.
 func Start(cfg Config) (*Daemon, error) {
-	if cfg.NeedUserstack = cfg.NeedUserstack || len(cfg.Apps) > 0; cfg.NeedUserstack && cfg.Attach.UserPorts == (maps.PortRange{}) {
+	if cfg.NeedUserstack = cfg.NeedUserstack || len(cfg.Apps) > 0 || cfg.PSP != nil; cfg.NeedUserstack && cfg.Attach.UserPorts == (maps.PortRange{}) {
 		cfg.Attach.UserPorts = loader.DefaultUserPorts
 	}
 	for _, spec := range cfg.Apps {
@@ -140,6 +144,9 @@ func Start(cfg Config) (*Daemon, error) {
 	if err == nil {
 		err = d.startApps(cfg)
 	}
+	if err == nil && cfg.PSP != nil {
+		err = d.startPSP(cfg.PSP)
+	}
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -150,6 +157,9 @@ func Start(cfg Config) (*Daemon, error) {
 		extra := []prometheus.Collector{namespaceCollector{a.Iface.Name, spaces}}
 		if d.Stack != nil {
 			extra = append(extra, d.Stack.Collector())
+		}
+		if d.psp != nil {
+			extra = append(extra, pspCollector{d.psp})
 		}
 		d.MetricsAddr = ln.Addr()
 		d.metrics = metrics.Serve(ln, metrics.NewRegistry(a.Iface.Name, a.Maps, extra...))
@@ -246,8 +256,8 @@ func (d *Daemon) isLocal(addr netip.Addr) bool {
 
 // Close stops serving and detaches, in the reverse order of Start: the
 // control socket; the check that the program is still attached;
-// /metrics, while everything it reads is still there; the apps, last
-// started first; the userstack; and the program.
+// /metrics, while everything it reads is still there; the PSP gateway;
+// the apps, last started first; the userstack; and the program.
 func (d *Daemon) Close() error {
 	errs := []error{closeControl(d.control)}
 	if d.stopWatch != nil {
@@ -258,6 +268,9 @@ func (d *Daemon) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		errs = append(errs, d.metrics.Shutdown(ctx))
+	}
+	if d.psp != nil {
+		errs = append(errs, d.psp.close())
 	}
 	for i := len(d.Apps) - 1; i >= 0; i-- {
 		errs = append(errs, d.Apps[i].Close())

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/cilium/ebpf"
@@ -19,6 +20,7 @@ import (
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack"
 	"github.com/xdpstack/xdpstack/userstack/apps"
+	"github.com/xdpstack/xdpstack/userstack/psp/pspconfig"
 )
 
 func attachCommand() *cli.Command {
@@ -42,7 +44,7 @@ func attachCommand() *cli.Command {
 			&cli.StringFlag{Name: "control-group", Usage: "let this group use the control socket (0660); else only root may (0600)"},
 			&cli.IntFlag{Name: "sample-rate", Usage: "sample 1 packet in 2^`N` of every verdict for xdpstack capture to read (0 off, up to 16); reloadable"},
 			&cli.IntFlag{Name: "snaplen", Value: int(maps.DefaultSnaplen), Usage: "bytes of each sample to copy, 1 to 65280 (a capture may ask for another while it runs)"},
-		}, tcpFlags...),
+		}, slices.Concat(tcpFlags, pspconfig.Flags())...),
 		Before: needRoot,
 		Action: runAttach,
 	}

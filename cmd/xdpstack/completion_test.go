@@ -33,7 +33,7 @@ func TestCompletions(t *testing.T) {
 		{"completion ", []string{"bash", "zsh", "fish"}},
 		{"attach --sa", []string{"--sample-rate"}},
 		{"attach lo --sa", []string{"--sample-rate"}}, // flags follow IFACE
-		{"attach lo --mode native --m", []string{"--metrics-addr"}},
+		{"attach lo --mode native --me", []string{"--metrics-addr"}},
 		{"attach lo --log-l", []string{"--log-level"}},            // global flags follow the command
 		{"--log-level debug --log", []string{"--log-format"}},     // given once
 		{"--pin-root /p st", []string{"status", "stats"}},         // a global flag's value is no command

@@ -86,6 +86,21 @@ var examples = map[string][]example{
 	"psp decrypt": {
 		{"verify and unwrap the PSP frames", "xdpstack psp decrypt -r psp.pcap -w clear.pcap --key-file keys"},
 	},
+	"psp certs": {
+		{"a CA and the certificates of two gateways, each naming its gRPC and virtual addresses", "xdpstack psp certs --dir /etc/xdpstack/psp a=192.0.2.1,10.9.0.1 b=192.0.2.2,10.9.0.2"},
+	},
+	"psp tunnels": {
+		{"the tunnels of eth0's gateway", "xdpstack psp tunnels eth0"},
+	},
+	"psp peers": {
+		{"the peers of eth0's gateway and their key exchanges", "xdpstack psp peers eth0 --json"},
+	},
+	"psp rotate": {
+		{"rotate the master keys now", "xdpstack psp rotate eth0"},
+	},
+	"psp keys": {
+		{"the master keys of eth0's gateway (attached with --debug-keys), into a key file for psp decrypt --key-file", "xdpstack psp keys eth0 > keys"},
+	},
 	"psp derive": {
 		{"the AES-GCM-256 key of SPI 0x80000001", "xdpstack psp derive --key-file keys --spi 80000001 --version 1"},
 	},

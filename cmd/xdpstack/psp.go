@@ -20,13 +20,13 @@ import (
 func pspCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "psp",
-		Usage: "encrypt and decrypt pcap files with PSP, derive SA keys (offline); make the gateway's certificates",
-		Subcommands: []*cli.Command{
+		Usage: "encrypt and decrypt pcap files with PSP, derive SA keys (offline); make the gateway's certificates; ask a running gateway",
+		Subcommands: append([]*cli.Command{
 			pspEncryptCommand(),
 			pspDecryptCommand(),
 			pspDeriveCommand(),
 			pspCertsCommand(),
-		},
+		}, pspGatewayCommands()...),
 	}
 }
 

@@ -195,8 +195,55 @@ func (s settings) check() (daemon.Config, error) {
 	if cfg.Rules, err = s.rules(); err != nil {
 		return cfg, err
 	}
+	if cfg.PSP, err = s.psp(); err != nil {
+		return cfg, err
+	}
 	cfg.Settings = s.text()
 	return cfg, nil
+}
+
+// psp reads the PSP gateway's configuration, if there is one: DOCA's
+// JSON file (--psp-config) or the config file's psp: section, with the
+// PSP flags.
+func (s settings) psp() (*daemon.PSPConfig, error) {
+	path := s.String(pspconfig.FlagConfig)
+	section, inFile := s.fileValue("psp")
+	var c *pspconfig.Config
+	switch {
+	case path != "" && inFile:
+		return nil, fmt.Errorf("%s and the config file's psp: section both configure the PSP gateway (give one)", s.label(pspconfig.FlagConfig))
+	case path != "":
+		var err error
+		if c, err = pspconfig.ReadJSON(path); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.label(pspconfig.FlagConfig), err)
+		}
+	case inFile:
+		c = section.value.(*pspconfig.Config)
+	default:
+		for _, f := range pspconfig.Flags() {
+			if name := f.Names()[0]; s.fromFlag(name) || s.inFile(name) {
+				return nil, fmt.Errorf("%s: no PSP gateway to apply it to (give --%s or a psp: section)", s.label(name), pspconfig.FlagConfig)
+			}
+		}
+		return nil, nil
+	}
+	o, err := pspconfig.FromCLI(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.CheckInner(o.Inner); err != nil {
+		return nil, fmt.Errorf("psp config: %w (see --%s)", err, pspconfig.FlagInner)
+	}
+	if err := c.FillLocalVIP(); err != nil {
+		return nil, fmt.Errorf("psp config: %w", err)
+	}
+	return &daemon.PSPConfig{Config: c, Options: o}, nil
+}
+
+// inFile tells whether the config file gives key.
+func (s settings) inFile(key string) bool {
+	_, ok := s.fileValue(key)
+	return ok
 }
 
 // rules reads and checks the global rules.

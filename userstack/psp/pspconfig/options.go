@@ -121,13 +121,21 @@ func Flags() []cli.Flag {
 		&cli.StringFlag{Name: FlagCA, Usage: "the CA certificate `FILE` (PEM) that peers' certificates must verify against"},
 		&cli.BoolFlag{Name: FlagPlaintext, Usage: "UNSAFE: exchange keys over plaintext gRPC, as DOCA does (no certificates)"},
 		&cli.StringFlag{Name: FlagRotation, Value: d.Rotation.String(), Usage: "rotate the master keys every `DURATION` (0 never)"},
-		&cli.BoolFlag{Name: FlagDebugKeys, Usage: "let `xdpstack psp keys` print the master keys, to decrypt captures offline"},
+		&cli.BoolFlag{Name: FlagDebugKeys, Usage: "let 'xdpstack psp keys' print the master keys, to decrypt captures offline"},
 	}
 }
 
-// FromCLI reads and checks the options of Flags from a command's
-// context; call it when --psp-config (or the psp: section) is given.
-func FromCLI(c *cli.Context) (Options, error) {
+// Values are the flags' values as a command reads them: a
+// *cli.Context, or attach's settings, where a config file may give them.
+type Values interface {
+	Int(name string) int
+	String(name string) string
+	Bool(name string) bool
+}
+
+// FromCLI reads and checks the options of Flags; call it when
+// --psp-config (or the psp: section) is given.
+func FromCLI(c Values) (Options, error) {
 	o := Options{
 		Version:           psp.Version(clampByte(c.Int(FlagVersion))),
 		Cookie:            c.Bool(FlagCookie),
