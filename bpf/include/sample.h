@@ -52,18 +52,24 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sample_counts SEC(".maps");
 
+/* Or'ed into a verdict: sample the packet whatever the rate (a PSP
+ * packet whose sender asked for it). Above any STATS_INDEX. */
+#define SAMPLE_ALWAYS (1u << 31)
+
 /* take_sample decides whether to sample the packet, which got the
- * verdict at STATS_INDEX verdict, and if so sends it. Out of line: the
- * program calls it from every verdict, and sampling is rare. */
+ * verdict at STATS_INDEX verdict (SAMPLE_ALWAYS aside), and if so sends
+ * it. Out of line: the program calls it from every verdict, and
+ * sampling is rare. */
 static __noinline int take_sample(struct xdp_md *ctx, struct sample_settings *set, struct sample_lease *lease,
 				  __u32 verdict, __u32 rule_id)
 {
 	__u64 now = 0, until = lease->until_ns;
-	__u32 snaplen = set->snaplen, rate = set->rate, taken = 0;
+	__u32 snaplen = set->snaplen, rate = set->rate, taken = verdict >> 31;
 
+	verdict &= ~SAMPLE_ALWAYS;
 	/* The draw first: it costs less than reading the clock, which a
 	 * packet the draw passes over needs only for a lease of all. */
-	if (rate && rate <= SAMPLE_MAX_RATE && !(bpf_get_prandom_u32() & ((1u << rate) - 1)))
+	if (!taken && rate && rate <= SAMPLE_MAX_RATE && !(bpf_get_prandom_u32() & ((1u << rate) - 1)))
 		taken = 1;
 	if (until && (taken || lease->all || !rate)) {
 		now = bpf_ktime_get_ns();
@@ -115,6 +121,6 @@ static __always_inline void sample(struct xdp_md *ctx, __u32 verdict, __u32 rule
 	struct sample_settings *set = bpf_map_lookup_elem(&sampling, &zero);
 	struct sample_lease *lease = bpf_map_lookup_elem(&capture_lease, &zero);
 
-	if (set && lease && (set->rate || lease->until_ns))
+	if (set && lease && ((verdict & SAMPLE_ALWAYS) || set->rate || lease->until_ns))
 		take_sample(ctx, set, lease, verdict, rule_id);
 }
