@@ -31,15 +31,7 @@ type Generator struct {
 // New opens a generator that sends from host from to UDP port dstPort of
 // host to, over the veth between them, on from's queue 0.
 func New(from, to *hosts.Host, dstPort uint16) (*Generator, error) {
-	return NewOf(from, to, func(dstMAC, srcMAC net.HardwareAddr) []byte {
-		return Frame(dstMAC, srcMAC, from.Addr, to.Addr, dstPort)
-	})
-}
-
-// NewOf opens a generator that sends the frame that build makes for
-// the Ethernet addresses of host to (dstMAC) and host from (srcMAC).
-func NewOf(from, to *hosts.Host, build func(dstMAC, srcMAC net.HardwareAddr) []byte) (*Generator, error) {
-	fromLink, err := from.Link()
+	fromMAC, err := from.MAC()
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +39,17 @@ func NewOf(from, to *hosts.Host, build func(dstMAC, srcMAC net.HardwareAddr) []b
 	if err != nil {
 		return nil, err
 	}
-	g := &Generator{}
+	return NewOf(from, Frame(toMAC, fromMAC, from.Addr, to.Addr, dstPort))
+}
+
+// NewOf opens a generator that sends frame out of host from's interface,
+// on its queue 0.
+func NewOf(from *hosts.Host, frame []byte) (*Generator, error) {
+	fromLink, err := from.Link()
+	if err != nil {
+		return nil, err
+	}
+	g := &Generator{frame: frame}
 	// The ifindex means something only inside from's namespace.
 	err = from.Run(func() (err error) {
 		g.sock, err = afxdp.Open(fromLink.Attrs().Index, 0, afxdp.Options{})
@@ -56,7 +58,6 @@ func NewOf(from, to *hosts.Host, build func(dstMAC, srcMAC net.HardwareAddr) []b
 	if err != nil {
 		return nil, fmt.Errorf("generator: %w", err)
 	}
-	g.frame = build(toMAC, fromLink.Attrs().HardwareAddr)
 	return g, nil
 }
 
