@@ -2,11 +2,13 @@
 
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* xdpstack's ingress program: parse, steer the flows the userstack asked
- * for into AF_XDP sockets, pass everything else to the kernel, and count
- * every verdict with its reason. */
+ * for into AF_XDP sockets, drop the PSP packets its receive ACL refuses
+ * (psp.h), pass everything else to the kernel, and count every verdict
+ * with its reason. */
 #include "parse.h"
 #include "xdpstack.h"
 #include "sample.h"
+#include "psp.h"
 
 #ifndef MAX_LISTENERS
 #define MAX_LISTENERS 4096
@@ -151,10 +153,12 @@ const enum rule_family *const rule_family_btf = 0;
 const enum sample_limits *const sample_limits_btf = 0;
 const struct sample_meta *const sample_meta_btf = 0;
 
-/* count_rule counts a verdict of a packet of len bytes that the session
- * rule rule_id (0: none) decided, and samples it. A caller that has the
- * length already saves the helper call of count. */
-static __always_inline int count_rule(struct xdp_md *ctx, int action, enum xdp_reason reason, __u64 len, __u32 rule_id)
+/* count_sampled counts a verdict of a packet of len bytes that the
+ * session rule rule_id (0: none) decided, and samples it, whatever the
+ * rate when always is SAMPLE_ALWAYS. A caller that has the length
+ * already saves the helper call of count. */
+static __always_inline int count_sampled(struct xdp_md *ctx, int action, enum xdp_reason reason, __u64 len,
+					 __u32 rule_id, __u32 always)
 {
 	__u32 index = STATS_INDEX(action, reason);
 	struct counter *c = bpf_map_lookup_elem(&stats, &index);
@@ -163,8 +167,13 @@ static __always_inline int count_rule(struct xdp_md *ctx, int action, enum xdp_r
 		c->packets++;
 		c->bytes += len;
 	}
-	sample(ctx, index, rule_id);
+	sample(ctx, index | always, rule_id);
 	return action;
+}
+
+static __always_inline int count_rule(struct xdp_md *ctx, int action, enum xdp_reason reason, __u64 len, __u32 rule_id)
+{
+	return count_sampled(ctx, action, reason, len, rule_id, 0);
 }
 
 static __always_inline int count(struct xdp_md *ctx, int action, enum xdp_reason reason)
@@ -363,11 +372,44 @@ static __always_inline int apply_rules(struct xdp_md *ctx, struct flow *f)
 	return RULES_GO_ON;
 }
 
-static __always_inline int steer(struct xdp_md *ctx)
+static __always_inline int steer(struct xdp_md *ctx, __u64 len, __u32 always)
 {
 	int action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 
-	return count(ctx, action, action == XDP_REDIRECT ? REASON_STEERED : REASON_NO_SOCKET);
+	return count_sampled(ctx, action, action == XDP_REDIRECT ? REASON_STEERED : REASON_NO_SOCKET, len, 0, always);
+}
+
+/* psp_ingress decides the fate of UDP to the PSP port (s's): PSP to an
+ * address the userstack serves is dropped unless it passes the checks of
+ * psp_check, and steered if it does. c is past the UDP header, whose
+ * length is udp_len. */
+static __always_inline int psp_ingress(struct xdp_md *ctx, struct cursor *c, struct flow *f,
+				       struct psp_settings *s, __u32 udp_len)
+{
+	__u64 len = bpf_xdp_get_buff_len(ctx);
+	__u64 off = c->pos - (void *)(long)ctx->data;
+	__u32 always = 0;
+	int ret;
+
+	/* The verifier takes a packet pointer from a packet pointer, not
+	 * one from a number, which the compiler would otherwise make of
+	 * len - off. */
+	asm volatile("" : "+r"(off));
+
+	if (!served(f))
+		return count_rule(ctx, XDP_PASS, REASON_NOT_LOCAL, len, 0);
+	if (udp_len < sizeof(struct udphdr))
+		return count_rule(ctx, XDP_DROP, REASON_PSP_BAD, len, 0);
+	/* Bytes from the PSP header to the end of the frame, fragments
+	 * included: the UDP length may not claim more. */
+	ret = psp_check(c, s, udp_len - sizeof(struct udphdr), len - off, &always);
+	if (always)
+		always = SAMPLE_ALWAYS;
+	if (ret != PSP_ALLOWED)
+		return count_sampled(ctx, XDP_DROP, ret, len, 0, always);
+	if (martian(f))
+		return count_sampled(ctx, XDP_DROP, REASON_MARTIAN, len, 0, always);
+	return steer(ctx, len, always);
 }
 
 SEC("xdp.frags")
@@ -378,7 +420,9 @@ int xdpstack_ingress(struct xdp_md *ctx)
 		.end = (void *)(long)ctx->data_end,
 	};
 	struct flow f = {};
+	struct psp_settings *psp = NULL;
 	enum l3_result l3;
+	__u32 udp_len = 0;
 	__u8 protocol;
 	int ethertype, tags, ret;
 
@@ -444,6 +488,8 @@ int xdpstack_ingress(struct xdp_md *ctx)
 			return count(ctx, XDP_PASS, REASON_MALFORMED);
 		f.dst.port = udp->dest;
 		f.src_port = udp->source;
+		udp_len = bpf_ntohs(udp->len);
+		psp = psp_port(udp->dest);
 		break;
 	}
 	case IPPROTO_ICMP:
@@ -459,6 +505,8 @@ int xdpstack_ingress(struct xdp_md *ctx)
 	ret = apply_rules(ctx, &f);
 	if (ret != RULES_GO_ON)
 		return ret;
+	if (psp)
+		return psp_ingress(ctx, &c, &f, psp, udp_len);
 	if (!listening(&f))
 		return count(ctx, XDP_PASS, REASON_NO_MATCH);
 	/* Routed through this host (ip_forward) or sent to a broadcast or
@@ -467,7 +515,7 @@ int xdpstack_ingress(struct xdp_md *ctx)
 		return count(ctx, XDP_PASS, REASON_NOT_LOCAL);
 	if (martian(&f))
 		return count(ctx, XDP_DROP, REASON_MARTIAN);
-	return steer(ctx);
+	return steer(ctx, bpf_xdp_get_buff_len(ctx), 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -61,6 +61,27 @@ type XdpLocalAddrValue struct {
 	Flags uint32
 }
 
+type XdpPspGrant struct {
+	_       structs.HostLayout
+	Version uint8
+	Family  uint8
+	Pad     uint16
+	Src     [16]uint8
+}
+
+type XdpPspSettings struct {
+	_           structs.HostLayout
+	Enabled     uint32
+	Port        uint16
+	Versions    uint8
+	AclDisabled uint8
+}
+
+type XdpPspSpiKey struct {
+	_   structs.HostLayout
+	Spi uint32
+}
+
 type XdpRuleAction uint32
 
 const (
@@ -199,7 +220,11 @@ const (
 	XdpXdpReasonREASON_MARTIAN       XdpXdpReason = 9
 	XdpXdpReasonREASON_RULE_DENY     XdpXdpReason = 10
 	XdpXdpReasonREASON_RULE_PASS     XdpXdpReason = 11
-	XdpXdpReasonREASON_MAX           XdpXdpReason = 12
+	XdpXdpReasonREASON_PSP_BAD       XdpXdpReason = 12
+	XdpXdpReasonREASON_PSP_VERSION   XdpXdpReason = 13
+	XdpXdpReasonREASON_PSP_SPI       XdpXdpReason = 14
+	XdpXdpReasonREASON_PSP_ACL       XdpXdpReason = 15
+	XdpXdpReasonREASON_MAX           XdpXdpReason = 16
 )
 
 // Names of all BPF objects in the ELF.
@@ -210,6 +235,8 @@ const (
 	XdpMapListenPorts       = "listen_ports"
 	XdpMapListeners         = "listeners"
 	XdpMapLocalAddrs        = "local_addrs"
+	XdpMapPsp               = "psp"
+	XdpMapPspSpis           = "psp_spis"
 	XdpMapRuleActive        = "rule_active"
 	XdpMapRuleHits          = "rule_hits"
 	XdpMapRuleMatch         = "rule_match"
@@ -285,6 +312,8 @@ type XdpMapSpecs struct {
 	ListenPorts  *ebpf.MapSpec `ebpf:"listen_ports"`
 	Listeners    *ebpf.MapSpec `ebpf:"listeners"`
 	LocalAddrs   *ebpf.MapSpec `ebpf:"local_addrs"`
+	Psp          *ebpf.MapSpec `ebpf:"psp"`
+	PspSpis      *ebpf.MapSpec `ebpf:"psp_spis"`
 	RuleActive   *ebpf.MapSpec `ebpf:"rule_active"`
 	RuleHits     *ebpf.MapSpec `ebpf:"rule_hits"`
 	RuleMatch    *ebpf.MapSpec `ebpf:"rule_match"`
@@ -336,6 +365,8 @@ type XdpMaps struct {
 	ListenPorts  *ebpf.Map `ebpf:"listen_ports"`
 	Listeners    *ebpf.Map `ebpf:"listeners"`
 	LocalAddrs   *ebpf.Map `ebpf:"local_addrs"`
+	Psp          *ebpf.Map `ebpf:"psp"`
+	PspSpis      *ebpf.Map `ebpf:"psp_spis"`
 	RuleActive   *ebpf.Map `ebpf:"rule_active"`
 	RuleHits     *ebpf.Map `ebpf:"rule_hits"`
 	RuleMatch    *ebpf.Map `ebpf:"rule_match"`
@@ -355,6 +386,8 @@ func (m *XdpMaps) Close() error {
 		m.ListenPorts,
 		m.Listeners,
 		m.LocalAddrs,
+		m.Psp,
+		m.PspSpis,
 		m.RuleActive,
 		m.RuleHits,
 		m.RuleMatch,

@@ -45,6 +45,10 @@ type Options struct {
 	// Sampling is how the program samples packets for captures; a zero
 	// Snaplen is maps.DefaultSnaplen.
 	Sampling maps.SampleSettings
+	// PSP is the PSP receive check; the zero value leaves it off. The
+	// SPIs it lets through are the ACL's that a.Maps.PSP.SPIs mirrors
+	// (tunnel.NewACL(a.Maps.PSP.SPIs)), empty at every attach.
+	PSP maps.PSPSettings
 }
 
 // DefaultUserPorts is the userstack's range unless told otherwise: above
@@ -156,6 +160,10 @@ func Attach(ifname string, opts Options) (*Attachment, error) {
 		a.abort()
 		return nil, err
 	}
+	if err := a.Maps.PSP.SetSettings(opts.PSP); err != nil {
+		a.abort()
+		return nil, err
+	}
 	// Steered to the userstack, the range must be kept from the kernel's
 	// own connections.
 	if a.userPorts != (maps.PortRange{}) {
@@ -219,6 +227,12 @@ var rebuiltMaps = []string{maps.InfoName, maps.XSKsName, maps.LocalAddrsName, ma
 // that the next one would trust.
 var compiledRuleMaps = []string{maps.RuleSlotsName, maps.RuleMatchName, maps.RuleSetsName, maps.RuleActiveName}
 
+// freshMaps are made anew, empty, by every attach whatever their
+// layout: the PSP check's settings and SPIs are the attaching daemon's,
+// whose ACL starts empty, and a grant or a setting left by an earlier
+// daemon would let through or drop what the new one does not know of.
+var freshMaps = slices.Concat(compiledRuleMaps, maps.PSPMapNames)
+
 // load loads the collection, reusing maps already pinned in the pin
 // folder so that counters and listeners survive a replace.
 func (a *Attachment) load(ports maps.PortRange) error {
@@ -244,7 +258,7 @@ func (a *Attachment) load(ports maps.PortRange) error {
 	if err := a.checkPinnedLayouts(spec); err != nil {
 		return err
 	}
-	for _, name := range slices.Concat(compiledRuleMaps, maps.RetiredNames) {
+	for _, name := range slices.Concat(freshMaps, maps.RetiredNames) {
 		if err := os.Remove(filepath.Join(a.PinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("replace the %s map pinned in %s: %w", name, a.PinDir, err)
 		}
@@ -267,13 +281,13 @@ func (a *Attachment) load(ports maps.PortRange) error {
 }
 
 // checkPinnedLayouts compares the maps pinned in the pin folder with
-// this build's, the compiled rule maps aside: one of the rebuilt maps
+// this build's, the fresh maps aside: one of the rebuilt maps
 // with another layout is unpinned, for the load to make a new one (a
 // program still attached keeps using its own); any other is refused
 // with what to do.
 func (a *Attachment) checkPinnedLayouts(spec *ebpf.CollectionSpec) error {
 	for name, ms := range spec.Maps {
-		if ms.Pinning != ebpf.PinByName || slices.Contains(compiledRuleMaps, name) {
+		if ms.Pinning != ebpf.PinByName || slices.Contains(freshMaps, name) {
 			continue
 		}
 		path := filepath.Join(a.PinDir, name)
@@ -375,7 +389,7 @@ func (a *Attachment) unpinMaps() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{a.objs.Stats, a.objs.Listeners, a.objs.ListenPorts, a.objs.LocalAddrs, a.objs.Info, a.objs.Xsks,
 		a.objs.RuleMatch, a.objs.RuleSets, a.objs.RuleActive, a.objs.Rules, a.objs.RuleHits, a.objs.RuleSlots,
-		a.objs.Sampling, a.objs.Samples, a.objs.SampleCounts} {
+		a.objs.Sampling, a.objs.Samples, a.objs.SampleCounts, a.objs.Psp, a.objs.PspSpis} {
 		if m != nil {
 			errs = append(errs, m.Unpin())
 		}

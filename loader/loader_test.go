@@ -19,6 +19,8 @@ import (
 	"github.com/xdpstack/xdpstack/internal/testing/packet"
 	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 	"github.com/xdpstack/xdpstack/maps"
+	"github.com/xdpstack/xdpstack/userstack/psp"
+	"github.com/xdpstack/xdpstack/userstack/psp/tunnel"
 )
 
 func attach(t *testing.T, ifname string, opts Options) *Attachment {
@@ -80,7 +82,7 @@ func TestAttachAndClose(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantPins := []string{"info", "link", "listen_ports", "listeners", "local_addrs", "rule_active", "rule_hits", "rule_match", "rule_sets", "rule_slots", "rules",
+			wantPins := []string{"info", "link", "listen_ports", "listeners", "local_addrs", "psp", "psp_spis", "rule_active", "rule_hits", "rule_match", "rule_sets", "rule_slots", "rules",
 				"sample_counts", "samples", "sampling", "stats", "xsks"}
 			if !slices.Equal(st.Pins, wantPins) || st.ProgramID != a.ProgramID || st.Mode != tc.want ||
 				st.PID != os.Getpid() || !st.Running || st.ProgramName != "xdpstack_ingress" {
@@ -179,7 +181,7 @@ func TestReplaceByAnotherBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range slices.Concat(maps.RuleMapNames, maps.SampleMapNames) {
+	for _, name := range slices.Concat(maps.RuleMapNames, maps.SampleMapNames, maps.PSPMapNames) {
 		if err := os.Remove(filepath.Join(first.PinDir, name)); err != nil {
 			t.Fatal(err)
 		}
@@ -190,15 +192,20 @@ func TestReplaceByAnotherBuild(t *testing.T) {
 	if _, err := maps.OpenPinnedSampling(first.PinDir); !errors.Is(err, maps.ErrSampleMapsMissing) {
 		t.Fatalf("OpenPinnedSampling of a folder without sampling maps: got %v, want ErrSampleMapsMissing", err)
 	}
+	if _, err := maps.OpenPinnedPSP(first.PinDir); !errors.Is(err, maps.ErrPSPMapsMissing) {
+		t.Fatalf("OpenPinnedPSP of a folder without psp maps: got %v, want ErrPSPMapsMissing", err)
+	}
 	die(t, first)
 
 	settings := maps.SampleSettings{Rate: 3, Snaplen: 100}
+	pspOn := maps.PSPSettings{Enabled: true, Port: psp.UDPPort, Versions: []psp.Version{psp.V1}}
 	for _, build := range []struct {
 		name string
 		load func() (*ebpf.CollectionSpec, error)
-	}{{"more reasons", upgradetest.LoadXdp}, {"this build again", bpf.LoadXdp}} {
+		psp  maps.PSPSettings
+	}{{"more reasons", upgradetest.LoadXdp, pspOn}, {"this build again", bpf.LoadXdp, maps.PSPSettings{}}} {
 		loadSpec = build.load
-		a, err := Attach(ifname, Options{PinRoot: root, Sampling: settings})
+		a, err := Attach(ifname, Options{PinRoot: root, Sampling: settings, PSP: build.psp})
 		loadSpec = bpf.LoadXdp
 		if err != nil {
 			t.Fatalf("%s: Attach over a dead process's pins: %v", build.name, err)
@@ -262,6 +269,22 @@ func TestReplaceByAnotherBuild(t *testing.T) {
 			t.Errorf("%s: sample counts: got %v; want the ARP frame's unread sample kept", build.name, counts)
 		}
 		sampling.Close()
+		// The PSP maps are the attaching daemon's: its settings, and none
+		// of the grants of the one before.
+		pspMaps, err := maps.OpenPinnedPSP(a.PinDir)
+		if err != nil {
+			t.Fatalf("%s: psp maps after the upgrade: %v", build.name, err)
+		}
+		if got, err := pspMaps.Settings(); err != nil || got.Enabled != build.psp.Enabled || len(got.Versions) != len(build.psp.Versions) {
+			t.Errorf("%s: psp settings: got %+v, %v; want %+v", build.name, got, err, build.psp)
+		}
+		if grants, err := pspMaps.SPIs.All(); err != nil || len(grants) != 0 {
+			t.Errorf("%s: psp grants: got %v, %v; want none", build.name, grants, err)
+		}
+		if err := pspMaps.SPIs.Put(tunnel.Grant{SPI: 7, Version: psp.V1, Src: netip.MustParseAddr("10.9.0.1")}); err != nil {
+			t.Fatal(err)
+		}
+		pspMaps.Close()
 		settings.Rate++
 		die(t, a)
 	}

@@ -35,6 +35,8 @@ const (
 	SamplingName     = bpf.XdpMapSampling
 	SamplesName      = bpf.XdpMapSamples
 	SampleCountsName = bpf.XdpMapSampleCounts
+	PSPName          = bpf.XdpMapPsp
+	PSPSPIsName      = bpf.XdpMapPspSpis
 )
 
 // RetiredNames are maps that earlier builds pinned and this one does
@@ -52,7 +54,7 @@ var coreNames = []string{InfoName, ListenPortsName, ListenersName, LocalAddrsNam
 var RuleMapNames = []string{RuleMatchName, RuleSetsName, RuleActiveName, RulesName, RuleHitsName, RuleSlotsName}
 
 // PinnedNames lists every map the XDP program pins, in a stable order.
-var PinnedNames = slices.Concat(coreNames, RuleMapNames, SampleMapNames)
+var PinnedNames = slices.Concat(coreNames, RuleMapNames, SampleMapNames, PSPMapNames)
 
 // ErrNotFound is returned by lookups of a key that is not in a map.
 var ErrNotFound = errors.New("not found")
@@ -70,6 +72,9 @@ type Set struct {
 	// Sampling is the sampling maps; OpenPinned leaves them zero (see
 	// OpenPinnedSampling).
 	Sampling Sampling
+	// PSP is the PSP check's maps; OpenPinned leaves them zero (see
+	// OpenPinnedPSP).
+	PSP PSP
 }
 
 // FromObjects wraps the maps of a loaded collection; the collection keeps
@@ -83,6 +88,7 @@ func FromObjects(m *bpf.XdpMaps) *Set {
 		XSKs:       XSKs{m.Xsks},
 		Rules:      Rules{m.RuleMatch, m.RuleSets, m.RuleActive, m.Rules, m.RuleHits, m.RuleSlots},
 		Sampling:   Sampling{m.Sampling, m.Samples, m.SampleCounts},
+		PSP:        PSP{m.Psp, PSPSPIs{m.PspSpis}},
 	}
 }
 

@@ -58,6 +58,10 @@ const (
 	ReasonMartian     = Reason(bpf.XdpXdpReasonREASON_MARTIAN)
 	ReasonRuleDeny    = Reason(bpf.XdpXdpReasonREASON_RULE_DENY)
 	ReasonRulePass    = Reason(bpf.XdpXdpReasonREASON_RULE_PASS)
+	ReasonPSPBad      = Reason(bpf.XdpXdpReasonREASON_PSP_BAD)
+	ReasonPSPVersion  = Reason(bpf.XdpXdpReasonREASON_PSP_VERSION)
+	ReasonPSPSPI      = Reason(bpf.XdpXdpReasonREASON_PSP_SPI)
+	ReasonPSPACL      = Reason(bpf.XdpXdpReasonREASON_PSP_ACL)
 	numReasons        = Reason(bpf.XdpXdpReasonREASON_MAX)
 )
 
@@ -83,6 +87,10 @@ var reasonNames = [numReasons]string{
 	ReasonMartian:     "martian",
 	ReasonRuleDeny:    "rule_deny",
 	ReasonRulePass:    "rule_pass",
+	ReasonPSPBad:      "psp_bad",
+	ReasonPSPVersion:  "psp_version",
+	ReasonPSPSPI:      "psp_spi",
+	ReasonPSPACL:      "psp_acl",
 }
 
 func (r Reason) String() string {

@@ -44,19 +44,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sample_counts SEC(".maps");
 
+/* Or'ed into a verdict: sample the packet whatever the rate (a PSP
+ * packet whose sender asked for it). Above any STATS_INDEX. */
+#define SAMPLE_ALWAYS (1u << 31)
+
 /* take_sample decides whether to sample the packet, which got the
- * verdict at STATS_INDEX verdict, and if so sends it. Out of line: the
- * program calls it from every verdict, and sampling is rare. */
+ * verdict at STATS_INDEX verdict (SAMPLE_ALWAYS aside), and if so sends
+ * it. Out of line: the program calls it from every verdict, and
+ * sampling is rare. */
 static __noinline int take_sample(struct xdp_md *ctx, struct sample_state *s, __u32 verdict, __u32 rule_id)
 {
 	struct sample_settings *set = &s->settings;
 	struct sample_lease *lease = &s->lease;
 	__u64 now = 0, until = lease->until_ns;
-	__u32 snaplen = set->snaplen, rate = set->rate, taken = 0;
+	__u32 snaplen = set->snaplen, rate = set->rate, taken = verdict >> 31;
 
+	verdict &= ~SAMPLE_ALWAYS;
 	/* The draw first: it costs less than reading the clock, which a
 	 * packet the draw passes over needs only for a lease of all. */
-	if (rate && rate <= SAMPLE_MAX_RATE && !(bpf_get_prandom_u32() & ((1u << rate) - 1)))
+	if (!taken && rate && rate <= SAMPLE_MAX_RATE && !(bpf_get_prandom_u32() & ((1u << rate) - 1)))
 		taken = 1;
 	if (until && (taken || lease->all || !rate)) {
 		now = bpf_ktime_get_ns();
@@ -108,6 +114,6 @@ static __always_inline void sample(struct xdp_md *ctx, __u32 verdict, __u32 rule
 	__u32 zero = 0;
 	struct sample_state *s = bpf_map_lookup_elem(&sampling, &zero);
 
-	if (s && (s->settings.rate || s->lease.until_ns))
+	if (s && ((verdict & SAMPLE_ALWAYS) || s->settings.rate || s->lease.until_ns))
 		take_sample(ctx, s, verdict, rule_id);
 }

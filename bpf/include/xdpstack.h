@@ -26,6 +26,11 @@ enum xdp_reason {
 				 * addresses, loopback, multicast or broadcast */
 	REASON_RULE_DENY,	/* a deny rule of the global session-rule table */
 	REASON_RULE_PASS,	/* a pass rule: the kernel's, even where the userstack listens */
+	REASON_PSP_BAD,		/* PSP: too short, or a header the specification refuses */
+	REASON_PSP_VERSION,	/* PSP: a version not accepted, or not its SPI's */
+	REASON_PSP_SPI,		/* PSP: an SPI this host did not issue */
+	REASON_PSP_ACL,		/* PSP: an inner packet of another family or source
+				 * than the one its SPI was issued for */
 #ifdef EXTRA_TEST_REASONS
 	/* A build with more reasons than this one, for the upgrade test. */
 	REASON_TEST_1,
@@ -251,4 +256,30 @@ struct sample_count {
 	__u64 taken;  /* written to the perf buffer */
 	__u64 lost;   /* the capture's buffer was full */
 	__u64 unread; /* no capture was reading */
+};
+
+/* PSP (psp.h): UDP to the PSP port of an address the userstack serves
+ * is checked against the SPIs this host issued before any CPU is spent
+ * on decrypting it, and steered to the userstack if it passes. The
+ * daemon that attached fills both maps; every attach makes them anew. */
+
+struct psp_settings {
+	__u32 enabled;	     /* 1: check and steer UDP to port */
+	__u16 port;	     /* UDP destination port, host order: 1000 */
+	__u8 versions;	     /* bit v: PSP version v is accepted */
+	__u8 acl_disabled;   /* 1: no SPI and source checks (--disable-ingress-acl) */
+};
+
+struct psp_spi_key {
+	__u32 spi; /* host order */
+};
+
+/* An SPI this host issued: the packets under it must be of this version
+ * and, in tunnel mode, carry an inner packet of this family from this
+ * source. */
+struct psp_grant {
+	__u8 version;
+	__u8 family;  /* 4 or 6: the inner IP version */
+	__u16 pad;
+	__u8 src[16]; /* the inner source; IPv4 IPv4-mapped, as in listener_key */
 };

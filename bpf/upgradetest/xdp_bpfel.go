@@ -20,6 +20,8 @@ const (
 	XdpMapListenPorts       = "listen_ports"
 	XdpMapListeners         = "listeners"
 	XdpMapLocalAddrs        = "local_addrs"
+	XdpMapPsp               = "psp"
+	XdpMapPspSpis           = "psp_spis"
 	XdpMapRuleActive        = "rule_active"
 	XdpMapRuleHits          = "rule_hits"
 	XdpMapRuleMatch         = "rule_match"
@@ -95,6 +97,8 @@ type XdpMapSpecs struct {
 	ListenPorts  *ebpf.MapSpec `ebpf:"listen_ports"`
 	Listeners    *ebpf.MapSpec `ebpf:"listeners"`
 	LocalAddrs   *ebpf.MapSpec `ebpf:"local_addrs"`
+	Psp          *ebpf.MapSpec `ebpf:"psp"`
+	PspSpis      *ebpf.MapSpec `ebpf:"psp_spis"`
 	RuleActive   *ebpf.MapSpec `ebpf:"rule_active"`
 	RuleHits     *ebpf.MapSpec `ebpf:"rule_hits"`
 	RuleMatch    *ebpf.MapSpec `ebpf:"rule_match"`
@@ -146,6 +150,8 @@ type XdpMaps struct {
 	ListenPorts  *ebpf.Map `ebpf:"listen_ports"`
 	Listeners    *ebpf.Map `ebpf:"listeners"`
 	LocalAddrs   *ebpf.Map `ebpf:"local_addrs"`
+	Psp          *ebpf.Map `ebpf:"psp"`
+	PspSpis      *ebpf.Map `ebpf:"psp_spis"`
 	RuleActive   *ebpf.Map `ebpf:"rule_active"`
 	RuleHits     *ebpf.Map `ebpf:"rule_hits"`
 	RuleMatch    *ebpf.Map `ebpf:"rule_match"`
@@ -165,6 +171,8 @@ func (m *XdpMaps) Close() error {
 		m.ListenPorts,
 		m.Listeners,
 		m.LocalAddrs,
+		m.Psp,
+		m.PspSpis,
 		m.RuleActive,
 		m.RuleHits,
 		m.RuleMatch,

@@ -25,6 +25,8 @@ func (b *bench) attach(s setup) (func() error, error) {
 		return b.attachWithRules(benchrules.Many(manyRules, b.generated()))
 	case xdpstackSampled:
 		return b.attachSampled()
+	case xdpstackPSP:
+		return b.attachPSP()
 	}
 	return func() error { return nil }, nil
 }

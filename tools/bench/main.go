@@ -64,7 +64,7 @@ func main() {
 }
 
 // sections are the parts of the report, in order.
-var sections = []string{"fastpath", "rules", "sampling", "apps", "userstack", "latency", "cutthrough", "tunnels"}
+var sections = []string{"fastpath", "rules", "sampling", "psp-acl", "apps", "userstack", "latency", "cutthrough", "tunnels"}
 
 func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBytes string, only map[string]bool) (string, error) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
@@ -141,6 +141,17 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 		fmt.Fprintf(&r, "| `capture --all -w /dev/null` of 64 B UDP (Mpps): packets captured against packets offered | %.2f | %.2f | **%.3f×** | reported | 1.0× |\n\n",
 			all.offered/1e6, all.captured/1e6, all.kept)
 		r.WriteString(samplingNotes)
+	}
+	if only["psp-acl"] {
+		rates, frameLen, err := b.pspACLFigure(rounds, frames)
+		if err != nil {
+			return "", fmt.Errorf("psp acl: %w", err)
+		}
+		fmt.Fprintf(&r, "\n## PSP: the receive ACL in XDP\n\n")
+		fmt.Fprintf(&r, "| figure | minimal XDP_DROP | xdpstack | xdpstack / XDP_DROP, median of the rounds' ratios | floor | goal |\n|---|---:|---:|---:|---|---|\n")
+		fmt.Fprintf(&r, "| %d B PSP frames (tunnel mode, an inner IPv4 header) under an unknown SPI dropped (Mpps) | %.2f | %.2f | **%.3f×** | 0.85× | 0.95× |\n\n",
+			frameLen, rates.median(minimalDrop)/1e6, rates.median(xdpstackPSP)/1e6, rates.ratio(xdpstackPSP, minimalDrop))
+		r.WriteString(pspACLNotes)
 	}
 	if only["apps"] {
 		fmt.Fprintln(logOut, "transports and apps:")
@@ -240,6 +251,12 @@ writing pcapng to /dev/null; "captured" is the count in its summary, "offered" t
 interface received, both over the generator's sending time.
 `
 
+const pspACLNotes = `The generator sends the frame over and over, as for the 64 B figures; ` + "`xdpstack`" + ` is the real
+` + "`attach`" + ` with the PSP check switched on through its pins and no SPI issued, so that every frame
+is dropped as drop/psp_spi after the session rules, the served-address lookup, the header checks and
+the SPI lookup. ` + "`go run ./tools/xdpcost`" + ` shows the same in ns per frame.
+`
+
 // settle is how long a setup runs before it is measured.
 const settle = time.Second
 
@@ -266,10 +283,12 @@ const (
 	xdpstackRules // manyRules rules, none for the generator's frames
 	// xdpstackSampled samples 1 in 2^sampledRate, a capture reading.
 	xdpstackSampled
+	// xdpstackPSP has the PSP check on and no SPI issued.
+	xdpstackPSP
 )
 
 func (s setup) String() string {
-	return [...]string{"no XDP", "minimal XDP_PASS", "xdpstack", "minimal XDP_DROP", "xdpstack deny rule", "xdpstack 10k rules", "xdpstack sampled"}[s]
+	return [...]string{"no XDP", "minimal XDP_PASS", "xdpstack", "minimal XDP_DROP", "xdpstack deny rule", "xdpstack 10k rules", "xdpstack sampled", "xdpstack PSP check"}[s]
 }
 
 type bench struct {

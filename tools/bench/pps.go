@@ -31,15 +31,19 @@ func (b *bench) rxRate(setups []setup, rounds int, frames uint32) (measured, err
 	}
 	defer gen.Close()
 
-	return b.interleave(setups, rounds, func(setup) (float64, error) {
-		var rate float64
-		err := retryStalled(func() error {
-			received, elapsed, err := b.send(gen, frames)
-			rate = float64(received) / elapsed.Seconds()
-			return err
-		})
-		return rate, err
+	return b.interleave(setups, rounds, func(setup) (float64, error) { return b.rxRateOnce(gen, frames) })
+}
+
+// rxRateOnce sends frames from gen and returns how many per second host
+// A's interface took in.
+func (b *bench) rxRateOnce(gen *pktgen.Generator, frames uint32) (float64, error) {
+	var rate float64
+	err := retryStalled(func() error {
+		received, elapsed, err := b.send(gen, frames)
+		rate = float64(received) / elapsed.Seconds()
+		return err
 	})
+	return rate, err
 }
 
 // stallTries is how often retryStalled tries: a busy machine's other

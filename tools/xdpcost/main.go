@@ -1,8 +1,9 @@
 // Command xdpcost prints what xdpstack's XDP program costs per packet
-// for the two session-rule figures of tools/bench, next to the minimal
-// programs they are measured against: the kernel runs each program on
-// the generator's 64-byte frame many times over (BPF_PROG_TEST_RUN) and
-// reports the time per run. With no veth, generator or daemon in the
+// for the session-rule and PSP figures of tools/bench, next to the
+// minimal programs they are measured against: the kernel runs each
+// program on the generator's frame (64 bytes of UDP, or the smallest PSP
+// frame under an SPI nobody issued) many times over (BPF_PROG_TEST_RUN)
+// and reports the time per run. With no veth, generator or daemon in the
 // way, a change to the classifier shows here in nanoseconds before
 // tools/bench confirms it in packet rates.
 //
@@ -25,6 +26,7 @@ import (
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/tools/internal/benchrules"
 	"github.com/xdpstack/xdpstack/tools/internal/pktgen"
+	"github.com/xdpstack/xdpstack/userstack/psp"
 )
 
 // generated is what a rule sees of the generator's frame, as tools/bench
@@ -52,14 +54,18 @@ func main() {
 	}
 }
 
-// A program is one row: what runs, what it must answer, and the row
-// it is compared with.
+// A program is one row: what runs on which frame, what it must answer,
+// and the row it is compared with.
 type program struct {
 	name     string
 	prog     *ebpf.Program
+	frame    []byte
 	want     maps.Action
 	baseline int // index of the row it is compared with; -1 for none
 }
+
+// pspOn is the PSP check as the psp-acl figure of tools/bench runs it.
+var pspOn = maps.PSPSettings{Enabled: true, Versions: []psp.Version{psp.V1}}
 
 func run(rounds, repeat int) error {
 	var drop bpf.DropObjects
@@ -72,34 +78,46 @@ func run(rounds, repeat int) error {
 		return fmt.Errorf("load the pass program: %w", err)
 	}
 	defer pass.Close()
-	tables := [][]maps.Rule{
-		{benchrules.Deny(generated.Local.Port())},
-		nil,
-		benchrules.Many(manyRules, generated),
+	setups := []struct {
+		rules []maps.Rule
+		psp   maps.PSPSettings
+	}{
+		{rules: []maps.Rule{benchrules.Deny(generated.Local.Port())}},
+		{},
+		{rules: benchrules.Many(manyRules, generated)},
+		{psp: pspOn},
 	}
-	xdpstack := make([]*ebpf.Program, len(tables))
-	for i, rules := range tables {
-		objs, err := loadXdpstack(rules)
+	xdpstack := make([]*ebpf.Program, len(setups))
+	for i, s := range setups {
+		objs, err := loadXdpstack(s.rules, s.psp)
 		if err != nil {
 			return err
 		}
 		defer objs.Close()
 		xdpstack[i] = objs.XdpstackIngress
 	}
-	programs := []program{
-		{"minimal XDP_DROP", drop.XdpDrop, maps.ActionDrop, -1},
-		{"xdpstack, a deny rule", xdpstack[0], maps.ActionDrop, 0},
-		{"minimal XDP_PASS", pass.XdpPass, maps.ActionPass, -1},
-		{"xdpstack, no rules", xdpstack[1], maps.ActionPass, 2},
-		{fmt.Sprintf("xdpstack, %d rules", manyRules), xdpstack[2], maps.ActionPass, 3},
-	}
 
 	mac := net.HardwareAddr{0x02, 0, 0, 0, 0, 1}
-	frame := pktgen.Frame(mac, mac, generated.Remote.Addr(), generated.Local.Addr(), generated.Local.Port())
+	udp := pktgen.Frame(mac, mac, generated.Remote.Addr(), generated.Local.Addr(), generated.Local.Port())
+	pspFrame, err := pktgen.PSPFrame(mac, mac, generated.Remote.Addr(), generated.Local.Addr(), unknownSPI)
+	if err != nil {
+		return err
+	}
+	programs := []program{
+		{"minimal XDP_DROP", drop.XdpDrop, udp, maps.ActionDrop, -1},
+		{"xdpstack, a deny rule", xdpstack[0], udp, maps.ActionDrop, 0},
+		{"minimal XDP_DROP, PSP frame", drop.XdpDrop, pspFrame, maps.ActionDrop, -1},
+		{"xdpstack, PSP frame of an unknown SPI", xdpstack[3], pspFrame, maps.ActionDrop, 2},
+		{"minimal XDP_PASS", pass.XdpPass, udp, maps.ActionPass, -1},
+		{"xdpstack, no rules", xdpstack[1], udp, maps.ActionPass, 4},
+		{"xdpstack, no rules, PSP check on", xdpstack[3], udp, maps.ActionPass, 5},
+		{fmt.Sprintf("xdpstack, %d rules", manyRules), xdpstack[2], udp, maps.ActionPass, 5},
+	}
+
 	samples := make([][]time.Duration, len(programs))
 	for round := range rounds {
 		for i, p := range programs {
-			ret, perRun, err := p.prog.Benchmark(frame, repeat, nil)
+			ret, perRun, err := p.prog.Benchmark(p.frame, repeat, nil)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
@@ -112,7 +130,7 @@ func run(rounds, repeat int) error {
 	}
 
 	median := func(i int) int64 { return samples[i][len(samples[i])/2].Nanoseconds() }
-	fmt.Printf("| program, on the generator's 64 B UDP frame | ns/packet, median of %d | fastest | more than |\n|---|---:|---:|---|\n", rounds)
+	fmt.Printf("| program, on the generator's 64 B UDP frame or %d B PSP frame | ns/packet, median of %d | fastest | more than |\n|---|---:|---:|---|\n", len(pspFrame), rounds)
 	for i := range programs {
 		slices.Sort(samples[i])
 	}
@@ -126,9 +144,12 @@ func run(rounds, repeat int) error {
 	return nil
 }
 
+// unknownSPI is the SPI of the PSP frame, which no grant names.
+const unknownSPI = 0x12345
+
 // loadXdpstack loads xdpstack's program unpinned, with rules in its
-// table.
-func loadXdpstack(rules []maps.Rule) (*bpf.XdpObjects, error) {
+// table and the PSP check set as p, serving the generator's destination.
+func loadXdpstack(rules []maps.Rule, p maps.PSPSettings) (*bpf.XdpObjects, error) {
 	spec, err := bpf.LoadXdp()
 	if err != nil {
 		return nil, fmt.Errorf("read the xdpstack program: %w", err)
@@ -140,8 +161,15 @@ func loadXdpstack(rules []maps.Rule) (*bpf.XdpObjects, error) {
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
 		return nil, fmt.Errorf("load the xdpstack program: %w", err)
 	}
-	if _, err := maps.FromObjects(&objs.XdpMaps).Rules.Replace(rules); err != nil {
+	set := maps.FromObjects(&objs.XdpMaps)
+	if _, err := set.Rules.Replace(rules); err != nil {
 		return nil, errors.Join(fmt.Errorf("put %d rules: %w", len(rules), err), objs.Close())
+	}
+	if err := set.LocalAddrs.Put(generated.Local.Addr(), maps.AddrOwn|maps.AddrServed); err != nil {
+		return nil, errors.Join(err, objs.Close())
+	}
+	if err := set.PSP.SetSettings(p); err != nil {
+		return nil, errors.Join(err, objs.Close())
 	}
 	return &objs, nil
 }

@@ -15,12 +15,14 @@ import (
 	"github.com/xdpstack/xdpstack/internal/testing/hosts"
 	"github.com/xdpstack/xdpstack/internal/testing/packet"
 	"github.com/xdpstack/xdpstack/userstack/afxdp"
+	"github.com/xdpstack/xdpstack/userstack/psp"
 )
 
 // FrameSize is the classic minimum: 64 bytes with the Ethernet header.
 const FrameSize = 64
 
-// Generator sends 64-byte UDP frames from one host to another.
+// Generator sends one frame over and over from one host to another:
+// 64 bytes of UDP, or another the caller builds.
 type Generator struct {
 	sock  *afxdp.Socket
 	frame []byte
@@ -29,7 +31,7 @@ type Generator struct {
 // New opens a generator that sends from host from to UDP port dstPort of
 // host to, over the veth between them, on from's queue 0.
 func New(from, to *hosts.Host, dstPort uint16) (*Generator, error) {
-	fromLink, err := from.Link()
+	fromMAC, err := from.MAC()
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +39,17 @@ func New(from, to *hosts.Host, dstPort uint16) (*Generator, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Generator{}
+	return NewOf(from, Frame(toMAC, fromMAC, from.Addr, to.Addr, dstPort))
+}
+
+// NewOf opens a generator that sends frame out of host from's interface,
+// on its queue 0.
+func NewOf(from *hosts.Host, frame []byte) (*Generator, error) {
+	fromLink, err := from.Link()
+	if err != nil {
+		return nil, err
+	}
+	g := &Generator{frame: frame}
 	// The ifindex means something only inside from's namespace.
 	err = from.Run(func() (err error) {
 		g.sock, err = afxdp.Open(fromLink.Attrs().Index, 0, afxdp.Options{})
@@ -46,7 +58,6 @@ func New(from, to *hosts.Host, dstPort uint16) (*Generator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generator: %w", err)
 	}
-	g.frame = Frame(toMAC, fromLink.Attrs().HardwareAddr, from.Addr, to.Addr, dstPort)
 	return g, nil
 }
 
@@ -60,6 +71,15 @@ func Frame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, dstPort uint16)
 		IPv4(packet.IPv4{Src: src, Dst: dst, Protocol: packet.ProtoUDP}).
 		UDP(SrcPort, dstPort)
 	return f.Payload(FrameSize - len(f.Bytes())).Bytes()
+}
+
+// PSPFrame is the smallest PSP frame: an inner IPv4 header and nothing
+// more, sealed by the codec in tunnel mode under spi (version 1, no
+// cookie) from src to UDP port 1000 of dst, 94 bytes in all.
+func PSPFrame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, spi uint32) ([]byte, error) {
+	inner := packet.EthernetTo(dstMAC, srcMAC, packet.EtherTypeIPv4).
+		IPv4(packet.IPv4{Src: src, Dst: dst, Protocol: packet.ProtoNoNextHdr}).Bytes()
+	return packet.PSP(inner, spi, psp.V1, psp.Encap{Mode: psp.Tunnel, OuterSrc: src, OuterDst: dst})
 }
 
 // ErrStalled says that the frames stopped leaving: the socket's TX
