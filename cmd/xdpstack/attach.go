@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/xdpstack/xdpstack/daemon"
 	"github.com/xdpstack/xdpstack/internal/atomicfile"
+	"github.com/xdpstack/xdpstack/internal/sdnotify"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack"
@@ -171,6 +173,15 @@ func runAttach(c *cli.Context) error {
 		}
 		defer os.Remove(readyFile)
 	}
+	sdnotify.Ready(d.Serving())
+	// The watchdog is fed from the loop that answers signals, so that a
+	// daemon stuck in it is restarted.
+	var alive <-chan time.Time
+	if every := sdnotify.WatchdogInterval(); every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		alive = t.C
+	}
 
 serve:
 	for {
@@ -179,14 +190,18 @@ serve:
 			break serve
 		case <-hup:
 			d.Reread() // logs what it did
+		case <-alive:
+			sdnotify.Alive()
 		case lost := <-d.Lost():
 			if errors.Is(lost, loader.ErrInterfaceGone) {
+				sdnotify.Stopping(fmt.Sprintf("stopping: %s was deleted", ifname))
 				return errors.Join(fmt.Errorf("stop serving %s: %w", ifname, lost), d.Close())
 			}
 			slog.Warn("the program was detached from outside (xdpstack detach --force); stopping", "iface", ifname)
 			break serve
 		}
 	}
+	sdnotify.Stopping("detaching from " + ifname)
 	if err := d.Close(); err != nil {
 		return fmt.Errorf("detach from %s: %w", ifname, err)
 	}
