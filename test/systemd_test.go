@@ -263,3 +263,21 @@ func waitFor(t *testing.T, received <-chan notification, key string) <-chan noti
 	}()
 	return ch
 }
+
+// TestAttachWithoutCapabilities runs attach as root stripped of the
+// capabilities it needs, as a unit with too short a
+// CapabilityBoundingSet would, and wants the error to say which.
+func TestAttachWithoutCapabilities(t *testing.T) {
+	a, _ := testutil.HostPair(t, 0)
+	pinRoot := testutil.PinRoot(t)
+	for _, caps := range []string{"-all", "-all,+bpf,+perfmon", "-all,+net_admin,+perfmon"} {
+		t.Run(caps, func(t *testing.T) {
+			out, err := a.Command(context.Background(), "setpriv", "--bounding-set", caps, "--inh-caps", "-all", "--",
+				binary, "--pin-root", pinRoot, "attach", a.Iface).CombinedOutput()
+			const want = "xdpstack: load XDP programs: operation not permitted (needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)\n"
+			if err == nil || string(out) != want {
+				t.Errorf("attach with bounding set %s: got %v: %q, want %q", caps, err, out, want)
+			}
+		})
+	}
+}

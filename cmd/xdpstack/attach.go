@@ -84,7 +84,10 @@ func runAttach(c *cli.Context) error {
 		h, _ := s.logHandler(c.App.ErrWriter) // checked with the rest
 		slog.SetDefault(slog.New(h))
 	}
-	if err := features.HaveProgramType(ebpf.XDP); err != nil {
+	if err := features.HaveProgramType(ebpf.XDP); errors.Is(err, os.ErrPermission) {
+		// Root in name, but bounded (systemd's CapabilityBoundingSet=).
+		return errors.New("load XDP programs: operation not permitted (needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)")
+	} else if err != nil {
 		return fmt.Errorf("this kernel cannot load XDP programs: %w (needs Linux 5.9 or later with BPF enabled)", err)
 	}
 	iface, err := loader.LookupInterface(ifname)
