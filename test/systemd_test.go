@@ -264,19 +264,34 @@ func waitFor(t *testing.T, received <-chan notification, key string) <-chan noti
 	return ch
 }
 
-// TestAttachWithoutCapabilities runs attach as root stripped of the
+// TestAttachWithoutCapabilities runs attach as root stripped of
 // capabilities it needs, as a unit with too short a
-// CapabilityBoundingSet would, and wants the error to say which.
+// CapabilityBoundingSet would, and wants the error to say which, before
+// anything is attached.
 func TestAttachWithoutCapabilities(t *testing.T) {
 	a, _ := testutil.HostPair(t, 0)
 	pinRoot := testutil.PinRoot(t)
-	for _, caps := range []string{"-all", "-all,+bpf,+perfmon", "-all,+net_admin,+perfmon"} {
-		t.Run(caps, func(t *testing.T) {
-			out, err := a.Command(context.Background(), "setpriv", "--bounding-set", caps, "--inh-caps", "-all", "--",
-				binary, "--pin-root", pinRoot, "attach", a.Iface).CombinedOutput()
-			const want = "xdpstack: load XDP programs: operation not permitted (needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)\n"
-			if err == nil || string(out) != want {
-				t.Errorf("attach with bounding set %s: got %v: %q, want %q", caps, err, out, want)
+	const needs = " (needs CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, and CAP_NET_RAW with apps)\n"
+	for _, tc := range []struct {
+		caps string
+		args []string
+		want string
+	}{
+		{"-all", nil, "missing CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON"},
+		{"-all,+bpf,+net_admin", nil, "missing CAP_PERFMON"},
+		{"-all,+net_admin,+perfmon", nil, "missing CAP_BPF"},
+		{"-all,+bpf,+perfmon", nil, "missing CAP_NET_ADMIN"},
+		{"-all,+bpf,+net_admin,+perfmon", []string{"--app", "echo=tcp://:7"}, "missing CAP_NET_RAW"},
+	} {
+		t.Run(tc.caps, func(t *testing.T) {
+			args := append([]string{"--bounding-set", tc.caps, "--inh-caps", "-all", "--",
+				binary, "--pin-root", pinRoot, "attach", a.Iface}, tc.args...)
+			out, err := a.Command(context.Background(), "setpriv", args...).CombinedOutput()
+			if want := "xdpstack: attach: " + tc.want + needs; err == nil || string(out) != want {
+				t.Errorf("attach with bounding set %s: got %v: %q, want %q", tc.caps, err, out, want)
+			}
+			if _, err := os.Stat(filepath.Join(pinRoot, a.Iface)); !os.IsNotExist(err) {
+				t.Errorf("pins after a refused attach: %v", err)
 			}
 		})
 	}

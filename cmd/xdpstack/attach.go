@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/xdpstack/xdpstack/daemon"
 	"github.com/xdpstack/xdpstack/internal/atomicfile"
@@ -84,10 +86,10 @@ func runAttach(c *cli.Context) error {
 		h, _ := s.logHandler(c.App.ErrWriter) // checked with the rest
 		slog.SetDefault(slog.New(h))
 	}
-	if err := features.HaveProgramType(ebpf.XDP); errors.Is(err, os.ErrPermission) {
-		// Root in name, but bounded (systemd's CapabilityBoundingSet=).
-		return errors.New("load XDP programs: operation not permitted (needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)")
-	} else if err != nil {
+	if err := checkCapabilities(len(cfg.Apps) > 0); err != nil {
+		return err
+	}
+	if err := features.HaveProgramType(ebpf.XDP); err != nil {
 		return fmt.Errorf("this kernel cannot load XDP programs: %w (needs Linux 5.9 or later with BPF enabled)", err)
 	}
 	iface, err := loader.LookupInterface(ifname)
@@ -222,6 +224,39 @@ func attachSettings(c *cli.Context) (settings, error) {
 		}
 	}
 	return s, nil
+}
+
+// checkCapabilities fails when the process lacks a capability that
+// attach needs: root in name is not enough where a bounding set
+// (systemd's CapabilityBoundingSet=) took some away, and the kernel's
+// EPERM would not say which.
+func checkCapabilities(apps bool) error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("read the capabilities: %w", err)
+	}
+	has := func(c int) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	// CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, as the kernel has it.
+	needs := []struct {
+		name string
+		ok   bool
+	}{
+		{"CAP_BPF", has(unix.CAP_BPF) || has(unix.CAP_SYS_ADMIN)},
+		{"CAP_NET_ADMIN", has(unix.CAP_NET_ADMIN)},
+		{"CAP_PERFMON", has(unix.CAP_PERFMON) || has(unix.CAP_SYS_ADMIN)},
+		{"CAP_NET_RAW", has(unix.CAP_NET_RAW) || !apps},
+	}
+	var missing []string
+	for _, n := range needs {
+		if !n.ok {
+			missing = append(missing, n.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("attach: missing %s (needs CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, and CAP_NET_RAW with apps)", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // checkAppAddrs checks that the apps serve on addresses of iface.
