@@ -43,14 +43,15 @@ BINDIR  := $(PREFIX)/bin
 UNITDIR := $(PREFIX)/lib/systemd/system
 # The example config goes with the docs; /etc/xdpstack is the operator's.
 DOCDIR  := $(PREFIX)/share/doc/xdpstack
-INSTALLED := $(BINDIR)/xdpstack $(UNITDIR)/xdpstack@.service $(DOCDIR)/example.yaml
+INSTALLED := $(BINDIR)/xdpstack $(UNITDIR)/xdpstack@.service $(UNITDIR)/xdpstack-bpffs.service $(DOCDIR)/example.yaml
 
 .PHONY: install
-install: build ## install the binary, the systemd unit and an example config (PREFIX, DESTDIR)
+install: build ## install the binary, the systemd units and an example config (PREFIX, DESTDIR)
 	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/xdpstack
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
 	sed 's|/usr/local/bin/xdpstack|$(BINDIR)/xdpstack|' deploy/systemd/xdpstack@.service > $(DESTDIR)$(UNITDIR)/xdpstack@.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/xdpstack@.service
+	install -m 0644 deploy/systemd/xdpstack-bpffs.service $(DESTDIR)$(UNITDIR)/xdpstack-bpffs.service
 	install -m 0644 deploy/systemd/example.yaml $(DESTDIR)$(DOCDIR)/example.yaml
 	@# Man pages (make man) and shell completions: install them here, and add them to INSTALLED.
 

@@ -30,9 +30,10 @@ func TestMakeInstall(t *testing.T) {
 	runMake("install")
 
 	want := map[string]fs.FileMode{
-		"usr/bin/xdpstack":                         0o755,
-		"usr/lib/systemd/system/xdpstack@.service": 0o644,
-		"usr/share/doc/xdpstack/example.yaml":      0o644,
+		"usr/bin/xdpstack":                              0o755,
+		"usr/lib/systemd/system/xdpstack@.service":      0o644,
+		"usr/lib/systemd/system/xdpstack-bpffs.service": 0o644,
+		"usr/share/doc/xdpstack/example.yaml":           0o644,
 	}
 	got := installedFiles(t, dest)
 	for path, mode := range want {
@@ -68,15 +69,23 @@ func TestMakeInstall(t *testing.T) {
 		if _, err := exec.LookPath("systemd-analyze"); err != nil {
 			t.Fatalf("no systemd-analyze (make deps installs the systemd package): %v", err)
 		}
-		// The unit as installed, but for the binary's place in DESTDIR,
-		// which verify checks is executable.
+		// The units as installed, but for the binary's place in
+		// DESTDIR, which verify checks is executable.
 		dir := t.TempDir()
 		staged := strings.ReplaceAll(string(unit), "/usr/bin/xdpstack", bin)
 		if err := os.WriteFile(filepath.Join(dir, "xdpstack@.service"), []byte(staged), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		bpffs, err := os.ReadFile(filepath.Join(dest, "usr/lib/systemd/system/xdpstack-bpffs.service"))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "xdpstack-bpffs.service"), bpffs, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 		// --man=no: the man pages are checked where they are made.
-		out, err := exec.Command("systemd-analyze", "verify", "--man=no", filepath.Join(dir, "xdpstack@eth0.service")).CombinedOutput()
+		out, err := exec.Command("systemd-analyze", "verify", "--man=no",
+			filepath.Join(dir, "xdpstack@eth0.service"), filepath.Join(dir, "xdpstack-bpffs.service")).CombinedOutput()
 		if err != nil || len(out) > 0 {
 			t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 		}
