@@ -53,7 +53,8 @@ install: build ## install the binary, the systemd units and an example config (P
 	chmod 0644 $(DESTDIR)$(UNITDIR)/xdpstack@.service
 	install -m 0644 deploy/systemd/xdpstack-bpffs.service $(DESTDIR)$(UNITDIR)/xdpstack-bpffs.service
 	install -m 0644 deploy/systemd/example.yaml $(DESTDIR)$(DOCDIR)/example.yaml
-	@# Man pages (make man) and shell completions: install them here, and add them to INSTALLED.
+	@# Man pages (make man) and shell completions: install them here, and add
+	@# them to INSTALLED and to the want list of TestMakeInstall (test/install_test.go).
 
 .PHONY: uninstall
 uninstall: ## remove what make install put in place (same PREFIX, DESTDIR)
