@@ -4,10 +4,11 @@
 // does nothing.
 //
 // The protocol is go-systemd's: a datagram to the socket systemd names,
-// abstract or not. Its daemon package is small, stdlib-only and kept by
-// the systemd people's Go side, so we keep only what it lacks: the
-// MONOTONIC_USEC that a reload's RELOADING=1 should carry, and one
-// logged line when systemd cannot be told.
+// abstract or not. Its daemon package is small, has no dependencies and
+// is what etcd, containerd and Kubernetes use, so we add only what it
+// lacks: the MONOTONIC_USEC that a reload's RELOADING=1 should carry,
+// status lines kept to one line, and one logged line when systemd
+// cannot be told.
 package sdnotify
 
 import (
@@ -34,9 +35,6 @@ func Reloading(status string) {
 
 // Stopping says that the service is shutting down.
 func Stopping(status string) { send(daemon.SdNotifyStopping, "STATUS="+status) }
-
-// Status changes the status line alone.
-func Status(status string) { send("STATUS=" + status) }
 
 // Alive feeds the watchdog.
 func Alive() { send(daemon.SdNotifyWatchdog) }

@@ -42,7 +42,7 @@ func TestMessages(t *testing.T) {
 		want string
 	}{
 		{"ready", func() { Ready("serving veth0") }, "^READY=1\nSTATUS=serving veth0$"},
-		{"status on one line", func() { Status("a\nb") }, "^STATUS=a b$"},
+		{"status on one line", func() { Ready("a\nb") }, "^READY=1\nSTATUS=a b$"},
 		{"reloading", func() { Reloading("reloading") }, "^RELOADING=1\nMONOTONIC_USEC=[1-9][0-9]*\nSTATUS=reloading$"},
 		{"stopping", func() { Stopping("detaching") }, "^STOPPING=1\nSTATUS=detaching$"},
 		{"alive", Alive, "^WATCHDOG=1$"},
