@@ -5,7 +5,7 @@
 //
 // The protocol is go-systemd's: a datagram to the socket systemd names,
 // abstract or not. Its daemon package is small, has no dependencies and
-// is what etcd, containerd and Kubernetes use, so we add only what it
+// is what etcd and containerd use, so we add only what it
 // lacks: the MONOTONIC_USEC that a reload's RELOADING=1 should carry,
 // status lines kept to one line, and one logged line when systemd
 // cannot be told.
