@@ -4,7 +4,7 @@ GO       ?= go
 BIN      := bin/xdpstack
 # What the tests, the demo and the benchmark run: kernel tools as peers.
 RUN_PKGS := iproute2 iperf3 iputils-ping bpftool curl util-linux ethtool netcat-openbsd openssl ngtcp2-client wrk python3 hping3 tcpdump tshark \
-	wireguard-tools prometheus bash-completion zsh fish groff-base mandoc man-db
+	wireguard-tools prometheus bash-completion zsh fish groff-base mandoc man-db systemd
 # What `make generate` needs: the pinned compiler and the headers.
 GEN_PKGS := clang-19 llvm-19 libbpf-dev linux-libc-dev
 TEST_FLAGS ?= -count=1 -timeout 30m
@@ -52,6 +52,32 @@ build: ## build bin/xdpstack, stamped with its version, commit and build date
 .PHONY: man
 man: build ## write the man pages, generated from the commands, to build/man
 	$(BIN) man build/man
+
+# Where `make install` puts things: PREFIX=/usr for a package, DESTDIR
+# to stage the tree elsewhere. The unit runs $(PREFIX)/bin/xdpstack.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  := $(PREFIX)/bin
+UNITDIR := $(PREFIX)/lib/systemd/system
+# The example config goes with the docs; /etc/xdpstack is the operator's.
+DOCDIR  := $(PREFIX)/share/doc/xdpstack
+INSTALLED := $(BINDIR)/xdpstack $(UNITDIR)/xdpstack@.service $(UNITDIR)/xdpstack-bpffs.service $(DOCDIR)/example.yaml
+
+.PHONY: install
+install: build ## install the binary, the systemd units and an example config (PREFIX, DESTDIR)
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/xdpstack
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
+	sed 's|/usr/local/bin/xdpstack|$(BINDIR)/xdpstack|' deploy/systemd/xdpstack@.service > $(DESTDIR)$(UNITDIR)/xdpstack@.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/xdpstack@.service
+	install -m 0644 deploy/systemd/xdpstack-bpffs.service $(DESTDIR)$(UNITDIR)/xdpstack-bpffs.service
+	install -m 0644 deploy/systemd/example.yaml $(DESTDIR)$(DOCDIR)/example.yaml
+	@# Man pages (make man) and shell completions: install them here, and add
+	@# them to INSTALLED and to the want list of TestMakeInstall (test/install_test.go).
+
+.PHONY: uninstall
+uninstall: ## remove what make install put in place (same PREFIX, DESTDIR)
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 .PHONY: test
 test: deps ## install what is needed and run every test (needs root for BPF and namespaces)

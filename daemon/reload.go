@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/xdpstack/xdpstack/internal/sdnotify"
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack/appns"
 )
@@ -23,19 +24,23 @@ var errBadConfig = errors.New("bad configuration")
 
 // Reread reads the configuration again with Config.Reread, as SIGHUP
 // and the reload verb ask, and applies it (Reload). It logs the outcome
-// either way.
+// either way, and tells systemd that it reloads and then serves again.
 func (d *Daemon) Reread() ([]string, error) {
 	d.changing.Lock()
 	defer d.changing.Unlock()
+	sdnotify.Reloading("reloading the configuration")
 	applied, err := d.reread()
 	if err != nil {
 		slog.Error("reload refused; nothing changed", "iface", d.Iface.Name, "err", err)
+		sdnotify.Ready(d.Serving() + "; reload refused: " + err.Error())
 		return nil, err
 	}
 	if len(applied) == 0 {
 		slog.Info("reloaded: nothing to apply", "iface", d.Iface.Name)
+		sdnotify.Ready(d.Serving() + "; reloaded: nothing to apply")
 	} else {
 		slog.Info("reloaded", "iface", d.Iface.Name, "applied", strings.Join(applied, ","))
+		sdnotify.Ready(d.Serving() + "; reloaded: applied " + strings.Join(applied, ", "))
 	}
 	return applied, nil
 }

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -160,4 +162,18 @@ func (d *Daemon) Status() (Status, error) {
 		st.Apps = append(st.Apps, row)
 	}
 	return st, nil
+}
+
+// Serving says in one line what the daemon serves: systemd's status
+// line for the service.
+func (d *Daemon) Serving() string {
+	line := fmt.Sprintf("serving %s: %s mode, program %d", d.Iface.Name, d.Mode, d.ProgramID)
+	if len(d.specs) > 0 {
+		var specs []string
+		for _, s := range d.specs {
+			specs = append(specs, s.String())
+		}
+		line += ", apps " + strings.Join(specs, " ")
+	}
+	return line
 }

@@ -8,14 +8,18 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/xdpstack/xdpstack/daemon"
 	"github.com/xdpstack/xdpstack/internal/atomicfile"
+	"github.com/xdpstack/xdpstack/internal/sdnotify"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack"
@@ -83,6 +87,9 @@ func runAttach(c *cli.Context) error {
 	if s.file != nil {
 		h, _ := s.logHandler(c.App.ErrWriter) // checked with the rest
 		slog.SetDefault(slog.New(h))
+	}
+	if err := checkCapabilities(len(cfg.Apps) > 0); err != nil {
+		return err
 	}
 	if err := features.HaveProgramType(ebpf.XDP); err != nil {
 		return fmt.Errorf("this kernel cannot load XDP programs: %w (needs Linux 5.9 or later with BPF enabled)", err)
@@ -173,6 +180,15 @@ func runAttach(c *cli.Context) error {
 		}
 		defer os.Remove(readyFile)
 	}
+	sdnotify.Ready(d.Serving())
+	// The watchdog is fed from the loop that answers signals, so that a
+	// daemon stuck in it is restarted.
+	var alive <-chan time.Time
+	if every := sdnotify.WatchdogInterval(); every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		alive = t.C
+	}
 
 serve:
 	for {
@@ -181,14 +197,18 @@ serve:
 			break serve
 		case <-hup:
 			d.Reread() // logs what it did
+		case <-alive:
+			sdnotify.Alive()
 		case lost := <-d.Lost():
 			if errors.Is(lost, loader.ErrInterfaceGone) {
+				sdnotify.Stopping(fmt.Sprintf("stopping: %s was deleted", ifname))
 				return errors.Join(fmt.Errorf("stop serving %s: %w", ifname, lost), d.Close())
 			}
 			slog.Warn("the program was detached from outside (xdpstack detach --force); stopping", "iface", ifname)
 			break serve
 		}
 	}
+	sdnotify.Stopping("detaching from " + ifname)
 	if err := d.Close(); err != nil {
 		return fmt.Errorf("detach from %s: %w", ifname, err)
 	}
@@ -206,6 +226,39 @@ func attachSettings(c *cli.Context) (settings, error) {
 		}
 	}
 	return s, nil
+}
+
+// checkCapabilities fails when the process lacks a capability that
+// attach needs: root in name is not enough where a bounding set
+// (systemd's CapabilityBoundingSet=) took some away, and the kernel's
+// EPERM would not say which.
+func checkCapabilities(apps bool) error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("read the capabilities: %w", err)
+	}
+	has := func(c int) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	// CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, as the kernel has it.
+	needs := []struct {
+		name string
+		ok   bool
+	}{
+		{"CAP_BPF", has(unix.CAP_BPF) || has(unix.CAP_SYS_ADMIN)},
+		{"CAP_NET_ADMIN", has(unix.CAP_NET_ADMIN)},
+		{"CAP_PERFMON", has(unix.CAP_PERFMON) || has(unix.CAP_SYS_ADMIN)},
+		{"CAP_NET_RAW", has(unix.CAP_NET_RAW) || !apps},
+	}
+	var missing []string
+	for _, n := range needs {
+		if !n.ok {
+			missing = append(missing, n.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("attach: missing %s (needs CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, and CAP_NET_RAW with apps)", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // checkAppAddrs checks that the apps serve on addresses of iface.
