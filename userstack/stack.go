@@ -89,9 +89,10 @@ func Start(iface loader.Interface, m *maps.Set, opts Options) (s *Stack, err err
 	}
 	opts.AFXDP.FitMTU(iface.MTU)
 	s = &Stack{iface: iface, log: slog.With("iface", iface.Name), xsks: m.XSKs, sessions: session.NewTable(m.Listeners), local: cutthrough.NewTable(), done: make(chan struct{}), info: m.Info}
+	started := s // a failed Start returns a nil s, and closes this one
 	defer func() {
 		if err != nil {
-			s.Close()
+			started.Close()
 		}
 	}()
 	if opts.Namespaces == nil {

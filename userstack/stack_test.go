@@ -502,3 +502,24 @@ func TestCheckedChecksums(t *testing.T) {
 		t.Errorf("passive opens: %d, want only the client's", n)
 	}
 }
+
+// TestFailedStartCleansUp starts a userstack on an attachment that
+// steers it no ports: Start fails with that, after it opened the
+// kernel view, and closes what it opened rather than a nil stack.
+func TestFailedStartCleansUp(t *testing.T) {
+	a, _ := testutil.HostPair(t, 0)
+	root := testutil.PinRoot(t)
+	var att *loader.Attachment
+	a.Do(t, func() (err error) {
+		att, err = loader.Attach(a.Iface, loader.Options{PinRoot: root})
+		return err
+	})
+	t.Cleanup(func() { att.Close() })
+	a.Do(t, func() error {
+		s, err := Start(att.Iface, att.Maps, Options{})
+		if err == nil || !strings.Contains(err.Error(), "steers no ports") || s != nil {
+			t.Errorf("Start: got %v, %v; want no stack and the missing ports named", s, err)
+		}
+		return nil
+	})
+}
