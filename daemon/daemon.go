@@ -131,6 +131,9 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, errors.Join(err, closeControl(ctl))
 	}
 	cfg.Userstack.Namespaces = spaces
+	if cfg.PSP != nil {
+		cfg.Attach.PSP = cfg.PSP.xdpCheck()
+	}
 	a, err := loader.Attach(cfg.Iface, cfg.Attach)
 	if err != nil {
 		if ln != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack/psp"
 	"github.com/xdpstack/xdpstack/userstack/psp/gateway"
 	"github.com/xdpstack/xdpstack/userstack/psp/keyx"
@@ -25,6 +26,13 @@ import (
 type PSPConfig struct {
 	Config  *pspconfig.Config
 	Options pspconfig.Options
+}
+
+// xdpCheck is the XDP program's part: drop before any decryption what
+// the ACL refuses. Every version is taken there, as a peer may ask for
+// any; each SPI's own is checked against its grant.
+func (c *PSPConfig) xdpCheck() maps.PSPSettings {
+	return maps.PSPSettings{Enabled: true, Versions: []psp.Version{psp.V0, psp.V1, psp.V2, psp.V3}, ACLDisabled: c.Options.DisableIngressACL}
 }
 
 // pspGateway is a running PSP gateway: the device that holds the master
@@ -73,7 +81,7 @@ func (d *Daemon) startPSP(c *PSPConfig) (err error) {
 			Buckets:     prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 	}
-	p.acl = tunnel.NewACL(nil)
+	p.acl = tunnel.NewACL(d.Maps.PSP.SPIs)
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, p.close())

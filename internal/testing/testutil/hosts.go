@@ -110,6 +110,9 @@ func (h *Host) EchoFrom(tb testing.TB, addr string, n int) {
 type LAN struct {
 	Hosts []*Host
 	Addr6 []netip.Addr
+	// Switch is the bridge's namespace: port pI there is Hosts[I]'s
+	// wire, where a capture sees every frame the host sends or gets.
+	Switch string
 }
 
 // HostLAN builds n hosts on one bridge (see hosts.NewLAN), deleted when
@@ -122,7 +125,7 @@ func HostLAN(tb testing.TB, n, queues int) *LAN {
 		tb.Fatalf("build hosts: %v", err)
 	}
 	tb.Cleanup(func() { l.Close() })
-	lan := &LAN{Addr6: l.Addr6}
+	lan := &LAN{Addr6: l.Addr6, Switch: l.Switch}
 	for _, h := range l.Hosts {
 		lan.Hosts = append(lan.Hosts, &Host{h})
 	}
