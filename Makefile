@@ -61,22 +61,30 @@ BINDIR  := $(PREFIX)/bin
 UNITDIR := $(PREFIX)/lib/systemd/system
 # The example config goes with the docs; /etc/xdpstack is the operator's.
 DOCDIR  := $(PREFIX)/share/doc/xdpstack
-INSTALLED := $(BINDIR)/xdpstack $(UNITDIR)/xdpstack@.service $(UNITDIR)/xdpstack-bpffs.service $(DOCDIR)/example.yaml
+MANDIR  := $(PREFIX)/share/man/man1
+BASHDIR := $(PREFIX)/share/bash-completion/completions
+ZSHDIR  := $(PREFIX)/share/zsh/vendor-completions
+FISHDIR := $(PREFIX)/share/fish/vendor_completions.d
+INSTALLED := $(BINDIR)/xdpstack $(UNITDIR)/xdpstack@.service $(UNITDIR)/xdpstack-bpffs.service $(DOCDIR)/example.yaml \
+	$(BASHDIR)/xdpstack $(ZSHDIR)/_xdpstack $(FISHDIR)/xdpstack.fish
 
 .PHONY: install
-install: build ## install the binary, the systemd units and an example config (PREFIX, DESTDIR)
+install: build man ## install the binary, the man pages, shell completions, the systemd units and an example config (PREFIX, DESTDIR)
 	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/xdpstack
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
 	sed 's|/usr/local/bin/xdpstack|$(BINDIR)/xdpstack|' deploy/systemd/xdpstack@.service > $(DESTDIR)$(UNITDIR)/xdpstack@.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/xdpstack@.service
 	install -m 0644 deploy/systemd/xdpstack-bpffs.service $(DESTDIR)$(UNITDIR)/xdpstack-bpffs.service
 	install -m 0644 deploy/systemd/example.yaml $(DESTDIR)$(DOCDIR)/example.yaml
-	@# Man pages (make man) and shell completions: install them here, and add
-	@# them to INSTALLED and to the want list of TestMakeInstall (test/install_test.go).
+	install -d $(DESTDIR)$(MANDIR)
+	install -m 0644 build/man/*.1 $(DESTDIR)$(MANDIR)/
+	install -D -m 0644 cmd/xdpstack/completions/xdpstack.bash $(DESTDIR)$(BASHDIR)/xdpstack
+	install -D -m 0644 cmd/xdpstack/completions/_xdpstack $(DESTDIR)$(ZSHDIR)/_xdpstack
+	install -D -m 0644 cmd/xdpstack/completions/xdpstack.fish $(DESTDIR)$(FISHDIR)/xdpstack.fish
 
 .PHONY: uninstall
 uninstall: ## remove what make install put in place (same PREFIX, DESTDIR)
-	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED)) $(DESTDIR)$(MANDIR)/xdpstack*.1
 	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 .PHONY: test
