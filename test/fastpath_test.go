@@ -544,7 +544,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"capture bad filter", []string{"capture", a.Iface, "--all", "-w", filepath.Join(files, "c.pcapng"), "--filter", "verdict drp"},
 			fmt.Sprintf(`capture %s: filter "verdict drp": unknown verdict "drp" (want aborted, drop, pass, tx, redirect)`, a.Iface)},
 		{"capture filter cut short", []string{"capture", a.Iface, "--filter", "tcp and"}, "ends where a primitive should follow"},
-		{"capture bad point", []string{"capture", a.Iface, "--point", "tc"}, `--point: unknown point "tc" (want xdp or userstack)`},
+		{"capture bad point", []string{"capture", a.Iface, "--point", "tc"}, `--point: unknown point "tc" (want xdp, userstack or psp)`},
 		{"capture count 0", []string{"capture", a.Iface, "--count", "0"}, "--count 0: want at least 1"},
 		{"capture duration 0", []string{"capture", a.Iface, "--duration", "0s"}, "--duration 0s: want a time above 0"},
 		{"capture snaplen past its most", []string{"capture", a.Iface, "--snaplen", "70000"}, "--snaplen 70000: want 1 to 65280 bytes"},
