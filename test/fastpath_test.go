@@ -550,6 +550,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"capture snaplen past its most", []string{"capture", a.Iface, "--snaplen", "70000"}, "--snaplen 70000: want 1 to 65280 bytes"},
 		{"capture sample rate past 16", []string{"capture", a.Iface, "--sample-rate", "17"}, "--sample-rate 17: want 0 (off) to 16"},
 		{"capture all at the userstack", []string{"capture", a.Iface, "--point", "userstack", "--all"}, "--all and --sample-rate go with --point xdp"},
+		{"capture sample rate at the psp point", []string{"capture", a.Iface, "--point", "psp", "--sample-rate", "3"}, "--all and --sample-rate go with --point xdp"},
 		{"capture verdicts at the userstack", []string{"capture", a.Iface, "--point", "userstack", "--filter", "reason steered"}, "verdict, reason and rule are the XDP hook's"},
 		{"capture to a folder", []string{"capture", a.Iface, "--all", "-w", files}, "--write " + files + ": a folder (want a file, a pipe or -)"},
 		{"capture not attached", []string{"capture", a.Iface, "--all", "-w", filepath.Join(files, "c.pcapng")}, "capture " + a.Iface + ": xdpstack is not attached to " + a.Iface},
