@@ -24,7 +24,8 @@ var (
 	LocalRuleAddEndpoint  = control.Endpoint[LocalRuleAdd, LocalRules]{Method: http.MethodPost, Name: "local-rules/add"}
 	LocalRulesDelEndpoint = control.Endpoint[LocalRuleDel, LocalRules]{Method: http.MethodPost, Name: "local-rules/del"}
 	SamplingEndpoint      = control.Endpoint[SamplingRequest, SamplingReply]{Method: http.MethodPost, Name: "sampling"}
-	// CaptureEndpoint streams the userstack's frames (capture.Tap).
+	// CaptureEndpoint streams the userstack's frames (capture.Tap) or
+	// the PSP gateway's inner packets (capture.PSPTap).
 	CaptureEndpoint = control.StreamEndpoint[CaptureRequest]{Name: "capture"}
 
 	PSPTunnelsEndpoint = control.Endpoint[control.None, PSPTunnels]{Method: http.MethodGet, Name: "psp/tunnels"}

@@ -66,9 +66,11 @@ func (d *Daemon) setSampleRate(rate uint32) error {
 }
 
 // CaptureRequest asks for the frames the userstack receives and sends,
-// as a stream (capture.ReadStream reads it).
+// or the PSP gateway's inner packets, as a stream (capture.ReadStream
+// reads it).
 type CaptureRequest struct {
-	// Point is "userstack": the XDP hook is captured through the pins.
+	// Point is "userstack" or "psp": the XDP hook is captured through
+	// the pins.
 	Point string `json:"point"`
 	// Snaplen is how many bytes of each frame to send.
 	Snaplen int `json:"snaplen"`
@@ -79,13 +81,15 @@ type CaptureRequest struct {
 // errNoUserstack refuses a capture of the userstack where none runs.
 var errNoUserstack = errors.New("no userstack runs here (attach with --app)")
 
-// captureStream checks a capture request and taps the userstack for
-// it: one capture at a time. The tap comes off when the stream ends.
+// captureStream checks a capture request and taps the userstack or the
+// PSP gateway for it: one capture of each at a time. The tap comes off
+// when the stream ends.
 func (d *Daemon) captureStream(req CaptureRequest) (control.Streamer, error) {
 	bad := func(err error) error { return control.Refuse(http.StatusBadRequest, err) }
-	if p, err := capture.ParsePoint(req.Point); err != nil {
+	point, err := capture.ParsePoint(req.Point)
+	if err != nil {
 		return nil, bad(err)
-	} else if p != capture.PointUserstack {
+	} else if point == capture.PointXDP {
 		return nil, bad(errors.New("the xdp point is captured through the pins, not the daemon"))
 	}
 	if err := maps.CheckSnaplen(req.Snaplen); err != nil {
@@ -93,22 +97,38 @@ func (d *Daemon) captureStream(req CaptureRequest) (control.Streamer, error) {
 	}
 	filter, err := capture.ParseFilter(req.Filter)
 	if err == nil {
-		err = filter.CheckPoint(capture.PointUserstack)
+		err = filter.CheckPoint(point)
 	}
 	if err != nil {
 		return nil, bad(err)
 	}
-	if d.Stack == nil {
-		return nil, control.Refuse(http.StatusConflict, errNoUserstack)
+	var tap *capture.Tap
+	var stop func()
+	what := "the userstack"
+	if point == capture.PointPSP {
+		if d.psp == nil {
+			return nil, control.Refuse(http.StatusConflict, errNoPSP)
+		}
+		what = "the psp gateway"
+		t := capture.NewPSPTap(req.Snaplen, filter)
+		if !d.psp.data.StartTap(t) {
+			return nil, control.Refuse(http.StatusConflict, fmt.Errorf("another capture of the psp gateway on %s runs (one at a time)", d.Iface.Name))
+		}
+		tap, stop = t.Tap, func() { d.psp.data.StopTap(t) }
+	} else {
+		if d.Stack == nil {
+			return nil, control.Refuse(http.StatusConflict, errNoUserstack)
+		}
+		tap = capture.NewTap(req.Snaplen, filter)
+		if !d.Stack.StartTap(tap) {
+			return nil, control.Refuse(http.StatusConflict, fmt.Errorf("another capture of the userstack on %s runs (one at a time)", d.Iface.Name))
+		}
+		stop = func() { d.Stack.StopTap(tap) }
 	}
-	tap := capture.NewTap(req.Snaplen, filter)
-	if !d.Stack.StartTap(tap) {
-		return nil, control.Refuse(http.StatusConflict, fmt.Errorf("another capture of the userstack on %s runs (one at a time)", d.Iface.Name))
-	}
-	slog.Info("capture of the userstack started", "iface", d.Iface.Name, "filter", filter.String())
+	slog.Info("capture of "+what+" started", "iface", d.Iface.Name, "filter", filter.String())
 	return func(ctx context.Context, w io.Writer, flush func()) error {
-		defer slog.Info("capture of the userstack ended", "iface", d.Iface.Name)
-		defer d.Stack.StopTap(tap)
+		defer slog.Info("capture of "+what+" ended", "iface", d.Iface.Name)
+		defer stop()
 		return tap.Stream(ctx, w, flush)
 	}, nil
 }

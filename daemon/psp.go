@@ -110,7 +110,7 @@ func (d *Daemon) startPSP(c *PSPConfig) (err error) {
 	if p.data, err = gateway.New(d.Stack, gateway.Options{
 		TUN: o.TUN, Local: local, Remote: remote,
 		Device: device, Tunnels: p.tunnels, ACL: p.acl, Requester: p.keyx,
-		Secure: secure, Cookie: o.Cookie, DisableIngressACL: o.DisableIngressACL,
+		Secure: secure, Cookie: o.Cookie, DisableIngressACL: o.DisableIngressACL, SampleRate: o.SampleRate,
 	}); err != nil {
 		return err
 	}
@@ -289,13 +289,14 @@ var (
 	pspBytesDesc     = prometheus.NewDesc("xdpstack_psp_bytes_total", "PSP payload bytes sealed (tx) and opened and delivered (rx).", []string{"iface", "direction"}, nil)
 	pspErrorsDesc    = prometheus.NewDesc("xdpstack_psp_errors_total", "PSP packets refused or dropped, by kind (Linux's PSP statistics names where they exist).", []string{"iface", "kind"}, nil)
 	pspHeldDesc      = prometheus.NewDesc("xdpstack_psp_held_packets_total", "Packets held while their tunnel was made.", []string{"iface"}, nil)
+	pspSampledDesc   = prometheus.NewDesc("xdpstack_psp_sampled_packets_total", "Packets sent with the S bit (--psp-sample-rate).", []string{"iface"}, nil)
 	pspRequestsDesc  = prometheus.NewDesc("xdpstack_psp_tunnel_requests_total", "Tunnels the data path asked the key exchange for.", []string{"iface"}, nil)
 	pspRotationsDesc = prometheus.NewDesc("xdpstack_psp_key_rotations_total", "Master key rotations.", []string{"iface"}, nil)
 	pspExchangesDesc = prometheus.NewDesc("xdpstack_psp_key_exchanges_total", "Key exchanges this host started, by peer and result.", []string{"iface", "peer", "result"}, nil)
 )
 
 func (c pspCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{pspTunnelsDesc, pspPacketsDesc, pspBytesDesc, pspErrorsDesc, pspHeldDesc, pspRequestsDesc, pspRotationsDesc, pspExchangesDesc} {
+	for _, d := range []*prometheus.Desc{pspTunnelsDesc, pspPacketsDesc, pspBytesDesc, pspErrorsDesc, pspHeldDesc, pspSampledDesc, pspRequestsDesc, pspRotationsDesc, pspExchangesDesc} {
 		ch <- d
 	}
 	c.p.exchanges.Describe(ch)
@@ -313,10 +314,11 @@ func (c pspCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(pspBytesDesc, s.PSP.TxBytes, "tx")
 	counter(pspBytesDesc, s.PSP.RxBytes, "rx")
 	counter(pspHeldDesc, s.Held)
+	counter(pspSampledDesc, s.Sampled)
 	counter(pspRequestsDesc, s.Requests)
 	s.Each(func(name string, v uint64) {
 		switch name {
-		case "rx-packets", "rx-bytes", "tx-packets", "tx-bytes", "tx-held", "tx-requests":
+		case "rx-packets", "rx-bytes", "tx-packets", "tx-bytes", "tx-held", "tx-sampled", "tx-requests":
 		default:
 			counter(pspErrorsDesc, v, name)
 		}

@@ -443,6 +443,8 @@ func TestSampling(t *testing.T) {
 		{CaptureRequest{Point: "userstack", Snaplen: 0}, http.StatusBadRequest, "snaplen 0: want 1 to 65280 bytes"},
 		{CaptureRequest{Point: "userstack", Snaplen: 64, Filter: "verdict drop"}, http.StatusBadRequest, "verdict, reason and rule are the XDP hook's"},
 		{CaptureRequest{Point: "userstack", Snaplen: 64}, http.StatusConflict, "no userstack runs here (attach with --app)"},
+		{CaptureRequest{Point: "psp", Snaplen: 64}, http.StatusConflict, "no psp gateway runs on this interface (attach with --psp-config)"},
+		{CaptureRequest{Point: "psp", Snaplen: 64, Filter: "reason steered"}, http.StatusBadRequest, "verdict, reason and rule are the XDP hook's"},
 	} {
 		_, err := CaptureEndpoint.Open(ctx, c, tc.req)
 		if r, ok := errors.AsType[*control.RefusedError](err); !ok || r.Code != tc.code || !strings.Contains(err.Error(), tc.err) {

@@ -24,8 +24,8 @@ type captureProc struct {
 
 // startCapture runs `xdpstack capture IFACE args...` in the root
 // namespace, where the pins are, and returns once it reads: at the XDP
-// hook once it holds the capture lease, at the userstack once the
-// daemon d says so. It is stopped when the test ends.
+// hook once it holds the capture lease, at the userstack or the PSP
+// gateway once the daemon d says so. It is stopped when the test ends.
 func startCapture(t *testing.T, root, iface string, d *daemon, args ...string) *captureProc {
 	t.Helper()
 	c := &captureProc{
@@ -40,8 +40,10 @@ func startCapture(t *testing.T, root, iface string, d *daemon, args ...string) *
 	go func() { c.exited <- c.cmd.Wait() }()
 	t.Cleanup(func() { c.cmd.Process.Kill(); <-c.exited; c.exited <- nil })
 	ready := func() bool {
-		if strings.Contains(strings.Join(args, " "), "--point userstack") {
-			return strings.Count(d.output.String(), "capture of the userstack started") > strings.Count(started, "capture of the userstack started")
+		for point, log := range map[string]string{"--point userstack": "capture of the userstack started", "--point psp": "capture of the psp gateway started"} {
+			if strings.Contains(strings.Join(args, " "), point) {
+				return strings.Count(d.output.String(), log) > strings.Count(started, log)
+			}
 		}
 		return captureLease(t, root, iface).Until != 0
 	}

@@ -27,10 +27,14 @@ func captureCommand() *cli.Command {
 		ArgsUsage: "IFACE",
 		Description: "At the XDP hook (--point xdp, the default), reads the packets the program samples,\n" +
 			"1 in 2^N of every verdict (attach --sample-rate N, or --sample-rate here), or all of\n" +
-			"them with --all, through the pins, with or without a running attach. At --point\n" +
-			"userstack, reads what the userstack receives and sends, from its daemon. Each packet\n" +
-			"says why it is there: verdict/reason and rule at the XDP hook, in or out at the\n" +
-			"userstack, and its queue; as a line, or as the packet's comment in pcapng.\n" +
+			"them with --all, and the PSP packets whose sender set the S bit (its attach\n" +
+			"--psp-sample-rate N), through the pins, with or without a running attach. At --point\n" +
+			"userstack, reads what the userstack receives and sends, from its daemon; at --point\n" +
+			"psp, the PSP gateway's inner packets (IP, no Ethernet: pcapng link type RAW), the\n" +
+			"packets it sends with the S bit among them. Each packet says why it is there:\n" +
+			"verdict/reason and rule at the XDP hook, in or out and the queue at the userstack,\n" +
+			"in or out, the SPI and \"sampled\" (S bit) at psp; as a line, or as the packet's\n" +
+			"comment in pcapng.\n" +
 			"Filter: " + capture.FilterHelp + ".",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "write", Aliases: []string{"w"}, Usage: "write pcapng to `FILE`, - for stdout (| tcpdump -r -, | wireshark -k -i -); without it, one line per packet"},
@@ -39,7 +43,7 @@ func captureCommand() *cli.Command {
 			&cli.DurationFlag{Name: "duration", Usage: "stop after `D` (10s, 1m)"},
 			&cli.IntFlag{Name: "snaplen", Usage: "bytes of each packet to keep, 1 to 65280 (default: the interface's, attach --snaplen)"},
 			&cli.StringFlag{Name: "filter", Usage: "keep the packets that match `EXPR`: " + capture.FilterHelp},
-			&cli.StringFlag{Name: "point", Value: "xdp", Usage: "xdp (every packet arriving, with its verdict) or userstack (what the userstack receives and sends)"},
+			&cli.StringFlag{Name: "point", Value: "xdp", Usage: "xdp (every packet arriving, with its verdict), userstack (what the userstack receives and sends) or psp (the PSP gateway's inner packets, with their SPI)"},
 			&cli.IntFlag{Name: "sample-rate", Usage: "first set the interface's sampling to 1 packet in 2^`N` (0 off, up to 16), through its daemon or its pins; it stays"},
 		},
 		Before: needRoot,
@@ -93,7 +97,7 @@ func readCaptureFlags(c *cli.Context) (captureFlags, error) {
 	case f.setRate && maps.CheckSampleRate(f.rate) != nil:
 		return f, fmt.Errorf("--sample-rate %d: %w", f.rate, maps.CheckSampleRate(f.rate))
 	case f.point != capture.PointXDP && (f.all || f.setRate):
-		return f, errors.New("--all and --sample-rate go with --point xdp: the userstack's every frame is captured")
+		return f, errors.New("--all and --sample-rate go with --point xdp: every packet of the userstack and the psp gateway is captured")
 	case f.write != "" && f.write != "-":
 		if fi, err := os.Stat(f.write); err == nil && fi.IsDir() {
 			return f, fmt.Errorf("--write %s: a folder (want a file, a pipe or -)", f.write)
@@ -143,7 +147,10 @@ func captureOn(c *cli.Context, ifname string, f captureFlags) error {
 			rate = f.rate
 		}
 		if rate == 0 && !f.all {
-			return fmt.Errorf("sampling is off: nothing to capture (capture --all, or --sample-rate N, or attach --sample-rate N)")
+			if !pspChecked(st.PinDir) {
+				return fmt.Errorf("sampling is off: nothing to capture (capture --all, or --sample-rate N, or attach --sample-rate N)")
+			}
+			fmt.Fprintf(c.App.ErrWriter, "sampling is off on %s: capturing the PSP packets whose sender set the S bit only\n", ifname)
 		}
 		unlock, err := capture.LockXDP(c.String("run-dir"), ifname)
 		if err != nil {
@@ -245,6 +252,18 @@ func copyPackets(c *cli.Context, src capture.Source, out *captureOutput, f captu
 		}
 	}
 	return n, nil
+}
+
+// pspChecked tells whether the program pinned in dir checks PSP, and so
+// samples the PSP packets with the S bit whatever the rate.
+func pspChecked(dir string) bool {
+	p, err := maps.OpenPinnedPSP(dir)
+	if err != nil {
+		return false
+	}
+	defer p.Close()
+	s, err := p.Settings()
+	return err == nil && s.Enabled
 }
 
 // setSampleRate sets the interface's sample rate through its daemon, so

@@ -74,6 +74,7 @@ var examples = map[string][]example{
 		{"watch the sampled packets and their verdicts", "xdpstack capture eth0"},
 		{"every packet the program drops, for 10 seconds, into Wireshark's format", "xdpstack capture eth0 --all --filter 'verdict drop' --duration 10s -w drops.pcapng"},
 		{"what the userstack receives, read by tcpdump", "xdpstack capture eth0 --point userstack -w - | tcpdump -r -"},
+		{"the PSP gateway's inner packets, each with its SPI", "xdpstack capture eth0 --point psp --filter 'tcp port 22'"},
 	},
 	"psp": {
 		{"encrypt a capture with keys from a file", "xdpstack psp encrypt -r clear.pcap -w psp.pcap --key-file keys --spi 1 --version 0 --mode transport"},

@@ -54,7 +54,7 @@ func ParseFilter(text string) (*Filter, error) {
 func (f *Filter) String() string { return f.text }
 
 // CheckPoint refuses a filter that asks what a point does not know: the
-// userstack's link endpoint has no verdicts.
+// userstack's link endpoint and the PSP gateway have no verdicts.
 func (f *Filter) CheckPoint(p Point) error {
 	if p != PointXDP && f.verdicts {
 		return fmt.Errorf("filter %q: verdict, reason and rule are the XDP hook's (--point xdp)", f.text)
@@ -67,7 +67,7 @@ func (f *Filter) Match(p *Packet) bool {
 	if f.match == nil {
 		return true
 	}
-	h := parseHeaders(p.Data)
+	h := packetHeaders(p)
 	return f.match(p, &h)
 }
 

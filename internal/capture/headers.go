@@ -44,6 +44,15 @@ const (
 	ipv6DestOpts = 60
 )
 
+// packetHeaders reads p's headers: an Ethernet frame's, or an IP
+// packet's at PointPSP.
+func packetHeaders(p *Packet) headers {
+	if p.Point == PointPSP {
+		return parseIPHeaders(p.Data)
+	}
+	return parseHeaders(p.Data)
+}
+
 // parseHeaders reads the Ethernet, IP and transport headers of frame.
 func parseHeaders(frame []byte) headers {
 	var h headers
@@ -55,12 +64,40 @@ func parseHeaders(frame []byte) headers {
 	for (h.etherType == etherVLAN || h.etherType == etherQinQ) && len(frame) >= 4 {
 		h.etherType, frame = be.Uint16(frame[2:]), frame[4:]
 	}
+	parseL3(&h, frame)
+	return h
+}
+
+// parseIPHeaders reads the IP and transport headers of an IP packet
+// with no link header, as the PSP gateway's inner packets are; its
+// version stands for the EtherType.
+func parseIPHeaders(packet []byte) headers {
+	var h headers
+	if len(packet) == 0 {
+		return h
+	}
+	switch packet[0] >> 4 {
+	case 4:
+		h.etherType = etherIPv4
+	case 6:
+		h.etherType = etherIPv6
+	default:
+		return h
+	}
+	parseL3(&h, packet)
+	return h
+}
+
+// parseL3 reads the IP and transport headers of frame, a packet of
+// h.etherType.
+func parseL3(h *headers, frame []byte) {
+	be := binary.BigEndian
 	var l4 []byte
 	later := false // a fragment past the first
 	switch h.etherType {
 	case etherIPv4:
 		if len(frame) < 20 || frame[0]>>4 != 4 {
-			return h
+			return
 		}
 		hlen := int(frame[0]&0xf) * 4
 		h.ip, h.proto = true, frame[9]
@@ -72,7 +109,7 @@ func parseHeaders(frame []byte) headers {
 		}
 	case etherIPv6:
 		if len(frame) < 40 || frame[0]>>4 != 6 {
-			return h
+			return
 		}
 		h.ip, h.proto = true, frame[6]
 		h.src = netip.AddrFrom16([16]byte(frame[8:24]))
@@ -94,10 +131,10 @@ func parseHeaders(frame []byte) headers {
 			h.proto, l4 = l4[0], l4[size:]
 		}
 	default:
-		return h
+		return
 	}
 	if later {
-		return h
+		return
 	}
 	switch h.proto {
 	case protoTCP:
@@ -113,5 +150,4 @@ func parseHeaders(frame []byte) headers {
 			h.icmpType = l4[0]
 		}
 	}
-	return h
 }

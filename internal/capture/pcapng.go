@@ -14,7 +14,11 @@ import (
 // Writer writes packets to pcapng, one interface for the capture's
 // interface and point, each packet with its direction and a comment
 // that says why it is there (Comment), as Wireshark and
-// `tshark -T fields -e frame.comment` show it.
+// `tshark -T fields -e frame.comment` show it. The PSP gateway's inner
+// packets have no Ethernet header, and no MAC addresses that a made-up
+// one would carry: that interface's link type is LINKTYPE_RAW (101, IP
+// with its version in the first nibble), which tcpdump, tshark and
+// Wireshark read, filters such as "ip6 and tcp port 80" included.
 //
 // gopacket's writer writes the section and interface blocks; the packet
 // blocks are written here, because its option encoding boxes each
@@ -38,18 +42,24 @@ type commentKey struct {
 	queue   int
 	verdict maps.Verdict
 	rule    uint32
+	spi     uint32
+	sampled bool
 }
 
 // NewWriter starts a pcapng section on w for a capture of iface at
 // point, cutting packets to snaplen bytes.
 func NewWriter(w io.Writer, iface string, point Point, snaplen int, filter *Filter, tags RuleTags) (*Writer, error) {
 	buf := bufio.NewWriterSize(w, 1<<16)
+	link := layers.LinkTypeEthernet
+	if point == PointPSP {
+		link = layers.LinkTypeRaw
+	}
 	ng, err := pcapgo.NewNgWriterInterface(buf, pcapgo.NgInterface{
 		Name:                iface,
 		Description:         "xdpstack capture at the " + point.String() + " point",
 		Filter:              filter.String(),
 		OS:                  "Linux",
-		LinkType:            layers.LinkTypeEthernet,
+		LinkType:            link,
 		SnapLength:          uint32(snaplen),
 		TimestampResolution: 9, // nanoseconds
 	}, pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "xdpstack capture"}})
@@ -75,7 +85,7 @@ const (
 // Write adds a packet as an enhanced packet block of interface 0, with
 // its comment and its direction (epb_flags).
 func (w *Writer) Write(p *Packet) error {
-	key := commentKey{p.Point, p.Out, p.Queue, p.Verdict, p.RuleID}
+	key := commentKey{p.Point, p.Out, p.Queue, p.Verdict, p.RuleID, p.SPI, p.Sampled}
 	comment, ok := w.comments[key]
 	if !ok {
 		comment = Comment(p, w.tags)

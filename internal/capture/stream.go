@@ -13,17 +13,25 @@ import (
 	"time"
 )
 
-// The userstack's frames travel from the daemon to a capture as a
-// stream of records, each a 4-byte length (of the rest, little-endian),
-// a kind, and its body:
+// The userstack's frames and the PSP gateway's inner packets travel
+// from the daemon to a capture as a stream of records, each a 4-byte
+// length (of the rest, little-endian), a kind, and its body:
 //
 //	recordPacket:  time (8 bytes, Unix ns), queue (4), out (1), length (4), the frame's first bytes
 //	recordDropped: how many frames the daemon dropped so far (8)
+//	recordInner:   time (8), spi (4), flags (1: out 1, sampled 2), length (4), the packet's first bytes
 const (
 	recordPacket  = 1
 	recordDropped = 2
+	recordInner   = 3
 
+	// packetHeaderSize is the header of a recordPacket and of a
+	// recordInner, which differ in what the 4 bytes after the time
+	// and the flags byte mean.
 	packetHeaderSize = 8 + 4 + 1 + 4
+
+	innerOut     = 1
+	innerSampled = 2
 	// maxRecord bounds a record a reader takes: a whole 64 KiB frame
 	// and its header.
 	maxRecord = 1 + packetHeaderSize + 1<<16
@@ -58,16 +66,34 @@ func NewTap(snaplen int, filter *Filter) *Tap {
 // Tapped takes a frame the userstack received (out false) or sent on
 // queue. It copies what it keeps.
 func (t *Tap) Tapped(queue int, out bool, frame []byte) {
-	p := Packet{Time: time.Now(), Point: PointUserstack, Queue: queue, Out: out, Len: len(frame), Data: frame}
+	t.keep(Packet{Time: time.Now(), Point: PointUserstack, Queue: queue, Out: out, Len: len(frame), Data: frame})
+}
+
+// keep queues a copy of p for the stream, if the filter keeps it.
+func (t *Tap) keep(p Packet) {
 	if !t.filter.Match(&p) {
 		return
 	}
-	p.Data = bytes.Clone(frame[:min(len(frame), t.snaplen)])
+	p.Data = bytes.Clone(p.Data[:min(len(p.Data), t.snaplen)])
 	select {
 	case t.packets <- p:
 	default:
 		t.dropped.Add(1)
 	}
+}
+
+// PSPTap is a Tap of the PSP gateway's inner packets
+// (userstack/psp/gateway.Tap).
+type PSPTap struct{ *Tap }
+
+// NewPSPTap makes a tap of the PSP gateway that keeps the packets
+// filter matches, cut to snaplen bytes.
+func NewPSPTap(snaplen int, filter *Filter) PSPTap { return PSPTap{NewTap(snaplen, filter)} }
+
+// Tapped takes an inner IP packet the gateway sealed under spi (out),
+// with the S bit when sampled, or opened. It copies what it keeps.
+func (t PSPTap) Tapped(spi uint32, out, sampled bool, packet []byte) {
+	t.keep(Packet{Time: time.Now(), Point: PointPSP, Out: out, SPI: spi, Sampled: sampled, Len: len(packet), Data: packet})
 }
 
 // streamBatch is about how many bytes of records a stream writes at
@@ -122,14 +148,20 @@ func endRecord(b []byte, start int) []byte {
 
 func appendPacket(b []byte, p *Packet) []byte {
 	start := len(b)
-	b = startRecord(b, recordPacket)
-	b = binary.LittleEndian.AppendUint64(b, uint64(p.Time.UnixNano()))
-	b = binary.LittleEndian.AppendUint32(b, uint32(p.Queue))
-	out := byte(0)
-	if p.Out {
-		out = 1
+	kind, id, flags := byte(recordPacket), uint32(p.Queue), byte(0)
+	if p.Point == PointPSP {
+		kind, id = recordInner, p.SPI
+		if p.Sampled {
+			flags |= innerSampled
+		}
 	}
-	b = append(b, out)
+	if p.Out {
+		flags |= innerOut // recordPacket's out is 1 too
+	}
+	b = startRecord(b, kind)
+	b = binary.LittleEndian.AppendUint64(b, uint64(p.Time.UnixNano()))
+	b = binary.LittleEndian.AppendUint32(b, id)
+	b = append(b, flags)
 	b = binary.LittleEndian.AppendUint32(b, uint32(p.Len))
 	return endRecord(append(b, p.Data...), start)
 }
@@ -140,7 +172,8 @@ func appendDropped(b []byte, n uint64) []byte {
 	return endRecord(binary.LittleEndian.AppendUint64(b, n), start)
 }
 
-// StreamSource reads a daemon's stream of the userstack's frames.
+// StreamSource reads a daemon's stream of the userstack's frames or the
+// PSP gateway's inner packets.
 type StreamSource struct {
 	body    io.ReadCloser
 	packets chan Packet
@@ -178,20 +211,24 @@ func (s *StreamSource) read() {
 			return
 		}
 		switch body := rec[1:]; rec[0] {
-		case recordPacket:
+		case recordPacket, recordInner:
 			if len(body) < packetHeaderSize {
 				s.err = errors.New("capture stream: a packet record shorter than its header")
 				return
 			}
 			le := binary.LittleEndian
-			s.packets <- Packet{
-				Time:  time.Unix(0, int64(le.Uint64(body))),
-				Point: PointUserstack,
-				Queue: int(le.Uint32(body[8:])),
-				Out:   body[12] != 0,
-				Len:   int(le.Uint32(body[13:])),
-				Data:  body[packetHeaderSize:],
+			p := Packet{
+				Time: time.Unix(0, int64(le.Uint64(body))),
+				Out:  body[12]&innerOut != 0,
+				Len:  int(le.Uint32(body[13:])),
+				Data: body[packetHeaderSize:],
 			}
+			if rec[0] == recordInner {
+				p.Point, p.SPI, p.Sampled = PointPSP, le.Uint32(body[8:]), body[12]&innerSampled != 0
+			} else {
+				p.Point, p.Queue = PointUserstack, int(le.Uint32(body[8:]))
+			}
+			s.packets <- p
 		case recordDropped:
 			if len(body) >= 8 {
 				s.dropped.Store(binary.LittleEndian.Uint64(body))

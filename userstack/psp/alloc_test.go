@@ -29,6 +29,9 @@ func TestNoAllocations(t *testing.T) {
 				if n := testing.AllocsPerRun(100, func() { d.Decrypt(dec, enc) }); n != 0 {
 					t.Errorf("Decrypt: %v allocations per run, want 0", n)
 				}
+				if n := testing.AllocsPerRun(100, func() { sa.EncryptSampled(enc, frame, &e) }); n != 0 {
+					t.Errorf("EncryptSampled: %v allocations per run, want 0", n)
+				}
 				enc[len(enc)-1] ^= 1
 				if n := testing.AllocsPerRun(100, func() { d.Decrypt(dec, enc) }); n != 0 {
 					t.Errorf("Decrypt of a forged frame: %v allocations per run, want 0", n)

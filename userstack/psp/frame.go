@@ -184,7 +184,17 @@ func flowEntropy(proto uint8, l4 []byte) uint16 {
 // the length of the result. dst must not overlap frame; it needs room for
 // the frame plus EncapLen(e, inner IP version) bytes.
 func (sa *SA) Encrypt(dst, frame []byte, e *Encap) (int, error) {
-	n, err := sa.encrypt(dst, frame, e)
+	return sa.encryptCounted(dst, frame, e, false)
+}
+
+// EncryptSampled is Encrypt with the S bit set in the PSP header: the
+// receiver samples the packet (the sender's `--psp-sample-rate`).
+func (sa *SA) EncryptSampled(dst, frame []byte, e *Encap) (int, error) {
+	return sa.encryptCounted(dst, frame, e, true)
+}
+
+func (sa *SA) encryptCounted(dst, frame []byte, e *Encap, sample bool) (int, error) {
+	n, err := sa.encrypt(dst, frame, e, sample)
 	if err != nil {
 		sa.txFail()
 	}
@@ -209,7 +219,7 @@ func EncapLen(e *Encap, v6 bool) int {
 	return n
 }
 
-func (sa *SA) encrypt(dst, frame []byte, e *Encap) (int, error) {
+func (sa *SA) encrypt(dst, frame []byte, e *Encap, sample bool) (int, error) {
 	if err := e.Validate(); err != nil {
 		return 0, err
 	}
@@ -305,6 +315,7 @@ func (sa *SA) encrypt(dst, frame []byte, e *Encap) (int, error) {
 		NextHeader:  next,
 		ExtLen:      1,
 		CryptOffset: uint8(cryptOff / cryptUnit),
+		Sample:      sample,
 		Version:     sa.version,
 		VC:          e.VC,
 		SPI:         sa.spi,

@@ -67,11 +67,18 @@ type Options struct {
 	// DisableIngressACL delivers every packet that decrypts, whatever
 	// its SPI was issued for.
 	DisableIngressACL bool
+	// SampleRate sets the S bit on one sent packet in 2^SampleRate,
+	// drawn at random, so that the receiver samples it; 0 sets it on
+	// none. At most MaxSampleRate.
+	SampleRate int
 	// HoldPackets bounds the packets held for one destination while
 	// its tunnel is made (DefaultHoldPackets when 0); HoldDestinations,
 	// how many destinations may wait at once (DefaultHoldDestinations).
 	HoldPackets, HoldDestinations int
 }
+
+// MaxSampleRate is the largest Options.SampleRate: 1 packet in 65536.
+const MaxSampleRate = 16
 
 // Defaults of the hold queues: at most 16 MTU-sized packets each,
 // 256 destinations, about 6 MB.
@@ -89,6 +96,8 @@ func (o *Options) setDefaults() error {
 		return errors.New("start psp gateway: no psp device, tunnel table or acl")
 	case !o.Secure.IsValid():
 		return errors.New("start psp gateway: no secure-side address (the attached interface's)")
+	case o.SampleRate < 0 || o.SampleRate > MaxSampleRate:
+		return fmt.Errorf("start psp gateway: sample rate %d (want 0 for none, up to %d)", o.SampleRate, MaxSampleRate)
 	case o.HoldPackets < 0 || o.HoldDestinations < 0:
 		return fmt.Errorf("start psp gateway: hold limits %d packets, %d destinations (want 0 for the default, or more)", o.HoldPackets, o.HoldDestinations)
 	}
@@ -124,6 +133,9 @@ type Gateway struct {
 	holds holds
 	rx    []*rxQueue // one per queue
 	tap   atomic.Pointer[tapped]
+	// sampleMask picks the packets to sample: those whose random draw
+	// has none of its bits; 0 when none is sampled.
+	sampleMask uint32
 
 	counters counters
 	log      *slog.Logger
@@ -144,6 +156,7 @@ func New(stack *userstack.Stack, opts Options) (_ *Gateway, err error) {
 	iface := stack.Interface()
 	g := &Gateway{done: make(chan struct{}), opts: opts, stack: stack, mac: iface.MAC, wireMTU: iface.MTU, queues: stack.Queues(), log: slog.With("iface", iface.Name, "tun", opts.TUN)}
 	g.holds.init(opts.HoldPackets, opts.HoldDestinations)
+	g.sampleMask = sampleMask(opts.SampleRate)
 	defer func() {
 		if err != nil {
 			g.Close()
@@ -213,13 +226,18 @@ func (g *Gateway) Close() error {
 	return g.closeErr
 }
 
+// sampleMask is the mask of a random draw that samples 1 packet in
+// 2^rate: 0 samples none.
+func sampleMask(rate int) uint32 { return 1<<rate - 1 }
+
 // Tap sees the inner packets, as the TUN device reads (out) and is
 // written them, with the SPI they are sealed or were received under:
 // for `capture --point psp`.
 type Tap interface {
-	// Tapped gets an inner IP packet. It copies what it keeps before it
-	// returns, and never blocks.
-	Tapped(spi uint32, out bool, packet []byte)
+	// Tapped gets an inner IP packet; sampled says it goes out with
+	// the S bit. It copies what it keeps before it returns, and never
+	// blocks.
+	Tapped(spi uint32, out, sampled bool, packet []byte)
 }
 
 type tapped struct{ Tap }

@@ -25,6 +25,7 @@ func TestOptionsRefused(t *testing.T) {
 		{"no device", func(o *Options) { o.Device = nil }, "no psp device"},
 		{"no secure address", func(o *Options) { o.Secure = netip.Addr{} }, "no secure-side address"},
 		{"negative hold", func(o *Options) { o.HoldPackets = -1 }, "hold limits -1 packets"},
+		{"sample rate too high", func(o *Options) { o.SampleRate = 17 }, "sample rate 17 (want 0 for none, up to 16)"},
 		{"bad prefix", func(o *Options) { o.Remote = []netip.Prefix{{}} }, "virtual network invalid Prefix is not a prefix"},
 	} {
 		o := good()

@@ -80,7 +80,7 @@ func (g *Gateway) Received(queue int, frame []byte) {
 		return
 	}
 	if tap := g.tap.Load(); tap != nil {
-		tap.Tapped(hdr.SPI, false, ip)
+		tap.Tapped(hdr.SPI, false, hdr.Sample, ip)
 	}
 	b.bufs[b.n] = buf[:tunOffset+len(ip)]
 	if b.n++; b.n == len(b.bufs) {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"time"
@@ -147,8 +148,9 @@ type sealBatch struct {
 }
 
 type sealFrame struct {
-	frame []byte
-	t     *tunnel.Tunnel
+	frame  []byte
+	t      *tunnel.Tunnel
+	sample bool // sealed with the S bit
 }
 
 // unsendable is a length no frame holds: write returns it for a frame
@@ -159,7 +161,13 @@ func newSealBatch(g *Gateway) *sealBatch {
 	b := &sealBatch{g: g, byQueue: make([][]sealFrame, g.queues)}
 	b.write = func(i int, buf []byte) (int, afxdp.Checksum) {
 		f := &b.cur[i]
-		n, err := f.t.SA.Encrypt(buf, f.frame, &f.t.Encap)
+		var n int
+		var err error
+		if f.sample {
+			n, err = f.t.SA.EncryptSampled(buf, f.frame, &f.t.Encap)
+		} else {
+			n, err = f.t.SA.Encrypt(buf, f.frame, &f.t.Encap)
+		}
 		if err != nil {
 			// add checked the size and the IP header: the SA has used
 			// up its IVs (counted as tx-error).
@@ -187,11 +195,15 @@ func (b *sealBatch) add(frame []byte, t *tunnel.Tunnel) {
 		etype = 0x86dd
 	}
 	binary.BigEndian.PutUint16(frame[12:], etype)
+	sample := g.sampleMask != 0 && rand.Uint32()&g.sampleMask == 0
+	if sample {
+		g.counters.sampled.Add(1)
+	}
 	if tap := g.tap.Load(); tap != nil {
-		tap.Tapped(t.SA.SPI(), true, ip)
+		tap.Tapped(t.SA.SPI(), true, sample, ip)
 	}
 	q := flowQueue(ip, v6, len(b.byQueue))
-	b.byQueue[q] = append(b.byQueue[q], sealFrame{frame, t})
+	b.byQueue[q] = append(b.byQueue[q], sealFrame{frame, t, sample})
 }
 
 // flush seals the frames into their queues' TX rings.

@@ -9,6 +9,7 @@ import (
 // counters are the gateway's own, beside the PSP device's.
 type counters struct {
 	noPeer, held, holdDropped, requests, tooBig, txFull atomic.Uint64
+	sampled                                             atomic.Uint64
 	notIP, aclDenied, notLocal, tunErrors               atomic.Uint64
 }
 
@@ -29,6 +30,8 @@ type Stats struct {
 	TooBig uint64
 	// TxFull: sealed but dropped, the TX ring staying full.
 	TxFull uint64
+	// Sampled: sent with the S bit (Options.SampleRate).
+	Sampled uint64
 	// NotIP: read from the TUN device or decrypted, but no IP packet.
 	NotIP uint64
 	// ACLDenied: decrypted, but under an SPI not issued for that
@@ -52,6 +55,7 @@ func (g *Gateway) Stats() Stats {
 		Requests:    c.requests.Load(),
 		TooBig:      c.tooBig.Load(),
 		TxFull:      c.txFull.Load(),
+		Sampled:     c.sampled.Load(),
 		NotIP:       c.notIP.Load(),
 		ACLDenied:   c.aclDenied.Load(),
 		NotLocal:    c.notLocal.Load(),
@@ -69,6 +73,7 @@ func (s Stats) Each(fn func(name string, v uint64)) {
 	fn("tx-requests", s.Requests)
 	fn("tx-too-big", s.TooBig)
 	fn("tx-ring-full", s.TxFull)
+	fn("tx-sampled", s.Sampled)
 	fn("not-ip", s.NotIP)
 	fn("rx-acl-denied", s.ACLDenied)
 	fn("rx-not-local", s.NotLocal)
