@@ -105,7 +105,7 @@ fuzz: ## run each fuzz target briefly (FUZZTIME, default 20s)
 		$(GO) test $$p -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-20s} || exit 1; done; done
 
 .PHONY: demo
-demo: deps build ## build two namespaces, attach, drive kernel traffic, show the counters, clean up
+demo: deps build ## build two namespaces, attach, drive kernel traffic, show the counters, a PSP gateway between them, clean up
 	tools/demo/demo.sh $(BIN)
 
 .PHONY: bench

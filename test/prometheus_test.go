@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/xdpstack/xdpstack/internal/testing/testutil"
+	"github.com/xdpstack/xdpstack/userstack/psp"
 )
 
 // The alerting rules and the dashboard that deploy/ ships.
@@ -60,11 +63,7 @@ func TestPrometheusScrape(t *testing.T) {
 	sel := fmt.Sprintf(`iface=%q`, a.Iface)
 
 	t.Run("series", func(t *testing.T) {
-		for _, tc := range []struct {
-			query string
-			want  func(float64) bool
-			what  string
-		}{
+		p.expect(t, []expectation{
 			{`up{job="xdpstack"}`, eq(1), "1"},
 			{`xdpstack_xdp_packets_total{` + sel + `,action="redirect",reason="steered"}`, gt(0), "steered packets"},
 			{`xdpstack_xdp_packets_total{` + sel + `,action="drop",reason="rule_deny"}`, gt(0), "packets dropped by the deny rule"},
@@ -80,94 +79,187 @@ func TestPrometheusScrape(t *testing.T) {
 			{`xdpstack_rule_table_rules{` + sel + `}`, eq(1), "one rule"},
 			{`xdpstack_rule_table_shapes{` + sel + `}`, eq(1), "the one rule's shape"},
 			{`xdpstack_rule_table_shapes_limit{` + sel + `}`, eq(32), "32"},
-		} {
-			res := p.query(t, tc.query)
-			if len(res) != 1 || !tc.want(res[0].value) {
-				t.Errorf("%s: got %v, want %s", tc.query, res, tc.what)
+		})
+	})
+	// The PSP queries have data in TestPrometheusScrapePSP.
+	t.Run("alerting rules", func(t *testing.T) { p.checkRules(t, func(expr string) bool { return !isPSP(expr) }) })
+	t.Run("dashboard", func(t *testing.T) {
+		p.checkDashboard(t, d.ready.MetricsAddr, a.Iface, func(expr string) bool { return !isPSP(expr) })
+	})
+}
+
+// TestPrometheusScrapePSP runs two PSP gateways, makes a tunnel between
+// them with a ping and a TCP transfer, and sends PSP under an SPI never
+// issued; Debian's Prometheus scrapes one of them with the alerting
+// rules loaded. The PSP series have the values the traffic gave them,
+// every rule is healthy and quiet, and every PSP query of the
+// dashboard returns series with the labels it groups by and names.
+func TestPrometheusScrapePSP(t *testing.T) {
+	needTools(t, "prometheus")
+	h := newPSPHosts(t, 2, "ipv4", "ipv4")
+	d := h.start(t, 0, "--metrics-addr", "127.0.0.1:0")
+	h.start(t, 1)
+	h.ping(t, 0, 1)
+	h.transferTCP(t, 0, 1, 1<<20)
+	const forged = 10
+	gw, peer := h.lan.Hosts[0], h.lan.Hosts[1]
+	peer.Do(t, func() error {
+		c, err := net.Dial("udp4", netip.AddrPortFrom(gw.Addr, psp.UDPPort).String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for range forged {
+			if _, err := c.Write(pspDatagram(t, h.vips[1], 0x7eadbeef)); err != nil {
+				return err
 			}
 		}
+		return nil
 	})
 
-	t.Run("alerting rules", func(t *testing.T) {
-		file, err := os.ReadFile(alertRules)
-		if err != nil {
-			t.Fatal(err)
+	p := startPrometheus(t, gw, d.ready.MetricsAddr)
+	p.waitScrapes(t, 5)
+	sel := fmt.Sprintf(`iface=%q`, gw.Iface)
+	t.Run("series", func(t *testing.T) {
+		p.expect(t, []expectation{
+			{`xdpstack_psp_tunnels{` + sel + `}`, eq(1), "the tunnel to the peer"},
+			{`xdpstack_psp_packets_total{` + sel + `,direction="tx"}`, gt(0), "packets sealed"},
+			{`xdpstack_psp_packets_total{` + sel + `,direction="rx"}`, gt(0), "packets opened"},
+			{`xdpstack_psp_bytes_total{` + sel + `,direction="rx"}`, ge(1 << 20), "the echoed MiB"},
+			{`xdpstack_psp_tunnel_requests_total{` + sel + `}`, eq(1), "the one tunnel asked for"},
+			{`xdpstack_psp_held_packets_total{` + sel + `}`, ge(1), "the first ping held"},
+			{fmt.Sprintf(`xdpstack_psp_key_exchanges_total{%s,peer="%s:3000",result="ok"}`, sel, peer.Addr), eq(1), "one exchange"},
+			{`xdpstack_psp_key_exchanges_total{` + sel + `,result="failed"}`, eq(0), "no failure"},
+			{`xdpstack_psp_key_exchange_seconds_count{` + sel + `}`, eq(1), "the exchange timed"},
+			{`xdpstack_psp_errors_total{` + sel + `,kind="rx-auth-fail"}`, eq(0), "no authentication failure"},
+			{`xdpstack_psp_key_rotations_total{` + sel + `}`, eq(0), "no rotation"},
+			{`xdpstack_xdp_packets_total{` + sel + `,action="drop",reason="psp_spi"}`, eq(forged), "the datagrams under an SPI never issued"},
+		})
+	})
+	t.Run("alerting rules", func(t *testing.T) { p.checkRules(t, isPSP) })
+	t.Run("dashboard", func(t *testing.T) { p.checkDashboard(t, d.ready.MetricsAddr, gw.Iface, isPSP) })
+}
+
+// isPSP tells the PSP gateway's queries: its metrics and its reasons.
+func isPSP(expr string) bool { return strings.Contains(expr, "psp_") }
+
+// expectation is the value an instant query must return one series of.
+type expectation struct {
+	query string
+	want  func(float64) bool
+	what  string
+}
+
+func (p *prometheus) expect(t *testing.T, list []expectation) {
+	t.Helper()
+	for _, e := range list {
+		res := p.query(t, e.query)
+		if len(res) != 1 || !e.want(res[0].value) {
+			t.Errorf("%s: got %v, want %s", e.query, res, e.what)
 		}
-		want := strings.Count(string(file), "- alert: ")
-		var rules struct {
-			Groups []struct {
-				Name  string `json:"name"`
-				Rules []struct {
-					Name      string `json:"name"`
-					Health    string `json:"health"`
-					LastError string `json:"lastError"`
-					State     string `json:"state"`
-				} `json:"rules"`
-			} `json:"groups"`
-		}
-		// A rule has health "unknown" until its group's first evaluation.
-		deadline := time.Now().Add(10 * time.Second)
-		for n := 0; ; {
-			p.get(t, "/api/v1/rules", &rules)
-			n = 0
-			for _, g := range rules.Groups {
-				for _, r := range g.Rules {
-					if r.Health == "ok" {
-						n++
-					}
-				}
-			}
-			if n == want || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		n := 0
+	}
+}
+
+// checkRules checks that the server loaded every alerting rule of
+// alertRules, each healthy, and none firing or pending: the daemon is
+// healthy. The xdpstack metrics that the rules needData picks watch
+// must be in the scrape with the labels they match on (any value: a
+// counter of a verdict that never happened is not exported; promtool's
+// tests check the values), so that a rule cannot watch a name or a
+// label the daemon does not export.
+func (p *prometheus) checkRules(t *testing.T, needData func(expr string) bool) {
+	file, err := os.ReadFile(alertRules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Count(string(file), "- alert: ")
+	var rules struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			Rules []struct {
+				Name      string `json:"name"`
+				Query     string `json:"query"`
+				Health    string `json:"health"`
+				LastError string `json:"lastError"`
+				State     string `json:"state"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	// A rule has health "unknown" until its group's first evaluation.
+	deadline := time.Now().Add(10 * time.Second)
+	for n := 0; ; {
+		p.get(t, "/api/v1/rules", &rules)
+		n = 0
 		for _, g := range rules.Groups {
 			for _, r := range g.Rules {
-				n++
-				if r.Health != "ok" {
-					t.Errorf("rule %s of %s: health %s (%s)", r.Name, g.Name, r.Health, r.LastError)
-				}
-				// A healthy daemon fires nothing.
-				if r.State != "inactive" {
-					t.Errorf("rule %s of %s: %s on a healthy daemon", r.Name, g.Name, r.State)
+				if r.Health == "ok" {
+					n++
 				}
 			}
 		}
-		if n != want {
-			t.Errorf("the server loaded %d alerting rules, want the %d of %s", n, want, alertRules)
+		if n == want || time.Now().After(deadline) {
+			break
 		}
-	})
+		time.Sleep(200 * time.Millisecond)
+	}
+	n := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			n++
+			if r.Health != "ok" {
+				t.Errorf("rule %s of %s: health %s (%s)", r.Name, g.Name, r.Health, r.LastError)
+			}
+			if r.State != "inactive" {
+				t.Errorf("rule %s of %s: %s on a healthy daemon", r.Name, g.Name, r.State)
+			}
+			if !needData(r.Query) {
+				continue
+			}
+			for _, series := range seriesSelector.FindAllString(r.Query, -1) {
+				series = labelMatcher.ReplaceAllString(series, `$1!=""`)
+				if res, err := p.tryQuery(series); err != nil || len(res) == 0 {
+					t.Errorf("rule %s of %s: %s: no series in the scrape (%v)", r.Name, g.Name, series, err)
+				}
+			}
+		}
+	}
+	if n != want {
+		t.Errorf("the server loaded %d alerting rules, want the %d of %s", n, want, alertRules)
+	}
+}
 
-	t.Run("dashboard", func(t *testing.T) {
-		queries := dashboardQueries(t)
-		// Grafana puts a variable's value into a regex matcher quoted,
-		// its backslashes escaped for the PromQL string.
-		regexValue := func(s string) string { return strings.ReplaceAll(regexp.QuoteMeta(s), `\`, `\\`) }
-		vars := strings.NewReplacer("$__rate_interval", "1m", "$instance", regexValue(d.ready.MetricsAddr), "$iface", regexValue(a.Iface))
-		for _, q := range queries {
-			expr := vars.Replace(q.expr)
-			res, err := p.tryQuery(expr)
-			switch {
-			case err != nil:
-				t.Errorf("%s: %s: %v", q.where, expr, err)
-			case strings.Contains(expr, "xdpstack_psp_"):
-				// The PSP gateway's metrics are not exported yet.
-			case len(res) == 0:
-				t.Errorf("%s: %s: no data", q.where, expr)
-			default:
-				for _, s := range res {
-					for _, label := range q.labels() {
-						if s.labels[label] == "" {
-							t.Errorf("%s: %s: %v has no label %s", q.where, expr, s, label)
-						}
+// checkDashboard evaluates every query of the dashboard with its
+// variables set to the daemon at instance and iface: each must parse,
+// and those needData picks must return series, each with the labels
+// the query groups by and its legend names.
+func (p *prometheus) checkDashboard(t *testing.T, instance, iface string, needData func(expr string) bool) {
+	queries := dashboardQueries(t)
+	// Grafana puts a variable's value into a regex matcher quoted,
+	// its backslashes escaped for the PromQL string.
+	regexValue := func(s string) string { return strings.ReplaceAll(regexp.QuoteMeta(s), `\`, `\\`) }
+	vars := strings.NewReplacer("$__rate_interval", "1m", "$instance", regexValue(instance), "$iface", regexValue(iface))
+	checked := 0
+	for _, q := range queries {
+		expr := vars.Replace(q.expr)
+		res, err := p.tryQuery(expr)
+		switch {
+		case err != nil:
+			t.Errorf("%s: %s: %v", q.where, expr, err)
+		case !needData(q.expr):
+		case len(res) == 0:
+			t.Errorf("%s: %s: no data", q.where, expr)
+		default:
+			checked++
+			for _, s := range res {
+				for _, label := range q.labels() {
+					if s.labels[label] == "" {
+						t.Errorf("%s: %s: %v has no label %s", q.where, expr, s, label)
 					}
 				}
 			}
 		}
-		t.Logf("%d queries of the dashboard evaluated", len(queries))
-	})
+	}
+	t.Logf("%d queries of the dashboard evaluated, %d of them with data checked", len(queries), checked)
 }
 
 func eq(want float64) func(float64) bool { return func(v float64) bool { return v == want } }
@@ -179,17 +271,24 @@ func ge(min float64) func(float64) bool  { return func(v float64) bool { return 
 type dashboardQuery struct{ where, expr, legend string }
 
 var (
+	// seriesSelector finds xdpstack's series in an expression, with
+	// their label matchers.
+	seriesSelector = regexp.MustCompile(`\bxdpstack_\w+(\{[^}]*\})?`)
+	labelMatcher   = regexp.MustCompile(`(\w+) *(=~|!~|!=|=) *"(?:[^"\\]|\\.)*"`)
 	groupingLabels = regexp.MustCompile(`\bby \(([^)]*)\)`)
 	legendLabels   = regexp.MustCompile(`\{\{ *(\w+) *\}\}`)
 )
 
 // labels returns the labels every series of the answer must have: those
-// it is grouped by and those its legend names.
+// it is grouped by and those its legend names, but le, which
+// histogram_quantile takes away.
 func (q dashboardQuery) labels() []string {
 	var labels []string
 	for _, m := range groupingLabels.FindAllStringSubmatch(q.expr, -1) {
 		for _, l := range strings.Split(m[1], ",") {
-			labels = append(labels, strings.TrimSpace(l))
+			if l = strings.TrimSpace(l); l != "le" || !strings.Contains(q.expr, "histogram_quantile(") {
+				labels = append(labels, l)
+			}
 		}
 	}
 	for _, m := range legendLabels.FindAllStringSubmatch(q.legend, -1) {

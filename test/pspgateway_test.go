@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -79,10 +80,14 @@ func (h *pspHosts) config(t *testing.T, i int) string {
 	return path
 }
 
-// start runs host i's gateway with extra flags.
+// start runs host i's gateway with extra flags; it serves no metrics
+// unless they give --metrics-addr.
 func (h *pspHosts) start(t *testing.T, i int, extra ...string) *daemon {
 	t.Helper()
-	args := append([]string{"--metrics-addr", "", "--psp-config", h.config(t, i),
+	if !slices.Contains(extra, "--metrics-addr") {
+		extra = append(extra, "--metrics-addr", "")
+	}
+	args := append([]string{"--psp-config", h.config(t, i),
 		"--psp-cert", filepath.Join(h.certs, fmt.Sprintf("h%d.pem", i)), "--psp-key", filepath.Join(h.certs, fmt.Sprintf("h%d.key", i)),
 		"--psp-ca", filepath.Join(h.certs, "ca.pem"), "--inner-ip-type", h.inner, "--outer-ip-type", h.outer}, extra...)
 	h.daemons[i] = startDaemon(t, h.lan.Hosts[i], h.root, args...)

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The xdpstack demo: two hosts made of network namespaces joined by a veth
 # pair, xdpstack attached on one of them, real kernel traffic between them,
-# and what an operator sees: status, stats, /metrics and bpftool.
+# and what an operator sees: status, stats, /metrics and bpftool; then the
+# PSP gateway between the two hosts, each running its own daemon.
 # Everything it creates is removed on exit, even on failure.
 set -euo pipefail
 
@@ -11,20 +12,34 @@ IF_A=xsdemo0 IF_B=xsdemo1
 ADDR_A=10.213.250.1 ADDR_B=10.213.250.2
 METRICS=127.0.0.1:9437
 WORK=$(mktemp -d)
-DAEMON_PID= KECHO_PID=
+# The PSP gateway: the wire (outer IPv6, the default), the key exchange
+# (gRPC over mutual TLS on the IPv4 addresses), the virtual addresses.
+WIRE_A=fd00:213:250::1 WIRE_B=fd00:213:250::2
+VIP_A=10.213.77.1 VIP_B=10.213.77.2
+DAEMON_PID= KECHO_PID= PSP_A_PID= PSP_B_PID= HTTP_PID=
 
 in_a() { nsenter --net=/run/netns/$A -- "$@"; }
 in_b() { nsenter --net=/run/netns/$B -- "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# wait_ready READY LOG waits up to 10 s for a daemon's ready file.
+wait_ready() {
+	for _ in $(seq 100); do [ -s "$1" ] && return; sleep 0.1; done
+	cat "$2"
+	echo "xdpstack did not become ready" >&2
+	exit 1
+}
 
 cleanup() {
 	set +e
-	[ -n "$KECHO_PID" ] && kill -TERM "$KECHO_PID" 2>/dev/null && wait "$KECHO_PID"
-	if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
-		kill -TERM "$DAEMON_PID"
-		wait "$DAEMON_PID"
-	fi
+	for pid in $KECHO_PID $HTTP_PID; do kill -TERM "$pid" 2>/dev/null && wait "$pid"; done
+	for pid in $DAEMON_PID $PSP_A_PID $PSP_B_PID; do
+		if kill -0 "$pid" 2>/dev/null; then
+			kill -TERM "$pid"
+			wait "$pid"
+		fi
+	done
 	"$XDPSTACK" detach "$IF_A" >/dev/null 2>&1
+	"$XDPSTACK" detach "$IF_B" >/dev/null 2>&1
 	ip netns del $A 2>/dev/null
 	ip netns del $B 2>/dev/null
 	rm -rf "$WORK"
@@ -51,8 +66,7 @@ step "xdpstack attach $IF_A (in $A), with the echo and HTTP apps on the userstac
 nsenter --net=/run/netns/$A -- "$XDPSTACK" attach "$IF_A" --metrics-addr $METRICS --ready-file "$WORK/ready" \
 	--app echo=tcp://:7 --app http=tcp://:80 >"$WORK/daemon.log" 2>&1 &
 DAEMON_PID=$!
-for _ in $(seq 100); do [ -s "$WORK/ready" ] && break; sleep 0.1; done
-[ -s "$WORK/ready" ] || { cat "$WORK/daemon.log"; echo "xdpstack did not become ready" >&2; exit 1; }
+wait_ready "$WORK/ready" "$WORK/daemon.log"
 cat "$WORK/daemon.log"
 in_a "$XDPSTACK" status
 
@@ -171,3 +185,78 @@ DAEMON_PID=
 tail -1 "$WORK/daemon.log"
 ls /sys/fs/bpf/xdpstack 2>/dev/null || echo "no pins left under /sys/fs/bpf/xdpstack"
 in_b ping -q -c 3 -i 0.01 $ADDR_A | tail -1
+
+step "PSP gateway: $A and $B each attach with DOCA's JSON config and certificates from xdpstack psp certs"
+# The outer header is IPv6 by default (--outer-ip-type): the wire needs
+# IPv6 addresses. Each certificate names its gRPC address and its
+# virtual address; a peer gets tunnels only for the addresses it names.
+ip -n $A addr add $WIRE_A/64 dev $IF_A nodad
+ip -n $B addr add $WIRE_B/64 dev $IF_B nodad
+"$XDPSTACK" psp certs --dir "$WORK/psp" a=$ADDR_A,$VIP_A b=$ADDR_B,$VIP_B
+# psp_config SELF PEER SELF_VIP PEER_VIP: DOCA's format as it is.
+psp_config() {
+	printf '{"config": {"local-grpc-address": "%s:3000"},\n "peers": [{"remote-grpc-address": "%s:3000",\n   "sessions": [{"local-vip": "%s", "remote-vips": ["%s"]}]}]}\n' "$@"
+}
+psp_config $ADDR_A $ADDR_B $VIP_A $VIP_B >"$WORK/psp/a.json"
+psp_config $ADDR_B $ADDR_A $VIP_B $VIP_A >"$WORK/psp/b.json"
+cat "$WORK/psp/a.json"
+nsenter --net=/run/netns/$A -- "$XDPSTACK" attach "$IF_A" --metrics-addr $METRICS --ready-file "$WORK/psp-a.ready" \
+	--psp-config "$WORK/psp/a.json" --psp-cert "$WORK/psp/a.pem" --psp-key "$WORK/psp/a.key" --psp-ca "$WORK/psp/ca.pem" \
+	>"$WORK/psp-a.log" 2>&1 &
+PSP_A_PID=$!
+nsenter --net=/run/netns/$B -- "$XDPSTACK" attach "$IF_B" --metrics-addr "" --ready-file "$WORK/psp-b.ready" \
+	--psp-config "$WORK/psp/b.json" --psp-cert "$WORK/psp/b.pem" --psp-key "$WORK/psp/b.key" --psp-ca "$WORK/psp/ca.pem" \
+	>"$WORK/psp-b.log" 2>&1 &
+PSP_B_PID=$!
+wait_ready "$WORK/psp-a.ready" "$WORK/psp-a.log"
+wait_ready "$WORK/psp-b.ready" "$WORK/psp-b.log"
+grep "psp gateway serving" "$WORK/psp-a.log"
+in_a ip -br addr show dev psp0
+in_a ip route show dev psp0
+
+step "kernel traffic between the virtual addresses through psp0: ping (the tunnel is made on the first packet), curl"
+in_a ping -q -c 5 -i 0.1 -W 3 $VIP_B | tail -2
+head -c 8M /dev/urandom >"$WORK/psp/blob"
+nsenter --net=/run/netns/$B -- python3 -m http.server --bind $VIP_B --directory "$WORK/psp" 8000 >/dev/null 2>&1 &
+HTTP_PID=$!
+for _ in $(seq 50); do in_a bash -c "echo >/dev/tcp/$VIP_B/8000" 2>/dev/null && break; sleep 0.1; done
+in_a curl -s -o "$WORK/blob.got" -w "curl http://$VIP_B:8000/blob: %{http_code}, %{size_download} bytes at %{speed_download} B/s\n" http://$VIP_B:8000/blob
+cmp -s "$WORK/psp/blob" "$WORK/blob.got" && echo "every byte as sent"
+kill "$HTTP_PID"
+wait "$HTTP_PID" 2>/dev/null || true
+HTTP_PID=
+
+step "xdpstack psp tunnels and psp peers: what each gateway holds"
+"$XDPSTACK" psp tunnels "$IF_A"
+"$XDPSTACK" psp tunnels "$IF_B"
+"$XDPSTACK" psp peers "$IF_A"
+
+step "PSP under an SPI $A never issued: dropped in XDP before any decryption (drop/psp_spi)"
+# A base header (next header IPv4, version 1, SPI 0xdeadbeef), 32 bytes
+# that decrypt to nothing, a 16-byte ICV: sent from a kernel UDP socket.
+in_b python3 - "$WIRE_A" <<'PY'
+import socket, struct, sys
+header = struct.pack("!BBBBI8s", 4, 1, 0, 1 << 2 | 1, 0xdeadbeef, bytes(8))
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+for _ in range(10):
+    s.sendto(header + bytes(32) + bytes(16), (sys.argv[1], 1000))
+print("sent 10 datagrams to port 1000 under SPI 0xdeadbeef")
+PY
+sleep 0.2
+"$XDPSTACK" stats "$IF_A" | grep -E "ACTION|psp_|steered"
+
+step "xdpstack psp rotate $IF_A: new master keys, the tunnels re-keyed, traffic goes on"
+"$XDPSTACK" psp rotate "$IF_A"
+in_a ping -q -c 5 -i 0.1 -W 3 $VIP_B | tail -2
+# $B now sends under an SPI of $A's new keys; $A takes the old ones
+# until they are retired.
+"$XDPSTACK" psp tunnels "$IF_B"
+
+step "/metrics of $A's gateway (xdpstack_psp_*, excerpt)"
+in_a curl -s "http://$METRICS/metrics" | grep -E '^xdpstack_psp_' | grep -vE '_bucket|errors_total.* 0$'
+
+step "SIGTERM both gateways: psp0, its routes and the pins go with them"
+for pid in $PSP_A_PID $PSP_B_PID; do kill -TERM "$pid"; wait "$pid"; done
+PSP_A_PID= PSP_B_PID=
+in_a ip link show psp0 2>/dev/null || echo "no psp0 left in $A"
+ls /sys/fs/bpf/xdpstack 2>/dev/null || echo "no pins left under /sys/fs/bpf/xdpstack"
