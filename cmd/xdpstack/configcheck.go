@@ -5,8 +5,6 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/xdpstack/xdpstack/userstack/psp/pspconfig"
 )
 
 func configCommand() *cli.Command {
@@ -50,8 +48,8 @@ func runConfigCheck(c *cli.Context) error {
 	if n := len(cfg.Rules); n > 0 {
 		parts = append(parts, plural(n, "global rule"))
 	}
-	if v, ok := file.values["psp"]; ok {
-		parts = append(parts, "psp gateway with "+plural(len(v.value.(*pspconfig.Config).Peers), "peer"))
+	if cfg.PSP != nil {
+		parts = append(parts, "psp gateway with "+plural(len(cfg.PSP.Config.Peers), "peer"))
 	}
 	fmt.Fprintf(c.App.Writer, "ok: %s: %s\n", file.path, strings.Join(parts, ", "))
 	return nil
