@@ -36,7 +36,7 @@ var (
 
 // tunnelFigures measures TCP through each tunnel and the bare veth, and
 // returns the report's section.
-func tunnelFigures(rounds int, tcpTime time.Duration) (string, error) {
+func tunnelFigures(binary string, rounds int, tcpTime time.Duration) (string, error) {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "xdpstack-bench-wg")
 	if err != nil {
@@ -52,7 +52,7 @@ func tunnelFigures(rounds int, tcpTime time.Duration) (string, error) {
 		return "", err
 	}
 	rep, err := tunnelbench.Run(ctx, tunnelbench.Config{
-		Tunnels: []tunnelbench.Tunnel{tunnelbench.Bare{}, tunnelbench.WireGuardGo{Binary: wgBinary}},
+		Tunnels: []tunnelbench.Tunnel{tunnelbench.Bare{}, tunnelbench.WireGuardGo{Binary: wgBinary}, tunnelbench.PSP{Binary: binary}},
 		Rounds:  rounds,
 		Time:    tcpTime,
 		Log:     logOut,
@@ -62,7 +62,7 @@ func tunnelFigures(rounds int, tcpTime time.Duration) (string, error) {
 	}
 	var r strings.Builder
 	fmt.Fprintf(&r, "\n## Tunnels: TCP through a tunnel against the bare veth\n\n")
-	fmt.Fprintf(&r, "`go run ./tools/bench -only tunnels`: iperf3 from host B to host A through each tunnel over one veth pair, each round bringing every tunnel up in turn, measuring, and taking it down. wireguard-go %s (`%s`) runs in each namespace with its TUN offloads, configured with `wg`.\n\n", wgVersion, tunnelbench.WireGuardModule)
+	fmt.Fprintf(&r, "`go run ./tools/bench -only tunnels`: iperf3 from host B to host A through each tunnel over one veth pair, each round bringing every tunnel up in turn, measuring, and taking it down. wireguard-go %s (`%s`) runs in each namespace with its TUN offloads, configured with `wg`; PSP is `xdpstack attach` with `--psp-config` on each veth end (IPv4 inside and out, AES-GCM-256, tunnels made by the first packet).\n\n", wgVersion, tunnelbench.WireGuardModule)
 	r.WriteString(rep.Markdown())
 	fmt.Fprintf(&r, "\n| figure | ratio | floor | goal |\n|---|---:|---|---|\n")
 	for _, row := range tunnelRatios {

@@ -4,10 +4,10 @@
 // interleaved rounds whose medians are reported. It is a library so that
 // tools/bench can fold its table into the project's report.
 //
-// A tunnel is anything that implements Tunnel. Bare (no tunnel) and
-// WireGuardGo (the baseline issue 22 measures PSP against) are here; a
-// PSP tunnel plugs in the same way, as a Tunnel whose Up runs
-// `xdpstack attach` with a PSP config on each host's veth end.
+// A tunnel is anything that implements Tunnel. Bare (no tunnel),
+// WireGuardGo (the baseline issue 22 measures PSP against) and PSP
+// (`xdpstack attach` with a PSP config on each host's veth end) are
+// here. OnDemand measures how fast the PSP gateway makes tunnels.
 package tunnelbench
 
 import (
