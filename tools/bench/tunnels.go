@@ -60,6 +60,11 @@ func tunnelFigures(binary string, rounds int, tcpTime time.Duration) (string, er
 	if err != nil {
 		return "", err
 	}
+	fmt.Fprintln(logOut, "PSP tunnels on demand:")
+	demand, err := tunnelbench.OnDemand(ctx, tunnelbench.OnDemandConfig{Binary: binary, Rounds: rounds, Log: logOut})
+	if err != nil {
+		return "", err
+	}
 	var r strings.Builder
 	fmt.Fprintf(&r, "\n## Tunnels: TCP through a tunnel against the bare veth\n\n")
 	fmt.Fprintf(&r, "`go run ./tools/bench -only tunnels`: iperf3 from host B to host A through each tunnel over one veth pair, each round bringing every tunnel up in turn, measuring, and taking it down. wireguard-go %s (`%s`) runs in each namespace with its TUN offloads, configured with `wg`; PSP is `xdpstack attach` with `--psp-config` on each veth end (IPv4 inside and out, AES-GCM-256, tunnels made by the first packet).\n\n", wgVersion, tunnelbench.WireGuardModule)
@@ -73,5 +78,9 @@ func tunnelFigures(binary string, rounds int, tcpTime time.Duration) (string, er
 		}
 		fmt.Fprintf(&r, "| TCP throughput through %s against %s, %s | **%.2f×** | %s | %s |\n", row.num, row.den, tunnelbench.StreamCount(row.streams), num/den, row.floor, row.goal)
 	}
+	fmt.Fprintf(&r, "| PSP tunnels established on demand per second; first-packet-to-delivery p50 and p99 | **%.0f/s; %.1f ms, %.1f ms** | reported | — |\n",
+		demand.PerSecond, demand.P50.Seconds()*1e3, demand.P99.Seconds()*1e3)
+	fmt.Fprintf(&r, "\nOn demand: host A's gateway has a /24 of remote virtual addresses, all host B's; a kernel UDP socket on A sends one datagram to each of %d of them at once, and each waits in the gateway for its tunnel (a key exchange over mutual TLS with B, which installs the way back too). Tunnels per second are the datagrams delivered to a kernel socket on B over the time from the first send to the last delivery; p50 and p99 of each datagram's send to delivery; median of %d rounds, each with fresh gateways (%d datagrams lost in all).\n",
+		demand.Addresses, demand.Rounds, demand.Lost)
 	return r.String(), nil
 }

@@ -85,3 +85,40 @@ func TestPSPCarriesEveryByte(t *testing.T) {
 		t.Errorf("files left in the temporary folder after down: %v", left)
 	}
 }
+
+// TestOnDemandDeliversToEveryAddress makes a tunnel to each of 20
+// addresses at once and wants every datagram delivered, and figures
+// that make sense.
+func TestOnDemandDeliversToEveryAddress(t *testing.T) {
+	requireTunnelHosts(t)
+	testutil.RequireBPF(t)
+	binary := buildXdpstack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := OnDemand(ctx, OnDemandConfig{Binary: binary, Addresses: 20, Rounds: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", r)
+	if r.Lost != 0 || r.PerSecond <= 0 || r.P50 <= 0 || r.P99 < r.P50 {
+		t.Errorf("on demand: %+v; want no datagram lost, a rate, and p50 <= p99", r)
+	}
+	if pids := processesOf(t, binary); len(pids) != 0 {
+		t.Errorf("xdpstack still running after the run: pids %v", pids)
+	}
+}
+
+func TestOnDemandRefusesBadConfigs(t *testing.T) {
+	for _, c := range []struct {
+		cfg  OnDemandConfig
+		want string
+	}{
+		{OnDemandConfig{}, "tunnelbench: no xdpstack binary (OnDemandConfig.Binary)"},
+		{OnDemandConfig{Binary: "x", Addresses: 255}, "tunnelbench: 255 addresses (want 1 to 254, one /24)"},
+		{OnDemandConfig{Binary: "x", Rounds: -1}, "tunnelbench: -1 rounds (want at least 1)"},
+	} {
+		if _, err := OnDemand(context.Background(), c.cfg); err == nil || err.Error() != c.want {
+			t.Errorf("OnDemand(%+v) = %v, want %q", c.cfg, err, c.want)
+		}
+	}
+}
