@@ -133,6 +133,7 @@ func Start(cfg Config) (*Daemon, error) {
 	cfg.Userstack.Namespaces = spaces
 	if cfg.PSP != nil {
 		cfg.Attach.PSP = cfg.PSP.xdpCheck()
+		cfg.PSP.tune(&cfg.Userstack)
 	}
 	a, err := loader.Attach(cfg.Iface, cfg.Attach)
 	if err != nil {

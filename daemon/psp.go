@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/maps"
+	"github.com/xdpstack/xdpstack/userstack"
 	"github.com/xdpstack/xdpstack/userstack/psp"
 	"github.com/xdpstack/xdpstack/userstack/psp/gateway"
 	"github.com/xdpstack/xdpstack/userstack/psp/keyx"
@@ -33,6 +35,19 @@ type PSPConfig struct {
 // any; each SPI's own is checked against its grant.
 func (c *PSPConfig) xdpCheck() maps.PSPSettings {
 	return maps.PSPSettings{Enabled: true, Versions: []psp.Version{psp.V0, psp.V1, psp.V2, psp.V3}, ACLDisabled: c.Options.DisableIngressACL}
+}
+
+// pspFrames are the UMEM frames of each queue when the PSP gateway runs
+// (64 MiB): with the default 4096, the receiver's fill ring ran dry
+// under a TCP transfer through the tunnel whenever the loaded machine
+// kept the receive loop waiting, and the packets it dropped cost TCP
+// more than the memory.
+const pspFrames = 16384
+
+// tune gives the userstack the frames the gateway needs, unless o
+// sets them.
+func (c *PSPConfig) tune(o *userstack.Options) {
+	o.AFXDP.Frames = cmp.Or(o.AFXDP.Frames, pspFrames)
 }
 
 // pspGateway is a running PSP gateway: the device that holds the master

@@ -202,7 +202,7 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 	}
 	if only["tunnels"] {
 		fmt.Fprintln(logOut, "tunnels:")
-		section, err := tunnelFigures(rounds, tcpTime)
+		section, err := tunnelFigures(binary, rounds, tcpTime)
 		if err != nil {
 			return "", fmt.Errorf("tunnels: %w", err)
 		}

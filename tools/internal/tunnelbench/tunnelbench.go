@@ -4,10 +4,10 @@
 // interleaved rounds whose medians are reported. It is a library so that
 // tools/bench can fold its table into the project's report.
 //
-// A tunnel is anything that implements Tunnel. Bare (no tunnel) and
-// WireGuardGo (the baseline issue 22 measures PSP against) are here; a
-// PSP tunnel plugs in the same way, as a Tunnel whose Up runs
-// `xdpstack attach` with a PSP config on each host's veth end.
+// A tunnel is anything that implements Tunnel. Bare (no tunnel),
+// WireGuardGo (the baseline issue 22 measures PSP against) and PSP
+// (`xdpstack attach` with a PSP config on each host's veth end) are
+// here. OnDemand measures how fast the PSP gateway makes tunnels.
 package tunnelbench
 
 import (
@@ -236,19 +236,33 @@ const serverWait = 5 * time.Second
 // streams, and returns what the server received, in bit/s.
 func Throughput(ctx context.Context, client *hosts.Host, server netip.Addr, length time.Duration, streams int) (float64, error) {
 	args := []string{"-J", "-c", server.String(), "-t", fmt.Sprint(int(length.Seconds())), "-P", fmt.Sprint(streams), "--connect-timeout", "1000"}
-	var out []byte
+	var bps float64
 	var err error
 	for deadline := time.Now().Add(serverWait); ; time.Sleep(100 * time.Millisecond) {
 		runCtx, cancel := context.WithTimeout(ctx, length+10*time.Second)
+		var out []byte
 		out, err = client.Command(runCtx, "iperf3", args...).Output()
 		cancel()
+		if err != nil {
+			err = fmt.Errorf("%w: %s", err, out)
+		} else {
+			bps, err = received(out)
+		}
 		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
 	}
 	if err != nil {
-		return 0, fmt.Errorf("iperf3 %s: %w: %s", strings.Join(args, " "), err, out)
+		return 0, fmt.Errorf("iperf3 %s: %w", strings.Join(args, " "), err)
 	}
+	return bps, nil
+}
+
+// received reads what the server received, in bit/s, from iperf3's
+// JSON. A run that reports nothing received failed, even if iperf3
+// exited 0 (seen once in a bench round of 4 streams on the bare veth:
+// a 0 that would have counted as a sample).
+func received(out []byte) (float64, error) {
 	var result struct {
 		End struct {
 			SumReceived struct {
@@ -257,7 +271,10 @@ func Throughput(ctx context.Context, client *hosts.Host, server netip.Addr, leng
 		} `json:"end"`
 	}
 	if err := json.Unmarshal(out, &result); err != nil {
-		return 0, fmt.Errorf("iperf3 output: %w", err)
+		return 0, fmt.Errorf("read output: %w", err)
 	}
-	return result.End.SumReceived.BitsPerSecond, nil
+	if bps := result.End.SumReceived.BitsPerSecond; bps > 0 {
+		return bps, nil
+	}
+	return 0, fmt.Errorf("nothing received: %.300s", out)
 }

@@ -288,3 +288,14 @@ func TestMarkdownHasAColumnPerTunnel(t *testing.T) {
 		t.Error("Gbps of a tunnel not measured says it was")
 	}
 }
+
+func TestReceivedRefusesARunThatGotNothing(t *testing.T) {
+	if bps, err := received([]byte(`{"end": {"sum_received": {"bits_per_second": 2.5e9}}}`)); err != nil || bps != 2.5e9 {
+		t.Errorf("received of 2.5 Gbit/s = %v, %v", bps, err)
+	}
+	for _, out := range []string{`{"end": {"sum_received": {"bits_per_second": 0}}}`, `{"end": {}}`, `not json`} {
+		if bps, err := received([]byte(out)); err == nil {
+			t.Errorf("received(%s) = %v, want an error", out, bps)
+		}
+	}
+}
