@@ -71,12 +71,11 @@ func tunnelFigures(binary string, rounds int, tcpTime time.Duration) (string, er
 	r.WriteString(rep.Markdown())
 	fmt.Fprintf(&r, "\n| figure | ratio | floor | goal |\n|---|---:|---|---|\n")
 	for _, row := range tunnelRatios {
-		num, ok1 := rep.Gbps(row.num, row.streams)
-		den, ok2 := rep.Gbps(row.den, row.streams)
-		if !ok1 || !ok2 {
+		ratio, ok := rep.Ratio(row.num, row.den, row.streams)
+		if !ok {
 			continue
 		}
-		fmt.Fprintf(&r, "| TCP throughput through %s against %s, %s | **%.2f×** | %s | %s |\n", row.num, row.den, tunnelbench.StreamCount(row.streams), num/den, row.floor, row.goal)
+		fmt.Fprintf(&r, "| TCP throughput through %s against %s, %s | **%.2f×** | %s | %s |\n", row.num, row.den, tunnelbench.StreamCount(row.streams), ratio, row.floor, row.goal)
 	}
 	fmt.Fprintf(&r, "| PSP tunnels established on demand per second; first-packet-to-delivery p50 and p99 | **%.0f/s; %.1f ms, %.1f ms** | reported | — |\n",
 		demand.PerSecond, demand.P50.Seconds()*1e3, demand.P99.Seconds()*1e3)

@@ -108,13 +108,14 @@ func (c *Config) defaults() error {
 // settle is how long a tunnel runs before it is measured.
 const settle = time.Second
 
-// Report is a run's medians.
+// Report is a run's measurements.
 type Report struct {
 	Tunnels []string // the columns, in the order of Config.Tunnels
 	Streams []int
 	Rounds  int
 	Time    time.Duration
-	bps     map[figure]float64
+	// rounds holds each figure's bit/s in every round, in round order.
+	rounds map[figure][]float64
 }
 
 type figure struct {
@@ -125,8 +126,28 @@ type figure struct {
 // Gbps is a tunnel's median throughput with streams streams, and false
 // when the run did not measure it.
 func (r *Report) Gbps(tunnel string, streams int) (float64, bool) {
-	v, ok := r.bps[figure{tunnel, streams}]
-	return v / 1e9, ok
+	v, ok := r.rounds[figure{tunnel, streams}]
+	if !ok {
+		return 0, false
+	}
+	return echobench.Median(slices.Clone(v)) / 1e9, true
+}
+
+// Ratio is the median over the rounds of tunnel num's throughput over
+// den's in the same round, with streams streams: the machine drifts
+// more between rounds than within one. False when the run did not
+// measure both.
+func (r *Report) Ratio(num, den string, streams int) (float64, bool) {
+	a, ok1 := r.rounds[figure{num, streams}]
+	b, ok2 := r.rounds[figure{den, streams}]
+	if !ok1 || !ok2 {
+		return 0, false
+	}
+	var ratios []float64
+	for i := range min(len(a), len(b)) {
+		ratios = append(ratios, a[i]/b[i])
+	}
+	return echobench.Median(ratios), true
 }
 
 // Markdown renders the throughputs as a table, one row per stream
@@ -175,8 +196,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer func() { server.Process.Kill(); server.Wait() }()
 
-	r := &Report{Streams: cfg.Streams, Rounds: cfg.Rounds, Time: cfg.Time, bps: map[figure]float64{}}
-	samples := map[figure][]float64{}
+	r := &Report{Streams: cfg.Streams, Rounds: cfg.Rounds, Time: cfg.Time, rounds: map[figure][]float64{}}
 	for _, t := range cfg.Tunnels {
 		r.Tunnels = append(r.Tunnels, t.Name())
 	}
@@ -192,13 +212,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			for i, n := range cfg.Streams {
 				f := figure{t.Name(), n}
-				samples[f] = append(samples[f], got[i])
+				r.rounds[f] = append(r.rounds[f], got[i])
 				fmt.Fprintf(cfg.Log, "  %-14s %-9s round %d: %.2f Gbit/s\n", t.Name(), StreamCount(n), round+1, got[i]/1e9)
 			}
 		}
-	}
-	for f, v := range samples {
-		r.bps[f] = echobench.Median(v)
 	}
 	return r, nil
 }

@@ -270,8 +270,8 @@ func TestConfigRefusesWhatIperf3CannotRun(t *testing.T) {
 }
 
 func TestMarkdownHasAColumnPerTunnel(t *testing.T) {
-	r := &Report{Tunnels: []string{"bare veth", "wireguard-go"}, Streams: []int{1, 4}, Time: 3 * time.Second, bps: map[figure]float64{
-		{"bare veth", 1}: 10e9, {"bare veth", 4}: 12e9, {"wireguard-go", 1}: 1e9, {"wireguard-go", 4}: 1.5e9,
+	r := &Report{Tunnels: []string{"bare veth", "wireguard-go"}, Streams: []int{1, 4}, Time: 3 * time.Second, rounds: map[figure][]float64{
+		{"bare veth", 1}: {10e9, 9e9, 11e9}, {"bare veth", 4}: {12e9, 12e9, 12e9}, {"wireguard-go", 1}: {1e9, 0.9e9, 2.2e9}, {"wireguard-go", 4}: {1.5e9, 1.5e9, 1.5e9},
 	}}
 	want := `| TCP throughput, iperf3 3s (Gbit/s) | bare veth | wireguard-go |
 |---|---:|---:|
@@ -286,6 +286,10 @@ func TestMarkdownHasAColumnPerTunnel(t *testing.T) {
 	}
 	if _, ok := r.Gbps("PSP", 1); ok {
 		t.Error("Gbps of a tunnel not measured says it was")
+	}
+	// Rounds' ratios 0.1, 0.1, 0.2: their median, not 1.0/10.0.
+	if v, ok := r.Ratio("wireguard-go", "bare veth", 1); !ok || v != 0.1 {
+		t.Errorf("Ratio(wireguard-go, bare veth, 1) = %v, %v; want 0.1, true", v, ok)
 	}
 }
 
