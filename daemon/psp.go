@@ -127,10 +127,31 @@ func (d *Daemon) startPSP(c *PSPConfig) (err error) {
 		p.keyx.StartStatic()
 	}
 	p.keyx.StartRotation()
+	p.keyx.WatchStale(p.unopened(d.Maps.Stats), staleCheck)
 	d.psp = p
 	slog.Info("psp gateway serving", "iface", p.iface, "grpc", p.grpc.Addr(), "tun", o.TUN, "secure", secure,
 		"inner", o.Inner, "outer", o.Outer, "version", o.Version, "tls", !o.Plaintext)
 	return nil
+}
+
+// staleCheck is how often the gateway looks for packets it could not
+// open: a peer's tunnel from before a restart comes back within it and
+// an exchange.
+const staleCheck = 250 * time.Millisecond
+
+// unopened counts the packets this host could not open: under an SPI
+// the XDP program does not know, or refused by the device (no key, or
+// failing authentication, as when the ACL is off).
+func (p *pspGateway) unopened(stats maps.Stats) func() uint64 {
+	unknown := maps.Verdict{Action: maps.ActionDrop, Reason: maps.ReasonPSPSPI}
+	return func() uint64 {
+		c, err := stats.Lookup(unknown)
+		if err != nil {
+			slog.Debug("psp: read the unknown spi drops", "iface", p.iface, "err", err)
+		}
+		s := p.device.Stats()
+		return c.Packets + s.RxAuthFail + s.RxBad
+	}
 }
 
 // secureAddr is the interface's address that peers send sealed frames

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ type pspTunnelRow struct {
 	RxSPIs    []uint32 `json:"rx_spis"`
 	TxPackets uint64   `json:"tx_packets"`
 	RxPackets uint64   `json:"rx_packets"`
+	Created   string   `json:"created"`
 }
 
 // tunnels lists host i's tunnels.
@@ -387,5 +389,38 @@ func TestPSPKeysOnlyWithDebugKeys(t *testing.T) {
 	}
 	if datagrams < 45 {
 		t.Errorf("%d of the 50 datagrams decrypted as sent (psp decrypt: %s):\n%s", datagrams, out, fields)
+	}
+}
+
+// TestPSPRestartAfterKill kills one of two gateways with SIGKILL and
+// starts it again: the other still holds a tunnel to it under an SPI of
+// master keys that died with it, yet a transfer it starts to the
+// restarted host goes through (the tunnel comes back, with a new SPI),
+// and so does one the restarted host starts. Without the restarted host
+// asking for its tunnels again when such packets come (keyx.WatchStale),
+// the transfer from the other never connects.
+func TestPSPRestartAfterKill(t *testing.T) {
+	h := newPSPHosts(t, 2, "ipv4", "ipv6")
+	h.start(t, 0)
+	h.start(t, 1)
+	h.ping(t, 1, 0)
+	h.transferTCP(t, 1, 0, 256<<10)
+	old := h.tunnelTo(t, 1, 0)
+	if old == nil {
+		t.Fatalf("host 1's tunnels: %+v", h.tunnels(t, 1))
+	}
+
+	h.daemons[0].signal(t, syscall.SIGKILL)
+	h.start(t, 0)
+	start := time.Now()
+	h.transferTCP(t, 1, 0, 256<<10)
+	t.Logf("host 1's transfer to the restarted host 0 took %v", time.Since(start))
+	// The SPI numbers may come again, under the new master keys.
+	if now := h.tunnelTo(t, 1, 0); now == nil || now.Created == old.Created {
+		t.Errorf("host 1's tunnel to host 0 after the restart: %+v, want a new one (before: %+v)", now, old)
+	}
+	h.transferTCP(t, 0, 1, 256<<10)
+	if list := h.tunnels(t, 0); len(list) != 1 {
+		t.Errorf("restarted host 0's tunnels: %+v, want one to host 1", list)
 	}
 }
