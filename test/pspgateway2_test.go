@@ -1,20 +1,24 @@
 package test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/xdpstack/xdpstack/internal/testing/packet"
+	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack/psp"
 )
@@ -422,5 +426,83 @@ func TestPSPRestartAfterKill(t *testing.T) {
 	h.transferTCP(t, 0, 1, 256<<10)
 	if list := h.tunnels(t, 0); len(list) != 1 {
 		t.Errorf("restarted host 0's tunnels: %+v, want one to host 1", list)
+	}
+}
+
+// TestPSPRotationDuringTransfer rotates the master keys of one gateway
+// and then of the other while a paced TCP echo of 8 MiB runs between
+// them: every byte comes back, no PSP packet is refused on either side
+// (in XDP or after decryption), and the tunnels run under new SPIs of
+// the new keys.
+func TestPSPRotationDuringTransfer(t *testing.T) {
+	h := newPSPHosts(t, 2, "ipv4", "ipv6")
+	for i := range 2 {
+		h.start(t, i, "--metrics-addr", "127.0.0.1:0")
+	}
+	h.ping(t, 0, 1)
+	before := [2]*pspTunnelRow{h.tunnelTo(t, 0, 1), h.tunnelTo(t, 1, 0)}
+
+	ln, err := h.lan.Hosts[1].Listen("tcp", netip.AddrPortFrom(h.vips[1], 5003).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go testutil.Echo(ln)
+	c, err := h.lan.Hosts[0].Dial(t.Context(), "tcp", netip.AddrPortFrom(h.vips[1], 5003).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	const size, chunk = 8 << 20, 64 << 10
+	sent := make([]byte, size)
+	rand.Read(sent)
+	var written atomic.Bool
+	go func() {
+		// Paced over about 1.3s, so that both rotations fall inside.
+		for off := 0; off < size; off += chunk {
+			if _, err := c.Write(sent[off : off+chunk]); err != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		written.Store(true)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	for i := range 2 {
+		time.Sleep(300 * time.Millisecond)
+		if out := mustXdpstack(t, h.root, "psp", "rotate", h.lan.Hosts[i].Iface); out != "rotated the master keys (1 rotations since the start)" {
+			t.Errorf("psp rotate on host %d: %q", i, out)
+		}
+	}
+	if written.Load() {
+		t.Error("the transfer was sent before the second rotation: pace it slower")
+	}
+	if b := <-got; !bytes.Equal(b, sent) {
+		t.Fatalf("tcp echo across the rotations: %d of %d bytes back, equal %v", len(b), size, bytes.Equal(b, sent))
+	}
+
+	for i := range 2 {
+		now := h.tunnelTo(t, i, 1-i)
+		// Host 1-i issued the SPI host i sends under, last under its
+		// new key (in the other slot: the SPI's top bit).
+		if now == nil || now.TxSPI == before[i].TxSPI || now.TxSPI>>31 != 1 || now.RxSPIs[len(now.RxSPIs)-1]>>31 != 1 {
+			t.Errorf("host %d's tunnel after the rotations: %+v, want SPIs of the new keys both ways (before: %+v)", i, now, before[i])
+		}
+		for v, n := range readStats(t, h.root, h.lan.Hosts[i].Iface) {
+			if v.Action == maps.ActionDrop && strings.HasPrefix(v.Reason.String(), "psp") {
+				t.Errorf("host %d dropped %d packets in XDP as %v", i, n.Packets, v)
+			}
+		}
+		for _, kind := range []string{"rx-auth-fail", "rx-bad", "rx-error", "rx-acl-denied", "tx-error", "tx-hold-dropped", "tx-ring-full"} {
+			if n := h.pspError(t, i, kind); n != 0 {
+				t.Errorf("host %d counted %v %s", i, n, kind)
+			}
+		}
 	}
 }
