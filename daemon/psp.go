@@ -26,6 +26,9 @@ import (
 type PSPConfig struct {
 	Config  *pspconfig.Config
 	Options pspconfig.Options
+	// TLS is the key exchange's identity; nil loads it from the
+	// Options' files at start (none with Options.Plaintext).
+	TLS *keyx.TLS
 }
 
 // xdpCheck is the XDP program's part: drop before any decryption what
@@ -60,10 +63,12 @@ func (d *Daemon) startPSP(c *PSPConfig) (err error) {
 	if err != nil {
 		return err
 	}
-	var id *keyx.TLS
+	id := c.TLS
 	if !o.Plaintext {
-		if id, err = keyx.LoadTLS(o.Cert, o.Key, o.CA); err != nil {
-			return err
+		if id == nil {
+			if id, err = keyx.LoadTLS(o.Cert, o.Key, o.CA); err != nil {
+				return err
+			}
 		}
 	} else {
 		slog.Warn("psp key exchange in plaintext: anyone on the path sees the tunnels' keys", "iface", d.Iface.Name)
