@@ -396,36 +396,40 @@ func TestPSPKeysOnlyWithDebugKeys(t *testing.T) {
 	}
 }
 
-// TestPSPRestartAfterKill kills one of two gateways with SIGKILL and
-// starts it again: the other still holds a tunnel to it under an SPI of
-// master keys that died with it, yet a transfer it starts to the
-// restarted host goes through (the tunnel comes back, with a new SPI),
-// and so does one the restarted host starts. Without the restarted host
-// asking for its tunnels again when such packets come (keyx.WatchStale),
-// the transfer from the other never connects.
+// TestPSPRestartAfterKill kills one of three gateways with SIGKILL and
+// starts it again: the two others still hold tunnels to it under SPIs
+// of master keys that died with it, yet a transfer each starts to the
+// restarted host goes through (their tunnels come back, new), and so
+// does one the restarted host starts. Without the restarted host asking
+// for its tunnels again when such packets come (keyx.WatchStale), the
+// others' transfers never connect.
 func TestPSPRestartAfterKill(t *testing.T) {
-	h := newPSPHosts(t, 2, "ipv4", "ipv6")
-	h.start(t, 0)
-	h.start(t, 1)
-	h.ping(t, 1, 0)
-	h.transferTCP(t, 1, 0, 256<<10)
-	old := h.tunnelTo(t, 1, 0)
-	if old == nil {
-		t.Fatalf("host 1's tunnels: %+v", h.tunnels(t, 1))
+	h := newPSPHosts(t, 3, "ipv4", "ipv6")
+	for i := range 3 {
+		h.start(t, i)
+	}
+	var old [3]*pspTunnelRow
+	for _, i := range []int{1, 2} {
+		h.ping(t, i, 0)
+		if old[i] = h.tunnelTo(t, i, 0); old[i] == nil {
+			t.Fatalf("host %d's tunnels: %+v", i, h.tunnels(t, i))
+		}
 	}
 
 	h.daemons[0].signal(t, syscall.SIGKILL)
 	h.start(t, 0)
-	start := time.Now()
-	h.transferTCP(t, 1, 0, 256<<10)
-	t.Logf("host 1's transfer to the restarted host 0 took %v", time.Since(start))
-	// The SPI numbers may come again, under the new master keys.
-	if now := h.tunnelTo(t, 1, 0); now == nil || now.Created == old.Created {
-		t.Errorf("host 1's tunnel to host 0 after the restart: %+v, want a new one (before: %+v)", now, old)
+	for _, i := range []int{1, 2} {
+		start := time.Now()
+		h.transferTCP(t, i, 0, 256<<10)
+		t.Logf("host %d's transfer to the restarted host 0 took %v", i, time.Since(start))
+		// The SPI numbers may come again, under the new master keys.
+		if now := h.tunnelTo(t, i, 0); now == nil || now.Created == old[i].Created {
+			t.Errorf("host %d's tunnel to host 0 after the restart: %+v, want a new one (before: %+v)", i, now, old[i])
+		}
 	}
 	h.transferTCP(t, 0, 1, 256<<10)
-	if list := h.tunnels(t, 0); len(list) != 1 {
-		t.Errorf("restarted host 0's tunnels: %+v, want one to host 1", list)
+	if list := h.tunnels(t, 0); len(list) != 2 {
+		t.Errorf("restarted host 0's tunnels: %+v, want one to each other host", list)
 	}
 }
 
