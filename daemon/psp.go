@@ -311,8 +311,8 @@ type pspCollector struct{ p *pspGateway }
 
 var (
 	pspTunnelsDesc   = prometheus.NewDesc("xdpstack_psp_tunnels", "Tunnels this host sends through.", []string{"iface"}, nil)
-	pspPacketsDesc   = prometheus.NewDesc("xdpstack_psp_packets_total", "PSP packets sealed (tx) and opened and delivered (rx).", []string{"iface", "direction"}, nil)
-	pspBytesDesc     = prometheus.NewDesc("xdpstack_psp_bytes_total", "PSP payload bytes sealed (tx) and opened and delivered (rx).", []string{"iface", "direction"}, nil)
+	pspPacketsDesc   = prometheus.NewDesc("xdpstack_psp_packets_total", "PSP packets sealed (tx) and opened (rx: authenticated, whether the ACL then lets them in or not).", []string{"iface", "direction"}, nil)
+	pspBytesDesc     = prometheus.NewDesc("xdpstack_psp_bytes_total", "PSP payload bytes sealed (tx) and opened (rx: authenticated, whether the ACL then lets them in or not).", []string{"iface", "direction"}, nil)
 	pspErrorsDesc    = prometheus.NewDesc("xdpstack_psp_errors_total", "PSP packets refused or dropped, by kind (Linux's PSP statistics names where they exist).", []string{"iface", "kind"}, nil)
 	pspHeldDesc      = prometheus.NewDesc("xdpstack_psp_held_packets_total", "Packets held while their tunnel was made.", []string{"iface"}, nil)
 	pspRequestsDesc  = prometheus.NewDesc("xdpstack_psp_tunnel_requests_total", "Tunnels the data path asked the key exchange for.", []string{"iface"}, nil)
