@@ -28,6 +28,9 @@ import (
 type PSPConfig struct {
 	Config  *pspconfig.Config
 	Options pspconfig.Options
+	// TLS is the key exchange's identity; nil loads it from the
+	// Options' files at start (none with Options.Plaintext).
+	TLS *keyx.TLS
 }
 
 // xdpCheck is the XDP program's part: drop before any decryption what
@@ -75,10 +78,12 @@ func (d *Daemon) startPSP(c *PSPConfig) (err error) {
 	if err != nil {
 		return err
 	}
-	var id *keyx.TLS
+	id := c.TLS
 	if !o.Plaintext {
-		if id, err = keyx.LoadTLS(o.Cert, o.Key, o.CA); err != nil {
-			return err
+		if id == nil {
+			if id, err = keyx.LoadTLS(o.Cert, o.Key, o.CA); err != nil {
+				return err
+			}
 		}
 	} else {
 		slog.Warn("psp key exchange in plaintext: anyone on the path sees the tunnels' keys", "iface", d.Iface.Name)
@@ -142,10 +147,31 @@ func (d *Daemon) startPSP(c *PSPConfig) (err error) {
 		p.keyx.StartStatic()
 	}
 	p.keyx.StartRotation()
+	p.keyx.WatchStale(p.unopened(d.Maps.Stats), staleCheck)
 	d.psp = p
 	slog.Info("psp gateway serving", "iface", p.iface, "grpc", p.grpc.Addr(), "tun", o.TUN, "secure", secure,
 		"inner", o.Inner, "outer", o.Outer, "version", o.Version, "tls", !o.Plaintext)
 	return nil
+}
+
+// staleCheck is how often the gateway looks for packets it could not
+// open: a peer's tunnel from before a restart comes back within it and
+// an exchange.
+const staleCheck = 250 * time.Millisecond
+
+// unopened counts the packets this host could not open: under an SPI
+// the XDP program does not know, or refused by the device (no key, or
+// failing authentication, as when the ACL is off).
+func (p *pspGateway) unopened(stats maps.Stats) func() uint64 {
+	unknown := maps.Verdict{Action: maps.ActionDrop, Reason: maps.ReasonPSPSPI}
+	return func() uint64 {
+		c, err := stats.Lookup(unknown)
+		if err != nil {
+			slog.Debug("psp: read the unknown spi drops", "iface", p.iface, "err", err)
+		}
+		s := p.device.Stats()
+		return c.Packets + s.RxAuthFail + s.RxBad
+	}
 }
 
 // secureAddr is the interface's address that peers send sealed frames
@@ -300,8 +326,8 @@ type pspCollector struct{ p *pspGateway }
 
 var (
 	pspTunnelsDesc   = prometheus.NewDesc("xdpstack_psp_tunnels", "Tunnels this host sends through.", []string{"iface"}, nil)
-	pspPacketsDesc   = prometheus.NewDesc("xdpstack_psp_packets_total", "PSP packets sealed (tx) and opened and delivered (rx).", []string{"iface", "direction"}, nil)
-	pspBytesDesc     = prometheus.NewDesc("xdpstack_psp_bytes_total", "PSP payload bytes sealed (tx) and opened and delivered (rx).", []string{"iface", "direction"}, nil)
+	pspPacketsDesc   = prometheus.NewDesc("xdpstack_psp_packets_total", "PSP packets sealed (tx) and opened (rx: authenticated, whether the ACL then lets them in or not).", []string{"iface", "direction"}, nil)
+	pspBytesDesc     = prometheus.NewDesc("xdpstack_psp_bytes_total", "PSP payload bytes sealed (tx) and opened (rx: authenticated, whether the ACL then lets them in or not).", []string{"iface", "direction"}, nil)
 	pspErrorsDesc    = prometheus.NewDesc("xdpstack_psp_errors_total", "PSP packets refused or dropped, by kind (Linux's PSP statistics names where they exist).", []string{"iface", "kind"}, nil)
 	pspHeldDesc      = prometheus.NewDesc("xdpstack_psp_held_packets_total", "Packets held while their tunnel was made.", []string{"iface"}, nil)
 	pspSampledDesc   = prometheus.NewDesc("xdpstack_psp_sampled_packets_total", "Packets sent with the S bit (--psp-sample-rate).", []string{"iface"}, nil)

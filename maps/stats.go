@@ -143,6 +143,20 @@ func (s Stats) Sum() (map[Verdict]Counter, error) {
 	return sumVerdicts(s.m, StatsName, addCounter)
 }
 
+// Lookup reads one verdict's counters, summed over the CPUs.
+func (s Stats) Lookup(v Verdict) (Counter, error) {
+	index := uint32(v.Action)*ReasonStride + uint32(v.Reason)
+	var perCPU []bpf.XdpCounter
+	if err := s.m.Lookup(&index, &perCPU); err != nil {
+		return Counter{}, fmt.Errorf("read %s map at %v: %w", StatsName, v, err)
+	}
+	var sum Counter
+	for _, c := range perCPU {
+		sum = addCounter(sum, c)
+	}
+	return sum, nil
+}
+
 // addCounter adds one CPU's counter to a sum.
 func addCounter(sum Counter, c bpf.XdpCounter) Counter { return sum.Add(Counter{c.Packets, c.Bytes}) }
 

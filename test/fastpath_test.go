@@ -446,6 +446,19 @@ func TestBadInputChangesNothing(t *testing.T) {
 	for bits := 0; bits <= maps.MaxRuleShapes; bits++ {
 		tooManyShapes += fmt.Sprintf("  - {remote: 100.64.0.0/%d, action: deny}\n", bits)
 	}
+	pspJSON := func(name, text string) string {
+		path := filepath.Join(confs, name+".json")
+		os.WriteFile(path, []byte(text), 0o644)
+		return path
+	}
+	pspConfig := pspJSON("psp", fmt.Sprintf(`{"config": {"local-grpc-address": "%s:3000"}, "peers": [{"remote-grpc-address": "192.0.2.2:3000", "sessions": [{"local-vip": "10.77.0.1", "remote-vips": ["10.77.0.2"]}]}]}`, a.Addr))
+	pspBadAddr := pspJSON("psp-bad-address", `{"config": {"local-grpc-address": "192.0.2.1:3000"}, "peers": [{"remote-grpc-address": "192.0.2.2:3000", "sessions": [{"local-vip": "10.77.0.300", "remote-vips": ["10.77.0.2"]}]}]}`)
+	certs := filepath.Join(confs, "certs")
+	mustXdpstack(t, root, "psp", "certs", "--dir", certs, "a="+a.Addr.String()+",10.77.0.1")
+	psp := func(flags ...string) []string {
+		return append([]string{"attach", a.Iface, "--psp-config", pspConfig, "--psp-key", filepath.Join(certs, "a.key"), "--psp-ca", filepath.Join(certs, "ca.pem")}, flags...)
+	}
+	missingCert := filepath.Join(certs, "b.pem")
 	openSecret := filepath.Join(confs, "open.secret")
 	os.WriteFile(openSecret, []byte("s3cret\n"), 0o644)
 	os.Chmod(openSecret, 0o644)
@@ -557,6 +570,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"capture argument", []string{"capture", a.Iface, "tcp"}, "want one IFACE argument, got 2"},
 		{"reload not running", []string{"reload", a.Iface}, fmt.Sprintf("reload %s: xdpstack is not running on %s (no daemon answers on %s)", a.Iface, a.Iface, socketOf(a))},
 		{"reload bad name", []string{"reload", "../x"}, `interface name "../x"`},
+		{"psp flag without psp config", []string{"attach", a.Iface, "--static-tunnels"}, "--static-tunnels: no PSP gateway to apply it to (give --psp-config or a psp: section)"},
+		{"psp version 7", psp("--psp-cert", filepath.Join(certs, "a.pem"), "--psp-version", "7"), "--psp-version 7: want 0 to 3"},
+		{"psp inner ipv5", psp("--psp-cert", filepath.Join(certs, "a.pem"), "--inner-ip-type", "ipv5"), `--inner-ip-type: ip type "ipv5": want ipv4 or ipv6`},
+		{"psp cert missing", psp("--psp-cert", missingCert, "--outer-ip-type", "ipv4"), "load psp certificate " + missingCert + " and key " + filepath.Join(certs, "a.key") + ": open " + missingCert + ": no such file or directory"},
+		{"psp config bad address", []string{"attach", a.Iface, "--psp-config", pspBadAddr, "--psp-plaintext"}, `psp-bad-address.json line 1: peers[0].sessions[0].local-vip: "10.77.0.300" is not an IP address`},
 		{"ready without iface", []string{"status", "--ready"}, "missing IFACE argument"},
 		{"ready as json", []string{"status", a.Iface, "--ready", "--json"}, "--ready and --json: choose one"},
 		{"ready not running", []string{"status", a.Iface, "--ready"}, fmt.Sprintf("status %s: xdpstack is not running on %s (no daemon answers on %s)", a.Iface, a.Iface, socketOf(a))},

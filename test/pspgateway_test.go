@@ -189,8 +189,24 @@ func (h *pspHosts) transferUDP(t *testing.T, from, to, n int) {
 // UDP destination port and payload in hex.
 func (h *pspHosts) capture(t *testing.T, i int) (stop func() string) {
 	t.Helper()
+	stopFile := h.pcap(t, i, "not arp and not icmp6")
+	return func() string {
+		out, err := exec.Command("tshark", "-r", stopFile(), "-T", "fields", "-e", "_ws.col.Protocol", "-e", "udp.dstport", "-e", "tcp.dstport", "-e", "data.data").Output()
+		if err != nil {
+			t.Fatalf("tshark: %v", err)
+		}
+		return string(out)
+	}
+}
+
+// pcap runs tcpdump with filter on host i's switch port until stop,
+// which returns the pcap file.
+func (h *pspHosts) pcap(t *testing.T, i int, filter string) (stop func() string) {
+	t.Helper()
 	file := filepath.Join(t.TempDir(), "wire.pcap")
-	cmd := exec.Command("ip", "netns", "exec", h.lan.Switch, "tcpdump", "-i", fmt.Sprintf("p%d", i), "-U", "-w", file, "not arp and not icmp6")
+	// Immediate mode, or the frames of the last second before stop may
+	// still sit in the capture's ring, never written.
+	cmd := exec.Command("ip", "netns", "exec", h.lan.Switch, "tcpdump", "-i", fmt.Sprintf("p%d", i), "--immediate-mode", "-U", "-w", file, filter)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -204,11 +220,7 @@ func (h *pspHosts) capture(t *testing.T, i int) (stop func() string) {
 		time.Sleep(200 * time.Millisecond)
 		cmd.Process.Signal(os.Interrupt)
 		cmd.Wait()
-		out, err := exec.Command("tshark", "-r", file, "-T", "fields", "-e", "_ws.col.Protocol", "-e", "udp.dstport", "-e", "tcp.dstport", "-e", "data.data").Output()
-		if err != nil {
-			t.Fatalf("tshark: %v", err)
-		}
-		return string(out)
+		return file
 	}
 }
 

@@ -2,14 +2,17 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/xdpstack/xdpstack/loader"
+	"github.com/xdpstack/xdpstack/userstack/psp/keyx"
 	"github.com/xdpstack/xdpstack/userstack/psp/pspconfig"
 )
 
@@ -243,6 +246,21 @@ func TestConfigExample(t *testing.T) {
 	secret := filepath.Join(t.TempDir(), "web.secret")
 	os.WriteFile(secret, []byte("s3cret\n"), 0o600)
 	f.values["namespaces"].value.([]configNamespace)[0].secretFile = secret
+	// nor the PSP gateway's certificates in /etc/xdpstack/psp
+	ca, err := keyx.NewCA("test ca", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := keyx.NewNode(ca, "node", []netip.Addr{netip.MustParseAddr("192.0.2.1")}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs := t.TempDir()
+	for key, data := range map[string][]byte{"psp-cert": node.Cert, "psp-key": node.Key, "psp-ca": ca.Cert} {
+		path := filepath.Join(certs, key)
+		os.WriteFile(path, data, 0o600)
+		f.values[key] = configValue{line: f.values[key].line, value: path}
+	}
 	cfg, err := (settings{file: f}).check()
 	if err != nil {
 		t.Fatal(err)

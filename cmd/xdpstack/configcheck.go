@@ -16,8 +16,8 @@ func configCommand() *cli.Command {
 			Usage:     "check a config file as attach --config would, without attaching",
 			ArgsUsage: "FILE",
 			Description: "Checks every key and value that needs no interface, and reads the namespaces'\n" +
-				"secret files; that the addresses of the apps and namespaces belong to the interface\n" +
-				"is checked by attach.",
+				"secret files and the PSP gateway's certificates; that the addresses of the apps and\n" +
+				"namespaces belong to the interface is checked by attach.",
 			Action: runConfigCheck,
 		}},
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/xdpstack/xdpstack/userstack/appns"
 	"github.com/xdpstack/xdpstack/userstack/apps"
 	"github.com/xdpstack/xdpstack/userstack/apps/httpapp"
+	"github.com/xdpstack/xdpstack/userstack/psp/keyx"
 	"github.com/xdpstack/xdpstack/userstack/psp/pspconfig"
 	"github.com/xdpstack/xdpstack/userstack/transport"
 )
@@ -237,7 +238,15 @@ func (s settings) psp() (*daemon.PSPConfig, error) {
 	if err := c.FillLocalVIP(); err != nil {
 		return nil, fmt.Errorf("psp config: %w", err)
 	}
-	return &daemon.PSPConfig{Config: c, Options: o}, nil
+	cfg := &daemon.PSPConfig{Config: c, Options: o}
+	if !o.Plaintext {
+		// Read now, so that a missing or bad file stops attach before
+		// anything is attached.
+		if cfg.TLS, err = keyx.LoadTLS(o.Cert, o.Key, o.CA); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
 }
 
 // inFile tells whether the config file gives key.

@@ -325,3 +325,43 @@ func (g *Gateway) retire(gen uint64) {
 	g.dropGrants(g.s.Device.ActiveKey() ^ 1)
 	g.log.Debug("previous psp master key retired")
 }
+
+// Reacquaint asks, through Request, for a tunnel to every remote virtual
+// address of a session (a single address; a prefix's are asked for on
+// demand only) that has none: its peer replaces its own tunnel back to
+// this host with the parameters of the exchange. After a restart this
+// host has no tunnels while its peers still send under SPIs of master
+// keys that died with the previous run; only an exchange this host
+// starts tells them.
+func (g *Gateway) Reacquaint() {
+	for i := range g.s.Config.Peers {
+		for _, pr := range staticPairs(g.peers[g.s.Config.Peers[i].GRPC]) {
+			if g.s.Table.Lookup(pr.remote) == nil {
+				g.Request(pr.remote)
+			}
+		}
+	}
+}
+
+// WatchStale checks count every interval until Close, and calls
+// Reacquaint when it went up. The daemon counts there the packets this
+// host could not open: under SPIs it does not know, or failing
+// authentication, what a peer with a tunnel from before a restart sends.
+func (g *Gateway) WatchStale(count func() uint64, every time.Duration) {
+	g.spawn(func() {
+		last := count()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-g.ctx.Done():
+				return
+			case <-t.C:
+			}
+			if n := count(); n != last {
+				last = n
+				g.Reacquaint()
+			}
+		}
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -407,5 +408,36 @@ func TestRotationLosesNothing(t *testing.T) {
 	}
 	if a.gw.Rotations() == 0 || b.gw.Rotations() == 0 {
 		t.Fatal("rotations not counted")
+	}
+}
+
+// TestWatchStaleReacquaints: a gateway that lost its tunnels (as after
+// a restart) asks for them again once the count of packets it could not
+// open goes up, which replaces its peer's tunnel back; while the count
+// stays, it asks for nothing.
+func TestWatchStaleReacquaints(t *testing.T) {
+	nodes := mesh(t, meshOpts{n: 2})
+	a, b := nodes[0], nodes[1]
+	a.gw.Request(b.vip)
+	before := a.waitTunnel(t, b.vip)
+	b.waitTunnel(t, a.vip)
+	b.table.Remove(a.vip)
+	var unopened atomic.Uint64
+	b.gw.WatchStale(unopened.Load, 5*time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
+	if b.table.Lookup(a.vip) != nil || a.table.Lookup(b.vip) != before {
+		t.Fatal("tunnels asked for while nothing came that could not be opened")
+	}
+	unopened.Add(1)
+	b.waitTunnel(t, a.vip)
+	for deadline := time.Now().Add(5 * time.Second); a.table.Lookup(b.vip) == before && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	after := a.table.Lookup(b.vip)
+	if after == before || after.SA.SPI() == before.SA.SPI() {
+		t.Fatalf("a's tunnel to b not replaced: spi %#x before, %#x after", before.SA.SPI(), after.SA.SPI())
+	}
+	if err := b.open(a.seal(t, after, b.vip), a.vip); err != nil {
+		t.Fatalf("a's new tunnel to b: %v", err)
 	}
 }
