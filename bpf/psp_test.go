@@ -217,15 +217,10 @@ func TestPSPSettings(t *testing.T) {
 			checkVerdict(t, objs, outer(v6, pspFrame{src: otherSrc4, spi: spi4, v: psp.V0, crypt: 4}).bytes(t), passNoSocket)
 			checkVerdict(t, objs, outer(v6, pspFrame{src: grantSrc4, spi: spi4, v: psp.V3}).bytes(t), dropPSPVersion)
 
-			otherPort := pspOn
-			otherPort.Port = 4000
-			if err := set.PSP.SetSettings(otherPort); err != nil {
-				t.Fatal(err)
-			}
-			checkVerdict(t, objs, unknown(v6), passNoMatch)
+			// Another port is any UDP's.
 			moved := unknown(v6)
 			binary.BigEndian.PutUint16(moved[pspAt(v6)-6:], 4000)
-			checkVerdict(t, objs, moved, dropPSPSPI)
+			checkVerdict(t, objs, moved, passNoMatch)
 
 			if err := set.PSP.SetSettings(pspOn); err != nil {
 				t.Fatal(err)
@@ -315,8 +310,8 @@ func TestPSPMaps(t *testing.T) {
 	objs, acl := loadPSP(t, pspOn)
 	p := maps.FromObjects(&objs.XdpMaps).PSP
 	for _, s := range []maps.PSPSettings{
-		{Enabled: true, Port: 4000, Versions: []psp.Version{psp.V1, psp.V3}, ACLDisabled: true},
-		{Enabled: true, Port: psp.UDPPort, Versions: []psp.Version{psp.V0}},
+		{Enabled: true, Versions: []psp.Version{psp.V1, psp.V3}, ACLDisabled: true},
+		{Enabled: true, Versions: []psp.Version{psp.V0}},
 	} {
 		if err := p.SetSettings(s); err != nil {
 			t.Fatal(err)

@@ -72,9 +72,9 @@ type XdpPspGrant struct {
 type XdpPspSettings struct {
 	_           structs.HostLayout
 	Enabled     uint32
-	Port        uint16
 	Versions    uint8
 	AclDisabled uint8
+	Pad         uint16
 }
 
 type XdpPspSpiKey struct {

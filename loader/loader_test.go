@@ -198,7 +198,7 @@ func TestReplaceByAnotherBuild(t *testing.T) {
 	die(t, first)
 
 	settings := maps.SampleSettings{Rate: 3, Snaplen: 100}
-	pspOn := maps.PSPSettings{Enabled: true, Port: psp.UDPPort, Versions: []psp.Version{psp.V1}}
+	pspOn := maps.PSPSettings{Enabled: true, Versions: []psp.Version{psp.V1}}
 	for _, build := range []struct {
 		name string
 		load func() (*ebpf.CollectionSpec, error)

@@ -14,18 +14,18 @@ import (
 	"github.com/xdpstack/xdpstack/userstack/psp/tunnel"
 )
 
-// PSPSettings say whether and how the program checks PSP: UDP to Port
-// of an address the userstack serves is dropped, with its reason
-// counted, when it is malformed, of a version not accepted, under an
-// SPI this host did not issue (tunnel.ACL, mirrored by PSPSPIs) or of
-// another version or inner source than the SPI was issued for; the rest
-// is steered to the userstack. Packets with the S bit are sampled
-// whatever the sample rate.
+// PSPSettings say whether and how the program checks PSP: UDP to
+// psp.UDPPort (1000, as the specification assigns) of an address the
+// userstack serves is dropped, with its reason counted, when it is
+// malformed, of a version not accepted, under an SPI this host did
+// not issue (tunnel.ACL, mirrored by PSPSPIs) or of another version
+// or inner source than the SPI was issued for; the rest is steered to
+// the userstack. Packets with the S bit are sampled whatever the
+// sample rate.
 type PSPSettings struct {
-	// Enabled turns the check on; off, UDP to Port is like any other.
+	// Enabled turns the check on; off, UDP to port 1000 is like any
+	// other.
 	Enabled bool
-	// Port is the UDP port PSP arrives on; 0 is psp.UDPPort.
-	Port uint16
 	// Versions are the PSP versions accepted (--psp-version).
 	Versions []psp.Version
 	// ACLDisabled leaves out the checks of the SPI and of what it was
@@ -91,10 +91,7 @@ func (p PSP) SetSettings(s PSPSettings) error {
 	if err := s.Check(); err != nil {
 		return err
 	}
-	v := bpf.XdpPspSettings{Port: s.Port}
-	if v.Port == 0 {
-		v.Port = psp.UDPPort
-	}
+	var v bpf.XdpPspSettings
 	if s.Enabled {
 		v.Enabled = 1
 	}
@@ -116,7 +113,7 @@ func (p PSP) Settings() (PSPSettings, error) {
 	if err := p.settings.Lookup(uint32(0), &v); err != nil {
 		return PSPSettings{}, fmt.Errorf("read %s map: %w", PSPName, err)
 	}
-	s := PSPSettings{Enabled: v.Enabled != 0, Port: v.Port, ACLDisabled: v.AclDisabled != 0}
+	s := PSPSettings{Enabled: v.Enabled != 0, ACLDisabled: v.AclDisabled != 0}
 	for ver := psp.V0; ver <= psp.V3; ver++ {
 		if v.Versions&(1<<ver) != 0 {
 			s.Versions = append(s.Versions, ver)

@@ -50,16 +50,18 @@ struct psp_hdr {
 #define IPV4_SADDR_OFF 12
 #define IPV6_SADDR_OFF 8
 
-/* psp_port returns the settings when PSP is on and port (network order)
- * is its port, else NULL: all that UDP of other ports pays. */
+/* psp_port returns the settings when port (network order) is PSP's and
+ * the check is on, else NULL. UDP to other ports pays a compare with a
+ * constant, and reads no settings. */
 static __always_inline struct psp_settings *psp_port(__be16 port)
 {
 	__u32 zero = 0;
-	struct psp_settings *s = bpf_map_lookup_elem(&psp, &zero);
+	struct psp_settings *s;
 
-	if (s && s->enabled && port == bpf_htons(s->port))
-		return s;
-	return NULL;
+	if (port != bpf_htons(PSP_UDP_PORT))
+		return NULL;
+	s = bpf_map_lookup_elem(&psp, &zero);
+	return s && s->enabled ? s : NULL;
 }
 
 /* psp_len_ok tells whether a datagram of psp_len bytes after the UDP

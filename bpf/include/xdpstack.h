@@ -263,11 +263,14 @@ struct sample_count {
  * on decrypting it, and steered to the userstack if it passes. The
  * daemon that attached fills both maps; every attach makes them anew. */
 
+/* PSP arrives on the UDP port its specification assigns. */
+#define PSP_UDP_PORT 1000
+
 struct psp_settings {
-	__u32 enabled;	     /* 1: check and steer UDP to port */
-	__u16 port;	     /* UDP destination port, host order: 1000 */
+	__u32 enabled;	     /* 1: check and steer UDP to PSP_UDP_PORT */
 	__u8 versions;	     /* bit v: PSP version v is accepted */
 	__u8 acl_disabled;   /* 1: no SPI and source checks (--disable-ingress-acl) */
+	__u16 pad;
 };
 
 struct psp_spi_key {
