@@ -35,13 +35,15 @@ func (b *bench) rxRate(setups []setup, rounds int, frames uint32) (measured, err
 }
 
 // rxRateOnce sends frames from gen and returns how many per second host
-// A's interface took in.
+// A's interface took in, the bench on one CPU (onOneCPU).
 func (b *bench) rxRateOnce(gen *pktgen.Generator, frames uint32) (float64, error) {
 	var rate float64
-	err := retryStalled(func() error {
-		received, elapsed, err := b.send(gen, frames)
-		rate = float64(received) / elapsed.Seconds()
-		return err
+	err := onOneCPU(func() error {
+		return retryStalled(func() error {
+			received, elapsed, err := b.send(gen, frames)
+			rate = float64(received) / elapsed.Seconds()
+			return err
+		})
 	})
 	return rate, err
 }
