@@ -80,7 +80,7 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 	var r strings.Builder
 	fmt.Fprintf(&r, "# Benchmarks\n\nMeasured %s on %s with `make bench` (`go run ./tools/bench -binary bin/xdpstack -o BENCHMARKS.md`).\n",
 		time.Now().UTC().Format("2006-01-02"), machine())
-	fmt.Fprintf(&r, "Each figure is the median of %d interleaved rounds on one veth pair between two network namespaces; each ratio the median of the rounds' ratios.\n", rounds)
+	fmt.Fprintf(&r, "Each figure is the median of %d interleaved rounds on one veth pair between two network namespaces; each ratio the median of the rounds' ratios. The packet-rate figures send with the bench on one CPU, where the veth then receives too.\n", rounds)
 	if only["fastpath"] || only["rules"] {
 		fmt.Fprintf(&r, "\n## Fast path: what passing through xdpstack costs the kernel\n\n")
 	}
