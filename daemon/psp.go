@@ -333,11 +333,12 @@ var (
 	pspSampledDesc   = prometheus.NewDesc("xdpstack_psp_sampled_packets_total", "Packets sent with the S bit (--psp-sample-rate).", []string{"iface"}, nil)
 	pspRequestsDesc  = prometheus.NewDesc("xdpstack_psp_tunnel_requests_total", "Tunnels the data path asked the key exchange for.", []string{"iface"}, nil)
 	pspRotationsDesc = prometheus.NewDesc("xdpstack_psp_key_rotations_total", "Master key rotations.", []string{"iface"}, nil)
+	pspStaleDesc     = prometheus.NewDesc("xdpstack_psp_stale_events_total", "Times packets under SPIs this host could no longer open (a restart's) made it ask its peers for tunnels again.", []string{"iface"}, nil)
 	pspExchangesDesc = prometheus.NewDesc("xdpstack_psp_key_exchanges_total", "Key exchanges this host started, by peer and result.", []string{"iface", "peer", "result"}, nil)
 )
 
 func (c pspCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{pspTunnelsDesc, pspPacketsDesc, pspBytesDesc, pspErrorsDesc, pspHeldDesc, pspSampledDesc, pspRequestsDesc, pspRotationsDesc, pspExchangesDesc} {
+	for _, d := range []*prometheus.Desc{pspTunnelsDesc, pspPacketsDesc, pspBytesDesc, pspErrorsDesc, pspHeldDesc, pspSampledDesc, pspRequestsDesc, pspRotationsDesc, pspStaleDesc, pspExchangesDesc} {
 		ch <- d
 	}
 	c.p.exchanges.Describe(ch)
@@ -365,6 +366,7 @@ func (c pspCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	})
 	counter(pspRotationsDesc, p.device.Rotations())
+	counter(pspStaleDesc, p.keyx.StaleEvents())
 	for _, peer := range p.keyx.Peers() {
 		counter(pspExchangesDesc, peer.Successes, peer.GRPC, "ok")
 		counter(pspExchangesDesc, peer.Failures, peer.GRPC, "failed")

@@ -360,6 +360,7 @@ func (g *Gateway) WatchStale(count func() uint64, every time.Duration) {
 			}
 			if n := count(); n != last {
 				last = n
+				g.staleEvents.Add(1)
 				g.Reacquaint()
 			}
 		}

@@ -67,10 +67,13 @@ type Gateway struct {
 	rotateMu  sync.Mutex   // one rotation at a time
 	keyMu     sync.RWMutex // SPIs are allocated under R, master keys change under W
 	rotations atomic.Uint64
-	requestID atomic.Uint64
-	ctx       context.Context
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	// staleEvents counts the times packets this host could not open
+	// sent it back to its peers for tunnels (WatchStale).
+	staleEvents atomic.Uint64
+	requestID   atomic.Uint64
+	ctx         context.Context
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
 }
 
 // pair is a tunnel's two virtual addresses, seen from this host.
@@ -235,6 +238,11 @@ func (g *Gateway) Peers() []PeerStats {
 
 // Rotations counts the master key rotations this gateway made.
 func (g *Gateway) Rotations() uint64 { return g.rotations.Load() }
+
+// StaleEvents counts the times WatchStale found packets it could not
+// open and asked the peers again ("stale-events" in Linux's PSP
+// statistics: SAs found stale).
+func (g *Gateway) StaleEvents() uint64 { return g.staleEvents.Load() }
 
 func (p *peerState) record(subject string, err error) {
 	p.mu.Lock()

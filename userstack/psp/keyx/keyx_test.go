@@ -425,11 +425,14 @@ func TestWatchStaleReacquaints(t *testing.T) {
 	var unopened atomic.Uint64
 	b.gw.WatchStale(unopened.Load, 5*time.Millisecond)
 	time.Sleep(50 * time.Millisecond)
-	if b.table.Lookup(a.vip) != nil || a.table.Lookup(b.vip) != before {
+	if b.table.Lookup(a.vip) != nil || a.table.Lookup(b.vip) != before || b.gw.StaleEvents() != 0 {
 		t.Fatal("tunnels asked for while nothing came that could not be opened")
 	}
 	unopened.Add(1)
 	b.waitTunnel(t, a.vip)
+	if n := b.gw.StaleEvents(); n != 1 {
+		t.Errorf("stale events: %d, want 1", n)
+	}
 	for deadline := time.Now().Add(5 * time.Second); a.table.Lookup(b.vip) == before && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
 	}
