@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/xdpstack/xdpstack/internal/yamlnode"
 	"github.com/xdpstack/xdpstack/maps"
 	"github.com/xdpstack/xdpstack/userstack/psp/pspconfig"
 )
@@ -150,7 +151,7 @@ func parseConfig(path string, b []byte) (*configFile, error) {
 		return f, nil
 	}
 	if root.Kind != yaml.MappingNode {
-		return nil, f.errorf(root.Line, "want keys and values (key: value), got %s", describe(root))
+		return nil, f.errorf(root.Line, "want keys and values (key: value), got %s", yamlnode.Describe(root))
 	}
 	keys := configKeys()
 	for i := 0; i < len(root.Content); i += 2 {
@@ -159,7 +160,7 @@ func parseConfig(path string, b []byte) (*configFile, error) {
 		spec, ok := keys[key]
 		switch {
 		case k.Kind != yaml.ScalarNode:
-			return nil, f.errorf(k.Line, "a key must be a name, got %s", describe(k))
+			return nil, f.errorf(k.Line, "a key must be a name, got %s", yamlnode.Describe(k))
 		case !ok:
 			return nil, f.errorf(k.Line, "unknown key %q (known: %s)", key, strings.Join(slices.Sorted(gomaps.Keys(keys)), ", "))
 		}
@@ -178,7 +179,9 @@ func parseConfig(path string, b []byte) (*configFile, error) {
 // decode checks a value against its key's kind.
 func (f *configFile) decode(k *yaml.Node, kind int, v *yaml.Node) (any, error) {
 	key := k.Value
-	bad := func(want string) error { return f.errorf(v.Line, "%s: want %s, got %s", key, want, describe(v)) }
+	bad := func(want string) error {
+		return f.errorf(v.Line, "%s: want %s, got %s", key, want, yamlnode.Describe(v))
+	}
 	switch kind {
 	case kindString:
 		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
@@ -217,7 +220,7 @@ func (f *configFile) decodeApps(v *yaml.Node) ([]configApp, error) {
 		return nil, nil
 	}
 	if v.Kind != yaml.SequenceNode {
-		return nil, f.errorf(v.Line, "apps: want a list, got %s", describe(v))
+		return nil, f.errorf(v.Line, "apps: want a list, got %s", yamlnode.Describe(v))
 	}
 	var list []configApp
 	for _, item := range v.Content {
@@ -247,7 +250,7 @@ func (f *configFile) decodeApps(v *yaml.Node) ([]configApp, error) {
 				return nil, f.errorf(item.Line, "apps: an app needs a name and a uri (e.g. name: echo, uri: tcp://:7)")
 			}
 		default:
-			return nil, f.errorf(item.Line, "apps: want NAME=URI[,opt=val] or name, uri and options, got %s", describe(item))
+			return nil, f.errorf(item.Line, "apps: want NAME=URI[,opt=val] or name, uri and options, got %s", yamlnode.Describe(item))
 		}
 		list = append(list, app)
 	}
@@ -256,7 +259,7 @@ func (f *configFile) decodeApps(v *yaml.Node) ([]configApp, error) {
 
 func (f *configFile) scalar(v *yaml.Node, what string, dst *string) error {
 	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" || v.Value == "" {
-		return f.errorf(v.Line, "%s: want a value, got %s", what, describe(v))
+		return f.errorf(v.Line, "%s: want a value, got %s", what, yamlnode.Describe(v))
 	}
 	*dst = v.Value
 	return nil
@@ -264,7 +267,7 @@ func (f *configFile) scalar(v *yaml.Node, what string, dst *string) error {
 
 func (f *configFile) options(v *yaml.Node) (map[string]string, error) {
 	if v.Kind != yaml.MappingNode {
-		return nil, f.errorf(v.Line, "apps: options: want opt: val pairs, got %s", describe(v))
+		return nil, f.errorf(v.Line, "apps: options: want opt: val pairs, got %s", yamlnode.Describe(v))
 	}
 	opts := map[string]string{}
 	for i := 0; i < len(v.Content); i += 2 {
@@ -412,7 +415,7 @@ func (f *configFile) list(what string, v *yaml.Node) ([]*yaml.Node, error) {
 	case v.Tag == "!!null":
 		return nil, nil
 	case v.Kind != yaml.SequenceNode:
-		return nil, f.errorf(v.Line, "%s: want a list, got %s", what, describe(v))
+		return nil, f.errorf(v.Line, "%s: want a list, got %s", what, yamlnode.Describe(v))
 	}
 	return v.Content, nil
 }
@@ -421,7 +424,7 @@ func (f *configFile) list(what string, v *yaml.Node) ([]*yaml.Node, error) {
 // given once, and hands each key and value to field.
 func (f *configFile) mapping(what, item string, known []string, v *yaml.Node, field func(k, val *yaml.Node) error) error {
 	if v.Kind != yaml.MappingNode {
-		return f.errorf(v.Line, "%s: want %s (%s), got %s", what, item, strings.Join(known, ", "), describe(v))
+		return f.errorf(v.Line, "%s: want %s (%s), got %s", what, item, strings.Join(known, ", "), yamlnode.Describe(v))
 	}
 	seen := map[string]int{}
 	for i := 0; i < len(v.Content); i += 2 {
@@ -438,20 +441,4 @@ func (f *configFile) mapping(what, item string, known []string, v *yaml.Node, fi
 		}
 	}
 	return nil
-}
-
-// describe names what a node holds, for errors.
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	if n.Tag == "!!null" {
-		return "nothing"
-	}
-	return fmt.Sprintf("%q", n.Value)
 }

@@ -31,6 +31,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/xdpstack/xdpstack/internal/yamlnode"
 )
 
 // DefaultGRPCPort is DOCA's gRPC port, for addresses given without one.
@@ -395,7 +397,7 @@ func (c *Config) CheckInner(inner IPType) error {
 // mapping walks a mapping of known keys, each given once.
 func mapping(n *yaml.Node, path string, known []string, field func(key string, v *yaml.Node) error) error {
 	if n.Kind != yaml.MappingNode {
-		return &Error{Line: n.Line, Path: path, Msg: fmt.Sprintf("want an object of %s, got %s", strings.Join(known, ", "), describe(n))}
+		return &Error{Line: n.Line, Path: path, Msg: fmt.Sprintf("want an object of %s, got %s", strings.Join(known, ", "), yamlnode.Describe(n))}
 	}
 	seen := map[string]int{}
 	for i := 0; i < len(n.Content); i += 2 {
@@ -417,7 +419,7 @@ func mapping(n *yaml.Node, path string, known []string, field func(key string, v
 
 func list(n *yaml.Node, path string, item func(path string, v *yaml.Node) error) error {
 	if n.Kind != yaml.SequenceNode {
-		return &Error{Line: n.Line, Path: path, Msg: "want a list, got " + describe(n)}
+		return &Error{Line: n.Line, Path: path, Msg: "want a list, got " + yamlnode.Describe(n)}
 	}
 	for i, v := range n.Content {
 		if err := item(fmt.Sprintf("%s[%d]", path, i), v); err != nil {
@@ -429,7 +431,7 @@ func list(n *yaml.Node, path string, item func(path string, v *yaml.Node) error)
 
 func scalar(n *yaml.Node, path string) (string, error) {
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" || n.Value == "" {
-		return "", &Error{Line: n.Line, Path: path, Msg: "want a value, got " + describe(n)}
+		return "", &Error{Line: n.Line, Path: path, Msg: "want a value, got " + yamlnode.Describe(n)}
 	}
 	return n.Value, nil
 }
@@ -439,19 +441,4 @@ func join(path, key string) string {
 		return key
 	}
 	return path + "." + key
-}
-
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "an object"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	if n.Tag == "!!null" || n.Value == "" {
-		return "nothing"
-	}
-	return strconv.Quote(n.Value)
 }
