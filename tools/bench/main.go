@@ -333,13 +333,6 @@ type measured map[setup][]float64
 // median is setup s's median value.
 func (m measured) median(s setup) float64 { return echobench.Median(slices.Clone(m[s])) }
 
-// ratio is the median over the rounds of a's value over b's in the same
-// round: the machine's speed drifts between rounds far more than
-// within one, so pairs measured a few seconds apart cancel most of it.
-func (m measured) ratio(a, b setup) float64 {
-	var r []float64
-	for i := range min(len(m[a]), len(m[b])) {
-		r = append(r, m[a][i]/m[b][i])
-	}
-	return echobench.Median(r)
-}
+// ratio is the median over the rounds of a's value over b's in the
+// same round (echobench.MedianRatio).
+func (m measured) ratio(a, b setup) float64 { return echobench.MedianRatio(m[a], m[b]) }

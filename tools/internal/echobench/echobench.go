@@ -315,6 +315,18 @@ func Median(v []float64) float64 {
 	return v[len(v)/2]
 }
 
+// MedianRatio is the median over the rounds of a's value over b's in
+// the same round (a[i]/b[i]): the machine's speed drifts between rounds
+// far more than within one, so pairs measured seconds apart cancel most
+// of it.
+func MedianRatio(a, b []float64) float64 {
+	ratios := make([]float64, min(len(a), len(b)))
+	for i := range ratios {
+		ratios[i] = a[i] / b[i]
+	}
+	return Median(ratios)
+}
+
 func (b *bench) throughput(ctx context.Context, offloads bool) (Row, error) {
 	name := "TCP echo throughput, offloads off"
 	if offloads {

@@ -143,11 +143,7 @@ func (r *Report) Ratio(num, den string, streams int) (float64, bool) {
 	if !ok1 || !ok2 {
 		return 0, false
 	}
-	var ratios []float64
-	for i := range min(len(a), len(b)) {
-		ratios = append(ratios, a[i]/b[i])
-	}
-	return echobench.Median(ratios), true
+	return echobench.MedianRatio(a, b), true
 }
 
 // Markdown renders the throughputs as a table, one row per stream
