@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -103,19 +102,7 @@ func TestPrometheusScrapePSP(t *testing.T) {
 	h.transferTCP(t, 0, 1, 1<<20)
 	const forged = 10
 	gw, peer := h.lan.Hosts[0], h.lan.Hosts[1]
-	peer.Do(t, func() error {
-		c, err := net.Dial("udp4", netip.AddrPortFrom(gw.Addr, psp.UDPPort).String())
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		for range forged {
-			if _, err := c.Write(pspDatagram(t, h.vips[1], 0x7eadbeef)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	sendPSP(t, peer, netip.AddrPortFrom(gw.Addr, psp.UDPPort), pspDatagram(t, h.vips[1], 0x7eadbeef), forged)
 
 	p := startPrometheus(t, gw, d.ready.MetricsAddr)
 	p.waitScrapes(t, 5)

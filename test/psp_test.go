@@ -36,6 +36,25 @@ func pspDatagram(t *testing.T, src netip.Addr, spi uint32) []byte {
 	return frame[14+20+8:]
 }
 
+// sendPSP sends datagram n times from a kernel UDP socket of host from
+// to to, PSP's port.
+func sendPSP(t *testing.T, from *testutil.Host, to netip.AddrPort, datagram []byte, n int) {
+	t.Helper()
+	from.Do(t, func() error {
+		c, err := net.ListenUDP("udp", nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for range n {
+			if _, err := c.WriteToUDPAddrPort(datagram, to); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // TestPSPDroppedInXDP turns the PSP check on in a running daemon's pins
 // (as attach does with loader.Options.PSP), and sends PSP over a kernel
 // UDP socket of the peer: datagrams under an SPI never issued, or from
@@ -65,23 +84,7 @@ func TestPSPDroppedInXDP(t *testing.T) {
 	}
 
 	const n = 20
-	to := net.UDPAddrFromAddrPort(netip.AddrPortFrom(a.Addr, psp.UDPPort))
-	send := func(t *testing.T, datagram []byte) {
-		t.Helper()
-		b.Do(t, func() error {
-			c, err := net.ListenUDP("udp4", nil)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			for range n {
-				if _, err := c.WriteToUDP(datagram, to); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
+	to := netip.AddrPortFrom(a.Addr, psp.UDPPort)
 	for _, tc := range []struct {
 		name     string
 		datagram []byte
@@ -93,7 +96,7 @@ func TestPSPDroppedInXDP(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := readStats(t, root, a.Iface)
-			send(t, tc.datagram)
+			sendPSP(t, b, to, tc.datagram, n)
 			after := waitVerdicts(t, root, a.Iface, before, tc.want.Action, tc.want.Reason, n)
 			if got := counted(before, after, tc.want.Action, tc.want.Reason); got != n {
 				t.Errorf("%d datagrams counted %v/%v, want %d (moved: %v)", got, tc.want.Action, tc.want.Reason, n, after)

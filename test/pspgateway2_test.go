@@ -283,23 +283,7 @@ func TestPSPForgedPacketsDropped(t *testing.T) {
 	flipped[16+20+3] ^= 0x10 // in the encrypted inner UDP header
 
 	const n = 20
-	to := net.UDPAddrFromAddrPort(netip.AddrPortFrom(h.lan.Addr6[0], psp.UDPPort))
-	send := func(t *testing.T, datagram []byte) {
-		t.Helper()
-		h.lan.Hosts[1].Do(t, func() error {
-			c, err := net.ListenUDP("udp6", nil)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			for range n {
-				if _, err := c.WriteToUDP(datagram, to); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
+	to := netip.AddrPortFrom(h.lan.Addr6[0], psp.UDPPort)
 	iface := h.lan.Hosts[0].Iface
 	steered := maps.Verdict{Action: maps.ActionRedirect, Reason: maps.ReasonSteered}
 	kinds := []string{"rx-auth-fail", "rx-acl-denied", "rx-error", "rx-bad"}
@@ -326,7 +310,7 @@ func TestPSPForgedPacketsDropped(t *testing.T) {
 				errsBefore[k] = h.pspError(t, 0, k)
 			}
 			rxBefore := metric(t, h.lan.Hosts[0], h.daemons[0], fmt.Sprintf(`xdpstack_psp_packets_total{direction="rx",iface=%q}`, iface))
-			send(t, tc.datagram)
+			sendPSP(t, h.lan.Hosts[1], to, tc.datagram, n)
 			after := waitVerdicts(t, h.root, iface, before, tc.xdp.Action, tc.xdp.Reason, n)
 			if got := counted(before, after, tc.xdp.Action, tc.xdp.Reason); got < n {
 				t.Errorf("%d of %d counted %v/%v in XDP", got, n, tc.xdp.Action, tc.xdp.Reason)
