@@ -27,18 +27,7 @@ func TestSeal(t *testing.T) {
 		{"ipv6 in ipv6", packet.Ethernet(0).IPv6(netip.MustParseAddr("fd07::1"), netip.MustParseAddr("fd07::2"), packet.ProtoUDP).UDP(1, 2).Payload(100).Bytes(), "2001:db8::1", "2001:db8::2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rx, err := psp.NewDeviceRandom()
-			if err != nil {
-				t.Fatal(err)
-			}
-			spi, key, err := rx.AllocSPI(psp.V1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sa, err := psp.NewSA(spi, psp.V1, key)
-			if err != nil {
-				t.Fatal(err)
-			}
+			rx, sa := newPeerSA(t, psp.V1)
 			tun := &tunnel.Tunnel{SA: sa, PeerMAC: peerMAC, Encap: psp.Encap{Mode: psp.Tunnel, VC: true,
 				OuterSrc: netip.MustParseAddr(tc.outerSrc), OuterDst: netip.MustParseAddr(tc.outerDst)}}
 			g := &Gateway{mac: ourMAC, wireMTU: 1500, queues: 1}
@@ -61,8 +50,8 @@ func TestSeal(t *testing.T) {
 			}
 			opened := make([]byte, len(wire))
 			m, hdr, err := rx.Decrypt(opened, wire)
-			if err != nil || hdr.SPI != spi {
-				t.Fatalf("Decrypt: %v, spi %#x (want %#x)", err, hdr.SPI, spi)
+			if err != nil || hdr.SPI != sa.SPI() {
+				t.Fatalf("Decrypt: %v, spi %#x (want %#x)", err, hdr.SPI, sa.SPI())
 			}
 			if !bytes.Equal(opened[ethLen:m], tc.inner[ethLen:]) {
 				t.Error("the opened packet differs from the one sealed")

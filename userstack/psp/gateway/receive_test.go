@@ -43,21 +43,29 @@ type receiving struct {
 	seal func(inner []byte) []byte
 }
 
-func newReceiving(tb testing.TB, src netip.Addr) *receiving {
+// newPeerSA returns a receiving device and an SA that sends to it under
+// an SPI of version v it issued.
+func newPeerSA(tb testing.TB, v psp.Version) (*psp.Device, *psp.SA) {
+	tb.Helper()
 	dev, err := psp.NewDeviceRandom()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	spi, key, err := dev.AllocSPI(psp.V0)
+	spi, key, err := dev.AllocSPI(v)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	sa, err := psp.NewSA(spi, v, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return dev, sa
+}
+
+func newReceiving(tb testing.TB, src netip.Addr) *receiving {
+	dev, sa := newPeerSA(tb, psp.V0)
 	acl := tunnel.NewACL(nil)
-	if err := acl.Allow(tunnel.Grant{SPI: spi, Version: psp.V0, Src: src}); err != nil {
-		tb.Fatal(err)
-	}
-	sa, err := psp.NewSA(spi, psp.V0, key)
-	if err != nil {
+	if err := acl.Allow(tunnel.Grant{SPI: sa.SPI(), Version: psp.V0, Src: src}); err != nil {
 		tb.Fatal(err)
 	}
 	ft := &fakeTUN{wrote: make(chan struct{}, 100)}
@@ -128,12 +136,7 @@ func BenchmarkReceive(b *testing.B) {
 // BenchmarkSeal seals 1400-byte packets in batches of 64, as the send
 // loop does, into a discarding queue: no allocation per packet.
 func BenchmarkSeal(b *testing.B) {
-	dev, err := psp.NewDeviceRandom()
-	if err != nil {
-		b.Fatal(err)
-	}
-	spi, key, _ := dev.AllocSPI(psp.V0)
-	sa, _ := psp.NewSA(spi, psp.V0, key)
+	_, sa := newPeerSA(b, psp.V0)
 	t := &tunnel.Tunnel{SA: sa, PeerMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, Encap: psp.Encap{Mode: psp.Tunnel,
 		OuterSrc: netip.MustParseAddr("192.0.2.1"), OuterDst: netip.MustParseAddr("192.0.2.2")}}
 	g := &Gateway{mac: net.HardwareAddr{2, 0, 0, 0, 0, 1}, wireMTU: 1500, queues: 1}

@@ -30,18 +30,7 @@ func (r *recordingTap) Tapped(spi uint32, out, sampled bool, _ []byte) {
 // counts them.
 func TestSampleRate(t *testing.T) {
 	const rate, packets = 4, 8192
-	rx, err := psp.NewDeviceRandom()
-	if err != nil {
-		t.Fatal(err)
-	}
-	spi, key, err := rx.AllocSPI(psp.V0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sa, err := psp.NewSA(spi, psp.V0, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rx, sa := newPeerSA(t, psp.V0)
 	tun := &tunnel.Tunnel{SA: sa, PeerMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, Encap: psp.Encap{Mode: psp.Tunnel,
 		OuterSrc: netip.MustParseAddr("192.0.2.1"), OuterDst: netip.MustParseAddr("192.0.2.2")}}
 	g := &Gateway{opts: Options{Device: rx}, mac: net.HardwareAddr{2, 0, 0, 0, 0, 1}, wireMTU: 1500, queues: 1, sampleMask: sampleMask(rate)}
@@ -65,8 +54,8 @@ func TestSampleRate(t *testing.T) {
 		if err != nil {
 			t.Fatalf("packet %d: Decrypt: %v", i, err)
 		}
-		if got := tap.seen[i]; got != (tapRecord{spi, true, hdr.Sample}) {
-			t.Fatalf("packet %d: tapped %+v, the peer read S %v under spi %#x", i, got, hdr.Sample, spi)
+		if got := tap.seen[i]; got != (tapRecord{sa.SPI(), true, hdr.Sample}) {
+			t.Fatalf("packet %d: tapped %+v, the peer read S %v under spi %#x", i, got, hdr.Sample, sa.SPI())
 		}
 		if hdr.Sample {
 			sampled++
