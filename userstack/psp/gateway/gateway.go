@@ -18,7 +18,6 @@ package gateway
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -126,9 +125,6 @@ type Gateway struct {
 	wireMTU int
 	// queues is how many the stack sends on.
 	queues int
-	// steer keeps UDP port 1000 steered to the userstack, until the
-	// XDP program steers PSP by itself.
-	steer io.Closer
 
 	holds holds
 	rx    []*rxQueue // one per queue
@@ -168,9 +164,6 @@ func New(stack *userstack.Stack, opts Options) (_ *Gateway, err error) {
 	}
 	g.wg.Add(1)
 	go g.drainEvents()
-	if g.steer, err = stack.ListenPacket("udp", fmt.Sprintf(":%d", psp.UDPPort)); err != nil {
-		return nil, fmt.Errorf("start psp gateway: steer udp port %d: %w", psp.UDPPort, err)
-	}
 	for range g.queues {
 		q := newRxQueue()
 		g.rx = append(g.rx, q)
@@ -213,9 +206,6 @@ func (g *Gateway) Close() error {
 		close(g.done)
 		g.stack.StopSecure(g)
 		var errs []error
-		if g.steer != nil {
-			errs = append(errs, g.steer.Close())
-		}
 		if g.tun != nil {
 			errs = append(errs, g.tun.Close())
 		}
