@@ -2,9 +2,14 @@
 
 GO       ?= go
 BIN      := bin/xdpstack
+# The LD_PRELOAD library for unmodified programs (xdpstack run), built
+# beside the binary, where `run` looks for it first.
+LIB      := bin/libxdpstack.so
+CC       := gcc
+LIB_CFLAGS := -O2 -g -fPIC -shared -fvisibility=hidden -Wall -Wextra -Werror
 # What the tests, the demo and the benchmark run: kernel tools as peers.
 RUN_PKGS := iproute2 iperf3 iputils-ping bpftool curl util-linux ethtool netcat-openbsd openssl ngtcp2-client wrk python3 hping3 tcpdump tshark \
-	wireguard-tools prometheus bash-completion zsh fish groff-base mandoc man-db systemd
+	wireguard-tools prometheus gcc libc6-dev bash-completion zsh fish groff-base mandoc man-db systemd
 # What `make generate` needs: the pinned compiler and the headers.
 GEN_PKGS := clang-19 llvm-19 libbpf-dev linux-libc-dev
 TEST_FLAGS ?= -count=1 -timeout 30m
@@ -46,8 +51,9 @@ check-generate: generate ## fail when the committed BPF output differs from a fr
 	@git diff --exit-code --stat -- bpf/ || { echo "committed bpf2go output is stale: run make generate and commit"; exit 1; }
 
 .PHONY: build
-build: ## build bin/xdpstack, stamped with its version, commit and build date
+build: ## build bin/xdpstack, stamped with its version, commit and build date, and bin/libxdpstack.so
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/xdpstack
+	$(CC) $(LIB_CFLAGS) -o $(LIB) userstack/preload/lib/libxdpstack.c -ldl -lpthread
 
 .PHONY: man
 man: build ## write the man pages, generated from the commands, to build/man
@@ -58,6 +64,7 @@ man: build ## write the man pages, generated from the commands, to build/man
 PREFIX  ?= /usr/local
 DESTDIR ?=
 BINDIR  := $(PREFIX)/bin
+LIBDIR  := $(PREFIX)/lib/xdpstack
 UNITDIR := $(PREFIX)/lib/systemd/system
 # The example config goes with the docs; /etc/xdpstack is the operator's.
 DOCDIR  := $(PREFIX)/share/doc/xdpstack
@@ -65,12 +72,13 @@ MANDIR  := $(PREFIX)/share/man/man1
 BASHDIR := $(PREFIX)/share/bash-completion/completions
 ZSHDIR  := $(PREFIX)/share/zsh/vendor-completions
 FISHDIR := $(PREFIX)/share/fish/vendor_completions.d
-INSTALLED := $(BINDIR)/xdpstack $(UNITDIR)/xdpstack@.service $(UNITDIR)/xdpstack-bpffs.service $(DOCDIR)/example.yaml \
+INSTALLED := $(BINDIR)/xdpstack $(LIBDIR)/libxdpstack.so $(UNITDIR)/xdpstack@.service $(UNITDIR)/xdpstack-bpffs.service $(DOCDIR)/example.yaml \
 	$(BASHDIR)/xdpstack $(ZSHDIR)/_xdpstack $(FISHDIR)/xdpstack.fish
 
 .PHONY: install
 install: build man ## install the binary, the man pages, shell completions, the systemd units and an example config (PREFIX, DESTDIR)
 	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/xdpstack
+	install -D -m 0755 $(LIB) $(DESTDIR)$(LIBDIR)/libxdpstack.so
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
 	sed 's|/usr/local/bin/xdpstack|$(BINDIR)/xdpstack|' deploy/systemd/xdpstack@.service > $(DESTDIR)$(UNITDIR)/xdpstack@.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/xdpstack@.service
@@ -85,7 +93,7 @@ install: build man ## install the binary, the man pages, shell completions, the 
 .PHONY: uninstall
 uninstall: ## remove what make install put in place (same PREFIX, DESTDIR)
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED)) $(DESTDIR)$(MANDIR)/xdpstack*.1
-	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
+	-rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(LIBDIR) 2>/dev/null
 
 .PHONY: test
 test: deps ## install what is needed and run every test (needs root for BPF and namespaces)

@@ -31,6 +31,7 @@ func TestMakeInstall(t *testing.T) {
 
 	want := map[string]fs.FileMode{
 		"usr/bin/xdpstack":                                  0o755,
+		"usr/lib/xdpstack/libxdpstack.so":                   0o755,
 		"usr/lib/systemd/system/xdpstack@.service":          0o644,
 		"usr/lib/systemd/system/xdpstack-bpffs.service":     0o644,
 		"usr/share/doc/xdpstack/example.yaml":               0o644,
