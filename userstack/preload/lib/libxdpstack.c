@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -781,16 +782,36 @@ static int connect_udp_session(int fd, struct fd_state *s, const struct sockaddr
 	return 0;
 }
 
+static int sockerr(const struct xs_name *name);
+
+/* connect_again answers a connect on a connection, as the kernel does to
+ * programs that poll for writable and connect again to learn how the
+ * first one ended (BIRD does): EISCONN once connected, EALREADY while
+ * connecting, or the connect's error. */
+static int connect_again(int fd, const struct xs_name *name)
+{
+	int err = sockerr(name);
+	if (!err) {
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		err = poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) ? EISCONN : EALREADY;
+	}
+	errno = err;
+	return -1;
+}
+
 EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	RESOLVE();
 	struct fd_state *s = fd_at(fd);
 	struct xs_addr remote;
 	char a[64];
+	if (s && s->kind == FD_UDP)
+		return connect_udp_session(fd, s, sa, len);
+	struct xs_name name;
+	if (active && (!s || s->kind == FD_NONE) && name_of(fd, &name) && name.kind == XS_KIND_TCP)
+		return connect_again(fd, &name);
 	if (!s || s->kind == FD_NONE || s->kind == FD_LISTENER)
 		return libc_connect(fd, sa, len);
-	if (s->kind == FD_UDP)
-		return connect_udp_session(fd, s, sa, len);
 	if (!to_xs(sa, len, &remote) || stays_local(&remote) || is_unspecified(&remote)) {
 		if (s->kind == FD_BOUND) {
 			/* Bound to a userstack address, connecting where the
