@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -51,6 +52,31 @@ func replaceRules(tb testing.TB, objs *bpf.XdpObjects, rules ...maps.Rule) []map
 		tb.Fatalf("Replace(%d rules): %v", len(rules), err)
 	}
 	return got
+}
+
+// inUse reads the rule generation in use, as the program does, from the
+// sampling map's value.
+func inUse(tb testing.TB, objs *bpf.XdpObjects) bpf.XdpRuleGeneration {
+	tb.Helper()
+	var v bpf.XdpSampleState
+	if err := objs.Sampling.Lookup(uint32(0), &v); err != nil {
+		tb.Fatal(err)
+	}
+	return v.Rules
+}
+
+// putInUse writes the rule generation in use behind the table's back,
+// keeping the rest of the sampling map's value.
+func putInUse(tb testing.TB, objs *bpf.XdpObjects, g bpf.XdpRuleGeneration) {
+	tb.Helper()
+	var v bpf.XdpSampleState
+	if err := objs.Sampling.Lookup(uint32(0), &v); err != nil {
+		tb.Fatal(err)
+	}
+	v.Rules = g
+	if err := objs.Sampling.Put(uint32(0), v); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // tcp4 is a TCP segment from src:sport to dst:dport.
@@ -248,6 +274,59 @@ func TestRulesAndSteering(t *testing.T) {
 	}
 }
 
+// TestRulesFollowTheGenerationWord checks that the program takes the
+// rule set in force from the generation word of the sampling map's
+// value alone: a word that says no shapes keeps a packet away from the
+// rule sets, where it would find a deny (so that, on an interface
+// without rules, a packet reads the word and no rule set), and a word
+// that names the other generation takes the packet to that one's rules.
+// The sampling settings and lease, whose words share the value, and the
+// rules leave each other as they are.
+func TestRulesFollowTheGenerationWord(t *testing.T) {
+	objs := loadXdp(t, 0, 0)
+	denied := tcp4("192.0.2.1", "192.0.2.2", 40000, 22).Bytes()
+	if g := inUse(t, objs); g != (bpf.XdpRuleGeneration{}) {
+		t.Fatalf("generation before any rule: got %+v, want none", g)
+	}
+	checkVerdict(t, objs, denied, passNoMatch)
+
+	set := maps.SampleSettings{Rate: 5, Snaplen: 99}
+	lease := maps.Lease{Until: maps.MonotonicNow() + time.Hour, Snaplen: 77}
+	setSampling(t, objs, set, lease)
+	replaceRules(t, objs, rule(t, "tcp", ":22", "", "deny", "no-ssh"))
+	g := inUse(t, objs)
+	if g.ShapeCount != 1 {
+		t.Fatalf("generation after a rule: got %+v, want 1 shape", g)
+	}
+	checkVerdict(t, objs, denied, dropRuleDeny)
+	if got, err := sampling(objs).Settings(); err != nil || got != set {
+		t.Errorf("sampling settings after a rule flip: got %+v, %v; want %+v", got, err, set)
+	}
+	if got, err := sampling(objs).Lease(); err != nil || got != lease {
+		t.Errorf("lease after a rule flip: got %+v, %v; want %+v", got, err, lease)
+	}
+	setSampling(t, objs, maps.DefaultSampleSettings, maps.Lease{})
+	if got := inUse(t, objs); got != g {
+		t.Errorf("generation after a sampling change: got %+v, want %+v", got, g)
+	}
+	checkVerdict(t, objs, denied, dropRuleDeny)
+
+	for _, tc := range []struct {
+		name string
+		word bpf.XdpRuleGeneration
+		want maps.Verdict
+	}{
+		{"no shapes: no rule set read", bpf.XdpRuleGeneration{Active: g.Active}, passNoMatch},
+		{"the other generation, empty", bpf.XdpRuleGeneration{Active: g.Active ^ 1, ShapeCount: 1}, passNoMatch},
+		{"back to the deny's", g, dropRuleDeny},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			putInUse(t, objs, tc.word)
+			checkVerdict(t, objs, denied, tc.want)
+		})
+	}
+}
+
 // TestRuleHits checks that each rule's counters move by what it
 // decided, that a replace keeps the counters of the rules it keeps, and
 // that a new rule starts from zero.
@@ -349,10 +428,7 @@ func TestEveryRuleDecides(t *testing.T) {
 	rules := manyRules(2000)
 	for range 2 {
 		got := replaceRules(t, objs, rules...)
-		var active bpf.XdpRuleGeneration
-		if err := objs.RuleActive.Lookup(uint32(0), &active); err != nil {
-			t.Fatal(err)
-		}
+		active := inUse(t, objs)
 		var (
 			k          bpf.XdpRuleKey
 			v          bpf.XdpRuleValue
@@ -442,8 +518,9 @@ func packetFor(r maps.Rule) (*packet.Frame, maps.RulePacket) {
 	return tcp4(src.String(), dst.String(), sport, 80), maps.RulePacket{Protocol: maps.TCP, Local: netip.AddrPortFrom(dst, 80), Remote: netip.AddrPortFrom(src, sport)}
 }
 
-// TestRuleLayouts checks that the Go views of the rule maps have the
-// sizes of the C structs, as the program's BTF has them.
+// TestRuleLayouts checks that the Go views of the rule maps, and of the
+// sampling map that holds the generation in use, have the sizes of the
+// C structs, as the program's BTF has them.
 func TestRuleLayouts(t *testing.T) {
 	spec, err := bpf.LoadXdp()
 	if err != nil {
@@ -456,7 +533,7 @@ func TestRuleLayouts(t *testing.T) {
 	}{
 		{maps.RuleMatchName, bpf.XdpRuleKey{}, bpf.XdpRuleValue{}, 2 * (maps.MaxRules + 1)},
 		{maps.RuleSetsName, uint32(0), bpf.XdpRuleSet{}, 2},
-		{maps.RuleActiveName, uint32(0), bpf.XdpRuleGeneration{}, 1},
+		{maps.SamplingName, uint32(0), bpf.XdpSampleState{}, 1},
 		{maps.RulesName, uint32(0), bpf.XdpRuleInfo{}, maps.MaxRules + 1},
 		{maps.RuleHitsName, uint32(0), bpf.XdpCounter{}, maps.MaxRules + 1},
 		{maps.RuleSlotsName, uint32(0), bpf.XdpRuleSlot{}, 4 * (maps.MaxRules + 1)},

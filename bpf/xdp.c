@@ -82,10 +82,11 @@ struct {
 } info SEC(".maps");
 
 /* The global session rules, two generations of them (rule_key.generation):
- * a replace fills the generation not in use, then flips rule_active.
- * A packet reads the generation once and looks only at its entries, so
- * it sees one whole rule set; a generation's entries are rewritten only
- * by the replace after the one that retired it. */
+ * a replace fills the generation not in use, then flips the generation
+ * word of the sampling map's value (sample_state.rules). A packet reads
+ * that word once and looks only at its generation's entries, so it sees
+ * one whole rule set; a generation's entries are rewritten only by the
+ * replace after the one that retired it. */
 
 /* generation << RULE_SLOT_BITS | rule_slot_of(key) -> a key of that hash
  * and its rule. */
@@ -117,15 +118,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rule_sets SEC(".maps");
 
-/* 0 -> the generation in use. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct rule_generation);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rule_active SEC(".maps");
-
 /* Rule id -> the rule as given, with its tag. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -154,11 +146,11 @@ const enum sample_limits *const sample_limits_btf = 0;
 const struct sample_meta *const sample_meta_btf = 0;
 
 /* count_sampled counts a verdict of a packet of len bytes that the
- * session rule rule_id (0: none) decided, and samples it, whatever the
- * rate when always is SAMPLE_ALWAYS. A caller that has the length
- * already saves the helper call of count. */
-static __always_inline int count_sampled(struct xdp_md *ctx, int action, enum xdp_reason reason, __u64 len,
-					 __u32 rule_id, __u32 always)
+ * session rule rule_id (0: none) decided, and samples it as s says,
+ * whatever the rate when always is SAMPLE_ALWAYS. A caller that has the
+ * length already saves the helper call of count. */
+static __always_inline int count_sampled(struct xdp_md *ctx, struct sample_state *s, int action,
+					 enum xdp_reason reason, __u64 len, __u32 rule_id, __u32 always)
 {
 	__u32 index = STATS_INDEX(action, reason);
 	struct counter *c = bpf_map_lookup_elem(&stats, &index);
@@ -167,18 +159,19 @@ static __always_inline int count_sampled(struct xdp_md *ctx, int action, enum xd
 		c->packets++;
 		c->bytes += len;
 	}
-	sample(ctx, index | always, rule_id);
+	sample(ctx, s, index | always, rule_id);
 	return action;
 }
 
-static __always_inline int count_rule(struct xdp_md *ctx, int action, enum xdp_reason reason, __u64 len, __u32 rule_id)
+static __always_inline int count_rule(struct xdp_md *ctx, struct sample_state *s, int action,
+				      enum xdp_reason reason, __u64 len, __u32 rule_id)
 {
-	return count_sampled(ctx, action, reason, len, rule_id, 0);
+	return count_sampled(ctx, s, action, reason, len, rule_id, 0);
 }
 
-static __always_inline int count(struct xdp_md *ctx, int action, enum xdp_reason reason)
+static __always_inline int count(struct xdp_md *ctx, struct sample_state *s, int action, enum xdp_reason reason)
 {
-	return count_rule(ctx, action, reason, bpf_xdp_get_buff_len(ctx), 0);
+	return count_rule(ctx, s, action, reason, bpf_xdp_get_buff_len(ctx), 0);
 }
 
 /* The addresses of a packet that steering looks at, IPv4 ones
@@ -325,19 +318,30 @@ static __always_inline struct rule_value *most_specific(struct rule_set *set, co
 	return NULL;
 }
 
+/* rules_in_use reads the generation word of s once, whole: the
+ * generation and the shape count of one flip. */
+static __always_inline struct rule_generation rules_in_use(struct sample_state *s)
+{
+	union {
+		__u64 word;
+		struct rule_generation g;
+	} r = { .word = *(volatile __u64 *)&s->rules };
+
+	return r.g;
+}
+
 /* apply_rules looks the packet up in the global rule table and returns
  * the counted verdict of a deny or pass rule, or RULES_GO_ON. */
-static __always_inline int apply_rules(struct xdp_md *ctx, struct flow *f)
+static __always_inline int apply_rules(struct xdp_md *ctx, struct sample_state *s, struct flow *f)
 {
-	__u32 zero = 0, gen;
-	struct rule_generation *g = bpf_map_lookup_elem(&rule_active, &zero);
+	struct rule_generation g = rules_in_use(s);
+	__u32 gen = g.active & 1;
 	struct rule_value *v;
 	struct rule_set *set;
 	union rule_words p;
 
-	if (!g || !g->shape_count)
+	if (!g.shape_count)
 		return RULES_GO_ON;
-	gen = g->active & 1;
 	set = bpf_map_lookup_elem(&rule_sets, &gen);
 	if (!set || !set->shape_count)
 		return RULES_GO_ON;
@@ -365,26 +369,26 @@ static __always_inline int apply_rules(struct xdp_md *ctx, struct flow *f)
 	}
 	switch (v->action) {
 	case RULE_DENY:
-		return count_rule(ctx, XDP_DROP, REASON_RULE_DENY, len, id);
+		return count_rule(ctx, s, XDP_DROP, REASON_RULE_DENY, len, id);
 	case RULE_PASS:
-		return count_rule(ctx, XDP_PASS, REASON_RULE_PASS, len, id);
+		return count_rule(ctx, s, XDP_PASS, REASON_RULE_PASS, len, id);
 	}
 	return RULES_GO_ON;
 }
 
-static __always_inline int steer(struct xdp_md *ctx, __u64 len, __u32 always)
+static __always_inline int steer(struct xdp_md *ctx, struct sample_state *s, __u64 len, __u32 always)
 {
 	int action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 
-	return count_sampled(ctx, action, action == XDP_REDIRECT ? REASON_STEERED : REASON_NO_SOCKET, len, 0, always);
+	return count_sampled(ctx, s, action, action == XDP_REDIRECT ? REASON_STEERED : REASON_NO_SOCKET, len, 0, always);
 }
 
-/* psp_ingress decides the fate of UDP to the PSP port (s's): PSP to an
+/* psp_ingress decides the fate of UDP to the PSP port (psp's): PSP to an
  * address the userstack serves is dropped unless it passes the checks of
  * psp_check, and steered if it does. c is past the UDP header, whose
  * length is udp_len. */
-static __always_inline int psp_ingress(struct xdp_md *ctx, struct cursor *c, struct flow *f,
-				       struct psp_settings *s, __u32 udp_len)
+static __always_inline int psp_ingress(struct xdp_md *ctx, struct sample_state *s, struct cursor *c,
+				       struct flow *f, struct psp_settings *psp, __u32 udp_len)
 {
 	__u64 len = bpf_xdp_get_buff_len(ctx);
 	__u64 off = c->pos - (void *)(long)ctx->data;
@@ -397,19 +401,19 @@ static __always_inline int psp_ingress(struct xdp_md *ctx, struct cursor *c, str
 	asm volatile("" : "+r"(off));
 
 	if (!served(f))
-		return count_rule(ctx, XDP_PASS, REASON_NOT_LOCAL, len, 0);
+		return count_rule(ctx, s, XDP_PASS, REASON_NOT_LOCAL, len, 0);
 	if (udp_len < sizeof(struct udphdr))
-		return count_rule(ctx, XDP_DROP, REASON_PSP_BAD, len, 0);
+		return count_rule(ctx, s, XDP_DROP, REASON_PSP_BAD, len, 0);
 	/* Bytes from the PSP header to the end of the frame, fragments
 	 * included: the UDP length may not claim more. */
-	ret = psp_check(c, s, udp_len - sizeof(struct udphdr), len - off, &always);
+	ret = psp_check(c, psp, udp_len - sizeof(struct udphdr), len - off, &always);
 	if (always)
 		always = SAMPLE_ALWAYS;
 	if (ret != PSP_ALLOWED)
-		return count_sampled(ctx, XDP_DROP, ret, len, 0, always);
+		return count_sampled(ctx, s, XDP_DROP, ret, len, 0, always);
 	if (martian(f))
-		return count_sampled(ctx, XDP_DROP, REASON_MARTIAN, len, 0, always);
-	return steer(ctx, len, always);
+		return count_sampled(ctx, s, XDP_DROP, REASON_MARTIAN, len, 0, always);
+	return steer(ctx, s, len, always);
 }
 
 SEC("xdp.frags")
@@ -419,6 +423,8 @@ int xdpstack_ingress(struct xdp_md *ctx)
 		.pos = (void *)(long)ctx->data,
 		.end = (void *)(long)ctx->data_end,
 	};
+	__u32 zero = 0;
+	struct sample_state *s = bpf_map_lookup_elem(&sampling, &zero);
 	struct flow f = {};
 	struct psp_settings *psp = NULL;
 	enum l3_result l3;
@@ -426,13 +432,15 @@ int xdpstack_ingress(struct xdp_md *ctx)
 	__u8 protocol;
 	int ethertype, tags, ret;
 
+	if (!s) /* never: the map has its one entry */
+		return XDP_PASS;
 	ethertype = parse_ethernet(&c, &tags);
 	if (ethertype < 0)
-		return count(ctx, XDP_PASS, REASON_MALFORMED);
+		return count(ctx, s, XDP_PASS, REASON_MALFORMED);
 	/* The userstack serves the interface's own addresses, untagged: a
 	 * tagged frame is for a VLAN device of the kernel's. */
 	if (tags)
-		return count(ctx, XDP_PASS, REASON_VLAN);
+		return count(ctx, s, XDP_PASS, REASON_VLAN);
 
 	if (ethertype == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip;
@@ -457,18 +465,18 @@ int xdpstack_ingress(struct xdp_md *ctx)
 			f.ipv6 = 1;
 		}
 	} else {
-		return count(ctx, XDP_PASS, REASON_NOT_IP);
+		return count(ctx, s, XDP_PASS, REASON_NOT_IP);
 	}
 
 	switch (l3) {
 	case L3_OK:
 		break;
 	case L3_FRAGMENT:
-		return count(ctx, XDP_PASS, REASON_FRAGMENT);
+		return count(ctx, s, XDP_PASS, REASON_FRAGMENT);
 	case L3_EXT_HDR_LIMIT:
-		return count(ctx, XDP_PASS, REASON_EXT_HDR_LIMIT);
+		return count(ctx, s, XDP_PASS, REASON_EXT_HDR_LIMIT);
 	default:
-		return count(ctx, XDP_PASS, REASON_MALFORMED);
+		return count(ctx, s, XDP_PASS, REASON_MALFORMED);
 	}
 
 	switch (protocol) {
@@ -476,7 +484,7 @@ int xdpstack_ingress(struct xdp_md *ctx)
 		struct tcphdr *tcp = parse_tcp(&c);
 
 		if (!tcp)
-			return count(ctx, XDP_PASS, REASON_MALFORMED);
+			return count(ctx, s, XDP_PASS, REASON_MALFORMED);
 		f.dst.port = tcp->dest;
 		f.src_port = tcp->source;
 		break;
@@ -485,7 +493,7 @@ int xdpstack_ingress(struct xdp_md *ctx)
 		struct udphdr *udp = cursor_pull(&c, sizeof(*udp));
 
 		if (!udp)
-			return count(ctx, XDP_PASS, REASON_MALFORMED);
+			return count(ctx, s, XDP_PASS, REASON_MALFORMED);
 		f.dst.port = udp->dest;
 		f.src_port = udp->source;
 		udp_len = bpf_ntohs(udp->len);
@@ -495,27 +503,27 @@ int xdpstack_ingress(struct xdp_md *ctx)
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
 		if (!cursor_pull(&c, ICMP_HDR_LEN))
-			return count(ctx, XDP_PASS, REASON_MALFORMED);
-		return count(ctx, XDP_PASS, REASON_NO_MATCH);
+			return count(ctx, s, XDP_PASS, REASON_MALFORMED);
+		return count(ctx, s, XDP_PASS, REASON_NO_MATCH);
 	default:
-		return count(ctx, XDP_PASS, REASON_NO_MATCH);
+		return count(ctx, s, XDP_PASS, REASON_NO_MATCH);
 	}
 
 	f.dst.protocol = protocol;
-	ret = apply_rules(ctx, &f);
+	ret = apply_rules(ctx, s, &f);
 	if (ret != RULES_GO_ON)
 		return ret;
 	if (psp)
-		return psp_ingress(ctx, &c, &f, psp, udp_len);
+		return psp_ingress(ctx, s, &c, &f, psp, udp_len);
 	if (!listening(&f))
-		return count(ctx, XDP_PASS, REASON_NO_MATCH);
+		return count(ctx, s, XDP_PASS, REASON_NO_MATCH);
 	/* Routed through this host (ip_forward) or sent to a broadcast or
 	 * multicast address: the kernel's. */
 	if (!served(&f))
-		return count(ctx, XDP_PASS, REASON_NOT_LOCAL);
+		return count(ctx, s, XDP_PASS, REASON_NOT_LOCAL);
 	if (martian(&f))
-		return count(ctx, XDP_DROP, REASON_MARTIAN);
-	return steer(ctx, bpf_xdp_get_buff_len(ctx), 0);
+		return count(ctx, s, XDP_DROP, REASON_MARTIAN);
+	return steer(ctx, s, bpf_xdp_get_buff_len(ctx), 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -203,6 +203,7 @@ type XdpSampleState struct {
 	_        structs.HostLayout
 	Settings XdpSampleSettings
 	Lease    XdpSampleLease
+	Rules    XdpRuleGeneration
 }
 
 type XdpXdpReason uint32
@@ -237,7 +238,6 @@ const (
 	XdpMapLocalAddrs        = "local_addrs"
 	XdpMapPsp               = "psp"
 	XdpMapPspSpis           = "psp_spis"
-	XdpMapRuleActive        = "rule_active"
 	XdpMapRuleHits          = "rule_hits"
 	XdpMapRuleMatch         = "rule_match"
 	XdpMapRuleSets          = "rule_sets"
@@ -314,7 +314,6 @@ type XdpMapSpecs struct {
 	LocalAddrs   *ebpf.MapSpec `ebpf:"local_addrs"`
 	Psp          *ebpf.MapSpec `ebpf:"psp"`
 	PspSpis      *ebpf.MapSpec `ebpf:"psp_spis"`
-	RuleActive   *ebpf.MapSpec `ebpf:"rule_active"`
 	RuleHits     *ebpf.MapSpec `ebpf:"rule_hits"`
 	RuleMatch    *ebpf.MapSpec `ebpf:"rule_match"`
 	RuleSets     *ebpf.MapSpec `ebpf:"rule_sets"`
@@ -367,7 +366,6 @@ type XdpMaps struct {
 	LocalAddrs   *ebpf.Map `ebpf:"local_addrs"`
 	Psp          *ebpf.Map `ebpf:"psp"`
 	PspSpis      *ebpf.Map `ebpf:"psp_spis"`
-	RuleActive   *ebpf.Map `ebpf:"rule_active"`
 	RuleHits     *ebpf.Map `ebpf:"rule_hits"`
 	RuleMatch    *ebpf.Map `ebpf:"rule_match"`
 	RuleSets     *ebpf.Map `ebpf:"rule_sets"`
@@ -388,7 +386,6 @@ func (m *XdpMaps) Close() error {
 		m.LocalAddrs,
 		m.Psp,
 		m.PspSpis,
-		m.RuleActive,
 		m.RuleHits,
 		m.RuleMatch,
 		m.RuleSets,

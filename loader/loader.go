@@ -213,19 +213,20 @@ func existingLink(iface Interface, dir string, mode Mode) (link.Link, error) {
 var loadSpec = bpf.LoadXdp
 
 // rebuiltMaps are filled anew by every attach (the record, the sockets,
-// the addresses, the sampling settings) or by a capture (its lease, its
-// perf buffers), so a pinned one of another layout is replaced rather
-// than refused. The others hold what must outlive the process: the
+// the addresses, the sampling settings and the rule generation in use)
+// or by a capture (its lease, its perf buffers), so a pinned one of
+// another layout is replaced rather than refused. The others hold what must outlive the process: the
 // counters, the steering table with its per-port counts and the rules.
 var rebuiltMaps = []string{maps.InfoName, maps.XSKsName, maps.LocalAddrsName, maps.SamplingName, maps.SamplesName}
 
 // compiledRuleMaps are the rule table as the program reads it, which
 // maps.Rules compiles from the rules map. Every attach makes them anew
-// and compiles the rules into them before its program runs, so that a
-// build that lays the table out otherwise takes over the rules, with
-// their ids and hit counters, and an attach cut short leaves nothing
-// that the next one would trust.
-var compiledRuleMaps = []string{maps.RuleSlotsName, maps.RuleMatchName, maps.RuleSetsName, maps.RuleActiveName}
+// and compiles the rules into them before its program runs, writing the
+// generation in use into the sampling map's value, so that a build that
+// lays the table out otherwise takes over the rules, with their ids and
+// hit counters, and an attach cut short leaves nothing that the next one
+// would trust.
+var compiledRuleMaps = []string{maps.RuleSlotsName, maps.RuleMatchName, maps.RuleSetsName}
 
 // freshMaps are made anew, empty, by every attach whatever their
 // layout: the PSP check's settings and SPIs are the attaching daemon's,
@@ -388,7 +389,7 @@ func (a *Attachment) Close() error {
 func (a *Attachment) unpinMaps() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{a.objs.Stats, a.objs.Listeners, a.objs.ListenPorts, a.objs.LocalAddrs, a.objs.Info, a.objs.Xsks,
-		a.objs.RuleMatch, a.objs.RuleSets, a.objs.RuleActive, a.objs.Rules, a.objs.RuleHits, a.objs.RuleSlots,
+		a.objs.RuleMatch, a.objs.RuleSets, a.objs.Rules, a.objs.RuleHits, a.objs.RuleSlots,
 		a.objs.Sampling, a.objs.Samples, a.objs.SampleCounts, a.objs.Psp, a.objs.PspSpis} {
 		if m != nil {
 			errs = append(errs, m.Unpin())

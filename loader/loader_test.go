@@ -13,6 +13,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/xdpstack/xdpstack/bpf"
 	"github.com/xdpstack/xdpstack/bpf/upgradetest"
@@ -82,7 +83,7 @@ func TestAttachAndClose(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantPins := []string{"info", "link", "listen_ports", "listeners", "local_addrs", "psp", "psp_spis", "rule_active", "rule_hits", "rule_match", "rule_sets", "rule_slots", "rules",
+			wantPins := []string{"info", "link", "listen_ports", "listeners", "local_addrs", "psp", "psp_spis", "rule_hits", "rule_match", "rule_sets", "rule_slots", "rules",
 				"sample_counts", "samples", "sampling", "stats", "xsks"}
 			if !slices.Equal(st.Pins, wantPins) || st.ProgramID != a.ProgramID || st.Mode != tc.want ||
 				st.PID != os.Getpid() || !st.Running || st.ProgramName != "xdpstack_ingress" {
@@ -313,66 +314,168 @@ func checkDenied(t *testing.T, a *Attachment) {
 	}
 }
 
+// inUse reads the rule generation in use from the sampling map pinned
+// in dir.
+func inUse(t *testing.T, dir string) bpf.XdpRuleGeneration {
+	t.Helper()
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, maps.SamplingName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var v bpf.XdpSampleState
+	if err := m.Lookup(uint32(0), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v.Rules
+}
+
+// oldMap is a map as an older build pinned it, and its value at 0 if
+// it had one.
+type oldMap struct {
+	spec  *ebpf.MapSpec
+	value any
+}
+
 // TestRulesRecompiledOverOldLayouts replaces a dead process's program
-// whose compiled rule maps have the layouts of the build before
-// rule_slots: the attach makes them anew and compiles the pinned rules
-// into them, so that the rule decides packets again, id and hits kept.
+// by this build over pins of older builds' layouts: the attach makes the
+// compiled rule maps anew, removes rule_active, makes a sampling map of
+// this build's layout and compiles the pinned rules into them, so that
+// the rule decides packets again, id and hits kept. A rules command of
+// this build refuses the old pins meanwhile rather than write past the
+// old sampling map's value.
 func TestRulesRecompiledOverOldLayouts(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// pins replaces this build's pins of those names; nil removes one.
+		pins map[string]*oldMap
+	}{{
+		name: "the build before rule_slots",
+		pins: map[string]*oldMap{
+			maps.RuleSlotsName: nil,
+			maps.RuleMatchName: {spec: &ebpf.MapSpec{Type: ebpf.Hash, KeySize: 40, ValueSize: 8, MaxEntries: 32768}},
+			maps.RuleSetsName:  {spec: &ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 1288, MaxEntries: 2}},
+			"rule_active":      {spec: &ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1}},
+			maps.SamplingName:  {spec: &ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1}},
+		},
+	}, {
+		// Its compiled maps have this build's layouts; its generation
+		// in use, 1 of one shape, is not where this build reads it.
+		name: "the build before the generation moved into the sampling map",
+		pins: map[string]*oldMap{
+			"rule_active":     {&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1}, [2]uint32{1, 1}},
+			maps.SamplingName: {spec: &ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 24, MaxEntries: 1, Flags: unix.BPF_F_MMAPABLE}},
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ifname, _ := testutil.Veth(t)
+			root := testutil.PinRoot(t)
+			first := attach(t, ifname, Options{PinRoot: root})
+			rules, err := first.Maps.Rules.Replace([]maps.Rule{denySSH})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkDenied(t, first)
+			die(t, first)
+			for name, old := range tc.pins {
+				path := filepath.Join(first.PinDir, name)
+				if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+					t.Fatal(err)
+				}
+				if old == nil {
+					continue
+				}
+				m, err := ebpf.NewMap(old.spec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if old.value != nil {
+					if err := m.Put(uint32(0), old.value); err != nil {
+						t.Fatal(err)
+					}
+				}
+				err = m.Pin(path)
+				m.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := maps.OpenPinnedRules(first.PinDir); !errors.Is(err, maps.ErrRuleMapsMissing) {
+				t.Errorf("OpenPinnedRules of the old pins: got %v, want ErrRuleMapsMissing", err)
+			}
+
+			a := attach(t, ifname, Options{PinRoot: root})
+			defer a.Close()
+			checkDenied(t, a)
+			if _, err := os.Stat(filepath.Join(a.PinDir, "rule_active")); !os.IsNotExist(err) {
+				t.Errorf("rule_active after the upgrade: got %v, want it removed", err)
+			}
+			if g := inUse(t, a.PinDir); g.ShapeCount != 1 {
+				t.Errorf("generation in use after the upgrade: got %+v, want 1 shape", g)
+			}
+			all, err := a.Maps.Rules.All()
+			if err != nil || len(all) != 1 || all[0] != rules[0] {
+				t.Errorf("rules after the upgrade: got %v, %v; want %v", all, err, rules)
+			}
+			hits, err := a.Maps.Rules.Hits(rules)
+			if err != nil || hits[rules[0].ID].Packets != 2 {
+				t.Errorf("hits after the upgrade: got %v, %v; want 2 packets of rule %d", hits, err, rules[0].ID)
+			}
+			spec, err := bpf.LoadXdp()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range slices.Concat(compiledRuleMaps, []string{maps.SamplingName}) {
+				m, err := ebpf.LoadPinnedMap(filepath.Join(a.PinDir, name), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := spec.Maps[name].Compatible(m); err != nil {
+					t.Errorf("%s pinned after the upgrade: %v", name, err)
+				}
+				m.Close()
+			}
+		})
+	}
+}
+
+// TestReplaceKeepsTheGenerationInUse replaces a dead process's program
+// by one of this build, which takes over its sampling map and with it
+// the generation word that the old program reads until the new one
+// replaces it. The attach compiles the rules as the generation in use,
+// so the old program goes on finding the same rules in its own compiled
+// maps, not the ones of its retired generation.
+func TestReplaceKeepsTheGenerationInUse(t *testing.T) {
 	ifname, _ := testutil.Veth(t)
 	root := testutil.PinRoot(t)
 	first := attach(t, ifname, Options{PinRoot: root})
-	rules, err := first.Maps.Rules.Replace([]maps.Rule{denySSH})
+	passSSH := denySSH
+	passSSH.Action, passSSH.Tag = maps.RulePass, "ssh-to-kernel"
+	for _, rules := range [][]maps.Rule{{passSSH}, {denySSH}} {
+		if _, err := first.Maps.Rules.Replace(rules); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := inUse(t, first.PinDir)
+	old, err := first.objs.XdpstackIngress.Clone()
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkDenied(t, first)
+	defer old.Close()
 	die(t, first)
-
-	for _, name := range compiledRuleMaps {
-		if err := os.Remove(filepath.Join(first.PinDir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for name, spec := range map[string]*ebpf.MapSpec{
-		maps.RuleMatchName:  {Type: ebpf.Hash, KeySize: 40, ValueSize: 8, MaxEntries: 32768},
-		maps.RuleSetsName:   {Type: ebpf.Array, KeySize: 4, ValueSize: 1288, MaxEntries: 2},
-		maps.RuleActiveName: {Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1},
-	} {
-		m, err := ebpf.NewMap(spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = m.Pin(filepath.Join(first.PinDir, name))
-		m.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 
 	a := attach(t, ifname, Options{PinRoot: root})
 	defer a.Close()
+	if after := inUse(t, a.PinDir); after != before {
+		t.Errorf("generation after the replace: got %+v, want %+v", after, before)
+	}
 	checkDenied(t, a)
-	all, err := a.Maps.Rules.All()
-	if err != nil || len(all) != 1 || all[0] != rules[0] {
-		t.Errorf("rules after the upgrade: got %v, %v; want %v", all, err, rules)
-	}
-	hits, err := a.Maps.Rules.Hits(rules)
-	if err != nil || hits[rules[0].ID].Packets != 2 {
-		t.Errorf("hits after the upgrade: got %v, %v; want 2 packets of rule %d", hits, err, rules[0].ID)
-	}
-	spec, err := bpf.LoadXdp()
+	ret, err := old.Run(&ebpf.RunOptions{Data: sshFrame})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range compiledRuleMaps {
-		m, err := ebpf.LoadPinnedMap(filepath.Join(a.PinDir, name), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := spec.Maps[name].Compatible(m); err != nil {
-			t.Errorf("%s pinned after the upgrade: %v", name, err)
-		}
-		m.Close()
+	if maps.Action(ret) != maps.ActionDrop {
+		t.Errorf("the replaced program on a frame to port 22: says %v, want drop by the deny rule still", maps.Action(ret))
 	}
 }
 

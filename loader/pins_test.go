@@ -182,28 +182,37 @@ func TestAttachOverZombie(t *testing.T) {
 	}
 }
 
-// TestRetiredPinsGo plants the capture_lease map of a build from before
-// the lease moved into the sampling map: an attach over it removes it,
-// and a detach counts one planted after as xdpstack's and removes it
-// with the folder.
+// TestRetiredPinsGo plants the maps of builds from before they moved
+// into the sampling map (capture_lease, rule_active): an attach over
+// them removes them, and a detach counts ones planted after as
+// xdpstack's and removes them with the folder.
 func TestRetiredPinsGo(t *testing.T) {
 	ifname, _ := testutil.Veth(t)
 	root := testutil.PinRoot(t)
-	retired := filepath.Join(root, ifname, maps.RetiredNames[0])
-	pinForeign(t, retired, ebpf.Array)
+	dir := filepath.Join(root, ifname)
+	retired := []string{"capture_lease", "rule_active"}
+	plant := func() {
+		t.Helper()
+		for _, name := range retired {
+			pinForeign(t, filepath.Join(dir, name), ebpf.Array)
+		}
+	}
+	plant()
 	a := attach(t, ifname, Options{Mode: ModeGeneric, PinRoot: root})
-	if exists(retired) {
-		t.Fatalf("attach left the retired %s pin", retired)
+	for _, name := range retired {
+		if exists(filepath.Join(dir, name)) {
+			t.Errorf("attach left the retired %s pin", name)
+		}
 	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
 	die(t, attach(t, ifname, Options{Mode: ModeGeneric, PinRoot: root}))
-	pinForeign(t, retired, ebpf.Array)
+	plant()
 	if err := Detach(ifname, DetachOptions{PinRoot: root}); err != nil {
 		t.Fatal(err)
 	}
-	if exists(filepath.Join(root, ifname)) {
-		t.Fatal("detach left the pin folder with the retired pin in it")
+	if exists(dir) {
+		t.Fatal("detach left the pin folder with the retired pins in it")
 	}
 }

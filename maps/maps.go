@@ -28,7 +28,6 @@ const (
 	LocalAddrsName   = bpf.XdpMapLocalAddrs
 	RuleMatchName    = bpf.XdpMapRuleMatch
 	RuleSetsName     = bpf.XdpMapRuleSets
-	RuleActiveName   = bpf.XdpMapRuleActive
 	RulesName        = bpf.XdpMapRules
 	RuleHitsName     = bpf.XdpMapRuleHits
 	RuleSlotsName    = bpf.XdpMapRuleSlots
@@ -43,15 +42,17 @@ const (
 // not: attach removes them, and detach counts them as xdpstack's.
 var RetiredNames = []string{
 	"capture_lease", // now the lease half of the sampling map
+	"rule_active",   // now the rules word of the sampling map
 }
 
 // coreNames are the maps every xdpstack build pinned; OpenPinned opens
 // these, so that status and stats read the pins of older builds too.
 var coreNames = []string{InfoName, ListenPortsName, ListenersName, LocalAddrsName, StatsName, XSKsName}
 
-// RuleMapNames are the maps of the global session rules
-// (OpenPinnedRules), in the order Rules keeps them.
-var RuleMapNames = []string{RuleMatchName, RuleSetsName, RuleActiveName, RulesName, RuleHitsName, RuleSlotsName}
+// RuleMapNames are the maps of the global session rules, in the order
+// OpenPinnedRules opens them; the generation in use is in the sampling
+// map.
+var RuleMapNames = []string{RuleMatchName, RuleSetsName, RulesName, RuleHitsName, RuleSlotsName}
 
 // PinnedNames lists every map the XDP program pins, in a stable order.
 var PinnedNames = slices.Concat(coreNames, RuleMapNames, SampleMapNames, PSPMapNames)
@@ -86,7 +87,7 @@ func FromObjects(m *bpf.XdpMaps) *Set {
 		LocalAddrs: LocalAddrs{m.LocalAddrs},
 		Info:       Info{m.Info},
 		XSKs:       XSKs{m.Xsks},
-		Rules:      Rules{m.RuleMatch, m.RuleSets, m.RuleActive, m.Rules, m.RuleHits, m.RuleSlots},
+		Rules:      Rules{match: m.RuleMatch, sets: m.RuleSets, info: m.Rules, hits: m.RuleHits, slots: m.RuleSlots, inUse: m.Sampling},
 		Sampling:   Sampling{m.Sampling, m.Samples, m.SampleCounts},
 		PSP:        PSP{m.Psp, PSPSPIs{m.PspSpis}},
 	}

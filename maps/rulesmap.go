@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -17,11 +18,13 @@ import (
 )
 
 // Rules is the global session-rule table of one interface: the maps the
-// program looks rules up in (rule_slots, rule_match, rule_sets,
-// rule_active), compiled from the rules as given (rules), and their hit
-// counters (rule_hits).
+// program looks rules up in (rule_slots, rule_match, rule_sets, and the
+// generation in use, a word of the sampling map's value), compiled from
+// the rules as given (rules), and their hit counters (rule_hits).
 type Rules struct {
-	match, sets, active, info, hits, slots *ebpf.Map
+	match, sets, info, hits, slots *ebpf.Map
+	// inUse is the sampling map: Rules writes only its rules word.
+	inUse *ebpf.Map
 }
 
 // ruleShape is what the rules of one shape share: how specific they
@@ -96,32 +99,64 @@ func addr16(p netip.Prefix) [16]byte {
 }
 
 // ErrRuleMapsMissing says that the pins are an older build's, from
-// before session rules or before one of the rule maps of this build.
+// before session rules or before the rule maps of this build.
 var ErrRuleMapsMissing = errors.New("no rule maps of this build pinned (attached by an older xdpstack; attach again with this one)")
 
-// OpenPinnedRules opens the rule maps pinned in dir. The caller closes
-// them.
+// OpenPinnedRules opens the rule maps pinned in dir, and the sampling
+// map for the generation in use. The caller closes them.
 func OpenPinnedRules(dir string) (Rules, error) {
 	var opened []*ebpf.Map
-	for _, name := range RuleMapNames {
+	fail := func(err error) (Rules, error) {
+		for _, m := range opened {
+			m.Close()
+		}
+		return Rules{}, err
+	}
+	for _, name := range slices.Concat(RuleMapNames, []string{SamplingName}) {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
+		if errors.Is(err, os.ErrNotExist) {
+			return fail(fmt.Errorf("open rules in %s: %w", dir, ErrRuleMapsMissing))
+		}
 		if err != nil {
-			for _, m := range opened {
-				m.Close()
-			}
-			if errors.Is(err, os.ErrNotExist) {
-				return Rules{}, fmt.Errorf("open rules in %s: %w", dir, ErrRuleMapsMissing)
-			}
-			return Rules{}, fmt.Errorf("open pinned map %s: %w", filepath.Join(dir, name), err)
+			return fail(fmt.Errorf("open pinned map %s: %w", filepath.Join(dir, name), err))
 		}
 		opened = append(opened, m)
 	}
-	return Rules{match: opened[0], sets: opened[1], active: opened[2], info: opened[3], hits: opened[4], slots: opened[5]}, nil
+	// A build from before the generation moved there pinned a sampling
+	// map without its rules word, and reads the generation elsewhere.
+	if opened[5].ValueSize() < uint32(binary.Size(bpf.XdpSampleState{})) {
+		return fail(fmt.Errorf("open rules in %s: %w", dir, ErrRuleMapsMissing))
+	}
+	return Rules{match: opened[0], sets: opened[1], info: opened[2], hits: opened[3], slots: opened[4], inUse: opened[5]}, nil
 }
 
 // Close closes maps opened by OpenPinnedRules.
 func (t Rules) Close() error {
-	return errors.Join(t.match.Close(), t.sets.Close(), t.active.Close(), t.info.Close(), t.hits.Close(), t.slots.Close())
+	return errors.Join(t.match.Close(), t.sets.Close(), t.info.Close(), t.hits.Close(), t.slots.Close(), t.inUse.Close())
+}
+
+// rulesWord is the word of the sampling map's value that holds the
+// generation in use (see shared_unsafe.go).
+var rulesWord = wordOf(unsafe.Offsetof(bpf.XdpSampleState{}.Rules))
+
+// inForce reads the generation in use.
+func (t Rules) inForce() (bpf.XdpRuleGeneration, error) {
+	var g bpf.XdpRuleGeneration
+	w, err := loadWords(t.inUse, rulesWord)
+	if err != nil {
+		return g, fmt.Errorf("read the rule generation in the %s map: %w", SamplingName, err)
+	}
+	unpack(w[0], &g)
+	return g, nil
+}
+
+// putInForce flips the program to a generation: one store of the whole
+// word, which the program reads once per packet.
+func (t Rules) putInForce(g bpf.XdpRuleGeneration) error {
+	if err := storeWords(t.inUse, wordStore{rulesWord, pack(g)}); err != nil {
+		return fmt.Errorf("write the rule generation to the %s map: %w", SamplingName, err)
+	}
+	return nil
 }
 
 // LockPinDir takes an exclusive lock on an interface's pin folder, for
@@ -249,13 +284,13 @@ func RuleShapes(rules []Rule) int {
 // new one gets a free id with its counters zeroed. Nothing changes when
 // want is refused.
 //
-// The program reads rule_active once per packet and looks only at that
-// generation's shapes and keys. Replace writes the generation not in
-// use (its rule set, its half of rule_slots, its keys in rule_match),
-// flips rule_active and leaves the retired generation in place; the
-// next Replace overwrites it, long after any packet that read
-// them has gone through (XDP runs each packet to completion). So no
-// packet sees half of one set and half of another.
+// The program reads the generation in use once per packet and looks
+// only at that generation's shapes and keys. Replace writes the
+// generation not in use (its rule set, its half of rule_slots, its keys
+// in rule_match), then flips to it and leaves the retired generation in
+// place; the next Replace overwrites it, long after any packet that
+// read them has gone through (XDP runs each packet to completion). So
+// no packet sees half of one set and half of another.
 func (t Rules) Replace(want []Rule) ([]Rule, error) {
 	want, err := CheckRules(want)
 	if err != nil {
@@ -305,38 +340,18 @@ func (t Rules) Replace(want []Rule) ([]Rule, error) {
 		fresh = append(fresh, id)
 	}
 
-	var gen bpf.XdpRuleGeneration
-	if err := t.active.Lookup(uint32(0), &gen); err != nil {
-		return nil, fmt.Errorf("read %s map: %w", RuleActiveName, err)
-	}
-	target := gen.Active&1 ^ 1
-	if err := t.clearGeneration(uint8(target)); err != nil {
-		return nil, err
-	}
 	zero := make([]bpf.XdpCounter, ebpf.MustPossibleCPU())
 	for _, id := range fresh {
 		if err := t.hits.Put(id, zero); err != nil {
 			return nil, fmt.Errorf("reset hits of rule %d: %w", id, err)
 		}
 	}
-	c := compileRules(want, uint8(target))
-	indexes := make([]uint32, len(c.slots))
-	for i := range indexes {
-		indexes[i] = target<<ruleSlotBits | uint32(i)
+	inUse, err := t.inForce()
+	if err != nil {
+		return nil, err
 	}
-	if _, err := t.slots.BatchUpdate(indexes, c.slots, nil); err != nil {
-		return nil, fmt.Errorf("write %s map: %w", RuleSlotsName, err)
-	}
-	if len(c.overflowKeys) > 0 {
-		if _, err := t.match.BatchUpdate(c.overflowKeys, c.overflow, nil); err != nil {
-			return nil, fmt.Errorf("write %s map: %w", RuleMatchName, err)
-		}
-	}
-	if err := t.sets.Put(target, c.set); err != nil {
-		return nil, fmt.Errorf("write %s map: %w", RuleSetsName, err)
-	}
-	if err := t.active.Put(uint32(0), bpf.XdpRuleGeneration{Active: target, ShapeCount: c.set.ShapeCount}); err != nil {
-		return nil, fmt.Errorf("write %s map: %w", RuleActiveName, err)
+	if err := t.compile(want, inUse.Active&1^1); err != nil {
+		return nil, err
 	}
 
 	// The set is in force; now its description.
@@ -361,18 +376,53 @@ func (t Rules) Replace(want []Rule) ([]Rule, error) {
 	return want, nil
 }
 
-// Recompile compiles the rules in the table into the maps the program
-// reads, as Replace would with the same rules: for a program whose
-// compiled maps are new.
+// Recompile compiles the rules in the table, ids and hits kept, into
+// compiled maps that are new: an attach's, before its program runs. It
+// compiles them as the generation in use rather than the other, for the
+// program that the attach replaces, which reads the generation word of
+// a sampling map it may share with the new one: that program finds the
+// same generation, of the same rules, in its own compiled maps.
 func (t Rules) Recompile() error {
 	all, err := t.All()
 	if err == nil {
-		_, err = t.Replace(all)
+		all, err = CheckRules(all)
+	}
+	var inUse bpf.XdpRuleGeneration
+	if err == nil {
+		inUse, err = t.inForce()
+	}
+	if err == nil {
+		err = t.compile(all, inUse.Active&1)
 	}
 	if err != nil {
 		return fmt.Errorf("compile the pinned rules: %w", err)
 	}
 	return nil
+}
+
+// compile writes checked rules, with their ids, as generation gen of
+// the maps the program reads, then puts gen in force.
+func (t Rules) compile(rules []Rule, gen uint32) error {
+	if err := t.clearGeneration(uint8(gen)); err != nil {
+		return err
+	}
+	c := compileRules(rules, uint8(gen))
+	indexes := make([]uint32, len(c.slots))
+	for i := range indexes {
+		indexes[i] = gen<<ruleSlotBits | uint32(i)
+	}
+	if _, err := t.slots.BatchUpdate(indexes, c.slots, nil); err != nil {
+		return fmt.Errorf("write %s map: %w", RuleSlotsName, err)
+	}
+	if len(c.overflowKeys) > 0 {
+		if _, err := t.match.BatchUpdate(c.overflowKeys, c.overflow, nil); err != nil {
+			return fmt.Errorf("write %s map: %w", RuleMatchName, err)
+		}
+	}
+	if err := t.sets.Put(gen, c.set); err != nil {
+		return fmt.Errorf("write %s map: %w", RuleSetsName, err)
+	}
+	return t.putInForce(bpf.XdpRuleGeneration{Active: gen, ShapeCount: c.set.ShapeCount})
 }
 
 // clearGeneration deletes the keys of a retired generation.

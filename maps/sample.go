@@ -136,21 +136,24 @@ func (s Sampling) Close() error {
 	return errors.Join(s.state.Close(), s.samples.Close(), s.counts.Close())
 }
 
-// Where the halves of struct sample_state lie. Each writer writes its
-// own half only, in 8-byte words, which the CPU stores whole: the
-// program never sees a torn end of lease or a rate without its snap
-// length.
+// The words of struct sample_state that the sampling writers own (see
+// shared_unsafe.go): the settings, and the lease's end and its tail
+// (snap length and all). The program never sees a torn end of lease or
+// a rate without its snap length.
 var (
-	settingsOffset = int64(unsafe.Offsetof(bpf.XdpSampleState{}.Settings))
-	leaseOffset    = int64(unsafe.Offsetof(bpf.XdpSampleState{}.Lease))
+	settingsWord   = wordOf(unsafe.Offsetof(bpf.XdpSampleState{}.Settings))
+	leaseUntilWord = wordOf(unsafe.Offsetof(bpf.XdpSampleState{}.Lease) + unsafe.Offsetof(bpf.XdpSampleLease{}.UntilNs))
+	leaseTailWord  = wordOf(unsafe.Offsetof(bpf.XdpSampleState{}.Lease) + unsafe.Offsetof(bpf.XdpSampleLease{}.Snaplen))
 )
 
 // Settings reads the sampling settings.
 func (s Sampling) Settings() (SampleSettings, error) {
-	var v bpf.XdpSampleSettings
-	if err := s.read(settingsOffset, &v); err != nil {
-		return SampleSettings{}, err
+	w, err := loadWords(s.state, settingsWord)
+	if err != nil {
+		return SampleSettings{}, fmt.Errorf("read %s map: %w", SamplingName, err)
 	}
+	var v bpf.XdpSampleSettings
+	unpack(w[0], &v)
 	return SampleSettings{Rate: v.Rate, Snaplen: v.Snaplen}, nil
 }
 
@@ -160,7 +163,7 @@ func (s Sampling) SetSettings(set SampleSettings) error {
 	if err := set.Check(); err != nil {
 		return err
 	}
-	return s.write(settingsOffset, bpf.XdpSampleSettings{Rate: set.Rate, Snaplen: set.Snaplen})
+	return s.write(wordStore{settingsWord, pack(bpf.XdpSampleSettings{Rate: set.Rate, Snaplen: set.Snaplen})})
 }
 
 // SetLease writes a capture's lease; the zero Lease ends it. A lease
@@ -172,53 +175,28 @@ func (s Sampling) SetLease(l Lease) error {
 	if l.All {
 		all = 1
 	}
-	until := uint64(l.Until)
-	tail := [2]uint32{l.Snaplen, all}
-	if until == 0 {
-		if err := s.write(leaseOffset, until); err != nil {
-			return err
-		}
-		return s.write(leaseOffset+8, tail)
+	until := wordStore{leaseUntilWord, uint64(l.Until)}
+	tail := wordStore{leaseTailWord, pack([2]uint32{l.Snaplen, all})}
+	if l.Until == 0 {
+		return s.write(until, tail)
 	}
-	if err := s.write(leaseOffset+8, tail); err != nil {
-		return err
-	}
-	return s.write(leaseOffset, until)
+	return s.write(tail, until)
 }
 
 // Lease reads the lease as the program last left it: its Until is zero
 // once the program found it past.
 func (s Sampling) Lease() (Lease, error) {
-	var v bpf.XdpSampleLease
-	if err := s.read(leaseOffset, &v); err != nil {
-		return Lease{}, err
+	w, err := loadWords(s.state, leaseUntilWord, leaseTailWord)
+	if err != nil {
+		return Lease{}, fmt.Errorf("read %s map: %w", SamplingName, err)
 	}
-	return Lease{Until: time.Duration(v.UntilNs), Snaplen: v.Snaplen, All: v.All != 0}, nil
+	var tail [2]uint32
+	unpack(w[1], &tail)
+	return Lease{Until: time.Duration(w[0]), Snaplen: tail[0], All: tail[1] != 0}, nil
 }
 
-func (s Sampling) read(off int64, v any) error {
-	mem, err := s.state.Memory()
-	if err == nil {
-		b := make([]byte, binary.Size(v))
-		if _, err = mem.ReadAt(b, off); err == nil {
-			_, err = binary.Decode(b, binary.NativeEndian, v)
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("read %s map: %w", SamplingName, err)
-	}
-	return nil
-}
-
-func (s Sampling) write(off int64, v any) error {
-	mem, err := s.state.Memory()
-	if err == nil {
-		var b []byte
-		if b, err = binary.Append(nil, binary.NativeEndian, v); err == nil {
-			_, err = mem.WriteAt(b, off)
-		}
-	}
-	if err != nil {
+func (s Sampling) write(stores ...wordStore) error {
+	if err := storeWords(s.state, stores...); err != nil {
 		return fmt.Errorf("write %s map: %w", SamplingName, err)
 	}
 	return nil

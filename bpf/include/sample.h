@@ -16,7 +16,8 @@
 #include <linux/errno.h>
 #include "xdpstack.h"
 
-/* 0 -> how the program samples, and the running capture's lease. */
+/* 0 -> how the program samples, the running capture's lease, and the
+ * rule generation in use: what every packet reads (struct sample_state). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -106,14 +107,10 @@ static __noinline int take_sample(struct xdp_md *ctx, struct sample_state *s, __
 	return 0;
 }
 
-/* sample is what a verdict pays for sampling: while it is off, one
- * array lookup (which the verifier inlines) and two loads from one
- * cache line. */
-static __always_inline void sample(struct xdp_md *ctx, __u32 verdict, __u32 rule_id)
+/* sample is what a verdict pays for sampling while it is off: two loads
+ * from the line of s, which the packet has read already. */
+static __always_inline void sample(struct xdp_md *ctx, struct sample_state *s, __u32 verdict, __u32 rule_id)
 {
-	__u32 zero = 0;
-	struct sample_state *s = bpf_map_lookup_elem(&sampling, &zero);
-
-	if (s && ((verdict & SAMPLE_ALWAYS) || s->settings.rate || s->lease.until_ns))
+	if ((verdict & SAMPLE_ALWAYS) || s->settings.rate || s->lease.until_ns)
 		take_sample(ctx, s, verdict, rule_id);
 }

@@ -114,9 +114,10 @@ struct attach_info {
  * A try looks the masked packet up in rule_slots, a table indexed by a
  * hash of the key: its slot holds one key of that hash and tells whether
  * the rule_match hash map holds more, so that most tries cost an array
- * read and a compare. User space compiles rule_slots, rule_match,
- * rule_sets and rule_active from the rules map; a build that lays them
- * out otherwise compiles them anew. */
+ * read and a compare. User space compiles rule_slots, rule_match and
+ * rule_sets from the rules map, and the generation in use into the
+ * sampling map (struct rule_generation); a build that lays them out
+ * otherwise compiles them anew. */
 
 /* Room for this many rules, numbered 1 to MAX_RULES - 1. */
 #define MAX_RULES 16384
@@ -147,7 +148,7 @@ struct rule_key {
 	__u8 protocol;	    /* 0 in a shape with any protocol */
 	__u8 family;	    /* enum rule_family; ANY in a shape with any address */
 	__u8 shape;	    /* index of the shape in its rule set */
-	__u8 generation;    /* the rule set it belongs to: see the rule_active map */
+	__u8 generation;    /* the rule set it belongs to: see struct rule_generation */
 } __attribute__((aligned(8)));
 
 struct rule_value {
@@ -181,10 +182,13 @@ struct rule_set {
 	struct rule_shape shapes[MAX_RULE_SHAPES];
 };
 
+/* Which rule set is in use: one 64-bit word, which a replace stores and
+ * a packet reads whole, so that no packet sees one generation with
+ * another's shape count. */
 struct rule_generation {
 	__u32 active;	   /* 0 or 1: the rule set and rule_key.generation in use */
 	__u32 shape_count; /* the active set's: 0 spares a packet reading the set */
-};
+} __attribute__((aligned(8)));
 
 /* A rule as the operator gave it, for listing and bpftool; the program
  * itself reads only rule_key/rule_value. */
@@ -229,14 +233,19 @@ struct sample_lease {
 	__u32 all;	/* 1: sample every packet, not 1 in 2^rate */
 };
 
-/* The sampling map's one value: the settings and the lease share a
- * cache line, the only one a packet reads for sampling while it is off.
- * The map is memory-mapped, and each writer writes only its own half,
- * so that neither overwrites the other. */
+/* The sampling map's one value: what every packet reads, in one cache
+ * line. The sampling settings and a capture's lease are what a verdict
+ * reads for sampling while it is off; the rule generation in use rides
+ * along, so that a packet on an interface without rules reads no other
+ * line for them. The map is memory-mapped, and each writer (the daemon's
+ * settings, a capture's lease, the rule table's flip) stores only its
+ * own 64-bit words, each whole, so that none overwrites another's. */
 struct sample_state {
 	struct sample_settings settings;
 	struct sample_lease lease;
+	struct rule_generation rules;
 };
+_Static_assert(sizeof(struct sample_state) <= 64, "what every packet reads takes more than one cache line");
 
 /* What precedes a sample's bytes in the perf buffer. */
 struct sample_meta {

@@ -22,7 +22,6 @@ const (
 	XdpMapLocalAddrs        = "local_addrs"
 	XdpMapPsp               = "psp"
 	XdpMapPspSpis           = "psp_spis"
-	XdpMapRuleActive        = "rule_active"
 	XdpMapRuleHits          = "rule_hits"
 	XdpMapRuleMatch         = "rule_match"
 	XdpMapRuleSets          = "rule_sets"
@@ -99,7 +98,6 @@ type XdpMapSpecs struct {
 	LocalAddrs   *ebpf.MapSpec `ebpf:"local_addrs"`
 	Psp          *ebpf.MapSpec `ebpf:"psp"`
 	PspSpis      *ebpf.MapSpec `ebpf:"psp_spis"`
-	RuleActive   *ebpf.MapSpec `ebpf:"rule_active"`
 	RuleHits     *ebpf.MapSpec `ebpf:"rule_hits"`
 	RuleMatch    *ebpf.MapSpec `ebpf:"rule_match"`
 	RuleSets     *ebpf.MapSpec `ebpf:"rule_sets"`
@@ -152,7 +150,6 @@ type XdpMaps struct {
 	LocalAddrs   *ebpf.Map `ebpf:"local_addrs"`
 	Psp          *ebpf.Map `ebpf:"psp"`
 	PspSpis      *ebpf.Map `ebpf:"psp_spis"`
-	RuleActive   *ebpf.Map `ebpf:"rule_active"`
 	RuleHits     *ebpf.Map `ebpf:"rule_hits"`
 	RuleMatch    *ebpf.Map `ebpf:"rule_match"`
 	RuleSets     *ebpf.Map `ebpf:"rule_sets"`
@@ -173,7 +170,6 @@ func (m *XdpMaps) Close() error {
 		m.LocalAddrs,
 		m.Psp,
 		m.PspSpis,
-		m.RuleActive,
 		m.RuleHits,
 		m.RuleMatch,
 		m.RuleSets,
