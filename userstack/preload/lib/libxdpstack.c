@@ -174,6 +174,10 @@ static void logf_(const char *fmt, ...)
 
 #define DEBUG(...) do { if (debug) logf_(__VA_ARGS__); } while (0)
 
+/* WHY puts a reason in parentheses after a decision, when there is one:
+ * three arguments for "%s%s%s". */
+#define WHY(msg) *(msg) ? " (" : "", (msg), *(msg) ? ")" : ""
+
 /* Addresses. */
 
 static bool to_xs(const struct sockaddr *sa, socklen_t len, struct xs_addr *out)
@@ -505,7 +509,7 @@ static int fail(int fd, const char *what, const struct xs_reply *rep)
 	if (rep->status == EACCES || rep->status == EPERM)
 		logf_("fd %d: %s: %s", fd, what, rep->message);
 	else
-		DEBUG("fd %d: %s: %s (%s)", fd, what, strerror(rep->status), rep->message);
+		DEBUG("fd %d: %s: %s%s%s%s", fd, what, strerror(rep->status), WHY(rep->message));
 	errno = rep->status;
 	return -1;
 }
@@ -606,7 +610,7 @@ EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len)
 	if (!why && wildcard_kernel && is_unspecified(&local))
 		why = "a wildcard bind, and XDPSTACK_WILDCARD=kernel";
 	if (why) {
-		DEBUG("fd %d: bind %s/%s: kernel (%s)", fd, xs_str(&local, a, sizeof(a)), proto_name(s->proto), why);
+		DEBUG("fd %d: bind %s/%s: kernel%s%s%s", fd, xs_str(&local, a, sizeof(a)), proto_name(s->proto), WHY(why));
 		return libc_bind(fd, sa, len);
 	}
 	struct xs_request req = {.op = XS_BIND, .proto = s->proto, .flags = flags_of(fd, s), .local = local};
@@ -614,7 +618,7 @@ EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len)
 	int sock = -1;
 	int st = call(&req, &rep, s->proto == IPPROTO_UDP ? &sock : NULL);
 	if (st == XS_DECLINED) {
-		DEBUG("fd %d: bind %s/%s: kernel (%s)", fd, xs_str(&local, a, sizeof(a)), proto_name(s->proto), rep.message);
+		DEBUG("fd %d: bind %s/%s: kernel%s%s%s", fd, xs_str(&local, a, sizeof(a)), proto_name(s->proto), WHY(rep.message));
 		return libc_bind(fd, sa, len);
 	}
 	if (st == 0 && refused)
@@ -624,7 +628,7 @@ EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len)
 			libc_close(sock);
 		return fail(fd, "bind", &rep);
 	}
-	DEBUG("fd %d: bind %s/%s: userstack (%s)", fd, xs_str(&rep.local, a, sizeof(a)), proto_name(s->proto), rep.message);
+	DEBUG("fd %d: bind %s/%s: userstack%s%s%s", fd, xs_str(&rep.local, a, sizeof(a)), proto_name(s->proto), WHY(rep.message));
 	if (s->proto == IPPROTO_UDP) {
 		if (sock < 0 || install(fd, sock) < 0) {
 			errno = sock < 0 ? EPROTO : errno;
@@ -778,6 +782,8 @@ static int connect_udp_session(int fd, struct fd_state *s, const struct sockaddr
 		return fail(fd, "connect", &rep);
 	pthread_mutex_lock(&fds_mu);
 	s->remote = req.remote;
+	if (rep.local.family)
+		s->local = rep.local; /* a connect picks the local address */
 	pthread_mutex_unlock(&fds_mu);
 	return 0;
 }
@@ -832,7 +838,7 @@ EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	int sock;
 	int st = call(&req, &rep, &sock);
 	if (st == XS_DECLINED) {
-		DEBUG("fd %d: connect %s/%s: kernel (%s)", fd, xs_str(&remote, a, sizeof(a)), proto_name(s->proto), rep.message);
+		DEBUG("fd %d: connect %s/%s: kernel%s%s%s", fd, xs_str(&remote, a, sizeof(a)), proto_name(s->proto), WHY(rep.message));
 		if (s->kind == FD_BOUND) {
 			struct sockaddr_storage ss;
 			socklen_t sl = sizeof(ss);
@@ -859,7 +865,7 @@ EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 		errno = sock < 0 ? EPROTO : errno;
 		return -1;
 	}
-	DEBUG("fd %d: connect %s/%s: userstack (%s)", fd, xs_str(&remote, a, sizeof(a)), proto_name(s->proto), rep.message);
+	DEBUG("fd %d: connect %s/%s: userstack%s%s%s", fd, xs_str(&remote, a, sizeof(a)), proto_name(s->proto), WHY(rep.message));
 	pthread_mutex_lock(&fds_mu);
 	if (s->proto == IPPROTO_UDP) {
 		s->kind = FD_UDP;
