@@ -64,7 +64,7 @@ func TestProtocolLayout(t *testing.T) {
 		"offsetof(struct xs_request, id)": 20, "offsetof(struct xs_request, local)": reqLocal,
 		"offsetof(struct xs_request, remote)": reqRemote, "offsetof(struct xs_request, text)": reqText,
 		"sizeof(((struct xs_request *)0)->text)": textSize,
-		"offsetof(struct xs_reply, id)": 4, "offsetof(struct xs_reply, local)": replyLocal,
+		"offsetof(struct xs_reply, id)":          4, "offsetof(struct xs_reply, local)": replyLocal,
 		"offsetof(struct xs_reply, message)": replyMessage, "sizeof(((struct xs_reply *)0)->message)": messageSize,
 		"offsetof(struct xs_name, kind)": nameKind, "offsetof(struct xs_name, family)": nameFamily,
 		"offsetof(struct xs_name, id)": nameID, "offsetof(struct xs_name, instance)": nameInstance,
