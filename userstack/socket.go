@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
@@ -209,4 +210,17 @@ func (a *App) dialTCPLocal(local, remote netip.AddrPort) (*PendingConn, error) {
 		},
 		abandon: func() {},
 	}, nil
+}
+
+// Serves tells whether addr is one of the interface's addresses that
+// the userstack serves.
+func (s *Stack) Serves(addr netip.Addr) bool {
+	return slices.Contains(s.servedAddrs(), addr.Unmap())
+}
+
+// MayBind says why the app may not bind to addr: an *appns.Error when
+// the address is another namespace's, or not one of its own.
+func (a *App) MayBind(addr netip.Addr) error {
+	_, err := a.ns.BindAddrs(addr)
+	return err
 }

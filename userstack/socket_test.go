@@ -169,3 +169,27 @@ func TestDialTCPLocal(t *testing.T) {
 		t.Errorf("Scope: %s", client.Scope())
 	}
 }
+
+// TestMayBind: an app may bind its namespace's addresses; another
+// namespace's is refused, as a bind of it would be.
+func TestMayBind(t *testing.T) {
+	s, reg, _ := memStack(t, "10.0.0.1", "10.0.0.2")
+	if err := reg.Add(appns.Config{Name: "blue", Secret: "b", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.2")}}); err != nil {
+		t.Fatal(err)
+	}
+	blue := attach(t, s, AppOptions{Namespace: "blue", Secret: "b"})
+	def := attach(t, s, AppOptions{})
+	var refused *appns.Error
+	for _, tc := range []struct {
+		app     *App
+		addr    string
+		refused bool
+	}{
+		{blue, "10.0.0.2", false}, {blue, "10.0.0.1", true}, {blue, "0.0.0.0", false},
+		{def, "10.0.0.1", false}, {def, "10.0.0.2", true},
+	} {
+		if err := tc.app.MayBind(netip.MustParseAddr(tc.addr)); errors.As(err, &refused) != tc.refused {
+			t.Errorf("%s MayBind(%s): %v", tc.app.Namespace(), tc.addr, err)
+		}
+	}
+}
