@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,6 +126,10 @@ type sockErr struct {
 }
 
 const sockErrTTL = 60 * time.Second
+
+// SocketPath is the preload socket of the daemon on iface, beside its
+// control socket (IFACE.sock) in dir.
+func SocketPath(dir, iface string) string { return filepath.Join(dir, iface+".preload") }
 
 // Listen binds the server's socket at path (0600): one a live daemon
 // answers on is an error, a stale one is replaced. It serves at once.
