@@ -87,6 +87,10 @@ func (l *liveness) run() {
 		return
 	}
 	defer unix.Close(fd)
+	if err := checkDiag(fd); err != nil {
+		l.log.Warn("cannot watch for programs closing datagram sockets; their sessions stay until the daemon stops", "err", err)
+		return
+	}
 	warned := false
 	for {
 		select {
@@ -121,6 +125,26 @@ func (l *liveness) run() {
 			}
 		}
 	}
+}
+
+// checkDiag asks sock_diag for a socket that exists: a kernel without
+// unix_diag would call every socket gone.
+func checkDiag(fd int) error {
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pair[0])
+	defer unix.Close(pair[1])
+	id, err := identify(pair[0])
+	if err != nil {
+		return err
+	}
+	exists, err := socketExists(fd, id)
+	if err == nil && !exists {
+		err = errors.New("sock_diag does not find the Unix sockets that exist (is unix_diag missing?)")
+	}
+	return err
 }
 
 // socketExists asks sock_diag for the Unix socket id (unix_diag_req
