@@ -35,7 +35,6 @@ type Backend interface {
 type Program struct {
 	// Name is "comm[pid]", the app's name in the sessions view.
 	Name      string
-	PID       int
 	Namespace string
 	Secret    string
 	Scope     appns.Scope
@@ -98,8 +97,8 @@ type Server struct {
 	ctx  context.Context
 	stop context.CancelFunc
 
-	programs atomic.Int64
-	opened   sync.Map // xmaps.Protocol -> *atomic.Uint64
+	programs             atomic.Int64
+	tcpOpened, udpOpened atomic.Uint64
 
 	mu       sync.Mutex
 	closed   bool
@@ -210,16 +209,9 @@ type Counters struct {
 
 // Counters reads the counters.
 func (s *Server) Counters() Counters {
-	c := Counters{Programs: s.programs.Load(), Sessions: map[xmaps.Protocol]uint64{}}
-	for _, p := range []xmaps.Protocol{xmaps.TCP, xmaps.UDP} {
-		c.Sessions[p] = s.counter(p).Load()
-	}
-	return c
-}
-
-func (s *Server) counter(p xmaps.Protocol) *atomic.Uint64 {
-	v, _ := s.opened.LoadOrStore(p, new(atomic.Uint64))
-	return v.(*atomic.Uint64)
+	return Counters{Programs: s.programs.Load(), Sessions: map[xmaps.Protocol]uint64{
+		xmaps.TCP: s.tcpOpened.Load(), xmaps.UDP: s.udpOpened.Load(),
+	}}
 }
 
 // Close stops serving: it closes the socket, every program's
@@ -489,7 +481,7 @@ func (cl *client) hello(req Request) response {
 			return invalid("hello: %v", err)
 		}
 	}
-	prog := Program{Name: programName(cl.pid, h.procname), PID: cl.pid, Namespace: h.namespace, Secret: h.secret, Scope: scope}
+	prog := Program{Name: programName(cl.pid, h.procname), Namespace: h.namespace, Secret: h.secret, Scope: scope}
 	n, err := cl.s.backend.Attach(prog)
 	if err != nil {
 		return failed(err)

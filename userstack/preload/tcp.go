@@ -8,8 +8,6 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/xdpstack/xdpstack/maps"
 )
 
 // listen opens a listener and hands the program its end of a
@@ -25,6 +23,9 @@ func (cl *client) listen(req Request) response {
 	if err != nil {
 		return failed(err)
 	}
+	// A wildcard listener says the address it was asked for, as a
+	// kernel socket does: the network's may name none, or the other
+	// family's.
 	bound := addrPortOf(ln.Addr())
 	if bound.Addr().IsUnspecified() || !bound.Addr().IsValid() {
 		bound = netip.AddrPortFrom(local.Addr(), bound.Port())
@@ -42,7 +43,7 @@ func (cl *client) listen(req Request) response {
 		unix.Close(prog.fd)
 		return failed(errClosing)
 	}
-	s.counter(maps.TCP).Add(1)
+	s.tcpOpened.Add(1)
 	return response{Reply: Reply{ID: id, Local: show(bound, req.Flags)}, fd: prog.fd}
 }
 
@@ -119,8 +120,7 @@ func (s *Server) handOver(l *listenerSession, c net.Conn) error {
 // connectTCP connects, at once or in the background (XS_NONBLOCK).
 func (cl *client) connectTCP(req Request) response {
 	s := cl.s
-	local := req.Local
-	d, err := cl.att.net.DialTCP(local, req.Remote, req.Flags)
+	d, err := cl.att.net.DialTCP(req.Local, req.Remote, req.Flags)
 	if err != nil {
 		return failed(err)
 	}
@@ -208,7 +208,7 @@ func (s *Server) joinTCP(att *attachment, id uint32, prog socketID, end *net.Uni
 		t.close()
 		return
 	}
-	s.counter(maps.TCP).Add(1)
+	s.tcpOpened.Add(1)
 }
 
 func (t *tcpSession) close() {

@@ -96,7 +96,7 @@ func (cl *client) openUDP(req Request, local, remote netip.AddrPort) response {
 		return failed(errClosing)
 	}
 	s.alive.watch(prog.id, u.close)
-	s.counter(maps.UDP).Add(1)
+	s.udpOpened.Add(1)
 	return response{Reply: Reply{ID: id, Local: show(ep.bound, req.Flags)}, fd: prog.fd}
 }
 
