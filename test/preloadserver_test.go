@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -128,11 +129,12 @@ func fdConn(t *testing.T, fd int) net.Conn {
 // starts the userstack) and drives the preload server as a preloaded
 // program would, against kernel peers in another namespace: a listener
 // and its accepted connection, blocking and non-blocking connects, a
-// UDP socket, what it declines, and the sessions view naming the app.
+// UDP socket, what it declines, the sessions view and the metrics; a
+// daemon that stops leaves the program EOF on its sockets.
 func TestPreloadServer(t *testing.T) {
 	a, b := testutil.HostPair(t, 1)
 	root := testutil.PinRoot(t)
-	startDaemon(t, a, root, "--metrics-addr", "")
+	d := startDaemon(t, a, root, "--metrics-addr", "127.0.0.1:0")
 	p := dialPreload(t, a.Iface)
 	p.must(preload.Request{Op: preload.OpHello, Text: "\x00\x00global\x00test\x00"}, 0)
 	local := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(a.Addr, port) }
@@ -261,6 +263,37 @@ func TestPreloadServer(t *testing.T) {
 		}
 		if !listening || !udp || !reply.Userstack {
 			t.Errorf("sessions of %s: listener %v, udp %v in:\n%s", app, listening, udp, out)
+		}
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		out, err := a.Command(context.Background(), "curl", "-sf", "http://"+d.ready.MetricsAddr+"/metrics").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{
+			fmt.Sprintf("xdpstack_preload_programs{iface=%q} 1", a.Iface),
+			fmt.Sprintf("xdpstack_preload_sessions_total{iface=%q,proto=\"udp\"} 1", a.Iface),
+			"xdpstack_userstack_tcp_connections_total{", // the userstack's, started by the hello
+		} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("metrics lack %q", want)
+			}
+		}
+	})
+
+	t.Run("daemon stops", func(t *testing.T) {
+		p.t = t
+		_, fd := p.must(preload.Request{Op: preload.OpConnect, Proto: maps.TCP, Remote: netip.MustParseAddrPort(echo)}, 0)
+		d.signal(t, syscall.SIGTERM)
+		for _, fd := range []int{fd, p.fd} {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			if n, _ := unix.Poll(fds, 10000); n != 1 {
+				t.Fatalf("fd %d: nothing within 10s of the daemon's stop", fd)
+			}
+			if n, err := unix.Read(fd, make([]byte, 1)); n != 0 || err != nil {
+				t.Errorf("fd %d: read %d, %v; want EOF", fd, n, err)
+			}
 		}
 	})
 }
