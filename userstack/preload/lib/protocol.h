@@ -43,7 +43,7 @@ enum xs_op {
 	 * status EINPROGRESS at once, with the socket, which turns writable
 	 * when the handshake completes (see XS_SOCKERR); without it the
 	 * reply comes after the handshake. UDP: at once. The reply's
-	 * socket is kind 'T' (SOCK_STREAM) or 'U' (SOCK_DGRAM). */
+	 * socket is kind 'T' (SOCK_STREAM) or 'U' (SOCK_SEQPACKET). */
 	XS_CONNECT = 4,
 	/* UDP: connect the session id (from the socket's name) to remote;
 	 * remote family 0 disconnects (AF_UNSPEC). */
@@ -101,7 +101,9 @@ struct xs_reply {
 enum xs_kind {
 	XS_KIND_LISTENER = 'L',   /* SOCK_SEQPACKET: one message per connection */
 	XS_KIND_TCP = 'T',        /* SOCK_STREAM: the connection's bytes */
-	XS_KIND_UDP = 'U',        /* SOCK_DGRAM: xs_dgram + payload */
+	/* SOCK_SEQPACKET, not SOCK_DGRAM: a datagram pair gives no EOF
+	 * when the daemon dies, and a blocked recv would hang. */
+	XS_KIND_UDP = 'U',        /* SOCK_SEQPACKET: xs_dgram + payload per record */
 };
 
 struct xs_name {
