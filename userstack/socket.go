@@ -82,17 +82,26 @@ func (a *App) ListenUDP(local netip.AddrPort, o SocketOptions) (net.PacketConn, 
 	return pc, nil
 }
 
-// Source is the address a connect to remote leaves from, as Dial picks
-// it; an error that unwraps to ENETUNREACH when no route to remote goes
-// through the interface.
-func (a *App) Source(remote netip.Addr) (netip.Addr, error) {
+// Reaches says why the userstack does not reach remote: an error that
+// unwraps to ENETUNREACH when no route to it goes through the
+// interface.
+func (s *Stack) Reaches(remote netip.Addr) error {
 	remote = remote.Unmap()
-	r, terr := a.s.stack.FindRoute(nicID, tcpip.Address{}, tcpAddr(remote), addrProto(remote), false)
+	r, terr := s.stack.FindRoute(nicID, tcpip.Address{}, tcpAddr(remote), addrProto(remote), false)
 	if terr != nil {
-		return netip.Addr{}, fmt.Errorf("no route to %s through %s: %w", remote, a.s.iface.Name, &stackError{terr})
+		return fmt.Errorf("no route to %s through %s: %w", remote, s.iface.Name, &stackError{terr})
 	}
 	r.Release()
-	return a.source(remote)
+	return nil
+}
+
+// Source is the address a connect to remote leaves from, as Dial picks
+// it; an error when the userstack does not reach remote (Reaches).
+func (a *App) Source(remote netip.Addr) (netip.Addr, error) {
+	if err := a.s.Reaches(remote); err != nil {
+		return netip.Addr{}, err
+	}
+	return a.source(remote.Unmap())
 }
 
 // LocalListener tells whether a connect of the app to remote would

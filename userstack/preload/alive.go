@@ -11,12 +11,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A program that closes a datagram socket leaves no trace on the
-// daemon's end of the pair (no EOF, no HUP: only a send would fail),
-// and one that closes a stream socket it shut down already shows
-// nothing more either. liveness asks the kernel (sock_diag) every
-// aliveEvery whether the program's ends of such sessions still exist,
-// by inode and cookie, and closes the sessions of those that do not.
+// A program that closes a stream socket it shut down already leaves no
+// trace on the daemon's end of the pair: EOF came with the shutdown,
+// and only a write would fail, which a silent peer never makes happen.
+// liveness asks the kernel (sock_diag) every aliveEvery whether the
+// program's ends of such sessions still exist, by inode and cookie, and
+// closes the sessions of those that do not.
 
 // aliveEvery is how often liveness looks.
 var aliveEvery = time.Second
@@ -83,12 +83,12 @@ func (l *liveness) run() {
 	defer t.Stop()
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
-		l.log.Warn("cannot watch for programs closing datagram sockets; their sessions stay until the daemon stops", "err", err)
+		l.log.Warn("cannot watch for programs closing half-closed connections; they stay until their peers close them", "err", err)
 		return
 	}
 	defer unix.Close(fd)
 	if err := checkDiag(fd); err != nil {
-		l.log.Warn("cannot watch for programs closing datagram sockets; their sessions stay until the daemon stops", "err", err)
+		l.log.Warn("cannot watch for programs closing half-closed connections; they stay until their peers close them", "err", err)
 		return
 	}
 	warned := false

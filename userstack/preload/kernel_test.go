@@ -48,6 +48,16 @@ func (b *kernelBackend) Attach(p Program) (Network, error) {
 	return &kernelNetwork{b: b, ns: ns}, nil
 }
 
+func (b *kernelBackend) Takes(_ maps.Protocol, local, remote netip.AddrPort) error {
+	if remote.IsValid() {
+		if !remote.Addr().IsLoopback() {
+			return Decline("%s is not loopback", remote.Addr())
+		}
+		return nil
+	}
+	return (&kernelNetwork{}).CheckBind(0, local)
+}
+
 func (b *kernelBackend) programs() []Program {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -29,6 +29,11 @@ import (
 // sockets become sessions of.
 type Backend interface {
 	Attach(p Program) (Network, error)
+	// Takes says whether the network would take a bind of proto to
+	// local (remote invalid) or a connect to remote, whoever asks: nil,
+	// or a *Declined. It judges for a program whose hello was refused,
+	// whose calls the network would take fail with the refusal.
+	Takes(proto xmaps.Protocol, local, remote netip.AddrPort) error
 }
 
 // Program is a process that said hello.
@@ -323,6 +328,8 @@ type client struct {
 	conn *net.UnixConn
 	pid  int
 	att  *attachment
+	// refusal is why the last hello was refused (EACCES), if it was.
+	refusal string
 }
 
 // response is a reply and the socket it carries, if any: the program's
@@ -428,21 +435,18 @@ func (cl *client) handle(req Request) response {
 	if req.Op == OpHello {
 		return cl.hello(req)
 	}
-	if cl.att == nil {
-		return invalid("%s: say hello first", req.Op)
-	}
-	switch req.Op {
-	case OpBind, OpListen, OpConnect:
-		if req.Proto != xmaps.TCP && req.Proto != xmaps.UDP || req.Op == OpListen && req.Proto != xmaps.TCP {
-			return invalid("%s: protocol %d (want tcp, or udp but for listen)", req.Op, req.Proto)
-		}
+	if err := check(req); err != nil {
+		return invalid("%v", err)
 	}
 	req.Local, req.Remote = unmap(req.Local), unmap(req.Remote)
+	if cl.att == nil {
+		if cl.refusal == "" {
+			return invalid("%s: say hello first", req.Op)
+		}
+		return cl.judge(req)
+	}
 	switch req.Op {
 	case OpBind:
-		if !req.Local.Addr().IsValid() {
-			return invalid("bind: no address")
-		}
 		if req.Proto == xmaps.UDP {
 			return cl.bindUDP(req)
 		}
@@ -453,19 +457,55 @@ func (cl *client) handle(req Request) response {
 	case OpListen:
 		return cl.listen(req)
 	case OpConnect:
-		if !req.Remote.Addr().IsValid() || req.Remote.Addr().IsUnspecified() || req.Remote.Port() == 0 {
-			return invalid("connect: remote %s (want the address and port of a peer)", req.Remote)
-		}
 		if req.Proto == xmaps.UDP {
 			return cl.connectUDP(req)
 		}
 		return cl.connectTCP(req)
 	case OpUDPConnect:
 		return cl.udpConnect(req)
-	case OpSockErr:
-		return response{Reply: Reply{Status: int32(cl.s.takeSockErr(req.ID)), ID: req.ID}, fd: -1}
 	}
-	return invalid("unknown op %d", uint32(req.Op))
+	return response{Reply: Reply{Status: int32(cl.s.takeSockErr(req.ID)), ID: req.ID}, fd: -1} // OpSockErr
+}
+
+// check says what is wrong with a request, but for hello.
+func check(req Request) error {
+	switch req.Op {
+	case OpBind, OpListen, OpConnect:
+		if req.Proto != xmaps.TCP && req.Proto != xmaps.UDP || req.Op == OpListen && req.Proto != xmaps.TCP {
+			return fmt.Errorf("%s: protocol %d (want tcp, or udp but for listen)", req.Op, req.Proto)
+		}
+	case OpUDPConnect, OpSockErr:
+		return nil
+	default:
+		return fmt.Errorf("unknown op %d", uint32(req.Op))
+	}
+	switch {
+	case req.Op == OpBind && !req.Local.Addr().IsValid():
+		return errors.New("bind: no address")
+	case req.Op == OpConnect && (!req.Remote.Addr().IsValid() || req.Remote.Addr().IsUnspecified() || req.Remote.Port() == 0):
+		return fmt.Errorf("connect: remote %s (want the address and port of a peer)", req.Remote)
+	}
+	return nil
+}
+
+// judge answers a program whose hello was refused: what the network
+// would take fails with the refusal (EACCES), as the library expects,
+// and the rest is declined, for libc.
+func (cl *client) judge(req Request) response {
+	refused := response{Reply: Reply{Status: int32(unix.EACCES), Message: cl.refusal}, fd: -1}
+	var local, remote netip.AddrPort
+	switch req.Op {
+	case OpBind:
+		local = req.Local
+	case OpConnect:
+		remote = req.Remote
+	default:
+		return refused
+	}
+	if err := cl.s.backend.Takes(req.Proto, local, remote); err != nil {
+		return failed(err)
+	}
+	return refused
 }
 
 // hello attaches the program to the backend with what it says.
@@ -484,7 +524,11 @@ func (cl *client) hello(req Request) response {
 	prog := Program{Name: programName(cl.pid, h.procname), Namespace: h.namespace, Secret: h.secret, Scope: scope}
 	n, err := cl.s.backend.Attach(prog)
 	if err != nil {
-		return failed(err)
+		r := failed(err)
+		if r.Status == int32(unix.EACCES) {
+			cl.refusal = r.Message
+		}
+		return r
 	}
 	cl.att = &attachment{s: cl.s, net: n, prog: prog}
 	cl.att.hold()

@@ -128,6 +128,23 @@ func TestHello(t *testing.T) {
 	if r := p.hello("nosuch", ""); r.Status != int32(unix.EACCES) || !strings.Contains(r.Message, "no such namespace") {
 		t.Errorf("hello to an unknown namespace: %+v", r)
 	}
+	// Refused, the program learns which of its calls the network would
+	// have taken: those fail with the refusal, the rest are libc's.
+	for _, tc := range []struct {
+		req    Request
+		status int32
+	}{
+		{Request{Op: OpBind, Proto: maps.TCP, Local: ap("127.0.0.1:80")}, int32(unix.EACCES)},
+		{Request{Op: OpBind, Proto: maps.UDP, Local: ap("0.0.0.0:53")}, int32(unix.EACCES)},
+		{Request{Op: OpConnect, Proto: maps.TCP, Remote: ap("127.0.0.1:80")}, int32(unix.EACCES)},
+		{Request{Op: OpBind, Proto: maps.TCP, Local: ap("192.0.2.1:80")}, StatusDeclined},
+		{Request{Op: OpConnect, Proto: maps.UDP, Remote: ap("192.0.2.1:53")}, StatusDeclined},
+	} {
+		r, fd := p.do(tc.req)
+		if r.Status != tc.status || fd != -1 || tc.status == int32(unix.EACCES) && !strings.Contains(r.Message, "no such namespace") {
+			t.Errorf("%s %s after a refused hello: %+v, fd %d; want status %d", tc.req.Op, tc.req.Proto, r, fd, tc.status)
+		}
+	}
 	if r := p.hello("locked", "s"); r.Status != 0 || !strings.Contains(r.Message, "namespace locked") {
 		t.Fatalf("hello: %+v", r)
 	}
@@ -590,7 +607,7 @@ func TestUDP(t *testing.T) {
 	peerAddr := p.udpAddr(peer)
 	r, fd := p.ok(Request{Op: OpBind, Proto: maps.UDP, Local: ap("127.0.0.1:0")}, 0)
 	name := nameOf(t, fd)
-	if soType(t, fd) != unix.SOCK_DGRAM || name.Kind != KindUDP || name.Local != r.Local || r.Local.Port() == 0 {
+	if soType(t, fd) != unix.SOCK_SEQPACKET || name.Kind != KindUDP || name.Local != r.Local || r.Local.Port() == 0 {
 		t.Fatalf("bound %+v, named %+v", r, name)
 	}
 	peer.WriteToUDPAddrPort([]byte("to program"), r.Local)

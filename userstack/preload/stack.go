@@ -40,6 +40,42 @@ func (b *StackBackend) Attach(p Program) (Network, error) {
 	return &stackNetwork{b: b, s: s, app: app}, nil
 }
 
+// Takes judges as the programs' networks do, but for the namespace.
+func (b *StackBackend) Takes(proto maps.Protocol, local, remote netip.AddrPort) error {
+	s, err := b.Stack()
+	if err != nil {
+		return Decline("the userstack of %s did not start: %v", b.Iface, err)
+	}
+	if remote.IsValid() {
+		return b.reaches(s, remote.Addr())
+	}
+	return b.serves(s, local.Addr())
+}
+
+// serves declines a bind to an address the userstack does not serve;
+// the wildcards it serves.
+func (b *StackBackend) serves(s *userstack.Stack, addr netip.Addr) error {
+	if !addr.IsUnspecified() && !s.Serves(addr) {
+		return Decline("%s is not an address the userstack of %s serves", addr, b.Iface)
+	}
+	return nil
+}
+
+// reaches declines what the userstack does not reach: loopback,
+// multicast and unspecified addresses, the host's own, and peers
+// routed through another interface.
+func (b *StackBackend) reaches(s *userstack.Stack, remote netip.Addr) error {
+	switch {
+	case remote.IsLoopback(), remote.IsMulticast(), remote.IsUnspecified(), remote.IsLinkLocalUnicast():
+		return Decline("%s is not reached through %s", remote, b.Iface)
+	case b.ownAddr(remote):
+		return Decline("%s is an address of this host (the kernel's)", remote)
+	case s.Reaches(remote) != nil:
+		return Decline("no route to %s through %s", remote, b.Iface)
+	}
+	return nil
+}
+
 // ownAddr tells whether addr is one of the host's addresses (of any
 // interface): the kernel's to answer, unless a local listener of the
 // app's namespace takes the connect.
@@ -74,11 +110,8 @@ func (n *stackNetwork) CheckBind(proto maps.Protocol, local netip.AddrPort) erro
 	if proto == maps.UDP && n.app.Scope() == appns.ScopeLocal {
 		return Decline("scope local: udp stays with the kernel (local sessions carry tcp only)")
 	}
-	if addr.IsUnspecified() {
-		return nil
-	}
-	if !n.s.Serves(addr) {
-		return Decline("%s is not an address the userstack of %s serves", addr, n.b.Iface)
+	if err := n.b.serves(n.s, addr); err != nil || addr.IsUnspecified() {
+		return err
 	}
 	return n.app.MayBind(addr)
 }
@@ -95,7 +128,7 @@ func (n *stackNetwork) ListenUDP(local netip.AddrPort, flags Flags) (net.PacketC
 // interface, or to a local listener of the app's namespace.
 func (n *stackNetwork) DialTCP(local, remote netip.AddrPort, flags Flags) (Dialing, error) {
 	if !n.app.LocalListener(remote) {
-		if err := n.reaches(remote.Addr()); err != nil {
+		if err := n.b.reaches(n.s, remote.Addr()); err != nil {
 			return nil, err
 		}
 		if n.app.Scope() == appns.ScopeLocal {
@@ -110,26 +143,10 @@ func (n *stackNetwork) DialTCP(local, remote netip.AddrPort, flags Flags) (Diali
 }
 
 func (n *stackNetwork) Source(remote netip.Addr) (netip.Addr, error) {
-	if err := n.reaches(remote); err != nil {
+	if err := n.b.reaches(n.s, remote); err != nil {
 		return netip.Addr{}, err
 	}
 	return n.app.Source(remote)
-}
-
-// reaches declines what the userstack does not reach: loopback,
-// multicast and unspecified addresses, the host's own, and peers
-// routed through another interface.
-func (n *stackNetwork) reaches(remote netip.Addr) error {
-	switch {
-	case remote.IsLoopback(), remote.IsMulticast(), remote.IsUnspecified(), remote.IsLinkLocalUnicast():
-		return Decline("%s is not reached through %s", remote, n.b.Iface)
-	case n.b.ownAddr(remote):
-		return Decline("%s is an address of this host (the kernel's)", remote)
-	}
-	if _, err := n.app.Source(remote); err != nil {
-		return Decline("no route to %s through %s", remote, n.b.Iface)
-	}
-	return nil
 }
 
 func (n *stackNetwork) Close() error { return n.app.Close() }

@@ -41,7 +41,6 @@ type udpSession struct {
 	att   *attachment
 	ep    *udpEndpoint
 	id    uint32
-	prog  socketID
 	end   *net.UnixConn
 	flags Flags
 
@@ -81,13 +80,13 @@ func (cl *client) openUDP(req Request, local, remote netip.AddrPort) response {
 	}
 	id := s.newID()
 	u := &udpSession{att: cl.att, ep: ep, id: id, flags: req.Flags, remote: remote}
-	prog, end, err := s.pair(unix.SOCK_DGRAM, Name{Kind: KindUDP, Family: family(req.Flags), ID: id, Instance: s.instance,
+	prog, end, err := s.pair(unix.SOCK_SEQPACKET, Name{Kind: KindUDP, Family: family(req.Flags), ID: id, Instance: s.instance,
 		Local: show(ep.bound, req.Flags), Remote: show(remote, req.Flags)})
 	if err != nil {
 		ep.leave(nil)
 		return failed(err)
 	}
-	u.prog, u.end = prog.id, end
+	u.end = end
 	cl.att.hold()
 	ep.join(u)
 	if !s.add(id, u, u.send) {
@@ -95,7 +94,6 @@ func (cl *client) openUDP(req Request, local, remote netip.AddrPort) response {
 		unix.Close(prog.fd)
 		return failed(errClosing)
 	}
-	s.alive.watch(prog.id, u.close)
 	s.udpOpened.Add(1)
 	return response{Reply: Reply{ID: id, Local: show(ep.bound, req.Flags)}, fd: prog.fd}
 }
@@ -236,12 +234,12 @@ func (u *udpSession) deliver(b []byte, from netip.AddrPort) {
 	rc.Control(func(fd uintptr) {
 		sendErr = unix.Sendmsg(int(fd), b, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
 	})
-	if errors.Is(sendErr, unix.ECONNREFUSED) {
+	if errors.Is(sendErr, unix.EPIPE) {
 		u.close() // the program closed its socket
 	}
 }
 
-// send sends the program's datagrams until it closes its socket.
+// send sends the program's datagrams until it closes its socket (EOF).
 func (u *udpSession) send() {
 	buf := make([]byte, maxDatagram)
 	for {
@@ -270,7 +268,6 @@ func (u *udpSession) send() {
 func (u *udpSession) close() {
 	u.once.Do(func() {
 		s := u.att.s
-		s.alive.unwatch(u.prog)
 		u.end.Close()
 		u.ep.leave(u)
 		s.remove(u.id)
