@@ -79,7 +79,7 @@ type CaptureRequest struct {
 }
 
 // errNoUserstack refuses a capture of the userstack where none runs.
-var errNoUserstack = errors.New("no userstack runs here (attach with --app)")
+var errNoUserstack = errors.New("no userstack runs here (attach with --app, or run a program with xdpstack run)")
 
 // captureStream checks a capture request and taps the userstack or the
 // PSP gateway for it: one capture of each at a time. The tap comes off
@@ -116,14 +116,15 @@ func (d *Daemon) captureStream(req CaptureRequest) (control.Streamer, error) {
 		}
 		tap, stop = t.Tap, func() { d.psp.data.StopTap(t) }
 	} else {
-		if d.Stack == nil {
+		stack := d.stack()
+		if stack == nil {
 			return nil, control.Refuse(http.StatusConflict, errNoUserstack)
 		}
 		tap = capture.NewTap(req.Snaplen, filter)
-		if !d.Stack.StartTap(tap) {
+		if !stack.StartTap(tap) {
 			return nil, control.Refuse(http.StatusConflict, fmt.Errorf("another capture of the userstack on %s runs (one at a time)", d.Iface.Name))
 		}
-		stop = func() { d.Stack.StopTap(tap) }
+		stop = func() { stack.StopTap(tap) }
 	}
 	slog.Info("capture of "+what+" started", "iface", d.Iface.Name, "filter", filter.String())
 	return func(ctx context.Context, w io.Writer, flush func()) error {

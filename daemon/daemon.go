@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/xdpstack/xdpstack/daemon/control"
 	"github.com/xdpstack/xdpstack/internal/httpserver"
@@ -25,6 +26,7 @@ import (
 	"github.com/xdpstack/xdpstack/userstack"
 	"github.com/xdpstack/xdpstack/userstack/appns"
 	"github.com/xdpstack/xdpstack/userstack/apps"
+	"github.com/xdpstack/xdpstack/userstack/preload"
 )
 
 // Config is what to run.
@@ -65,7 +67,9 @@ type Daemon struct {
 	*loader.Attachment
 	// MetricsAddr is the address /metrics is served on, if any.
 	MetricsAddr net.Addr
-	// Stack is the userstack, nil without apps.
+	// Stack is the userstack, nil while none runs: without apps it
+	// starts with the first preloaded program (startUserstack), under
+	// stackMu.
 	Stack   *userstack.Stack
 	Apps    []apps.App
 	specs   []apps.Spec
@@ -80,6 +84,16 @@ type Daemon struct {
 	netlink    *netlink.Handle
 	// psp is the PSP gateway, nil without one.
 	psp *pspGateway
+	// preload serves the programs under `xdpstack run`, beside the
+	// control socket.
+	preload *preload.Server
+	// startNetns is the network namespace Start ran in, where a
+	// userstack started later must start too.
+	startNetns netns.NsHandle
+	stackMu    sync.Mutex
+	// stackAtAttach says the userstack started with the apps, and
+	// stopping that Close has begun: no userstack starts any more.
+	stackAtAttach, stopping bool
 
 	// cfg is the running configuration, as Reload leaves it.
 	cfg Config
@@ -101,7 +115,11 @@ const checkInterval = time.Second
 // another daemon or a taken port changes nothing, then attaches and
 // serves.
 func Start(cfg Config) (*Daemon, error) {
-	if cfg.NeedUserstack = cfg.NeedUserstack || len(cfg.Apps) > 0 || cfg.PSP != nil; cfg.NeedUserstack && cfg.Attach.UserPorts == (maps.PortRange{}) {
+	cfg.NeedUserstack = cfg.NeedUserstack || len(cfg.Apps) > 0 || cfg.PSP != nil
+	// With a control socket the preload server runs, whose programs may
+	// start the userstack later: its ports are steered (the replies to
+	// their connects) and reserved in the kernel from the start.
+	if (cfg.NeedUserstack || cfg.Control.Dir != "") && cfg.Attach.UserPorts == (maps.PortRange{}) {
 		cfg.Attach.UserPorts = loader.DefaultUserPorts
 	}
 	for _, spec := range cfg.Apps {
@@ -151,6 +169,10 @@ func Start(cfg Config) (*Daemon, error) {
 	if err == nil && cfg.PSP != nil {
 		err = d.startPSP(cfg.PSP)
 	}
+	d.stackAtAttach = d.Stack != nil
+	if err == nil && cfg.Control.Dir != "" {
+		err = d.startPreload(cfg.Control.Dir)
+	}
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -159,11 +181,14 @@ func Start(cfg Config) (*Daemon, error) {
 	}
 	if ln != nil {
 		extra := []prometheus.Collector{namespaceCollector{a.Iface.Name, spaces}}
-		if d.Stack != nil {
+		if d.stackAtAttach {
 			extra = append(extra, d.Stack.Collector())
 		}
 		if d.psp != nil {
 			extra = append(extra, pspCollector{d.psp})
+		}
+		if d.preload != nil {
+			extra = append(extra, preloadCollector{d})
 		}
 		d.MetricsAddr = ln.Addr()
 		d.metrics = metrics.Serve(ln, metrics.NewRegistry(a.Iface.Name, a.Maps, extra...))
@@ -259,11 +284,21 @@ func (d *Daemon) isLocal(addr netip.Addr) bool {
 }
 
 // Close stops serving and detaches, in the reverse order of Start: the
-// control socket; the check that the program is still attached;
-// /metrics, while everything it reads is still there; the PSP gateway;
-// the apps, last started first; the userstack; and the program.
+// control socket; the preload server with every preloaded program's
+// session; the check that the program is still attached; /metrics,
+// while everything it reads is still there; the PSP gateway; the apps,
+// last started first; the userstack; and the program.
 func (d *Daemon) Close() error {
 	errs := []error{closeControl(d.control)}
+	if d.preload != nil {
+		errs = append(errs, d.preload.Close())
+	}
+	d.stackMu.Lock()
+	d.stopping = true
+	d.stackMu.Unlock()
+	if d.startNetns.IsOpen() {
+		d.startNetns.Close()
+	}
 	if d.stopWatch != nil {
 		close(d.stopWatch)
 		d.watching.Wait()

@@ -442,7 +442,7 @@ func TestSampling(t *testing.T) {
 		{CaptureRequest{Point: "xdp", Snaplen: 64}, http.StatusBadRequest, "the xdp point is captured through the pins, not the daemon"},
 		{CaptureRequest{Point: "userstack", Snaplen: 0}, http.StatusBadRequest, "snaplen 0: want 1 to 65280 bytes"},
 		{CaptureRequest{Point: "userstack", Snaplen: 64, Filter: "verdict drop"}, http.StatusBadRequest, "verdict, reason and rule are the XDP hook's"},
-		{CaptureRequest{Point: "userstack", Snaplen: 64}, http.StatusConflict, "no userstack runs here (attach with --app)"},
+		{CaptureRequest{Point: "userstack", Snaplen: 64}, http.StatusConflict, "no userstack runs here (attach with --app, or run a program with xdpstack run)"},
 		{CaptureRequest{Point: "psp", Snaplen: 64}, http.StatusConflict, "no psp gateway runs on this interface (attach with --psp-config)"},
 		{CaptureRequest{Point: "psp", Snaplen: 64, Filter: "reason steered"}, http.StatusBadRequest, "verdict, reason and rule are the XDP hook's"},
 	} {

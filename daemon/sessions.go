@@ -67,17 +67,18 @@ func (d *Daemon) Sessions(q SessionsQuery) (SessionsReply, error) {
 		return SessionsReply{}, err
 	}
 	reply := SessionsReply{Iface: d.Iface.Name, Verbose: q.Verbose, Sessions: []userstack.Session{}, Queues: []QueueSessions{}}
-	if d.Stack == nil {
+	stack := d.stack()
+	if stack == nil {
 		return reply, nil
 	}
 	reply.Userstack = true
-	reply.Sessions = d.Stack.ListSessions(userstack.SessionFilter{
+	reply.Sessions = stack.ListSessions(userstack.SessionFilter{
 		Namespace: q.Namespace,
 		State:     userstack.SessionState(q.State),
 		Protocol:  q.Proto,
 		TCPVars:   q.Verbose >= 2,
 	})
-	reply.Queues = queueTotals(len(d.Stack.Sockets()), reply.Sessions)
+	reply.Queues = queueTotals(len(stack.Sockets()), reply.Sessions)
 	return reply, nil
 }
 

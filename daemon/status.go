@@ -133,10 +133,11 @@ func (d *Daemon) Status() (Status, error) {
 	slices.SortFunc(st.Verdicts, func(a, b Verdict) int {
 		return cmp.Or(cmp.Compare(a.Action, b.Action), cmp.Compare(a.Reason, b.Reason))
 	})
-	if d.Stack == nil {
+	stack := d.stack()
+	if stack == nil {
 		return st, nil
 	}
-	for _, s := range d.Stack.Sockets() {
+	for _, s := range stack.Sockets() {
 		ss, err := s.Stats()
 		if err != nil {
 			return Status{}, err
@@ -149,8 +150,8 @@ func (d *Daemon) Status() (Status, error) {
 			Frames: Frames{Free: f.Free, InKernel: f.InKernel, Lost: f.Lost},
 		})
 	}
-	st.Netstack = d.Stack.NetstackCounters()
-	for l, id := range d.Stack.Sessions().Listeners() {
+	st.Netstack = stack.NetstackCounters()
+	for l, id := range stack.Sessions().Listeners() {
 		st.Listeners = append(st.Listeners, Listener{ID: id, Listener: l.String()})
 	}
 	slices.SortFunc(st.Listeners, func(a, b Listener) int { return cmp.Compare(a.ID, b.ID) })

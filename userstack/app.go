@@ -178,14 +178,14 @@ func (a *App) Listen(network, address string) (net.Listener, error) {
 	}
 	if err == nil {
 		var ln net.Listener
-		if ln, err = a.listen(ap); err == nil {
+		if ln, err = a.listen(ap, socketBind{}); err == nil {
 			return ln, nil
 		}
 	}
 	return nil, fmt.Errorf("listen %s %s: %w", network, address, err)
 }
 
-func (a *App) listen(ap netip.AddrPort) (net.Listener, error) {
+func (a *App) listen(ap netip.AddrPort, o socketBind) (net.Listener, error) {
 	s := a.s
 	addrs, err := a.bindAddrs(ap.Addr())
 	if err != nil {
@@ -197,13 +197,17 @@ func (a *App) listen(ap netip.AddrPort) (net.Listener, error) {
 		// Reuse: a namespace that claimed an address after a wildcard
 		// listener of another opened on the port may listen on it too;
 		// the netstack's more specific listener takes its connections.
-		if ln.eps, port, err = s.bindAll(tcp.ProtocolNumber, addrs, port, ln.wq, func(ep tcpip.Endpoint) { ep.SocketOptions().SetReuseAddress(true) }); err != nil {
+		setup := func(ep tcpip.Endpoint) {
+			ep.SocketOptions().SetReuseAddress(true)
+			o.setup(ep)
+		}
+		if ln.eps, port, err = s.bindAll(tcp.ProtocolNumber, addrs, port, ln.wq, bindOptions{setup: setup, exact: o.exact}); err != nil {
 			return nil, err
 		}
 		for _, ep := range ln.eps {
 			s.held.add(ep, a.label)
 		}
-		err = ln.listenNetstack(addrs, port)
+		err = ln.listenNetstack(addrs, port, o.backlog(s.opts.TCP.Backlog))
 	}
 	if err == nil && a.scope.Local() {
 		err = a.listenLocal(ln, addrs, port)
@@ -228,10 +232,10 @@ func (a *App) listen(ap netip.AddrPort) (net.Listener, error) {
 
 // listenNetstack makes ln's bound endpoints listen, and steers their
 // addresses to them.
-func (ln *listener) listenNetstack(addrs []netip.Addr, port uint16) error {
+func (ln *listener) listenNetstack(addrs []netip.Addr, port uint16, backlog int) error {
 	s := ln.app.s
 	for _, ep := range ln.eps {
-		if terr := ep.Listen(s.opts.TCP.Backlog); terr != nil {
+		if terr := ep.Listen(backlog); terr != nil {
 			return errors.New(terr.String())
 		}
 	}
@@ -246,6 +250,9 @@ type bindError struct {
 	err  tcpip.Error
 }
 
+// Unwrap is the errno a kernel socket's bind would have said.
+func (e *bindError) Unwrap() error { return errnoOf(e.err) }
+
 func (e *bindError) Error() string {
 	if !e.addr.Addr().IsValid() {
 		return fmt.Sprintf("bind: %s", e.err)
@@ -258,12 +265,23 @@ func (e *bindError) Error() string {
 // every address.
 const bindTries = 16
 
+// bindOptions say how bindAll binds each endpoint.
+type bindOptions struct {
+	// setup sets an endpoint's options before it binds.
+	setup func(tcpip.Endpoint)
+	// exact binds an unspecified address to its own family, as a kernel
+	// socket does: 0.0.0.0 is IPv4's wildcard, :: both families' (unless
+	// setup makes it v6-only). Else either stands for every address of
+	// the interface (see fullAddr).
+	exact bool
+}
+
 // bindAll binds one endpoint per address (the invalid or unspecified
 // address: every address) to port, all sharing wq. Port 0 on several
 // addresses takes a port free on all of them.
-func (s *Stack) bindAll(proto tcpip.TransportProtocolNumber, addrs []netip.Addr, port uint16, wq *waiter.Queue, setup func(tcpip.Endpoint)) ([]tcpip.Endpoint, uint16, error) {
+func (s *Stack) bindAll(proto tcpip.TransportProtocolNumber, addrs []netip.Addr, port uint16, wq *waiter.Queue, o bindOptions) ([]tcpip.Endpoint, uint16, error) {
 	if port != 0 || len(addrs) == 1 {
-		return s.tryBind(proto, addrs, port, wq, setup)
+		return s.tryBind(proto, addrs, port, wq, o)
 	}
 	var err error
 	for range bindTries {
@@ -271,7 +289,7 @@ func (s *Stack) bindAll(proto tcpip.TransportProtocolNumber, addrs []netip.Addr,
 			return nil, 0, err
 		}
 		var eps []tcpip.Endpoint
-		if eps, _, err = s.tryBind(proto, addrs, port, wq, setup); err == nil {
+		if eps, _, err = s.tryBind(proto, addrs, port, wq, o); err == nil {
 			return eps, port, nil
 		}
 		var be *bindError
@@ -302,7 +320,7 @@ func (s *Stack) freePort(proto tcpip.TransportProtocolNumber) (uint16, error) {
 	return bound.Port, nil
 }
 
-func (s *Stack) tryBind(proto tcpip.TransportProtocolNumber, addrs []netip.Addr, port uint16, wq *waiter.Queue, setup func(tcpip.Endpoint)) ([]tcpip.Endpoint, uint16, error) {
+func (s *Stack) tryBind(proto tcpip.TransportProtocolNumber, addrs []netip.Addr, port uint16, wq *waiter.Queue, o bindOptions) ([]tcpip.Endpoint, uint16, error) {
 	var eps []tcpip.Endpoint
 	fail := func(err error) ([]tcpip.Endpoint, uint16, error) {
 		for _, ep := range eps {
@@ -312,13 +330,16 @@ func (s *Stack) tryBind(proto tcpip.TransportProtocolNumber, addrs []netip.Addr,
 	}
 	for _, addr := range addrs {
 		fa, netProto := s.fullAddr(netip.AddrPortFrom(addr, port))
+		if o.exact && addr.IsUnspecified() {
+			netProto = addrProto(addr)
+		}
 		ep, terr := s.stack.NewEndpoint(proto, netProto, wq)
 		if terr != nil {
 			return fail(errors.New(terr.String()))
 		}
 		eps = append(eps, ep)
-		if setup != nil {
-			setup(ep)
+		if o.setup != nil {
+			o.setup(ep)
 		}
 		if terr := ep.Bind(fa); terr != nil {
 			return fail(&bindError{netip.AddrPortFrom(addr, port), terr})
@@ -339,7 +360,11 @@ func (s *Stack) steer(proto maps.Protocol, addrs []netip.Addr, port uint16) ([]m
 			addr = netip.Addr{}
 		}
 		l := maps.Listener{Protocol: proto, Addr: addr, Port: port}
-		if _, err := s.sessions.Add(l); err != nil {
+		add := s.sessions.Add
+		if !addr.IsValid() {
+			add = s.sessions.AddShared // see AddShared
+		}
+		if _, err := add(l); err != nil {
 			return nil, errors.Join(err, s.unsteer(steer))
 		}
 		steer = append(steer, l)
@@ -370,14 +395,14 @@ func (a *App) ListenPacket(network, address string) (net.PacketConn, error) {
 	}
 	if err == nil {
 		var pc net.PacketConn
-		if pc, err = a.listenPacket(ap); err == nil {
+		if pc, err = a.listenPacket(ap, socketBind{}); err == nil {
 			return pc, nil
 		}
 	}
 	return nil, fmt.Errorf("listen %s %s: %w", network, address, err)
 }
 
-func (a *App) listenPacket(ap netip.AddrPort) (net.PacketConn, error) {
+func (a *App) listenPacket(ap netip.AddrPort, o socketBind) (net.PacketConn, error) {
 	s := a.s
 	if a.scope == appns.ScopeLocal {
 		return nil, errLocalTCPOnly
@@ -387,7 +412,7 @@ func (a *App) listenPacket(ap netip.AddrPort) (net.PacketConn, error) {
 		return nil, err
 	}
 	var wq waiter.Queue
-	eps, port, err := s.bindAll(udp.ProtocolNumber, addrs, ap.Port(), &wq, nil)
+	eps, port, err := s.bindAll(udp.ProtocolNumber, addrs, ap.Port(), &wq, bindOptions{setup: o.setup, exact: o.exact})
 	if err != nil {
 		return nil, err
 	}

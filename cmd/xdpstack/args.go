@@ -12,7 +12,8 @@ import (
 // urfave/cli v2 stops reading flags at the first argument and operators
 // type `xdpstack attach eth0 --mode native`. Global flags given after the
 // command (`attach eth0 --log-level debug`) go before it, where urfave/cli
-// reads them. Arguments after "--" stay as they are.
+// reads them. Arguments after "--" stay as they are, and so do those
+// from the program of a command that runs one (`run nginx -g ...`).
 //
 // It refuses what urfave/cli would misread: a flag that wants a value
 // with none after it (`attach eth0 --mode` would take eth0 as the mode
@@ -21,6 +22,7 @@ import (
 func flagsFirst(app *cli.App, args []string) ([]string, error) {
 	out := []string{args[0]}
 	commands, flags := app.Commands, app.Flags
+	var current *cli.Command
 	var global []string
 	seen := map[cli.Flag]bool{}
 	help := app.Name // the command path, for hints
@@ -51,7 +53,7 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 	// Walk global flags and the command path to the command that runs.
 	for i < len(args) {
 		a := args[i]
-		if strings.HasPrefix(a, "-") {
+		if strings.HasPrefix(a, "-") && a != "--" {
 			var err error
 			if i, err = take(&out, flags, i); err != nil {
 				return nil, err
@@ -64,7 +66,7 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 			break
 		}
 		out = append(out, a)
-		commands, flags = cmd.Subcommands, cmd.Flags
+		commands, flags, current = cmd.Subcommands, cmd.Flags, cmd
 		help += " " + cmd.Name
 		i++
 	}
@@ -75,6 +77,9 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 		switch {
 		case a == "--":
 			positional = append(positional, args[i:]...)
+			i = len(args)
+		case runsProgram(current) && !strings.HasPrefix(a, "-"):
+			positional = append(append(positional, "--"), args[i:]...)
 			i = len(args)
 		case strings.HasPrefix(a, "-") && a != "-" && lookupFlag(flags, a) == nil && lookupFlag(app.Flags, a) != nil:
 			i, err = take(&global, app.Flags, i)
@@ -90,6 +95,10 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 	out = append(out, positional...)
 	return slices.Insert(out, 1, global...), nil
 }
+
+// runsProgram tells whether cmd's arguments are a program and its
+// arguments, which are the program's to read.
+func runsProgram(cmd *cli.Command) bool { return cmd != nil && cmd.Name == "run" }
 
 // lookupFlag is the flag of flags that arg (-name, --name or
 // --name=value) names; nil when none.

@@ -17,6 +17,11 @@ func TestFlagsFirst(t *testing.T) {
 		{"x help attach", "x help attach"},
 		{"x attach eth0 --log-level debug --mode native", "x --log-level debug attach --mode native eth0"},
 		{"x stats eth0 --pin-root=/p --rate", "x --pin-root=/p stats --rate eth0"},
+		// The program's arguments are its own, flags or not.
+		{"x run --iface eth0 nginx -g x --debug", "x run --iface eth0 -- nginx -g x --debug"},
+		{"x run nginx --iface eth0", "x run -- nginx --iface eth0"},
+		{"x run --debug -- nginx -g x", "x run --debug -- nginx -g x"},
+		{"x run nginx --log-level debug", "x run -- nginx --log-level debug"},
 	} {
 		got, err := flagsFirst(newApp(), strings.Fields(tc.in))
 		if err != nil || !slices.Equal(got, strings.Fields(tc.want)) {

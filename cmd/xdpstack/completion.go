@@ -65,8 +65,8 @@ func completions(app *cli.App, words []string) []string {
 	for i := 0; i < len(words)-1; i++ {
 		w := words[i]
 		switch {
-		case w == "--":
-			return nil
+		case w == "--", runsProgram(cmd) && !strings.HasPrefix(w, "-"):
+			return nil // the program's words: the shell completes file names
 		case strings.HasPrefix(w, "-") && w != "-":
 			f := lookupFlag(flags, w)
 			if f == nil {

@@ -48,6 +48,9 @@ func TestCompletions(t *testing.T) {
 		{"man", nil}, // hidden
 		{"attach lo", []string{"lo"}},
 		{"config check ", nil}, // FILE
+		{"run --de", []string{"--debug"}},
+		{"run nginx --de", nil}, // the program's flags
+		{"run --iface lo curl -", nil},
 	} {
 		if got := words(tc.line); !slices.Equal(got, tc.want) {
 			t.Errorf("complete %q: got %q, want %q", tc.line, got, tc.want)

@@ -116,6 +116,11 @@ var examples = map[string][]example{
 		{"8 TCP connections of 100 MB, checking every byte", "xdpstack echo client --uri tcp://192.0.2.1:7 --nclients 8 --bytes 100M --verify"},
 		{"QUIC with 4 streams, not checking the certificate", "xdpstack echo client --uri quic://192.0.2.1:7 --streams 4 --insecure"},
 	},
+	"run": {
+		{"serve nginx on eth0's userstack", "xdpstack run --iface eth0 -- nginx -g 'daemon off;'"},
+		{"an iperf3 server in namespace web, its secret kept off the command line", "XDPSTACK_SECRET=$(</etc/xdpstack/web.secret) xdpstack run --namespace web -- iperf3 -s"},
+		{"see which sockets the userstack takes, and why", "xdpstack run --debug curl http://192.0.2.2/"},
+	},
 	"reload": {
 		{"apply the edited config file", "xdpstack reload eth0"},
 	},

@@ -35,10 +35,15 @@ func TestEveryCommandHasExamples(t *testing.T) {
 			t.Errorf("xdpstack %s has no example (add one to examples in examples.go)", path)
 		}
 		for _, ex := range examples[path] {
-			// The words up to a pipe or a redirection are xdpstack's.
+			// The words up to a pipe, a redirection or the program of
+			// xdpstack run are xdpstack's.
 			words := strings.Fields(ex.run)
-			if i := slices.IndexFunc(words, func(w string) bool { return w == "|" || w == ">" }); i >= 0 {
+			if i := slices.IndexFunc(words, func(w string) bool { return w == "|" || w == ">" || w == "--" }); i >= 0 {
 				words = words[:i]
+			}
+			// Variables set for the command come first.
+			for len(words) > 1 && strings.Contains(words[0], "=") {
+				words = words[1:]
 			}
 			// The command it runs: path, or a subcommand of it.
 			cmd, ran := &cli.Command{Subcommands: app.Commands}, ""

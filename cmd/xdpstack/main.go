@@ -73,6 +73,7 @@ func newApp() *cli.App {
 			captureCommand(),
 			pspCommand(),
 			echoCommand(),
+			runCommand(),
 			reloadCommand(),
 			configCommand(),
 			completionCommand(),

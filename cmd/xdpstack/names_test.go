@@ -33,6 +33,7 @@ func TestInterfaceNames(t *testing.T) {
 			{"stats", name},
 			{"reload", name},
 			{"echo", "client", "--iface", name, "--uri", "tcp://10.0.0.1:7"},
+			{"run", "--iface", name, "true"},
 		} {
 			args = append([]string{"--pin-root", root}, args...)
 			t.Run(strings.Join(args, " "), func(t *testing.T) {

@@ -251,6 +251,15 @@ func (t *Table) lookup(namespace string, remote netip.AddrPort) *Listener {
 	return byAddr[netip.IPv6Unspecified()]
 }
 
+// Listening tells whether a Dial to remote in namespace would find a
+// listener.
+func (t *Table) Listening(namespace string, remote netip.AddrPort) bool {
+	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lookup(namespace, remote) != nil
+}
+
 func (t *Table) removeListener(l *Listener) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -110,6 +110,9 @@ func TestDialMatches(t *testing.T) {
 		port++
 		remote := netip.MustParseAddrPort(tc.remote)
 		local := netip.AddrPortFrom(remote.Addr(), port)
+		if got := tab.Listening(tc.ns, remote); got != (tc.want != "") {
+			t.Errorf("Listening(%s, %s) = %v", tc.ns, remote, got)
+		}
 		before := tab.Counters().NoListener
 		c, err := tab.Dial(context.Background(), tc.ns, local, remote, DialOptions{})
 		if tc.want == "" {

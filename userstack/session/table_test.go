@@ -73,3 +73,38 @@ func TestTable(t *testing.T) {
 		t.Errorf("ids differ: steering %d, table %d", steer[udp7], tab.Listeners()[udp7])
 	}
 }
+
+// TestTableShared: the IPv4 and the IPv6 wildcard listener of a port
+// share its entry, which stays until both are removed; an entry added
+// alone is not shared.
+func TestTableShared(t *testing.T) {
+	steer := fakeSteering{}
+	tab := NewTable(steer)
+	any80 := maps.Listener{Protocol: maps.TCP, Port: 80}
+	first, err := tab.AddShared(any80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second, err := tab.AddShared(any80); err != nil || second != first {
+		t.Fatalf("AddShared(%v) again: %d, %v; want %d", any80, second, err, first)
+	}
+	if err := tab.Remove(any80); err != nil {
+		t.Fatal(err)
+	}
+	if steer[any80] != first {
+		t.Fatalf("after one Remove of two shares: steering %v", steer)
+	}
+	if err := tab.Remove(any80); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := steer[any80]; ok {
+		t.Errorf("after both Removes: steering %v", steer)
+	}
+	alone := maps.Listener{Protocol: maps.TCP, Port: 81}
+	if _, err := tab.Add(alone); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tab.AddShared(alone); err == nil {
+		t.Errorf("AddShared(%v) of an entry added alone: got no error", alone)
+	}
+}
