@@ -7,9 +7,11 @@ BIN      := bin/xdpstack
 LIB      := bin/libxdpstack.so
 CC       := gcc
 LIB_CFLAGS := -O2 -g -fPIC -shared -fvisibility=hidden -Wall -Wextra -Werror
-# What the tests, the demo and the benchmark run: kernel tools as peers.
+# What the tests, the demo and the benchmark run: kernel tools as peers,
+# the programs run under `xdpstack run`, and the compiler of its library.
 RUN_PKGS := iproute2 iperf3 iputils-ping bpftool curl util-linux ethtool netcat-openbsd openssl ngtcp2-client wrk python3 hping3 tcpdump tshark \
-	wireguard-tools prometheus gcc libc6-dev bash-completion zsh fish groff-base mandoc man-db systemd
+	wireguard-tools prometheus bash-completion zsh fish groff-base mandoc man-db systemd \
+	nginx-light redis-server redis-tools openssh-server openssh-client bird2 socat gcc libc6-dev
 # What `make generate` needs: the pinned compiler and the headers.
 GEN_PKGS := clang-19 llvm-19 libbpf-dev linux-libc-dev
 TEST_FLAGS ?= -count=1 -timeout 30m

@@ -16,5 +16,20 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Debian starts the services its packages ship (nginx, redis, sshd, bird)
+# as it installs them; the tests run copies of their own in network
+# namespaces, and nothing may be left listening on the host. Service
+# starts go through invoke-rc.d (systemd's too, deb-systemd-invoke), which
+# asks policy-rc.d: one that refuses every start (101) holds for the
+# install, and whatever was there before comes back afterwards.
+policy=/usr/sbin/policy-rc.d
+if [ -e "$policy" ]; then
+	mv "$policy" "$policy.xdpstack-saved"
+	trap 'mv -f "$policy.xdpstack-saved" "$policy"' EXIT
+else
+	trap 'rm -f "$policy"' EXIT
+fi
+printf '#!/bin/sh\n# tools/install-packages.sh: no service starts while it installs\nexit 101\n' >"$policy"
+chmod 0755 "$policy"
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
