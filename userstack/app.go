@@ -192,6 +192,7 @@ func (a *App) listen(ap netip.AddrPort, o socketBind) (net.Listener, error) {
 		return nil, err
 	}
 	ln := &listener{app: a, wq: &waiter.Queue{}, closing: make(chan struct{}), fromLocal: make(chan *cutthrough.Conn)}
+	ln.steerUsers.Store(1)
 	port := ap.Port()
 	if a.scope.Global() {
 		// Reuse: a namespace that claimed an address after a wildcard
@@ -518,7 +519,7 @@ func (a *App) dialNetstack(ctx context.Context, proto maps.Protocol, remote neti
 		}
 		return nil, &net.OpError{Op: "connect", Net: "tcp", Addr: netTCPAddr(remote), Err: errors.New(terr.String())}
 	}
-	return a.hold(ep, &wq)
+	return a.hold(ep, &wq, nil)
 }
 
 // connectTCP connects ep, waiting for the handshake or ctx.

@@ -25,6 +25,12 @@ type listener struct {
 	wq    *waiter.Queue
 	addr  net.Addr
 	steer []maps.Listener
+	// steerUsers are the listener and the connections it accepted,
+	// which XDP steers by its entries: the last to close removes them,
+	// so that a listener closed before its connections (a program that
+	// execs, a server that stops listening) does not leave them to the
+	// kernel, which would reset them.
+	steerUsers atomic.Int32
 	// locals are the listeners in the cut-through table, whose
 	// connections come through fromLocal.
 	locals    []*cutthrough.Listener
@@ -157,7 +163,8 @@ func (l *listener) acceptOne() (net.Conn, bool, error) {
 			n.Abort()
 			return nil, true, nil
 		}
-		c, err := l.app.hold(n, wq)
+		l.steerUsers.Add(1)
+		c, err := l.app.hold(n, wq, l.unsteer)
 		if err != nil {
 			return nil, true, l.closedError()
 		}
@@ -172,11 +179,20 @@ func (l *listener) closedError() error {
 
 func (l *listener) Addr() net.Addr { return l.addr }
 
-// Close stops steering first, so that new connections meet the
-// kernel's refusal instead of a closed listener.
+// unsteer lets go of one user of the listener's steering entries.
+func (l *listener) unsteer() error {
+	if l.steerUsers.Add(-1) != 0 {
+		return nil
+	}
+	return l.app.s.unsteer(l.steer)
+}
+
+// Close stops steering first when no connection it accepted is open,
+// so that new connections meet the kernel's refusal instead of a closed
+// listener; else the userstack refuses them.
 func (l *listener) Close() error {
 	l.once.Do(func() {
-		errs := []error{l.app.s.unsteer(l.steer)}
+		errs := []error{l.unsteer()}
 		close(l.closing)
 		for _, ep := range l.eps {
 			l.app.s.held.remove(ep)
@@ -205,13 +221,18 @@ func (c *conn) Close() error {
 }
 
 // hold makes a connected endpoint the app's: in the sessions view, and
-// closed with the app.
-func (a *App) hold(ep tcpip.Endpoint, wq *waiter.Queue) (net.Conn, error) {
+// closed with the app. closed, if not nil, runs when it is closed.
+func (a *App) hold(ep tcpip.Endpoint, wq *waiter.Queue, closed func() error) (net.Conn, error) {
 	a.s.held.add(ep, a.label)
 	c := &conn{TCPConn: gonet.NewTCPConn(wq, ep)}
 	c.release = func() {
 		a.s.held.remove(ep)
 		a.forget(c)
+		if closed != nil {
+			if err := closed(); err != nil {
+				slog.Warn("stop steering a closed listener's port", "err", err)
+			}
+		}
 	}
 	if err := a.keep(c); err != nil {
 		c.Close()

@@ -190,7 +190,7 @@ func (a *App) dialTCP(local, remote netip.AddrPort, o SocketOptions) (*PendingCo
 				}
 				return nil, &net.OpError{Op: "connect", Net: "tcp", Addr: netTCPAddr(remote), Err: &stackError{terr}}
 			}
-			return a.hold(ep, &wq)
+			return a.hold(ep, &wq, nil)
 		},
 		abandon: func() { ep.Close() },
 	}, nil

@@ -3,6 +3,7 @@ package userstack
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -219,6 +220,60 @@ func TestKernelPeers(t *testing.T) {
 		if c := sock.Frames(); c.Free+c.InKernel != c.Total {
 			t.Errorf("queue %d frames: %+v", sock.Queue, c)
 		}
+	}
+}
+
+// TestListenerClosedBeforeItsConnections closes a listener while the
+// connection it accepted goes on, as a program that execs or stops
+// listening does: XDP keeps steering the port until the connection
+// closes too, or the kernel would reset it.
+func TestListenerClosedBeforeItsConnections(t *testing.T) {
+	a, b := testutil.HostPair(t, 1)
+	s, att := startOn(t, a, Options{})
+	ln, err := s.Listen("tcp", ":7100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	peer, err := b.Dial(ctx, "tcp", fmt.Sprintf("%s:7100", a.Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	peer.SetDeadline(time.Now().Add(10 * time.Second))
+	var c net.Conn
+	select {
+	case c = <-accepted:
+	case <-ctx.Done():
+		t.Fatal("no connection accepted")
+	}
+	ln.Close()
+	steered := func() bool {
+		all, err := att.Maps.Listeners.All()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := all[maps.Listener{Protocol: maps.TCP, Port: 7100}]
+		return ok
+	}
+	if !steered() {
+		t.Fatal("the port is no longer steered once the listener closed, with its connection open")
+	}
+	go io.Copy(c, c)
+	if err := testutil.RoundTrip(peer, 1<<20); err != nil {
+		t.Fatalf("the connection after its listener closed: %v", err)
+	}
+	c.Close()
+	if steered() {
+		t.Error("the port is still steered once the listener and its connection closed")
 	}
 }
 
