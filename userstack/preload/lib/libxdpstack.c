@@ -375,6 +375,7 @@ static bool ctl_open(void)
 		return false;
 	}
 	refused = rep.status > 0 ? rep.status : 0;
+	DEBUG("asking the daemon at %s", socket_path);
 	if (refused) {
 		snprintf(refusal, sizeof(refusal), "%s", rep.message);
 		logf_("the daemon refused this program: %s", refusal);
@@ -570,7 +571,6 @@ static void start(void)
 		closedir(dir);
 	}
 	active = true;
-	DEBUG("using the userstack through %s", socket_path);
 }
 
 /* socket */
