@@ -16,7 +16,7 @@ WORK=$(mktemp -d)
 # (gRPC over mutual TLS on the IPv4 addresses), the virtual addresses.
 WIRE_A=fd00:213:250::1 WIRE_B=fd00:213:250::2
 VIP_A=10.213.77.1 VIP_B=10.213.77.2
-DAEMON_PID= KECHO_PID= PSP_A_PID= PSP_B_PID= HTTP_PID=
+DAEMON_PID= KECHO_PID= PSP_A_PID= PSP_B_PID= HTTP_PID= PEER_HTTP_PID=
 
 in_a() { nsenter --net=/run/netns/$A -- "$@"; }
 in_b() { nsenter --net=/run/netns/$B -- "$@"; }
@@ -31,7 +31,7 @@ wait_ready() {
 
 cleanup() {
 	set +e
-	for pid in $KECHO_PID $HTTP_PID; do kill -TERM "$pid" 2>/dev/null && wait "$pid"; done
+	for pid in $KECHO_PID $HTTP_PID $PEER_HTTP_PID; do kill -TERM "$pid" 2>/dev/null && wait "$pid"; done
 	for pid in $DAEMON_PID $PSP_A_PID $PSP_B_PID; do
 		if kill -0 "$pid" 2>/dev/null; then
 			kill -TERM "$pid"
@@ -154,6 +154,32 @@ CAPTURE=$!
 sleep 0.5
 in_b "$XDPSTACK" echo client --uri tcp://$ADDR_A:7 --bytes 1K --stats 0 >/dev/null
 wait $CAPTURE
+
+step "unmodified programs on the userstack: xdpstack run -- iperf3, python3's http.server, curl"
+# run execs the program with libxdpstack.so preloaded; --debug says which
+# side took each socket. The programs are the distribution's, unchanged.
+in_a "$XDPSTACK" run --debug -- iperf3 -s -1 -B $ADDR_A -p 5202 >"$WORK/iperf3-run.log" 2>&1 &
+PRELOAD_PID=$!
+for _ in $(seq 50); do grep -q "listen $ADDR_A:5202/tcp: userstack" "$WORK/iperf3-run.log" && break; sleep 0.1; done
+in_b iperf3 -c $ADDR_A -p 5202 -t 2 | grep -E "sender|receiver"
+wait $PRELOAD_PID
+grep "^xdpstack\[" "$WORK/iperf3-run.log" | head -3
+mkdir -p "$WORK/www" && head -c 4M /dev/urandom >"$WORK/www/blob"
+nsenter --net=/run/netns/$A -- "$XDPSTACK" run -- python3 -m http.server 8080 --bind $ADDR_A --directory "$WORK/www" >"$WORK/http-run.log" 2>&1 &
+HTTP_PID=$!
+for _ in $(seq 50); do in_b bash -c "echo >/dev/tcp/$ADDR_A/8080" 2>/dev/null && break; sleep 0.1; done
+in_b curl -s -o /dev/null -w "curl from $B: HTTP %{http_code}, %{size_download} bytes from python3 on the userstack\n" http://$ADDR_A:8080/blob
+in_b python3 -c "import socket, time; s = socket.create_connection(('$ADDR_A', 8080)); time.sleep(2)" &
+HOLDER=$!
+sleep 0.5
+"$XDPSTACK" sessions "$IF_A" --verbose | grep -E "App|python3|^queue" || true
+wait $HOLDER
+nsenter --net=/run/netns/$B -- python3 -m http.server 8081 --bind $ADDR_B --directory "$WORK/www" >/dev/null 2>&1 &
+PEER_HTTP_PID=$!
+for _ in $(seq 50); do in_a bash -c "echo >/dev/tcp/$ADDR_B/8081" 2>/dev/null && break; sleep 0.1; done
+in_a "$XDPSTACK" run --debug -- curl -s -o /dev/null -w "curl on the userstack: HTTP %{http_code}, %{size_download} bytes from %{remote_ip} (local port %{local_port}, the userstack's range)\n" http://$ADDR_B:8081/blob 2>&1 | grep -v "asking the daemon"
+kill -TERM $HTTP_PID $PEER_HTTP_PID; wait $HTTP_PID $PEER_HTTP_PID 2>/dev/null || true
+HTTP_PID= PEER_HTTP_PID=
 
 step "only what is addressed to $A is steered: forwarded and spoofed packets are not"
 # Traffic routed through A to port 80 matches the wildcard listener of the
