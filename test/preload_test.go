@@ -168,17 +168,15 @@ func iperf3(t *testing.T, l *programs.Launcher, server string, args ...string) p
 // many datagrams were lost is reported.
 func checkIperf3(t *testing.T, r programs.Iperf3, udp bool) {
 	t.Helper()
-	if !udp {
-		if r.End.SumReceived.Bytes == 0 {
-			t.Fatalf("iperf3 tcp: nothing received: %+v", r.End)
-		}
-		t.Logf("tcp: %d bytes received, %.2f Gbit/s", r.End.SumReceived.Bytes, r.End.SumReceived.BitsPerSecond/1e9)
-		return
+	got := r.End.SumReceived
+	if got.Bytes == 0 || udp && got.LostPackets >= got.Packets {
+		t.Fatalf("iperf3: nothing received: %+v", got)
 	}
-	if s := r.End.Sum; s.Packets == 0 || s.LostPackets >= s.Packets {
-		t.Fatalf("iperf3 udp: %+v, want datagrams received", s)
+	if udp {
+		t.Logf("udp: %d datagrams, %d lost (%.2f%%)", got.Packets, got.LostPackets, got.LostPercent)
+	} else {
+		t.Logf("tcp: %d bytes received, %.2f Gbit/s", got.Bytes, got.BitsPerSecond/1e9)
 	}
-	t.Logf("udp: %d datagrams, %d lost (%.2f%%)", r.End.Sum.Packets, r.End.Sum.LostPackets, r.End.Sum.LostPercent)
 }
 
 // TestPreloadIperf3 runs iperf3 as server and as client, TCP and UDP,

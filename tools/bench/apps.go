@@ -7,11 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/xdpstack/xdpstack/internal/testing/programs"
 	"github.com/xdpstack/xdpstack/tools/internal/echobench"
 	"github.com/xdpstack/xdpstack/userstack/apps"
 	"github.com/xdpstack/xdpstack/userstack/apps/httpapp"
@@ -137,13 +136,17 @@ func (b *bench) kernelApps(root string) (func() error, error) {
 	return stop, nil
 }
 
-// echoThroughput runs the echo tester from host B, on kernel sockets.
+// echoThroughput runs the echo tester from host B, on kernel sockets
+// (tls and quic: not checking the test certificate).
 func (b *bench) echoThroughput(uri, bytes string) (float64, error) {
 	// A stalled transfer fails the run instead of hanging it.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := b.pair.B.Command(ctx, b.binary, "echo", "client", "--uri", uri, "--insecure",
-		"--bytes", bytes, "--json", "--stats", "0").Output()
+	args := []string{"echo", "client", "--uri", uri, "--bytes", bytes, "--json", "--stats", "0"}
+	if !strings.HasPrefix(uri, "tcp://") {
+		args = append(args, "--insecure")
+	}
+	out, err := b.pair.B.Command(ctx, b.binary, args...).Output()
 	if err != nil {
 		return 0, fmt.Errorf("echo client %s: %w: %s", uri, err, out)
 	}
@@ -156,20 +159,8 @@ func (b *bench) echoThroughput(uri, bytes string) (float64, error) {
 	return r.ThroughputGbps, nil
 }
 
-var requestsPerSecond = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-
 // wrk loads url from host B for a bounded three seconds.
 func (b *bench) wrk(url string) (float64, error) {
-	out, err := b.pair.B.Command(context.Background(), "wrk", "-t2", "-c32", "-d3s", url).CombinedOutput()
-	if err != nil {
-		return 0, fmt.Errorf("wrk %s: %w: %s", url, err, out)
-	}
-	if strings.Contains(string(out), "Non-2xx") || strings.Contains(string(out), "Socket errors") {
-		return 0, fmt.Errorf("wrk %s saw errors:\n%s", url, out)
-	}
-	m := requestsPerSecond.FindSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("wrk %s: no Requests/sec in\n%s", url, out)
-	}
-	return strconv.ParseFloat(string(m[1]), 64)
+	w, err := programs.RunWrk(context.Background(), b.pair.B, "-t2", "-c32", "-d3s", url)
+	return w.PerSecond, err
 }

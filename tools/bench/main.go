@@ -64,7 +64,7 @@ func main() {
 }
 
 // sections are the parts of the report, in order.
-var sections = []string{"fastpath", "rules", "sampling", "psp-acl", "apps", "userstack", "latency", "cutthrough", "tunnels"}
+var sections = []string{"fastpath", "rules", "sampling", "psp-acl", "apps", "userstack", "latency", "cutthrough", "tunnels", "preload"}
 
 func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBytes string, only map[string]bool) (string, error) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
@@ -205,6 +205,14 @@ func run(binary string, rounds int, tcpTime time.Duration, frames uint32, echoBy
 		section, err := tunnelFigures(binary, rounds, tcpTime)
 		if err != nil {
 			return "", fmt.Errorf("tunnels: %w", err)
+		}
+		r.WriteString(section)
+	}
+	if only["preload"] {
+		fmt.Fprintln(logOut, "programs under xdpstack run:")
+		section, err := b.preloadSection(rounds, tcpTime, echoBytes)
+		if err != nil {
+			return "", fmt.Errorf("preload: %w", err)
 		}
 		r.WriteString(section)
 	}

@@ -9,18 +9,16 @@ import (
 type Iperf3 struct {
 	Error string `json:"error"`
 	End   struct {
-		// TCP: what the receiver got.
+		// What the receiver got; for UDP, how many datagrams it counted
+		// (the highest sequence number seen) and how many of them it
+		// never got.
 		SumReceived struct {
 			Bytes         int64   `json:"bytes"`
 			BitsPerSecond float64 `json:"bits_per_second"`
+			Packets       int64   `json:"packets"`
+			LostPackets   int64   `json:"lost_packets"`
+			LostPercent   float64 `json:"lost_percent"`
 		} `json:"sum_received"`
-		// UDP: what arrived and what was lost, as the receiver counted.
-		Sum struct {
-			Bytes       int64   `json:"bytes"`
-			Packets     int64   `json:"packets"`
-			LostPackets int64   `json:"lost_packets"`
-			LostPercent float64 `json:"lost_percent"`
-		} `json:"sum"`
 	} `json:"end"`
 }
 

@@ -2,6 +2,7 @@ package programs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -25,16 +26,25 @@ type Wrk struct {
 // answers other than 2xx and 3xx are an error.
 func RunWrk(ctx context.Context, h *hosts.Host, args ...string) (Wrk, error) {
 	out, err := h.Command(ctx, "wrk", args...).CombinedOutput()
-	s := string(out)
 	if err != nil {
-		return Wrk{}, fmt.Errorf("wrk %s: %w: %s", strings.Join(args, " "), err, s)
+		return Wrk{}, fmt.Errorf("wrk %s: %w: %s", strings.Join(args, " "), err, out)
 	}
-	if strings.Contains(s, "Non-2xx") || strings.Contains(s, "Socket errors") {
-		return Wrk{}, fmt.Errorf("wrk %s saw errors:\n%s", strings.Join(args, " "), s)
+	w, err := parseWrk(string(out))
+	if err != nil {
+		return Wrk{}, fmt.Errorf("wrk %s: %w:\n%s", strings.Join(args, " "), err, out)
 	}
-	n, rate := wrkRequests.FindStringSubmatch(s), wrkRate.FindStringSubmatch(s)
+	return w, nil
+}
+
+// parseWrk reads wrk's report: the requests made and their rate, an
+// error if any failed.
+func parseWrk(out string) (Wrk, error) {
+	if strings.Contains(out, "Non-2xx") || strings.Contains(out, "Socket errors") {
+		return Wrk{}, errors.New("requests failed")
+	}
+	n, rate := wrkRequests.FindStringSubmatch(out), wrkRate.FindStringSubmatch(out)
 	if n == nil || rate == nil {
-		return Wrk{}, fmt.Errorf("wrk %s: no request count or rate in:\n%s", strings.Join(args, " "), s)
+		return Wrk{}, errors.New("no request count or rate")
 	}
 	var w Wrk
 	w.Requests, _ = strconv.Atoi(n[1])
