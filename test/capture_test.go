@@ -18,7 +18,7 @@ import (
 // captureProc is a running `xdpstack capture`.
 type captureProc struct {
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *testutil.SyncBuffer
 	exited         chan error
 }
 
@@ -30,7 +30,7 @@ func startCapture(t *testing.T, root, iface string, d *daemon, args ...string) *
 	t.Helper()
 	c := &captureProc{
 		cmd:    exec.Command(binary, append([]string{"--pin-root", root, "capture", iface}, args...)...),
-		stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan error, 1),
+		stdout: &testutil.SyncBuffer{}, stderr: &testutil.SyncBuffer{}, exited: make(chan error, 1),
 	}
 	c.cmd.Stdout, c.cmd.Stderr = c.stdout, c.stderr
 	started := d.output.String()

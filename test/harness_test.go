@@ -3,7 +3,6 @@
 package test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -59,30 +57,12 @@ type readyInfo struct {
 	AFXDPMode   string `json:"afxdp_mode"`
 }
 
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // daemon is a running `xdpstack attach`.
 type daemon struct {
 	cmd       *exec.Cmd
 	ready     readyInfo
 	readyFile string
-	output    *syncBuffer
+	output    *testutil.SyncBuffer
 	exited    chan error
 }
 
@@ -99,7 +79,7 @@ func startDaemonWith(t *testing.T, command func(args ...string) *exec.Cmd, h *te
 	t.Helper()
 	readyFile := filepath.Join(t.TempDir(), "ready")
 	args = append([]string{"--pin-root", pinRoot, "attach", h.Iface, "--ready-file", readyFile}, args...)
-	d := &daemon{cmd: command(args...), readyFile: readyFile, output: &syncBuffer{}, exited: make(chan error, 1)}
+	d := &daemon{cmd: command(args...), readyFile: readyFile, output: &testutil.SyncBuffer{}, exited: make(chan error, 1)}
 	d.cmd.Stdout, d.cmd.Stderr = d.output, d.output
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -40,7 +40,7 @@ func webServer(t *testing.T, h *testutil.Host, body string) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := h.Command(ctx, "python3", "-m", "http.server", "80", "--bind", h.Addr.String(), "--directory", dir)
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

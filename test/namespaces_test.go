@@ -80,7 +80,7 @@ func kernelWebServer(t *testing.T, h *testutil.Host, root string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := h.Command(ctx, "python3", "-m", "http.server", "8080", "--bind", "0.0.0.0", "--directory", root)
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

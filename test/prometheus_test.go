@@ -350,7 +350,7 @@ func dashboardQueries(t *testing.T) []dashboardQuery {
 // prometheus is a Prometheus server running inside a host.
 type prometheus struct {
 	client *http.Client
-	output *syncBuffer
+	output *testutil.SyncBuffer
 }
 
 // promAddr is where the server listens inside the host's namespace,
@@ -381,7 +381,7 @@ scrape_configs:
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	cmd := h.Command(ctx, "prometheus", "--config.file="+configFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+promAddr, "--log.level=warn")
-	p := &prometheus{output: &syncBuffer{}}
+	p := &prometheus{output: &testutil.SyncBuffer{}}
 	cmd.Stdout, cmd.Stderr = p.output, p.output
 	if err := cmd.Start(); err != nil {
 		cancel()

@@ -30,7 +30,7 @@ func TestReadyFilePlantedSymlink(t *testing.T) {
 	}
 
 	cmd := a.Command(context.Background(), binary, "--pin-root", root, "attach", a.Iface, "--metrics-addr", "", "--ready-file", path)
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	old := syscall.Umask(0o077) // the child inherits it
 	err := cmd.Start()

@@ -160,7 +160,7 @@ func TestSystemdNotify(t *testing.T) {
 	cmd := unitCommand(t, a, "ExecStart", config)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify, "XDPSTACK_PIN_ROOT="+pinRoot,
 		"WATCHDOG_USEC="+strconv.Itoa(int(watchdog/time.Microsecond)))
-	d := &daemon{cmd: cmd, output: &syncBuffer{}, exited: make(chan error, 1)}
+	d := &daemon{cmd: cmd, output: &testutil.SyncBuffer{}, exited: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = d.output, d.output
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,34 +1,15 @@
 package synproxy
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 )
-
-// syncBuffer is a log destination the detector's goroutine and the test
-// share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestFlood: floodBurst SYNs that open no connection start a flood at
 // once, the SYN after them is answered, and a quiet second ends it;
@@ -36,7 +17,7 @@ func (s *syncBuffer) String() string {
 func TestFlood(t *testing.T) {
 	n := &fakeNetstack{owners: map[uint16]Owner{7: Listener}}
 	p := newProxy(t, n)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	p.opts.Log = slog.New(slog.NewTextHandler(&logs, nil))
 	p.Start()
 	id := testFlow(false)

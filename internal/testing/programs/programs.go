@@ -6,7 +6,6 @@
 package programs
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -14,11 +13,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/xdpstack/xdpstack/internal/testing/hosts"
+	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 )
 
 // Launcher makes the commands that run programs on a host, on kernel
@@ -87,7 +86,7 @@ func firstLine(b []byte) string {
 // own, its output kept.
 type Proc struct {
 	cmd  *exec.Cmd
-	out  syncBuffer
+	out  testutil.SyncBuffer
 	done chan struct{}
 	err  error
 }
@@ -156,22 +155,4 @@ func (p *Proc) Stop() error {
 	// What the leader forked may outlive it.
 	syscall.Kill(-pgid, syscall.SIGKILL)
 	return nil
-}
-
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 	"github.com/xdpstack/xdpstack/userstack/psp"
 	"github.com/xdpstack/xdpstack/userstack/psp/pspconfig"
 	"github.com/xdpstack/xdpstack/userstack/psp/psptest"
@@ -208,7 +209,7 @@ func (nd *node) open(sealed []byte, src netip.Addr) error {
 // TestExchangeInteroperates: three gateways over loopback mutual TLS
 // make tunnels on demand, and what each seals the other opens, both ways.
 func TestExchangeInteroperates(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	nodes := mesh(t, meshOpts{n: 3, log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	for i, a := range nodes {
 		for j, b := range nodes {
@@ -242,23 +243,6 @@ func TestExchangeInteroperates(t *testing.T) {
 
 // hexRun is what a key would look like in a log: 32 hex digits or more.
 var hexRun = regexp.MustCompile(`[0-9a-fA-F]{32,}`)
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // TestInnerOuterCombinations: tunnels of each inner and outer IP type
 // carry packets both ways (DOCA does IPv4 in IPv6 only).
