@@ -649,6 +649,17 @@ EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len)
 	return 0;
 }
 
+/* bind_kernel makes a virtual bind (FD_BOUND) the kernel socket's own,
+ * for a socket that the userstack does not take after all. */
+static int bind_kernel(int fd, struct fd_state *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	from_xs(&s->local, s->family, (struct sockaddr *)&ss, &len);
+	s->kind = FD_INET;
+	return libc_bind(fd, (struct sockaddr *)&ss, len);
+}
+
 /* listen */
 
 EXPORT int listen(int fd, int backlog)
@@ -667,11 +678,7 @@ EXPORT int listen(int fd, int backlog)
 	int st = call(&req, &rep, &sock);
 	if (st == XS_DECLINED) {
 		/* The daemon went away since the bind: the kernel's, then. */
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		from_xs(&s->local, s->family, (struct sockaddr *)&ss, &len);
-		s->kind = FD_INET;
-		if (libc_bind(fd, (struct sockaddr *)&ss, len) < 0)
+		if (bind_kernel(fd, s) < 0)
 			return -1;
 		return libc_listen(fd, backlog);
 	}
@@ -819,16 +826,10 @@ EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (!s || s->kind == FD_NONE || s->kind == FD_LISTENER)
 		return libc_connect(fd, sa, len);
 	if (!to_xs(sa, len, &remote) || stays_local(&remote) || is_unspecified(&remote)) {
-		if (s->kind == FD_BOUND) {
-			/* Bound to a userstack address, connecting where the
-			 * userstack does not go: the kernel's after all. */
-			struct sockaddr_storage ss;
-			socklen_t sl = sizeof(ss);
-			from_xs(&s->local, s->family, (struct sockaddr *)&ss, &sl);
-			s->kind = FD_INET;
-			if (libc_bind(fd, (struct sockaddr *)&ss, sl) < 0)
-				return -1;
-		}
+		/* Bound to a userstack address, connecting where the
+		 * userstack does not go: the kernel's after all. */
+		if (s->kind == FD_BOUND && bind_kernel(fd, s) < 0)
+			return -1;
 		return libc_connect(fd, sa, len);
 	}
 	struct xs_request req = {.op = XS_CONNECT, .proto = s->proto, .flags = flags_of(fd, s), .remote = remote};
@@ -839,14 +840,8 @@ EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	int st = call(&req, &rep, &sock);
 	if (st == XS_DECLINED) {
 		DEBUG("fd %d: connect %s/%s: kernel%s%s%s", fd, xs_str(&remote, a, sizeof(a)), proto_name(s->proto), WHY(rep.message));
-		if (s->kind == FD_BOUND) {
-			struct sockaddr_storage ss;
-			socklen_t sl = sizeof(ss);
-			from_xs(&s->local, s->family, (struct sockaddr *)&ss, &sl);
-			s->kind = FD_INET;
-			if (libc_bind(fd, (struct sockaddr *)&ss, sl) < 0)
-				return -1;
-		}
+		if (s->kind == FD_BOUND && bind_kernel(fd, s) < 0)
+			return -1;
 		return libc_connect(fd, sa, len);
 	}
 	if (refused && (st == 0 || st == EINPROGRESS)) {
