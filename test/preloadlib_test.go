@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -108,7 +110,7 @@ func wantTCPOptions(t *testing.T, ev map[string]any, listening int) {
 // A and kernel sockets on B as its peer: names and options, half-close,
 // a connection passed across exec, a listener shared by forked workers,
 // non-blocking and blocking connects (and a second connect, as BIRD
-// makes it), UDP unconnected, connected and through a dup, loopback left
+// makes it), a namespace's local rule refusing a connect, UDP unconnected, connected and through a dup, loopback left
 // to the kernel, and a daemon that dies under blocked reads.
 func TestPreloadLibrary(t *testing.T) {
 	requirePreload(t)
@@ -223,6 +225,37 @@ func TestPreloadLibrary(t *testing.T) {
 		wantEqual(t, "its SO_ERROR", ev["so_error"], "ECONNREFUSED")
 		ev = p.event("refused-blocking")
 		wantEqual(t, "blocking connect to a closed port", ev["error"], "ECONNREFUSED")
+	})
+
+	t.Run("namespace rule", func(t *testing.T) {
+		ln, err := b.Listen("tcp", netip.AddrPortFrom(b.Addr, 7110).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go testutil.Serve(ln, func(net.Conn) {})
+		secret := filepath.Join(t.TempDir(), "web.secret")
+		if err := os.WriteFile(secret, []byte("web-secret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		xdpstack := func(args ...string) {
+			t.Helper()
+			if out, err := exec.Command(binary, append([]string{"--pin-root", root}, args...)...).CombinedOutput(); err != nil {
+				t.Fatalf("xdpstack %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		}
+		xdpstack("ns", "add", a.Iface, "web", "--secret-file", secret)
+		t.Cleanup(func() { exec.Command(binary, "--pin-root", root, "ns", "del", a.Iface, "web").Run() })
+		xdpstack("rules", "add", a.Iface, "--namespace", "web", "--proto", "tcp", "--remote", b.Addr.String()+":7110", "--action", "deny", "--tag", "no-7110")
+		web := *run
+		web.Run = []string{"--namespace", "web", "--secret", "web-secret"}
+		p := startProbe(t, &web, "connect", b.Addr.String(), "7110")
+		wantEqual(t, "a connect that the namespace's local rule denies", p.event("connect")["result"], "EACCES")
+		if !strings.Contains(p.Output(), "no-7110") {
+			t.Errorf("the program's stderr does not name the rule that denied it")
+		}
+		p = startProbe(t, run, "connect", b.Addr.String(), "7110")
+		wantEqual(t, "the same connect from the default namespace", p.event("connect")["result"], "connected")
 	})
 
 	t.Run("udp", func(t *testing.T) {

@@ -133,6 +133,16 @@ def client(addr, port, closed_port):
         say(event="refused-blocking", error=errno.errorcode.get(e.errno, str(e.errno)))
 
 
+def connect_only(addr, port):
+    """One blocking connect: its outcome."""
+    c = socket.socket(socket.AF_INET)
+    try:
+        c.connect((addr, int(port)))
+        say(event="connect", result="connected")
+    except OSError as e:
+        say(event="connect", result=errno.errorcode.get(e.errno, str(e.errno)))
+
+
 def udp(addr, port):
     """Unconnected, then connected, then through a dup."""
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -180,7 +190,7 @@ def loopback(port):
 
 scenarios = {
     "server": server, "exec-server": exec_server, "exec-child": exec_child,
-    "fork-server": fork_server, "client": client, "udp": udp,
+    "fork-server": fork_server, "client": client, "connect": connect_only, "udp": udp,
     "wait-gone": wait_gone, "loopback": loopback,
 }
 
