@@ -4,7 +4,7 @@ GO       ?= go
 BIN      := bin/xdpstack
 # The LD_PRELOAD library for unmodified programs (xdpstack run), built
 # beside the binary, where `run` looks for it first.
-LIB      := bin/libxdpstack.so
+LIB      := $(dir $(BIN))libxdpstack.so
 CC       := gcc
 LIB_CFLAGS := -O2 -g -fPIC -shared -fvisibility=hidden -Wall -Wextra -Werror
 # What the tests, the demo and the benchmark run: kernel tools as peers,
@@ -55,6 +55,7 @@ check-generate: generate ## fail when the committed BPF output differs from a fr
 .PHONY: build
 build: ## build bin/xdpstack, stamped with its version, commit and build date, and bin/libxdpstack.so
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/xdpstack
+	@mkdir -p $(dir $(LIB))
 	$(CC) $(LIB_CFLAGS) -o $(LIB) userstack/preload/lib/libxdpstack.c -ldl -lpthread
 
 .PHONY: man
