@@ -110,7 +110,8 @@ func wantTCPOptions(t *testing.T, ev map[string]any, listening int) {
 // A and kernel sockets on B as its peer: names and options, half-close,
 // a connection passed across exec, a listener shared by forked workers,
 // non-blocking and blocking connects (and a second connect, as BIRD
-// makes it), a namespace's local rule refusing a connect, UDP unconnected, connected and through a dup, loopback left
+// makes it), a namespace's local rule refusing a connect, --procname
+// leaving other processes alone, UDP unconnected, connected and through a dup, loopback left
 // to the kernel, and a daemon that dies under blocked reads.
 func TestPreloadLibrary(t *testing.T) {
 	requirePreload(t)
@@ -298,6 +299,24 @@ func TestPreloadLibrary(t *testing.T) {
 		wantEqual(t, "what a kernel client sent over loopback", ev["got"], "kernel")
 		if !strings.Contains(p.Output(), "bind 127.0.0.1:7107/tcp: kernel (loopback)") {
 			t.Errorf("the debug log does not say loopback stays with the kernel")
+		}
+	})
+
+	t.Run("procname", func(t *testing.T) {
+		others := *run
+		others.Run = []string{"--debug", "--procname", "nginx,sshd"}
+		p := startProbe(t, &others, "bind", a.Addr.String(), "7111")
+		ev := p.event("bound")
+		wantEqual(t, "getsockname of a kernel socket", addr(t, ev["local"]), netip.AddrPortFrom(a.Addr, 7111))
+		if !strings.Contains(p.Output(), "not in XDPSTACK_PROCNAMES") {
+			t.Errorf("the debug log does not say python3 is left alone")
+		}
+		sessions, err := exec.Command(binary, "--pin-root", root, "sessions", a.Iface).CombinedOutput()
+		if err != nil {
+			t.Fatalf("xdpstack sessions: %v\n%s", err, sessions)
+		}
+		if strings.Contains(string(sessions), ":7111") {
+			t.Errorf("a process not named in --procname has a userstack session:\n%s", sessions)
 		}
 	})
 

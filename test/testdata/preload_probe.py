@@ -188,10 +188,17 @@ def loopback(port):
     say(event="loopback", got=c.recv(100).decode(), local=list(s.getsockname()[:2]))
 
 
+def bind_only(addr, port):
+    """A listener, then its address, while it listens."""
+    s = listener(addr, int(port))
+    say(event="bound", local=list(s.getsockname()[:2]))
+    select.select([s], [], [], 5)
+
+
 scenarios = {
     "server": server, "exec-server": exec_server, "exec-child": exec_child,
     "fork-server": fork_server, "client": client, "connect": connect_only, "udp": udp,
-    "wait-gone": wait_gone, "loopback": loopback,
+    "wait-gone": wait_gone, "loopback": loopback, "bind": bind_only,
 }
 
 if __name__ == "__main__":
