@@ -183,18 +183,22 @@ struct flow {
 	__u8 ipv6;
 };
 
-static __always_inline int listening(struct flow *f)
+static __always_inline int listening(struct sample_state *s, struct flow *f)
 {
 	__u32 host_port = bpf_ntohs(f->dst.port);
-	__u32 *claimed = bpf_map_lookup_elem(&listen_ports, &host_port);
 
-	if (claimed && *claimed) {
-		if (bpf_map_lookup_elem(&listeners, &f->dst))
-			return 1;
-		struct listener_key any = { .port = f->dst.port, .protocol = f->dst.protocol };
+	/* No listeners: spare the cache line of the port's count. */
+	if (s->listeners) {
+		__u32 *claimed = bpf_map_lookup_elem(&listen_ports, &host_port);
 
-		if (bpf_map_lookup_elem(&listeners, &any))
-			return 1;
+		if (claimed && *claimed) {
+			if (bpf_map_lookup_elem(&listeners, &f->dst))
+				return 1;
+			struct listener_key any = { .port = f->dst.port, .protocol = f->dst.protocol };
+
+			if (bpf_map_lookup_elem(&listeners, &any))
+				return 1;
+		}
 	}
 	return userstack_port_max && host_port >= userstack_port_min &&
 	       host_port <= userstack_port_max;
@@ -515,7 +519,7 @@ int xdpstack_ingress(struct xdp_md *ctx)
 		return ret;
 	if (psp)
 		return psp_ingress(ctx, s, &c, &f, psp, udp_len);
-	if (!listening(&f))
+	if (!listening(s, &f))
 		return count(ctx, s, XDP_PASS, REASON_NO_MATCH);
 	/* Routed through this host (ip_forward) or sent to a broadcast or
 	 * multicast address: the kernel's. */

@@ -200,10 +200,11 @@ type XdpSampleSettings struct {
 }
 
 type XdpSampleState struct {
-	_        structs.HostLayout
-	Settings XdpSampleSettings
-	Lease    XdpSampleLease
-	Rules    XdpRuleGeneration
+	_         structs.HostLayout
+	Settings  XdpSampleSettings
+	Lease     XdpSampleLease
+	Rules     XdpRuleGeneration
+	Listeners uint64
 }
 
 type XdpXdpReason uint32

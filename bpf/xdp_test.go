@@ -274,6 +274,36 @@ func TestListeners(t *testing.T) {
 	}
 }
 
+// TestNoListenersSkipsLookups checks that the program looks listeners
+// up only while the sampling map's value counts some: an entry written
+// behind the count's back is not steered until a recount sees it, and
+// the port range, which needs no lookup, is steered either way.
+func TestNoListenersSkipsLookups(t *testing.T) {
+	objs := loadXdp(t, 40000, 40100)
+	serve(t, objs, dst4)
+	key := bpf.XdpListenerKey{Protocol: packet.ProtoTCP, Port: 80 << 8}
+	if err := objs.Listeners.Put(key, bpf.XdpListenerValue{ListenerId: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := objs.ListenPorts.Put(uint32(80), uint32(1)); err != nil {
+		t.Fatal(err)
+	}
+	toListener := eth4(packet.ProtoTCP).TCP(9, 80, 0).Bytes()
+	toRange := eth4(packet.ProtoTCP).TCP(9, 40000, 0).Bytes()
+	checkVerdict(t, objs, toListener, passNoMatch)
+	checkVerdict(t, objs, toRange, passNoSocket)
+
+	listeners := maps.FromObjects(&objs.XdpMaps).Listeners
+	if err := listeners.Recount(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := listeners.Count(); err != nil || n != 1 {
+		t.Fatalf("Count after Recount: %d, %v; want 1", n, err)
+	}
+	checkVerdict(t, objs, toListener, passNoSocket)
+	checkVerdict(t, objs, toRange, passNoSocket)
+}
+
 func TestUserstackPortRange(t *testing.T) {
 	objs := loadXdp(t, 40000, 40100)
 	serve(t, objs, dst4)

@@ -213,7 +213,8 @@ func existingLink(iface Interface, dir string, mode Mode) (link.Link, error) {
 var loadSpec = bpf.LoadXdp
 
 // rebuiltMaps are filled anew by every attach (the record, the sockets,
-// the addresses, the sampling settings and the rule generation in use)
+// the addresses, the sampling settings, the rule generation in use and
+// the count of listeners)
 // or by a capture (its lease, its perf buffers), so a pinned one of
 // another layout is replaced rather than refused. The others hold what must outlive the process: the
 // counters, the steering table with its per-port counts and the rules.
@@ -275,6 +276,12 @@ func (a *Attachment) load(ports maps.PortRange) error {
 	a.Maps = maps.FromObjects(&a.objs.XdpMaps)
 	a.userPorts = ports
 	if err := a.Maps.Rules.Recompile(); err != nil {
+		a.objs.Close()
+		return err
+	}
+	// The sampling map may be new; a program that finds no listeners
+	// counted there looks none up.
+	if err := a.Maps.Listeners.Recount(); err != nil {
 		a.objs.Close()
 		return err
 	}

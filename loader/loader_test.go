@@ -227,6 +227,11 @@ func TestReplaceByAnotherBuild(t *testing.T) {
 		if all, err := a.Maps.Listeners.All(); err != nil || all[listener] != 42 {
 			t.Errorf("%s: listeners: got %v, %v; want the old entry kept", build.name, all, err)
 		}
+		// The first attach's sampling map is new: the kept entry must be
+		// counted, or the program would not look it up.
+		if n, err := a.Maps.Listeners.Count(); err != nil || n != 1 {
+			t.Errorf("%s: listener count: got %d, %v; want 1", build.name, n, err)
+		}
 		rules, err := maps.OpenPinnedRules(a.PinDir)
 		if err != nil {
 			t.Fatalf("%s: rule maps after the upgrade: %v", build.name, err)
@@ -341,14 +346,19 @@ type oldMap struct {
 // by this build over pins of older builds' layouts: the attach makes the
 // compiled rule maps anew, removes rule_active, makes a sampling map of
 // this build's layout and compiles the pinned rules into them, so that
-// the rule decides packets again, id and hits kept. A rules command of
-// this build refuses the old pins meanwhile rather than write past the
-// old sampling map's value.
+// the rule decides packets again, id and hits kept, and counts the
+// listener kept. A rules command of this build refuses the old pins
+// meanwhile where the old sampling map's value has no rules word, rather
+// than write past it.
 func TestRulesRecompiledOverOldLayouts(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		// pins replaces this build's pins of those names; nil removes one.
 		pins map[string]*oldMap
+		// rulesWord: the old sampling map has the generation word where
+		// this build has it, so that a rules command of this build takes
+		// the old pins.
+		rulesWord bool
 	}{{
 		name: "the build before rule_slots",
 		pins: map[string]*oldMap{
@@ -366,6 +376,14 @@ func TestRulesRecompiledOverOldLayouts(t *testing.T) {
 			"rule_active":     {&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1}, [2]uint32{1, 1}},
 			maps.SamplingName: {spec: &ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 24, MaxEntries: 1, Flags: unix.BPF_F_MMAPABLE}},
 		},
+	}, {
+		// Its sampling map has no listener count: made anew, it must
+		// count the listener kept, or the program would not look it up.
+		name: "the build before the listener count",
+		pins: map[string]*oldMap{
+			maps.SamplingName: {&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 32, MaxEntries: 1, Flags: unix.BPF_F_MMAPABLE}, [8]uint32{6: 1, 7: 1}},
+		},
+		rulesWord: true,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ifname, _ := testutil.Veth(t)
@@ -376,6 +394,10 @@ func TestRulesRecompiledOverOldLayouts(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkDenied(t, first)
+			listener := maps.Listener{Protocol: maps.TCP, Port: 7}
+			if err := first.Maps.Listeners.Put(listener, 42); err != nil {
+				t.Fatal(err)
+			}
 			die(t, first)
 			for name, old := range tc.pins {
 				path := filepath.Join(first.PinDir, name)
@@ -400,7 +422,13 @@ func TestRulesRecompiledOverOldLayouts(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if _, err := maps.OpenPinnedRules(first.PinDir); !errors.Is(err, maps.ErrRuleMapsMissing) {
+			if old, err := maps.OpenPinnedRules(first.PinDir); tc.rulesWord {
+				if err != nil {
+					t.Errorf("OpenPinnedRules of the old pins: %v", err)
+				} else {
+					old.Close()
+				}
+			} else if !errors.Is(err, maps.ErrRuleMapsMissing) {
 				t.Errorf("OpenPinnedRules of the old pins: got %v, want ErrRuleMapsMissing", err)
 			}
 
@@ -412,6 +440,9 @@ func TestRulesRecompiledOverOldLayouts(t *testing.T) {
 			}
 			if g := inUse(t, a.PinDir); g.ShapeCount != 1 {
 				t.Errorf("generation in use after the upgrade: got %+v, want 1 shape", g)
+			}
+			if n, err := a.Maps.Listeners.Count(); err != nil || n != 1 {
+				t.Errorf("listener count after the upgrade: got %d, %v; want 1", n, err)
 			}
 			all, err := a.Maps.Rules.All()
 			if err != nil || len(all) != 1 || all[0] != rules[0] {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 
@@ -65,11 +66,20 @@ func listenerFromKey(k bpf.XdpListenerKey) Listener {
 
 // Listeners is the table of what the program steers to the userstack,
 // with the count of listeners per port that lets the program skip the
-// table for ports nobody listens on. One process changes them at a time.
+// table for ports nobody listens on, and the count of them all, in the
+// sampling map's value, that lets it skip both while there are none.
+// One process changes them at a time.
 type Listeners struct {
 	m     *ebpf.Map
 	ports *ebpf.Map
+	// count is the sampling map (see listenersWord); nil in a table
+	// opened for reading (OpenPinned).
+	count *ebpf.Map
 }
+
+// listenersWord is the word of the sampling map's value that counts the
+// listeners (see shared_unsafe.go).
+var listenersWord = wordOf(unsafe.Offsetof(bpf.XdpSampleState{}.Listeners))
 
 // Put adds or replaces a listener, owned by the session layer's id.
 func (t Listeners) Put(l Listener, id uint32) error {
@@ -79,16 +89,21 @@ func (t Listeners) Put(l Listener, id uint32) error {
 	}
 	var old bpf.XdpListenerValue
 	isNew := errors.Is(t.m.Lookup(k, &old), ebpf.ErrKeyNotExist)
-	// Count the port first: a listener the program cannot see yet is
+	// Count it first: a listener the program cannot see yet is
 	// harmless, a listed one it skips is not.
 	if isNew {
+		if err := t.addToCount(1); err != nil {
+			return err
+		}
 		if err := t.addToPort(l, 1); err != nil {
+			t.addToCount(-1)
 			return err
 		}
 	}
 	if err := t.m.Put(k, bpf.XdpListenerValue{ListenerId: id}); err != nil {
 		if isNew {
 			t.addToPort(l, -1)
+			t.addToCount(-1)
 		}
 		return fmt.Errorf("add listener %s: %w", l, err)
 	}
@@ -101,10 +116,54 @@ func (t Listeners) Delete(l Listener) error {
 	if err != nil {
 		return err
 	}
+	if t.count == nil {
+		return errReadOnly
+	}
 	if err := t.m.Delete(k); err != nil {
 		return fmt.Errorf("delete listener %s: %w", l, notFound(err))
 	}
-	return t.addToPort(l, -1)
+	return errors.Join(t.addToPort(l, -1), t.addToCount(-1))
+}
+
+var errReadOnly = errors.New("change listeners: the table was opened for reading (use the attachment's)")
+
+// addToCount adds delta to the count of all listeners, never below 0.
+func (t Listeners) addToCount(delta int64) error {
+	if t.count == nil {
+		return errReadOnly
+	}
+	if err := addToWord(t.count, listenersWord, delta); err != nil {
+		return fmt.Errorf("count listeners in the %s map: %w", SamplingName, err)
+	}
+	return nil
+}
+
+// Recount sets the count of all listeners to the entries of the table:
+// an attach's, whose sampling map may be new, before its program runs.
+func (t Listeners) Recount() error {
+	all, err := t.All()
+	if err != nil {
+		return err
+	}
+	if t.count == nil {
+		return errReadOnly
+	}
+	if err := storeWords(t.count, wordStore{listenersWord, uint64(len(all))}); err != nil {
+		return fmt.Errorf("count listeners in the %s map: %w", SamplingName, err)
+	}
+	return nil
+}
+
+// Count reads the count of all listeners, as the program reads it.
+func (t Listeners) Count() (uint64, error) {
+	if t.count == nil {
+		return 0, errReadOnly
+	}
+	w, err := loadWords(t.count, listenersWord)
+	if err != nil {
+		return 0, fmt.Errorf("read the listener count in the %s map: %w", SamplingName, err)
+	}
+	return w[0], nil
 }
 
 func (t Listeners) addToPort(l Listener, delta int) error {

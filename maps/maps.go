@@ -83,7 +83,7 @@ type Set struct {
 func FromObjects(m *bpf.XdpMaps) *Set {
 	return &Set{
 		Stats:      Stats{m.Stats},
-		Listeners:  Listeners{m.Listeners, m.ListenPorts},
+		Listeners:  Listeners{m.Listeners, m.ListenPorts, m.Sampling},
 		LocalAddrs: LocalAddrs{m.LocalAddrs},
 		Info:       Info{m.Info},
 		XSKs:       XSKs{m.Xsks},
@@ -94,7 +94,7 @@ func FromObjects(m *bpf.XdpMaps) *Set {
 }
 
 // OpenPinned opens the maps pinned in dir, as left by an attached
-// program. The caller closes the Set.
+// program, its Listeners for reading only. The caller closes the Set.
 func OpenPinned(dir string) (*Set, error) {
 	if !IsPinDir(dir) {
 		return nil, fmt.Errorf("open pins in %s: none of xdpstack's there", dir)
@@ -113,7 +113,7 @@ func OpenPinned(dir string) (*Set, error) {
 	}
 	return &Set{
 		Stats:      Stats{opened[StatsName]},
-		Listeners:  Listeners{opened[ListenersName], opened[ListenPortsName]},
+		Listeners:  Listeners{m: opened[ListenersName], ports: opened[ListenPortsName]},
 		LocalAddrs: LocalAddrs{opened[LocalAddrsName]},
 		Info:       Info{opened[InfoName]},
 		XSKs:       XSKs{opened[XSKsName]},

@@ -124,7 +124,7 @@ func OpenPinnedRules(dir string) (Rules, error) {
 	}
 	// A build from before the generation moved there pinned a sampling
 	// map without its rules word, and reads the generation elsewhere.
-	if opened[5].ValueSize() < uint32(binary.Size(bpf.XdpSampleState{})) {
+	if int(opened[5].ValueSize()) < (rulesWord+1)*8 {
 		return fail(fmt.Errorf("open rules in %s: %w", dir, ErrRuleMapsMissing))
 	}
 	return Rules{match: opened[0], sets: opened[1], info: opened[2], hits: opened[3], slots: opened[4], inUse: opened[5]}, nil

@@ -3,7 +3,7 @@ package maps
 // This file holds the memory mapping of the sampling map's value, which
 // the program reads on every packet and several writers share: the
 // daemon its sampling settings, a capture its lease, the rule table its
-// generation in use. Each writer owns whole 64-bit words of the value
+// generation in use, the listener table its count. Each writer owns whole 64-bit words of the value
 // and stores them with sync/atomic, never reading, changing and writing
 // back what another owns; the program reads each word whole. So no
 // writer loses another's change, and the program never sees half of a
@@ -64,6 +64,23 @@ func storeWords(m *ebpf.Map, stores ...wordStore) error {
 			atomic.StoreUint64(&words[s.at], s.v)
 		}
 		return nil
+	})
+}
+
+// addToWord adds delta to the word at index at of the value of m, never
+// below 0, atomically: writers in other processes lose no change.
+func addToWord(m *ebpf.Map, at int, delta int64) error {
+	return mapValue(m, unix.PROT_READ|unix.PROT_WRITE, func(words []uint64) error {
+		if at >= len(words) {
+			return fmt.Errorf("word %d of a %d-byte value", at, len(words)*8)
+		}
+		for {
+			old := atomic.LoadUint64(&words[at])
+			v := max(int64(old)+delta, 0)
+			if atomic.CompareAndSwapUint64(&words[at], old, uint64(v)) {
+				return nil
+			}
+		}
 	})
 }
 

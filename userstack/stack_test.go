@@ -74,8 +74,9 @@ func startOnAttached(t *testing.T, a *testutil.Host, att *loader.Attachment, opt
 }
 
 // TestTakesOverListeners leaves a listener in the pinned map, as a
-// daemon killed with kill -9 does: the next userstack removes it, so
-// that the kernel's server on that port gets its connections back.
+// daemon killed with kill -9 does: the next userstack removes it, and
+// its count, so that the kernel's server on that port gets its
+// connections back.
 func TestTakesOverListeners(t *testing.T) {
 	a, b := testutil.HostPair(t, 2)
 	att := attachOn(t, a)
@@ -90,6 +91,10 @@ func TestTakesOverListeners(t *testing.T) {
 	}
 	if len(all) != 0 {
 		t.Errorf("listeners map after Start: %v, want it empty", all)
+	}
+	// None left: the program may skip the listener lookups again.
+	if n, err := att.Maps.Listeners.Count(); err != nil || n != 0 {
+		t.Errorf("listener count after Start: %d, %v; want 0", n, err)
 	}
 	b.EchoFrom(t, a.KernelEcho(t, fmt.Sprintf("%s:80", a.Addr)), 1000)
 }

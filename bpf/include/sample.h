@@ -16,8 +16,9 @@
 #include <linux/errno.h>
 #include "xdpstack.h"
 
-/* 0 -> how the program samples, the running capture's lease, and the
- * rule generation in use: what every packet reads (struct sample_state). */
+/* 0 -> how the program samples, the running capture's lease, the
+ * rule generation in use and the count of listeners: what every packet
+ * reads (struct sample_state). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

@@ -235,15 +235,19 @@ struct sample_lease {
 
 /* The sampling map's one value: what every packet reads, in one cache
  * line. The sampling settings and a capture's lease are what a verdict
- * reads for sampling while it is off; the rule generation in use rides
- * along, so that a packet on an interface without rules reads no other
- * line for them. The map is memory-mapped, and each writer (the daemon's
- * settings, a capture's lease, the rule table's flip) stores only its
- * own 64-bit words, each whole, so that none overwrites another's. */
+ * reads for sampling while it is off; the rule generation in use and the
+ * count of listeners ride along, so that a packet on an interface without
+ * rules or listeners reads no other line for them. The map is
+ * memory-mapped, and each writer (the daemon's settings, a capture's
+ * lease, the rule table's flip, the listener table) stores only its own
+ * 64-bit words, each whole, so that none overwrites another's. */
 struct sample_state {
 	struct sample_settings settings;
 	struct sample_lease lease;
 	struct rule_generation rules;
+	__u64 listeners; /* at least the entries of the listeners map: raised
+			  * before one is added, lowered after one is deleted;
+			  * 0 spares a packet the listener lookups */
 };
 _Static_assert(sizeof(struct sample_state) <= 64, "what every packet reads takes more than one cache line");
 
