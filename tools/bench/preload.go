@@ -80,7 +80,7 @@ func (b *bench) preloadSection(rounds int, tcpTime time.Duration, echoBytes stri
 		}
 		fmt.Fprintf(&r, "| %s (%s), against %s | %s | %.2f | %s | reported | %s |\n", row.name, row.unit, row.base, run, echobench.Median(row.against), ratio, row.goal)
 	}
-	r.WriteString("\niperf3 cannot talk to the echo app, so the last row compares like with like: the same echo tester and bytes through socat's echo (`socat -b 65536 TCP-LISTEN:7007,fork PIPE`, a C program with select() and a pipe, itself slower than the Go echo server on kernel sockets) under `xdpstack run`, and through the built-in echo app in the daemon: what the preload path, a socket pair and a process away, costs over an app inside the daemon.\n")
+	r.WriteString("\niperf3 cannot talk to the echo app, so the last row compares like with like: the same echo tester and bytes through socat's echo (`socat TCP-LISTEN:7007,fork EXEC:cat`: C programs, socat and cat, joined by a socket pair) under `xdpstack run`, and through the built-in echo app in the daemon: what the preload path, a socket pair and a process away, costs over an app inside the daemon.\n")
 	return r.String(), nil
 }
 
@@ -199,8 +199,11 @@ func (p *preloadBench) nginx() ([]preloadRow, error) {
 // the built-in echo app.
 func (p *preloadBench) echo(echoBytes string) ([]preloadRow, error) {
 	if p.run != nil {
-		socat, err := programs.Start(p.run.Command(context.Background(), "socat", "-d", "-d", "-b", "65536",
-			fmt.Sprintf("TCP-LISTEN:%d,bind=%s,reuseaddr,fork", runSocat, p.addr), "PIPE"))
+		// EXEC:cat, not PIPE: socat blocks writing a whole read into its
+		// own pipe once the pipe is nearly full, and deadlocks when the
+		// socket hands it 64 KiB at a time, as the preload pair does.
+		socat, err := programs.Start(p.run.Command(context.Background(), "socat", "-d", "-d",
+			fmt.Sprintf("TCP-LISTEN:%d,bind=%s,reuseaddr,fork", runSocat, p.addr), "EXEC:cat"))
 		if err != nil {
 			return nil, err
 		}
