@@ -161,7 +161,8 @@ func Start(cfg Config) (*Daemon, error) {
 		nl.Close()
 		return nil, errors.Join(err, closeControl(ctl))
 	}
-	d := &Daemon{Attachment: a, control: ctl, cfg: cfg, Namespaces: spaces, netlink: nl}
+	// startNetns is none until startPreload: its zero value is descriptor 0.
+	d := &Daemon{Attachment: a, control: ctl, cfg: cfg, Namespaces: spaces, netlink: nl, startNetns: netns.None()}
 	err = d.applyFileRules(cfg.Rules)
 	if err == nil {
 		err = d.startApps(cfg)

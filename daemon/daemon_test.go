@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xdpstack/xdpstack/internal/testing/testutil"
 	"github.com/xdpstack/xdpstack/loader"
 	"github.com/xdpstack/xdpstack/maps"
@@ -244,5 +246,31 @@ func TestAppsAttachToNamespaces(t *testing.T) {
 	}
 	if n := attached(); n != 0 {
 		t.Errorf("%d apps attached after Close, want none", n)
+	}
+}
+
+// TestCloseKeepsOthersDescriptors: a daemon without a control socket
+// (so without the preload server's namespace handle) closes only what
+// it opened. Its zero namespace handle was descriptor 0, which Close
+// closed: whatever the process opened next there (a reservation's
+// sysctl file) was closed under its owner.
+func TestCloseKeepsOthersDescriptors(t *testing.T) {
+	a, _ := testutil.HostPair(t, 0)
+	var before unix.Stat_t
+	if err := unix.Fstat(0, &before); err != nil {
+		t.Skipf("descriptor 0 is not open in this test process: %v", err)
+	}
+	var d *Daemon
+	var err error
+	a.Do(t, func() error {
+		d, err = Start(Config{Iface: a.Iface, Attach: loader.Options{PinRoot: testutil.PinRoot(t)}})
+		return err
+	})
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var after unix.Stat_t
+	if err := unix.Fstat(0, &after); err != nil || after.Ino != before.Ino || after.Dev != before.Dev {
+		t.Errorf("descriptor 0 after Close: %+v (%v), want the file it was before", after, err)
 	}
 }
