@@ -35,18 +35,8 @@ func TestPSPCarriesEveryByte(t *testing.T) {
 	binary := buildXdpstack(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	pair, err := hosts.NewPair(0)
-	if err != nil {
-		t.Fatalf("build hosts: %v", err)
-	}
-	t.Cleanup(func() { pair.Close() })
 	tmp := t.TempDir()
-	addrA, addrB, down, err := PSP{Binary: binary, TempDir: tmp}.Up(ctx, pair.A, pair.B)
-	if err != nil {
-		t.Fatal(err)
-	}
-	downOnce := onlyOnce(down)
-	t.Cleanup(func() { downOnce() })
+	pair, addrA, addrB, downOnce := upOnPair(ctx, t, PSP{Binary: binary, TempDir: tmp})
 	if keys, _ := filepath.Glob(filepath.Join(tmp, "*", "certs", "*.key")); len(keys) != 0 {
 		t.Errorf("keys left on disk once the daemons run: %v", keys)
 	}

@@ -49,18 +49,8 @@ func TestWireGuardGoCarriesEveryByte(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pair, err := hosts.NewPair(0)
-	if err != nil {
-		t.Fatalf("build hosts: %v", err)
-	}
-	t.Cleanup(func() { pair.Close() })
 	tmp := t.TempDir()
-	addrA, addrB, down, err := WireGuardGo{Binary: binary, TempDir: tmp}.Up(ctx, pair.A, pair.B)
-	if err != nil {
-		t.Fatal(err)
-	}
-	downOnce := onlyOnce(down)
-	t.Cleanup(func() { downOnce() })
+	pair, addrA, addrB, downOnce := upOnPair(ctx, t, WireGuardGo{Binary: binary, TempDir: tmp})
 
 	tunA := tunLink(t, pair.A)
 	tunB := tunLink(t, pair.B)
@@ -176,6 +166,24 @@ func check(r io.Reader, want io.Reader, size int) error {
 		return fmt.Errorf("received more than the %d bytes sent", size)
 	}
 	return nil
+}
+
+// upOnPair brings tun up between two new hosts, which go when the test
+// ends; so does the tunnel, unless the test took it down with downOnce.
+func upOnPair(ctx context.Context, t *testing.T, tun Tunnel) (pair *hosts.Pair, addrA, addrB netip.Addr, downOnce func() error) {
+	t.Helper()
+	pair, err := hosts.NewPair(0)
+	if err != nil {
+		t.Fatalf("build hosts: %v", err)
+	}
+	t.Cleanup(func() { pair.Close() })
+	addrA, addrB, down, err := tun.Up(ctx, pair.A, pair.B)
+	if err != nil {
+		t.Fatal(err)
+	}
+	downOnce = onlyOnce(down)
+	t.Cleanup(func() { downOnce() })
+	return pair, addrA, addrB, downOnce
 }
 
 func onlyOnce(f func() error) func() error {
